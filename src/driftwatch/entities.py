@@ -45,8 +45,8 @@ class Entity:
         return {col: DTYPES[kind] for col, kind in self.columns.items()}
 
 
-def _entity(name: str, key: tuple[str, ...], required: tuple[str, ...] = (), **columns: Kind) -> Entity:
-    return Entity(name, key, columns, required)
+def _entity(entity_name: str, key: tuple[str, ...], required: tuple[str, ...] = (), /, **columns: Kind) -> Entity:
+    return Entity(entity_name, key, columns, required)
 
 
 ENTITIES: dict[str, Entity] = {
@@ -55,73 +55,135 @@ ENTITIES: dict[str, Entity] = {
         _entity(
             "products",
             ("sku",),
-            sku="code", style="code", colour="code", size="code", name="text", price="money",
-            currency="code", status="code", updated_at="timestamp",
+            sku="code",
+            style="code",
+            colour="code",
+            size="code",
+            name="text",
+            price="money",
+            currency="code",
+            status="code",
+            updated_at="timestamp",
         ),
         _entity(
             "pack_components",
             ("pack_sku", "component_sku"),
             ("qty",),
-            pack_sku="code", component_sku="code", qty="int",
+            pack_sku="code",
+            component_sku="code",
+            qty="int",
         ),
         _entity(
             "inventory",
             ("sku", "location"),
-            sku="code", location="code", on_hand="int", allocated="int", on_order="int",
-            safety_stock="int", available="int", updated_at="timestamp",
+            sku="code",
+            location="code",
+            on_hand="int",
+            allocated="int",
+            on_order="int",
+            safety_stock="int",
+            available="int",
+            updated_at="timestamp",
         ),
         _entity(
             "customers",
             ("customer_id",),
-            customer_id="code", erp_customer_id="code", email="email", email_consent="bool",
-            sms_consent="bool", consent_updated_at="timestamp", first_name="text", last_name="text",
-            postcode="text", country="code", lifetime_value="money", order_count="int",
-            last_order_at="timestamp", merged_into="code", updated_at="timestamp",
+            customer_id="code",
+            erp_customer_id="code",
+            email="email",
+            email_consent="bool",
+            sms_consent="bool",
+            consent_updated_at="timestamp",
+            first_name="text",
+            last_name="text",
+            postcode="text",
+            country="code",
+            lifetime_value="money",
+            order_count="int",
+            last_order_at="timestamp",
+            merged_into="code",
+            updated_at="timestamp",
         ),
         _entity(
             "orders",
             ("order_id",),
-            order_id="code", external_id="code", channel="code", customer_id="code", email="email",
-            status="code", placed_at="timestamp", updated_at="timestamp", total="money", currency="code",
+            order_id="code",
+            external_id="code",
+            channel="code",
+            customer_id="code",
+            email="email",
+            status="code",
+            placed_at="timestamp",
+            updated_at="timestamp",
+            total="money",
+            currency="code",
         ),
         _entity(
             "order_lines",
             ("order_id", "line_no"),
-            order_id="code", line_no="int", sku="code", qty_ordered="int", qty_shipped="int",
-            qty_cancelled="int", qty_returned="int", unit_price="money",
+            order_id="code",
+            line_no="int",
+            sku="code",
+            qty_ordered="int",
+            qty_shipped="int",
+            qty_cancelled="int",
+            qty_returned="int",
+            unit_price="money",
         ),
         _entity(
             "shipments",
             ("shipment_id",),
-            shipment_id="code", order_id="code", carrier="code", tracking_number="code",
+            shipment_id="code",
+            order_id="code",
+            carrier="code",
+            tracking_number="code",
             shipped_at="timestamp",
         ),
         _entity(
             "returns",
             ("return_id",),
-            return_id="code", order_id="code", sku="code", qty="int", amount="money", status="code",
+            return_id="code",
+            order_id="code",
+            sku="code",
+            qty="int",
+            amount="money",
+            status="code",
             processed_at="timestamp",
         ),
         _entity(
             "events",
             ("event_id",),
             ("metric",),
-            event_id="code", metric="code", order_id="code", email="email", occurred_at="timestamp",
+            event_id="code",
+            metric="code",
+            order_id="code",
+            email="email",
+            occurred_at="timestamp",
             value="money",
         ),
         _entity(
             "payout_lines",
             ("line_id",),
             ("line_type", "amount"),
-            line_id="code", payout_id="code", external_id="code", line_type="code", amount="money",
-            currency="code", transaction_date="timestamp",
+            line_id="code",
+            payout_id="code",
+            external_id="code",
+            line_type="code",
+            amount="money",
+            currency="code",
+            transaction_date="timestamp",
         ),
         _entity(
             "journal_entries",
             ("entry_id",),
             ("account", "amount"),
-            entry_id="code", order_id="code", payout_id="code", account="code", amount="money",
-            currency="code", posted_at="timestamp",
+            entry_id="code",
+            order_id="code",
+            payout_id="code",
+            account="code",
+            amount="money",
+            currency="code",
+            posted_at="timestamp",
         ),
     )
 }
@@ -129,11 +191,26 @@ ENTITIES: dict[str, Entity] = {
 PRODUCT_STATUSES = ("active", "discontinued")
 EVENT_METRICS = ("order_placed", "order_fulfilled", "order_cancelled", "order_refunded")
 PAYOUT_LINE_TYPES = (
-    "order_amount", "shipping", "commission", "refund", "refund_commission", "fee", "adjustment", "payment",
+    "order_amount",
+    "shipping",
+    "commission",
+    "refund",
+    "refund_commission",
+    "fee",
+    "adjustment",
+    "payment",
 )
 CANONICAL_STATUSES = (
-    "placed", "accepted", "partially_shipped", "shipped", "delivered", "cancelled", "partially_cancelled",
-    "returned", "refunded", "closed",
+    "placed",
+    "accepted",
+    "partially_shipped",
+    "shipped",
+    "delivered",
+    "cancelled",
+    "partially_cancelled",
+    "returned",
+    "refunded",
+    "closed",
 )
 
 # Value rules beyond type and nullability; a row that breaks one is quarantined with the rule's name.
@@ -167,6 +244,4 @@ def entity(name: str) -> Entity:
     try:
         return ENTITIES[name]
     except KeyError:
-        raise UserError(
-            f"unknown entity {name!r}: expected one of {', '.join(ENTITIES)}"
-        ) from None
+        raise UserError(f"unknown entity {name!r}: expected one of {', '.join(ENTITIES)}") from None

@@ -1,0 +1,89 @@
+"""What every command shares: the config and store it works on, and how it prints tables."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import click
+import polars as pl
+
+from driftwatch.config import Config, load_config
+from driftwatch.store import Store
+
+FORMATS = ("table", "json", "csv")
+
+
+@dataclass
+class AppContext:
+    config_path: Path | None
+    db_path: Path | None
+    _config: Config | None = field(default=None, repr=False)
+    _store: Store | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.db_path or self.config.store_path)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+def format_option(default: str = "table"):
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default=default,
+        show_default=True,
+        help="Output format: a table for people, json or csv for scripts.",
+    )
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value.normalize()) if value == value.to_integral() else str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def emit(frame: pl.DataFrame, fmt: str, *, title: str | None = None) -> None:
+    """Print a frame as a table, a JSON array of objects, or CSV."""
+    if fmt == "json":
+        rows = [{k: _jsonable(v) for k, v in row.items()} for row in frame.iter_rows(named=True)]
+        click.echo(json.dumps(rows, indent=2, default=str))
+    elif fmt == "csv":
+        sys.stdout.write(frame.write_csv())
+    else:
+        if title:
+            click.echo(click.style(title, bold=True))
+        if frame.height == 0:
+            click.echo("(none)")
+            return
+        with pl.Config(
+            tbl_rows=200,
+            tbl_cols=30,
+            fmt_str_lengths=60,
+            tbl_hide_dataframe_shape=True,
+            tbl_width_chars=220,
+            tbl_hide_column_data_types=True,
+            tbl_formatting="ASCII_MARKDOWN",
+        ):
+            click.echo(str(frame))

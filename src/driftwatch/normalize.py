@@ -1,0 +1,214 @@
+"""Turn any frame with canonical column names into canonical dtypes, and split out the rows that cannot be.
+
+Every source goes through `coerce`: file drops and API pulls alike, so a snapshot means the same thing
+whichever way it arrived. A value that cannot be parsed, or a row that breaks the entity's rules, is never
+dropped silently: it comes back in `bad` with its line, column, value and reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandera.polars as pa
+import polars as pl
+
+from driftwatch.entities import DTYPES, MONEY, TIMESTAMP, Entity, entity, model
+from driftwatch.errors import DataError
+
+LINE = "__line"
+QUARANTINE_SCHEMA = {
+    "origin": pl.String,
+    "line": pl.Int64,
+    "column": pl.String,
+    "value": pl.String,
+    "reason": pl.String,
+}
+
+_TRUE = ["true", "t", "yes", "y", "1", "subscribed", "opted_in", "optin", "on"]
+_FALSE = ["false", "f", "no", "n", "0", "unsubscribed", "opted_out", "optout", "off", "never_subscribed"]
+# Thousands separators appear in spreadsheet exports ("1,200"); only strip them where the grouping is exact.
+_GROUPED_NUMBER = r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$"
+_TZ_AWARE = ["%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M%:z"]
+_NAIVE = [
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d",
+    "%m/%d/%Y %H:%M:%S",
+    "%m/%d/%Y %H:%M",
+    "%m/%d/%Y",
+]
+
+
+@dataclass(frozen=True)
+class Coerced:
+    good: pl.DataFrame
+    bad: pl.DataFrame  # QUARANTINE_SCHEMA: one row per problem, several problems per line possible
+
+
+def coerce(
+    frame: pl.DataFrame,
+    entity_name: str,
+    *,
+    origin: str = "",
+    first_line: int = 2,
+    naive_timezone: str = "UTC",
+) -> Coerced:
+    """Parse and validate `frame` as `entity_name`.
+
+    `first_line` is the line number of the first row in the origin (2 for a CSV with a header row), so
+    every reported problem points at the line a person would open. Naive timestamps are read in
+    `naive_timezone` (an ERP export usually speaks local time) and stored in UTC.
+    """
+    spec = entity(entity_name)
+    _check_columns(frame, spec, origin)
+    frame = frame.with_row_index(LINE, offset=first_line).with_columns(pl.col(LINE).cast(pl.Int64))
+    parsed = frame.select(
+        LINE,
+        *[_parse(col, kind, naive_timezone).alias(col) for col, kind in spec.columns.items() if col in frame.columns],
+    )
+    parse_errors = _parse_errors(frame, parsed, spec, origin)
+    # A value that failed to parse is null now; report it once, as unparseable, not again as missing.
+    rule_errors = _rule_errors(parsed, spec, origin).join(parse_errors, on=["line", "column"], how="anti")
+    bad = pl.concat([parse_errors, rule_errors]).sort("line", "column")
+    good = parsed.join(bad.select(pl.col("line").alias(LINE)).unique(), on=LINE, how="anti")
+    return Coerced(good.drop(LINE), bad)
+
+
+def empty_quarantine() -> pl.DataFrame:
+    return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+
+
+def _check_columns(frame: pl.DataFrame, spec: Entity, origin: str) -> None:
+    where = f"{origin}: " if origin else ""
+    unknown = [c for c in frame.columns if c not in spec.columns]
+    if unknown:
+        raise DataError(
+            f"{where}unknown column(s) {', '.join(map(repr, unknown))} for entity {spec.name!r}; "
+            f"expected some of: {', '.join(spec.columns)} (map report headers in the source's column_map)"
+        )
+    missing = [c for c in spec.key if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{where}missing key column(s) {', '.join(map(repr, missing))} for entity {spec.name!r} "
+            f"(key: {', '.join(spec.key)})"
+        )
+
+
+def _as_text(col: str) -> pl.Expr:
+    text = pl.col(col).cast(pl.String).str.strip_chars()
+    return pl.when(text == "").then(None).otherwise(text)
+
+
+def _parse(col: str, kind: str, naive_timezone: str) -> pl.Expr:
+    text = _as_text(col)
+    if kind in ("code", "text"):
+        return text
+    if kind == "email":
+        return text.str.to_lowercase()
+    if kind in ("money", "int"):
+        number = pl.when(text.str.contains(_GROUPED_NUMBER)).then(text.str.replace_all(",", "")).otherwise(text)
+        money = number.cast(MONEY, strict=False)
+        if kind == "money":
+            return money
+        # "3" and "3.0" are both three units; "3.5" units is not a quantity.
+        whole = money.cast(pl.Int64, strict=False)
+        return pl.when(money == whole.cast(MONEY)).then(whole).otherwise(None)
+    if kind == "bool":
+        lowered = text.str.to_lowercase()
+        return pl.when(lowered.is_in(_TRUE)).then(True).when(lowered.is_in(_FALSE)).then(False).otherwise(None)
+    if kind == "timestamp":
+        return _parse_timestamp(text, naive_timezone)
+    raise AssertionError(f"unhandled column kind {kind}")
+
+
+def _parse_timestamp(text: pl.Expr, naive_timezone: str) -> pl.Expr:
+    iso = text.str.replace(r"Z$", "+00:00").str.replace(r"^(\d{4}-\d{2}-\d{2}) (\d)", "${1}T${2}")
+    aware = [iso.str.strptime(TIMESTAMP, fmt, strict=False) for fmt in _TZ_AWARE]
+    naive = [
+        iso.str.strptime(pl.Datetime("us"), fmt, strict=False)
+        .dt.replace_time_zone(naive_timezone, ambiguous="earliest", non_existent="null")
+        .dt.convert_time_zone("UTC")
+        for fmt in _NAIVE
+    ]
+    return pl.coalesce(*aware, *naive)
+
+
+def _parse_errors(raw: pl.DataFrame, parsed: pl.DataFrame, spec: Entity, origin: str) -> pl.DataFrame:
+    problems = []
+    for col, kind in spec.columns.items():
+        if col not in raw.columns:
+            continue
+        failed = _as_text(col).is_not_null() & parsed[col].is_null()
+        rows = raw.filter(failed)
+        if rows.height:
+            problems.append(_problems(rows, col, origin, f"not a valid {_KIND_NAMES[kind]}"))
+    return pl.concat(problems) if problems else empty_quarantine()
+
+
+_KIND_NAMES = {
+    "money": "decimal amount",
+    "int": "whole number",
+    "bool": "true/false value",
+    "timestamp": "date or timestamp (ISO 8601 or MM/DD/YYYY)",
+    "code": "code",
+    "text": "text",
+    "email": "email",
+}
+
+
+def _problems(rows: pl.DataFrame, col: str, origin: str, reason: str) -> pl.DataFrame:
+    return rows.select(
+        pl.lit(origin).alias("origin"),
+        pl.col(LINE).alias("line"),
+        pl.lit(col).alias("column"),
+        pl.col(col).cast(pl.String).alias("value"),
+        pl.lit(reason).alias("reason"),
+    )
+
+
+def _rule_errors(frame: pl.DataFrame, spec: Entity, origin: str) -> pl.DataFrame:
+    present = [c for c in frame.columns if c != LINE]
+    schema = model(spec, present)
+    try:
+        schema.validate(frame.drop(LINE), lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        return _failures_to_problems(exc.failure_cases, frame, spec, origin)
+    return empty_quarantine()
+
+
+def _failures_to_problems(failures: pl.DataFrame, frame: pl.DataFrame, spec: Entity, origin: str) -> pl.DataFrame:
+    rows = failures.filter(pl.col("index").is_not_null())
+    if rows.height == 0:  # a schema-level failure with no row: our own coercion is wrong, not the data
+        raise DataError(f"{origin}: {spec.name} could not be validated: {failures.row(0, named=True)}")
+    lines = (
+        frame.select(pl.col(LINE).alias("line")).with_row_index("index").with_columns(pl.col("index").cast(pl.Int32))
+    )
+    key_desc = "/".join(spec.key)
+    return (
+        rows.join(lines, on="index", how="left")
+        .select(
+            pl.lit(origin).alias("origin"),
+            pl.col("line").cast(pl.Int64),
+            pl.coalesce(pl.col("column"), pl.lit(key_desc)).alias("column"),
+            pl.col("failure_case").cast(pl.String).alias("value"),
+            pl.col("check").map_elements(lambda c: _reason(c, key_desc), return_dtype=pl.String).alias("reason"),
+        )
+        .unique()
+    )
+
+
+def _reason(check: str, key_desc: str) -> str:
+    if check in ("field_uniqueness", "multiple_fields_uniqueness"):
+        return f"duplicate key ({key_desc}): every copy is held back"
+    if check == "not_nullable":
+        return "required value is missing"
+    if check.startswith("isin"):
+        return f"not an allowed value: {check[len('isin') :].strip('()')}"
+    if check.startswith("str_matches"):
+        return "not a valid email address"
+    if check.startswith(("greater_than", "gt", "ge")):
+        return f"out of range ({check})"
+    return check
+
+
+__all__ = ["DTYPES", "QUARANTINE_SCHEMA", "Coerced", "coerce", "empty_quarantine"]

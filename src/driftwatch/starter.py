@@ -1,0 +1,56 @@
+"""The commented starter configuration written by `driftwatch init`."""
+
+STARTER_CONFIG = """\
+# driftwatch configuration. Every key is optional; delete what you do not need.
+# Secrets never go in this file: name the environment variable that holds each one (keys ending in _env).
+
+[store]
+path = "driftwatch.duckdb"          # the DuckDB file holding every snapshot, finding and journal
+
+[audit]
+fail_on = "high"                    # exit code 1 when drift at or above this severity is found
+marketplaces = ["mirakl"]           # their orders are compared only with orders of their own channel
+# checks_dirs = ["my-checks"]       # extra check files (TOML), beside the built-in ones
+
+# Which system of record feeds which target, with which entities. Without any [[feeds]] table,
+# bluecherry feeds every target with everything both sides hold.
+[[feeds]]
+source = "bluecherry"
+target = "mirakl"
+entities = ["products", "inventory", "orders", "order_lines", "shipments", "payout_lines"]
+# locations = ["WH01", "WH02"]      # ERP locations whose stock this target sells (default: all)
+
+[[feeds]]
+source = "bluecherry"
+target = "klaviyo"
+entities = ["customers", "products", "inventory", "events", "orders", "order_lines", "returns"]
+# channels = ["web", "retail"]      # orders of these channels (default: every channel but marketplaces)
+
+[sources.bluecherry]
+timezone = "America/New_York"       # exports give local times without an offset
+sku_template = "{Style}-{Color #}-{Size}"
+# Map your report headers to canonical columns, per entity:
+# [sources.bluecherry.column_map.inventory]
+# "Avail QOH" = "available"
+# ignore_columns = ["Buyer Notes"]
+
+[sources.klaviyo]
+base_url = "https://a.klaviyo.com"
+api_key_env = "KLAVIYO_API_KEY"
+
+[sources.mirakl]
+base_url = "https://your-marketplace.mirakl.net"
+api_key_env = "MIRAKL_API_KEY"
+
+# BlueCherry status codes are set up per client: name yours here (raw code = canonical status).
+[statuses.bluecherry]
+# "10" = "placed"
+# "50" = "shipped"
+# "90" = "cancelled"
+
+# Tolerances and lags per check, and per target:
+# [checks.stock_parity]
+# tolerance = 0
+# [checks.stock_parity.targets.mirakl]
+# tolerance = 2
+"""

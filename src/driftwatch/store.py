@@ -1,0 +1,328 @@
+"""The DuckDB store: every snapshot ever loaded, plus what later parts keep (findings, journals, alerts).
+
+One table per canonical entity (`snap_<entity>`) holds the rows of every snapshot, tagged with its
+snapshot_id; `snapshots` describes each one. Schema changes are forward migrations, applied in order on
+open; other modules register theirs with `register_migration` so the store stays the one owner of DDL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from driftwatch.entities import ENTITIES, Entity
+from driftwatch.errors import UserError
+from driftwatch.normalize import QUARANTINE_SCHEMA
+
+DEFAULT_PATH = Path("driftwatch.duckdb")
+
+# Modules that own tables register their migrations on import; the store imports them before migrating
+# so that whichever part opens the store first, every table exists.
+TABLE_OWNERS: tuple[str, ...] = ()
+
+_SQL_TYPES = {
+    "code": "VARCHAR",
+    "text": "VARCHAR",
+    "email": "VARCHAR",
+    "money": "DECIMAL(18,4)",
+    "int": "BIGINT",
+    "timestamp": "TIMESTAMPTZ",
+    "bool": "BOOLEAN",
+}
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+_MIGRATIONS: dict[int, Migration] = {}
+
+
+def register_migration(version: int, name: str, sql: str) -> None:
+    """Add a forward migration. Versions are global: 1-99 store, 100-199 engine, 200-299 alerts, 300+ others."""
+    existing = _MIGRATIONS.get(version)
+    if existing and existing.name != name:
+        raise ValueError(f"migration {version} is already {existing.name!r}")
+    _MIGRATIONS[version] = Migration(version, name, sql)
+
+
+def _entity_table_sql(spec: Entity) -> str:
+    cols = ",\n  ".join(f"{col} {_SQL_TYPES[kind]}" for col, kind in spec.columns.items())
+    return f"CREATE TABLE snap_{spec.name} (\n  snapshot_id VARCHAR NOT NULL,\n  {cols}\n);"
+
+
+register_migration(
+    1,
+    "snapshots",
+    """
+    CREATE TABLE snapshots (
+      snapshot_id VARCHAR PRIMARY KEY,
+      source VARCHAR NOT NULL,
+      entity VARCHAR NOT NULL,
+      captured_at TIMESTAMPTZ NOT NULL,
+      loaded_at TIMESTAMPTZ NOT NULL,
+      row_count BIGINT NOT NULL,
+      quarantined_rows BIGINT NOT NULL,
+      content_hash VARCHAR NOT NULL,
+      columns VARCHAR[] NOT NULL,
+      origin VARCHAR
+    );
+    CREATE TABLE quarantine (
+      snapshot_id VARCHAR NOT NULL,
+      source VARCHAR NOT NULL,
+      entity VARCHAR NOT NULL,
+      origin VARCHAR,
+      line BIGINT,
+      "column" VARCHAR,
+      value VARCHAR,
+      reason VARCHAR NOT NULL
+    );
+    """
+    + "\n".join(_entity_table_sql(spec) for spec in ENTITIES.values()),
+)
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    snapshot_id: str
+    source: str
+    entity: str
+    captured_at: datetime
+    row_count: int
+    quarantined_rows: int
+    content_hash: str
+    columns: tuple[str, ...]
+    origin: str | None = None
+
+
+@dataclass
+class IncomingSnapshot:
+    """A validated snapshot on its way into the store."""
+
+    source: str
+    entity: str
+    captured_at: datetime
+    frame: pl.DataFrame
+    quarantine: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=QUARANTINE_SCHEMA))
+    origin: str | None = None
+
+    def content_hash(self) -> str:
+        # Order-insensitive: a re-export that lists the same rows in another order is the same snapshot.
+        digest = hashlib.sha256()
+        digest.update(repr(sorted(self.frame.schema.items())).encode())
+        row_hashes = self.frame.select(sorted(self.frame.columns)).hash_rows(seed=0).sort().rechunk()
+        for buffer in row_hashes.to_arrow().buffers():
+            if buffer is not None:
+                digest.update(buffer)
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    snapshot: SnapshotInfo
+    loaded: bool  # False: the same snapshot was already stored, nothing changed
+
+
+class Store:
+    """A driftwatch DuckDB file. Opening it applies any pending migrations."""
+
+    def __init__(self, path: Path | str = DEFAULT_PATH, *, read_only: bool = False):
+        self.path = Path(path)
+        try:
+            self.connection = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.Error as exc:
+            raise UserError(f"cannot open store {self.path}: {exc}") from None
+        self.connection.execute("SET TimeZone = 'UTC'")
+        if not read_only:
+            self.migrate()
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema ---------------------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        rows = self.query("SELECT max(version) FROM schema_migrations").fetchall()
+        return rows[0][0] or 0
+
+    def migrate(self) -> list[int]:
+        """Apply pending migrations in version order, each in its own transaction. Returns what ran."""
+        self.connection.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMPTZ)"
+        )
+        for module in TABLE_OWNERS:
+            importlib.import_module(module)
+        applied = {row[0] for row in self.query("SELECT version FROM schema_migrations").fetchall()}
+        ran = []
+        for migration in sorted(_MIGRATIONS.values(), key=lambda m: m.version):
+            if migration.version in applied:
+                continue
+            with self.transaction() as cur:
+                cur.execute(migration.sql)
+                cur.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                    [migration.version, migration.name, datetime.now(UTC)],
+                )
+            ran.append(migration.version)
+        return ran
+
+    # -- plumbing -------------------------------------------------------------------------------------
+
+    def query(self, sql: str, params: list | None = None) -> duckdb.DuckDBPyConnection:
+        """Run one statement on its own cursor, so an unfinished result never blocks the next query."""
+        return self.connection.cursor().execute(sql, params or [])
+
+    def frame(self, sql: str, params: list | None = None) -> pl.DataFrame:
+        return self.connection.cursor().sql(sql, params=params or None).pl()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cur = self.connection.cursor()
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            yield cur
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        cur.execute("COMMIT")
+
+    # -- snapshots ------------------------------------------------------------------------------------
+
+    def ingest(self, incoming: Iterable[IncomingSnapshot]) -> list[IngestResult]:
+        """Store snapshots in one transaction: all of them, or (on any failure) none."""
+        results = []
+        with self.transaction() as cur:
+            for snap in incoming:
+                results.append(self._ingest_one(cur, snap))
+        return results
+
+    def _ingest_one(self, cur: duckdb.DuckDBPyConnection, snap: IncomingSnapshot) -> IngestResult:
+        content_hash = snap.content_hash()
+        existing = cur.execute(
+            "SELECT snapshot_id FROM snapshots WHERE source = ? AND entity = ? AND captured_at = ? "
+            "AND content_hash = ?",
+            [snap.source, snap.entity, snap.captured_at, content_hash],
+        ).fetchall()
+        if existing:
+            return IngestResult(self.snapshot(existing[0][0]), loaded=False)
+        info = SnapshotInfo(
+            snapshot_id=uuid.uuid4().hex[:16],
+            source=snap.source,
+            entity=snap.entity,
+            captured_at=snap.captured_at,
+            row_count=snap.frame.height,
+            quarantined_rows=snap.quarantine.select("line").n_unique() if snap.quarantine.height else 0,
+            content_hash=content_hash,
+            columns=tuple(snap.frame.columns),
+            origin=snap.origin,
+        )
+        cur.execute(
+            "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                info.snapshot_id,
+                info.source,
+                info.entity,
+                info.captured_at,
+                datetime.now(UTC),
+                info.row_count,
+                info.quarantined_rows,
+                info.content_hash,
+                list(info.columns),
+                info.origin,
+            ],
+        )
+        cols = ", ".join(info.columns)
+        cur.register("incoming_rows", snap.frame)
+        cur.register("incoming_bad", snap.quarantine)
+        try:
+            cur.execute(
+                f"INSERT INTO snap_{snap.entity} (snapshot_id, {cols}) SELECT ?, {cols} FROM incoming_rows",
+                [info.snapshot_id],
+            )
+            cur.execute(
+                'INSERT INTO quarantine SELECT ?, ?, ?, origin, line, "column", value, reason FROM incoming_bad',
+                [info.snapshot_id, info.source, info.entity],
+            )
+        finally:
+            cur.unregister("incoming_rows")
+            cur.unregister("incoming_bad")
+        return IngestResult(info, loaded=True)
+
+    def snapshot(self, snapshot_id: str) -> SnapshotInfo:
+        rows = self.query(
+            "SELECT snapshot_id, source, entity, captured_at, row_count, quarantined_rows, content_hash, columns, "
+            "origin FROM snapshots WHERE snapshot_id = ?",
+            [snapshot_id],
+        ).fetchall()
+        if not rows:
+            raise UserError(f"no snapshot {snapshot_id!r} in {self.path}")
+        return _info(rows[0])
+
+    def _nth_latest(self, source: str, entity: str, n: int) -> SnapshotInfo | None:
+        rows = self.query(
+            "SELECT snapshot_id, source, entity, captured_at, row_count, quarantined_rows, content_hash, columns, "
+            "origin FROM snapshots WHERE source = ? AND entity = ? ORDER BY captured_at DESC, loaded_at DESC "
+            "LIMIT 1 OFFSET ?",
+            [source, entity, n],
+        ).fetchall()
+        return _info(rows[0]) if rows else None
+
+    def latest_snapshot(self, source: str, entity: str) -> SnapshotInfo | None:
+        return self._nth_latest(source, entity, 0)
+
+    def previous_snapshot(self, source: str, entity: str) -> SnapshotInfo | None:
+        """The snapshot before the latest one, for "far smaller than last time" and "since when" questions."""
+        return self._nth_latest(source, entity, 1)
+
+    def rows(self, info: SnapshotInfo) -> pl.DataFrame:
+        """A snapshot's rows with canonical dtypes and only the columns that source actually provided."""
+        spec = ENTITIES[info.entity]
+        cols = ", ".join(info.columns)
+        frame = self.frame(f"SELECT {cols} FROM snap_{info.entity} WHERE snapshot_id = ?", [info.snapshot_id])
+        return frame.cast({c: spec.schema[c] for c in info.columns})
+
+    def latest(self, source: str, entity: str) -> pl.DataFrame | None:
+        info = self.latest_snapshot(source, entity)
+        return None if info is None else self.rows(info)
+
+    def snapshots(self) -> pl.DataFrame:
+        return self.frame(
+            "SELECT snapshot_id, source, entity, captured_at, loaded_at, row_count, quarantined_rows, content_hash, "
+            "origin FROM snapshots ORDER BY source, entity, captured_at"
+        )
+
+    def latest_snapshots(self) -> pl.DataFrame:
+        """One row per (source, entity): the latest snapshot, with how many earlier ones exist."""
+        return self.frame(
+            "SELECT source, entity, arg_max(snapshot_id, captured_at) AS snapshot_id, max(captured_at) AS captured_at, "
+            "arg_max(row_count, captured_at) AS row_count, arg_max(quarantined_rows, captured_at) AS quarantined_rows, "
+            "count(*) AS snapshots FROM snapshots GROUP BY source, entity ORDER BY source, entity"
+        )
+
+    def quarantine(self, snapshot_id: str | None = None) -> pl.DataFrame:
+        where, params = ("WHERE snapshot_id = ?", [snapshot_id]) if snapshot_id else ("", [])
+        return self.frame(f'SELECT * FROM quarantine {where} ORDER BY origin, line, "column"', params)
+
+
+def _info(row: tuple) -> SnapshotInfo:
+    sid, source, entity, captured_at, row_count, quarantined, content_hash, columns, origin = row
+    return SnapshotInfo(sid, source, entity, captured_at, row_count, quarantined, content_hash, tuple(columns), origin)
