@@ -1,0 +1,256 @@
+"""File-drop loading: every error class gets one clear line, bad rows are quarantined, loads are atomic."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from driftwatch.cli import cli
+from driftwatch.config import Config, default_feeds
+from driftwatch.errors import DataError, UserError
+from driftwatch.filedrop import load_directory
+from driftwatch.store import IncomingSnapshot, Store
+
+CAPTURED = "2026-11-23T02:00:00Z"
+INVENTORY_EXPORT = (
+    "Style,Color #,Size,Location,Total QOH,Total Open,Total Ship To WIP,Safety Stock,Avail QOH,Last Modified,Div\n"
+    "00412,010,M,WH01,10,2,5,1,7,11/01/2026,A\n"
+    "00412,010,L,WH01,1,200,0,0,0,11/01/2026,A\n"
+)
+
+
+def write(root: Path, rel: str, content: str | bytes) -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+def manifest(root: Path, source: str, captured_at: str = CAPTURED) -> None:
+    write(root, f"{source}/_manifest.json", json.dumps({"captured_at": captured_at}))
+
+
+@pytest.fixture
+def cfg() -> Config:
+    return Config(feeds=default_feeds())
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with Store(tmp_path / "store.duckdb") as s:
+        yield s
+
+
+def test_bluecherry_export_headers_map_to_canonical_columns(tmp_path, store, cfg):
+    write(tmp_path / "drop", "bluecherry/inventory.csv", INVENTORY_EXPORT)
+    manifest(tmp_path / "drop", "bluecherry")
+    load_directory(store, tmp_path / "drop", cfg)
+    rows = store.latest("bluecherry", "inventory").sort("sku")
+    assert rows["sku"].to_list() == ["00412-010-L", "00412-010-M"]  # leading zeros kept, SKU composed
+    assert rows.row(1, named=True) == {
+        "sku": "00412-010-M",
+        "location": "WH01",
+        "on_hand": 10,
+        "allocated": 2,
+        "on_order": 5,
+        "safety_stock": 1,
+        "available": 7,
+        "updated_at": datetime(2026, 11, 1, tzinfo=UTC),
+    }
+    assert store.latest_snapshot("bluecherry", "inventory").captured_at == datetime(2026, 11, 23, 2, tzinfo=UTC)
+
+
+def test_client_column_map_and_timezone_override(tmp_path, store):
+    write(
+        tmp_path / "drop",
+        "bluecherry/products.csv",
+        "Item Code,Descr,Price,Status,Changed\n0007,Tee,19.9,active,2026-10-15 09:30:00\n",
+    )
+    manifest(tmp_path / "drop", "bluecherry")
+    cfg = Config(
+        feeds=default_feeds(),
+        raw={
+            "sources": {
+                "bluecherry": {
+                    "timezone": "America/New_York",
+                    "column_map": {
+                        "products": {"Item Code": "sku", "Descr": "name", "Price": "price", "Changed": "updated_at"}
+                    },
+                }
+            }
+        },
+    )
+    load_directory(store, tmp_path / "drop", cfg)
+    row = store.latest("bluecherry", "products").row(0, named=True)
+    assert row["sku"] == "0007"
+    assert row["price"] == Decimal("19.90")
+    assert row["updated_at"] == datetime(2026, 10, 15, 13, 30, tzinfo=UTC)  # 09:30 EDT
+
+
+def test_bad_rows_are_quarantined_with_file_line_column_and_reason(tmp_path, store, cfg):
+    path = write(
+        tmp_path / "drop",
+        "klaviyo/customers.csv",
+        "customer_id,email,email_consent,lifetime_value,updated_at\n"
+        "C1, Ann@Example.COM ,true,10.50,2026-11-01T10:00:00+01:00\n"
+        "C2,not-an-email,maybe,12,2026-11-01\n"
+        ",x@y.com,false,abc,31/31/2026\n"
+        "C3,z@y.com,no,1,\n",
+    )
+    manifest(tmp_path / "drop", "klaviyo")
+    report = load_directory(store, tmp_path / "drop", cfg)
+    good = store.latest("klaviyo", "customers").sort("customer_id")
+    assert good["customer_id"].to_list() == ["C1", "C3"]
+    assert good["email"][0] == "ann@example.com"
+    problems = {(r["line"], r["column"]): r["reason"] for r in report.quarantine.iter_rows(named=True)}
+    assert problems == {
+        (3, "email"): "not a valid email address",
+        (3, "email_consent"): "not a valid true/false value",
+        (4, "customer_id"): "required value is missing",
+        (4, "lifetime_value"): "not a valid decimal amount",
+        (4, "updated_at"): "not a valid date or timestamp (ISO 8601 or MM/DD/YYYY)",
+    }
+    assert set(report.quarantine["origin"]) == {str(path)}
+    stored = store.quarantine()
+    assert stored.height == 5 and set(stored["line"]) == {3, 4}
+    assert report.files[0].quarantined == 2
+
+
+def test_duplicate_keys_hold_back_every_copy(tmp_path, store, cfg):
+    write(tmp_path / "drop", "mirakl/products.csv", "sku,price\nA,1\nA,2\nB,3\n")
+    report = load_directory(store, tmp_path / "drop", cfg)
+    assert store.latest("mirakl", "products")["sku"].to_list() == ["B"]
+    assert report.quarantine["reason"].str.starts_with("duplicate key").all()
+    assert sorted(report.quarantine["line"]) == [2, 3]
+
+
+@pytest.mark.parametrize(
+    ("rel", "content", "expected"),
+    [
+        ("shopify/orders.csv", "order_id\n1\n", "unknown source folder 'shopify'"),
+        ("klaviyo/widgets.csv", "id\n1\n", "unknown entity 'widgets'"),
+        ("klaviyo/orders.xlsx", "x", "unsupported file type '.xlsx'"),
+        ("klaviyo/orders.csv", "order_id,colour_of_box\n1,red\n", "unknown column 'colour_of_box'"),
+        ("klaviyo/orders.csv", "email,total\na@b.co,1\n", "missing key column(s) 'order_id'"),
+        ("klaviyo/orders.csv", "", "empty file"),
+        ("klaviyo/orders.csv", b"order_id\n\x00\x01\x02\x03", "binary content"),
+        ("klaviyo/orders.csv", "order_id,email\n1,ren\xe9@x.com\n".encode("latin-1"), "not UTF-8"),
+        ("klaviyo/orders.parquet", b"PAR1 definitely not parquet", "not a readable Parquet file"),
+        ("klaviyo/orders.jsonl", '{"order_id": "1"\n', "cannot parse as JSONL"),
+        ("klaviyo/_manifest.json", '{"captured": 1}', 'expected {"captured_at"'),
+    ],
+)
+def test_unreadable_input_stops_with_one_clear_line_and_stores_nothing(tmp_path, store, cfg, rel, content, expected):
+    write(tmp_path / "drop", "bluecherry/inventory.csv", INVENTORY_EXPORT)  # a good file loaded in the same go
+    write(tmp_path / "drop", "klaviyo/customers.csv", "customer_id\nC1\n")
+    write(tmp_path / "drop", rel, content)
+    with pytest.raises(DataError) as err:
+        load_directory(store, tmp_path / "drop", cfg)
+    message = str(err.value)
+    assert expected in message
+    assert "\n" not in message
+    assert store.snapshots().height == 0
+
+
+def test_cli_reports_user_errors_without_traceback(tmp_path):
+    write(tmp_path / "drop", "klaviyo/orders.csv", "order_id,colour_of_box\n1,red\n")
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "s.duckdb"), "load", str(tmp_path / "drop")])
+    assert result.exit_code != 0
+    assert "colour_of_box" in str(result.exception)
+    # main() is what the console script runs: it turns the error into one line and exit code 2.
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "driftwatch", "--db", str(tmp_path / "s.duckdb"), "load", str(tmp_path / "drop")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    assert "unknown column 'colour_of_box'" in proc.stderr
+
+
+def test_reloading_the_same_files_changes_nothing(tmp_path, store, cfg):
+    write(tmp_path / "drop", "bluecherry/inventory.csv", INVENTORY_EXPORT)
+    manifest(tmp_path / "drop", "bluecherry")
+    first = load_directory(store, tmp_path / "drop", cfg)
+    before = store.snapshots()
+    second = load_directory(store, tmp_path / "drop", cfg)
+    assert first.loaded == 1 and second.loaded == 0
+    assert store.snapshots().equals(before)
+    assert store.frame("SELECT count(*) AS n FROM snap_inventory")["n"][0] == 2
+
+
+def test_reordered_rows_are_the_same_snapshot(tmp_path, store, cfg):
+    header, *lines = INVENTORY_EXPORT.splitlines()
+    write(tmp_path / "a", "bluecherry/inventory.csv", "\n".join([header, *lines]) + "\n")
+    write(tmp_path / "b", "bluecherry/inventory.csv", "\n".join([header, *reversed(lines)]) + "\n")
+    manifest(tmp_path / "a", "bluecherry")
+    manifest(tmp_path / "b", "bluecherry")
+    load_directory(store, tmp_path / "a", cfg)
+    assert load_directory(store, tmp_path / "b", cfg).loaded == 0
+
+
+def test_a_new_capture_is_a_new_snapshot_and_latest_follows_it(tmp_path, store, cfg):
+    write(tmp_path / "d1", "mirakl/products.csv", "sku,price\nA,1\nB,2\n")
+    manifest(tmp_path / "d1", "mirakl", "2026-11-22T02:00:00Z")
+    write(tmp_path / "d2", "mirakl/products.csv", "sku,price\nA,1\n")
+    manifest(tmp_path / "d2", "mirakl", "2026-11-23T02:00:00Z")
+    load_directory(store, tmp_path / "d1", cfg)
+    load_directory(store, tmp_path / "d2", cfg)
+    assert store.latest("mirakl", "products")["sku"].to_list() == ["A"]
+    assert store.previous_snapshot("mirakl", "products").row_count == 2
+    assert store.latest_snapshots()["snapshots"].to_list() == [2]
+
+
+def test_a_failure_in_the_middle_of_a_load_leaves_the_store_as_it_was(tmp_path, store, cfg):
+    write(tmp_path / "drop", "mirakl/products.csv", "sku,price\nA,1\n")
+    load_directory(store, tmp_path / "drop", cfg)
+    before = store.snapshots()
+    frame = pl.DataFrame({"sku": ["X"]})
+    captured = datetime(2026, 11, 24, tzinfo=UTC)
+
+    def snapshots_then_crash():
+        yield IncomingSnapshot("mirakl", "products", captured, frame)
+        yield IncomingSnapshot("klaviyo", "products", captured, frame)
+        raise RuntimeError("disk went away")
+
+    with pytest.raises(RuntimeError):
+        store.ingest(snapshots_then_crash())
+    assert store.snapshots().equals(before)
+    assert store.frame("SELECT count(*) AS n FROM snap_products")["n"][0] == 1
+
+
+def test_missing_directory_and_empty_directory(tmp_path, store, cfg):
+    with pytest.raises(UserError, match="not a directory"):
+        load_directory(store, tmp_path / "nope", cfg)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no snapshot files found"):
+        load_directory(store, tmp_path / "empty", cfg)
+
+
+def test_jsonl_and_parquet_drops(tmp_path, store, cfg):
+    write(
+        tmp_path / "drop",
+        "ometria/orders.jsonl",
+        '{"order_id": "SO-1", "total": 19.9, "placed_at": "2026-11-01T10:00:00Z", "status": "pending"}\n',
+    )
+    pl.DataFrame({"sku": ["001"], "location": ["*"], "available": [3]}).write_parquet(
+        tmp_path / "drop" / "ometria" / "inventory.parquet"
+    )
+    load_directory(store, tmp_path / "drop", cfg)
+    assert store.latest("ometria", "orders")["total"][0] == Decimal("19.90")
+    assert store.latest("ometria", "inventory")["sku"][0] == "001"
+    # A source that did not provide a column does not pretend to hold it.
+    assert store.latest("ometria", "inventory").columns == ["sku", "location", "available"]
