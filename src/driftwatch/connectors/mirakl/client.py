@@ -1,0 +1,119 @@
+"""HTTP client for the Mirakl MMP seller (shop) API: the raw API key, both pagination styles, call ceilings.
+
+Mirakl specifics this module owns:
+- auth is the shop API key as the whole `Authorization` header (no `Bearer`);
+- OF21, OR11 and IV01 page with `max`/`offset` and report `total_count`; TL02 pages with seek tokens
+  (`limit`, `page_token`; every other parameter is ignored once a token is sent);
+- every operation has a documented maximum call frequency, so each listing waits on its own limiter;
+- errors come as `{"status": ..., "message": ...}` JSON, or as a non-JSON page from the edge.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from driftwatch.connectors._http import HttpClient, HttpSettings, RateLimiter, Retryable
+from driftwatch.errors import UserError
+
+SOURCE = "mirakl"
+
+# Documented maximum call frequencies (calls, seconds). OR11 and IV01 count a listing, not its pages
+# ("once per minute", "once per day and as many times as there are pages"); TL02 counts every call.
+CALL_LIMITS: dict[str, list[tuple[int, float]]] = {
+    "OR11": [(1, 60.0)],
+    "TL02": [(20, 60.0), (60, 3600.0)],
+}
+OFFSET_PAGE_SIZE = 100  # max per page for offset listings
+SEEK_PAGE_SIZE = 2000  # TL02's documented maximum `limit`
+
+
+class MiraklClient:
+    """One shop's API: `get` for a single call, `offset_page` and `seek_page` for one page of a listing."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        key_variable: str,
+        settings: HttpSettings | None = None,
+        call_limits: Mapping[str, Sequence[Sequence[float]]] | None = None,
+        shop_id: str | None = None,
+    ):
+        self._key_variable = key_variable
+        self._shop = {"shop_id": shop_id} if shop_id else {}
+        limits = {**CALL_LIMITS, **{op: [(int(n), float(s)) for n, s in w] for op, w in (call_limits or {}).items()}}
+        self.http = HttpClient(
+            SOURCE,
+            base_url.rstrip("/"),
+            settings=settings,
+            headers={"Authorization": api_key, "Accept": "application/json"},
+            secrets=[api_key],
+            limiters={op: RateLimiter(windows) for op, windows in limits.items()},
+            error_text=error_text,
+            check=_check_body,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None, *, limited_as: str | None = None) -> Any:
+        """GET a JSON body; money stays exact (JSON numbers become Decimal)."""
+        response = self.http.request(
+            "GET", path, params={**self._shop, **(params or {})}, bucket=limited_as, expect=(401, 403)
+        )
+        if response.status_code in (401, 403):
+            raise UserError(
+                f"mirakl: the shop API key in ${self._key_variable} was refused "
+                f"({response.status_code}: {self.http.redact(error_text(response))})"
+            )
+        return loads(response.content)
+
+    def offset_page(
+        self, path: str, items: str, params: Mapping[str, Any], offset: int, *, listing: str | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of an offset listing: its records and the listing's `total_count`.
+
+        `listing` names the call-frequency ceiling that the first page of a listing counts against.
+        """
+        page = {**params, "max": OFFSET_PAGE_SIZE, "offset": offset, "paginate": "true"}
+        body = self.get(path, page, limited_as=listing if offset == 0 else None)
+        return list(body.get(items) or ()), int(body.get("total_count") or 0)
+
+    def seek_page(
+        self, path: str, params: Mapping[str, Any], token: str | None, *, limited_as: str
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a seek listing and the next page's token (None after the last page)."""
+        query = {"limit": SEEK_PAGE_SIZE, "page_token": token} if token else {**params, "limit": SEEK_PAGE_SIZE}
+        body = self.get(path, query, limited_as=limited_as)
+        return list(body.get("data") or ()), body.get("next_page_token") or None
+
+
+def loads(content: bytes) -> Any:
+    return json.loads(content, parse_float=Decimal) if content else None
+
+
+def error_text(response: httpx.Response) -> str:
+    """Mirakl's `message`, or the start of a non-JSON body (a proxy's HTML page)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:300] or response.reason_phrase
+    if isinstance(body, dict) and body.get("message"):
+        return str(body["message"])
+    return response.text.strip()[:300]
+
+
+def _check_body(response: httpx.Response) -> None:
+    """A 200 whose JSON is cut short is worth asking for again, like a 5xx."""
+    if response.is_success and response.content:
+        try:
+            json.loads(response.content)
+        except ValueError as error:
+            where = f"{response.request.method} {response.url.path}"
+            raise Retryable(f"mirakl: {where}: unreadable JSON ({error})") from None

@@ -1,0 +1,187 @@
+"""Pull a Mirakl shop (MMP seller API) into canonical frames.
+
+One listing feeds several entities: OF21 offers give `products` and `inventory`; OR11 orders give
+`orders`, `order_lines` and `shipments` (SH21 carriers name the unregistered ones); TL02 transaction lines
+give `payout_lines` (IV01 numbers the documents a line names only by id). Each listing is called once per
+pull, because Mirakl caps how often each one may be called.
+
+Raw records are staged page by page (`BaseConnector.paginate`), so an interrupted pull resumes where it
+stopped; a record seen twice (overlapping incremental pulls, records moving while paging) is kept once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from driftwatch.connectors.base import BaseConnector, Cursor, Pulled
+from driftwatch.connectors.mirakl import mapping
+from driftwatch.connectors.mirakl.client import MiraklClient, loads
+from driftwatch.entities import ENTITIES
+
+OFFER_ENTITIES = frozenset({"products", "inventory"})
+ORDER_ENTITIES = frozenset({"orders", "order_lines", "shipments"})
+RECORD = "record"  # the staged column holding one raw record as JSON
+MAX_RESTARTS = 3  # an offset listing restarts when records shift under it; this often at most
+
+
+class Connector(BaseConnector):
+    """Settings (`[sources.mirakl]`): `base_url`, `api_key_env` (the variable holding the shop API key),
+    optional `shop_id`, `call_limits` ({operation: [[calls, seconds], ...]}) and HTTP timings."""
+
+    name = "mirakl"
+    entities = ("products", "inventory", "orders", "order_lines", "shipments", "payout_lines")
+
+    def __init__(
+        self,
+        settings: Mapping[str, Any],
+        *,
+        env: Mapping[str, str] = os.environ,
+        checkpoint_dir: Path | None = None,
+        progress: bool | None = None,
+    ):
+        super().__init__(settings, env=env, checkpoint_dir=checkpoint_dir, progress=progress)
+        self.client = MiraklClient(
+            self.setting("base_url"),
+            self.credential("api_key_env"),
+            key_variable=self.setting("api_key_env"),
+            settings=self.http_settings,
+            call_limits=self.setting("call_limits", {}),
+            shop_id=self.setting("shop_id", None),
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def pull(self, entities: Iterable[str] | None = None, *, since: datetime | None = None) -> Pulled:
+        """`since` narrows orders and payout lines to those updated since then; offers are always whole
+        (OF21 has no update filter)."""
+        chosen = self._select(entities)
+        captured_at = datetime.now(UTC)
+        frames: dict[str, pl.DataFrame] = {}
+        if OFFER_ENTITIES.intersection(chosen):
+            offers = self._offers()
+            frames["products"] = _frame("products", map(mapping.offer_to_product, offers))
+            frames["inventory"] = _frame("inventory", map(mapping.offer_to_inventory, offers))
+        if ORDER_ENTITIES.intersection(chosen):
+            orders = self._orders(since)
+            frames["orders"] = _frame("orders", map(mapping.order_to_order, orders))
+            frames["order_lines"] = _frame("order_lines", (r for o in orders for r in mapping.order_to_lines(o)))
+            if "shipments" in chosen:
+                carriers = mapping.carriers_by_label(self.client.get("/api/shipping/carriers")["carriers"])
+                shipments = (mapping.order_to_shipment(o, carriers) for o in orders)
+                frames["shipments"] = _frame("shipments", (s for s in shipments if s is not None))
+        if "payout_lines" in chosen:
+            frames["payout_lines"] = self._payout_lines(since)
+        return Pulled(self.name, captured_at, {entity: frames[entity] for entity in chosen})
+
+    # --- listings ---------------------------------------------------------------------------------------
+
+    def _offers(self) -> list[dict[str, Any]]:
+        return self._offset_listing("products", "/api/offers", "offers", lambda o: o["shop_sku"], {})
+
+    def _orders(self, since: datetime | None) -> list[dict[str, Any]]:
+        # Mirakl moves `start_update_date` back a little so that no order is missed: consecutive incremental
+        # pulls overlap, and the staging keeps each order once.
+        params = {"start_update_date": _iso(since)} if since else {}
+        return self._offset_listing("orders", "/api/orders", "orders", lambda o: o["order_id"], params, listing="OR11")
+
+    def _payout_lines(self, since: datetime | None) -> pl.DataFrame:
+        # Ascending by last update: a line updated while we page moves behind us and is read again, where
+        # the default (newest first) would move it ahead of the page we are on and lose it.
+        params = {"sort": "lastUpdated,ASC", **({"last_updated_from": _iso(since)} if since else {})}
+
+        def fetch(cursor: Cursor | None) -> tuple[pl.DataFrame, Cursor | None]:
+            token = cursor["page_token"] if cursor else None
+            page, following = self.client.seek_page(
+                "/api/sellerpayment/transactions_logs", params, token, limited_as="TL02"
+            )
+            return _staged("line_id", page, lambda t: t["id"]), ({"page_token": following} if following else None)
+
+        lines = _records(self.paginate("payout_lines", fetch, params=params))
+        numbers = self._document_numbers(lines)
+        return _frame("payout_lines", (mapping.transaction_to_payout_line(t, numbers) for t in lines))
+
+    def _document_numbers(self, lines: list[dict[str, Any]]) -> dict[str, str]:
+        """IV01, only when some line names its accounting document by id alone."""
+        if all(t.get("accounting_document_number") or not t.get("accounting_document_id") for t in lines):
+            return {}
+        invoices = self._offset_listing(
+            "_invoices", "/api/invoices", "invoices", lambda i: i["id"], {"type": "ALL"}, staged=False
+        )
+        return {invoice["id"]: mapping.invoice_number(invoice) for invoice in invoices}
+
+    def _offset_listing(
+        self,
+        entity: str,
+        path: str,
+        items: str,
+        key_of: Callable[[dict[str, Any]], str],
+        params: dict[str, Any],
+        *,
+        listing: str | None = None,
+        staged: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Every record of an offset listing, read again from the start if records shift under it.
+
+        Each page after the first re-reads the previous page's last record: if it is no longer there,
+        something was inserted, deleted or re-sorted before our position, and a record may have been
+        skipped, so the listing starts over (the staging keeps each record once).
+        """
+        key = ENTITIES[entity].key[0] if staged else "id"
+
+        def fetch(cursor: Cursor | None) -> tuple[pl.DataFrame, Cursor | None]:
+            cursor = cursor or {"offset": 0, "anchor": None, "restarts": 0}
+            anchor, restarts = cursor["anchor"], cursor["restarts"]
+            start = cursor["offset"] - 1 if anchor is not None else cursor["offset"]
+            page, total = self.client.offset_page(path, items, params, start, listing=listing)
+            if anchor is not None:
+                if (not page or key_of(page[0]) != anchor) and restarts < MAX_RESTARTS:
+                    return _staged(key, [], key_of), {"offset": 0, "anchor": None, "restarts": restarts + 1}
+                page = page[1:] if page and key_of(page[0]) == anchor else page
+            following = cursor["offset"] + len(page)
+            done = not page or following >= total
+            next_cursor = None if done else {"offset": following, "anchor": key_of(page[-1]), "restarts": restarts}
+            return _staged(key, page, key_of), next_cursor
+
+        if not staged:
+            return _unstaged(fetch)
+        return _records(self.paginate(entity, fetch, params={"path": path, **params}))
+
+
+def _unstaged(fetch: Callable[[Cursor | None], tuple[pl.DataFrame, Cursor | None]]) -> list[dict[str, Any]]:
+    """A small listing (IV01's documents) read whole in memory, each record once."""
+    pages, cursor = [], None
+    while True:
+        page, cursor = fetch(cursor)
+        pages.append(page)
+        if cursor is None:
+            return _records(pl.concat(pages).unique(subset="id", keep="last", maintain_order=True))
+
+
+def _staged(key: str, records: list[dict[str, Any]], key_of: Callable[[dict[str, Any]], str]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {key: [key_of(r) for r in records], RECORD: [json.dumps(r, default=str) for r in records]},
+        schema={key: pl.String, RECORD: pl.String},
+    )
+
+
+def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    if RECORD not in frame.columns:  # nothing was staged
+        return []
+    return [loads(text.encode()) for text in frame[RECORD]]
+
+
+def _frame(entity: str, rows: Iterable[dict[str, Any]]) -> pl.DataFrame:
+    """Text columns, exactly those Mirakl fills for the entity; the normaliser types them."""
+    return pl.DataFrame(list(rows), schema=dict.fromkeys(mapping.COLUMNS[entity], pl.String))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
