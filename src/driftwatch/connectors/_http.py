@@ -1,0 +1,316 @@
+"""The one HTTP layer every connector uses: retries, rate limiting, secret redaction and progress.
+
+Every platform has its own auth, pagination and error bodies (those live in each platform's client.py),
+but the failure modes of talking to a SaaS API are shared: transient 5xx and timeouts, 429s with or
+without `Retry-After`, and credentials that must never reach a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from rich.console import Console
+from rich.progress import Progress, TextColumn, TimeElapsedColumn
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from driftwatch.errors import UserError
+
+log = logging.getLogger("driftwatch.connectors")
+
+RETRY_STATUSES = frozenset({500, 502, 503, 504, 524})
+REDACTED = "***"
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """Timings of one client; read from a source's settings so tests can make them tiny."""
+
+    timeout: float = 30.0
+    max_attempts: int = 6
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    max_retry_after: float = 300.0
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> HttpSettings:
+        fields = cls.__dataclass_fields__
+        return cls(**{name: type(field.default)(settings[name]) for name, field in fields.items() if name in settings})
+
+
+class Retryable(Exception):
+    """A response worth asking again for; `retry_after` (seconds) when the platform said how long to wait."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimiter:
+    """Blocks until one more request fits in every window, e.g. Klaviyo's burst (per second) and steady (per
+    minute) limits.
+
+    Platforms count requests in fixed windows that we cannot see, so the limiter keeps the send times of the
+    last requests and never lets more than `limit` of them fall within any `period` (plus `margin` seconds for
+    latency jitter). Whatever the platform's window boundaries, none of them can then be exceeded.
+    """
+
+    def __init__(self, windows: Sequence[tuple[int, float]], *, margin: float = 0.05):
+        if not windows:
+            raise ValueError("a rate limiter needs at least one (limit, period) window")
+        self._windows = [(limit, period + margin) for limit, period in windows]
+        self._sent: deque[float] = deque(maxlen=max(limit for limit, _ in windows))
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self._lock:
+            while (wait := self._wait(time.monotonic())) > 0:
+                time.sleep(wait)
+            self._sent.append(time.monotonic())
+
+    def _wait(self, now: float) -> float:
+        waits = [self._sent[-limit] + period - now for limit, period in self._windows if len(self._sent) >= limit]
+        return max(waits, default=0.0)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """`Retry-After` as seconds: either a number of seconds or an HTTP-date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class Redactor:
+    """Replaces every known secret value in a text; also guards the httpx loggers, which log full URLs."""
+
+    def __init__(self, secrets: Iterable[str] = ()):
+        self._secrets = {s for s in secrets if s}
+
+    def add(self, secret: str) -> None:
+        if secret:
+            self._secrets.add(secret)
+
+    def __call__(self, text: str) -> str:
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = self(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+def platform_error_text(response: httpx.Response) -> str:
+    """The default error text: the start of the body. Platform clients pass their own extractor."""
+    return response.text.strip()[:300] or response.reason_phrase
+
+
+class HttpClient:
+    """An httpx.Client with the shared retry, rate-limit and redaction policy.
+
+    `secret_params` names query parameters that carry credentials: they are stripped from every URL we
+    print. Header and parameter *values* passed in `secrets` are redacted from every message and log line.
+    `limiters` maps a bucket name (e.g. "profiles") to the limiter that a request naming it waits on.
+    `error_text` extracts the platform's own error message from an error response.
+    `check` sees every response before the status is judged; it may raise `Retryable` (e.g. an error inside
+    an HTTP 200) or `UserError`.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        base_url: str,
+        *,
+        settings: HttpSettings | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: httpx.Auth | None = None,
+        secrets: Iterable[str] = (),
+        secret_params: Iterable[str] = (),
+        limiters: Mapping[str, RateLimiter] | None = None,
+        error_text: Callable[[httpx.Response], str] = platform_error_text,
+        check: Callable[[httpx.Response], None] | None = None,
+    ):
+        self.source = source
+        self.settings = settings or HttpSettings()
+        self.redact = Redactor(secrets)
+        self._secret_params = {p.lower() for p in secret_params}
+        self._limiters = dict(limiters or {})
+        self._error_text = error_text
+        self._check = check
+        self._http = httpx.Client(
+            base_url=base_url, headers=dict(headers or {}), auth=auth, timeout=self.settings.timeout
+        )
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).addFilter(self.redact.filter)
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).removeFilter(self.redact.filter)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        bucket: str | None = None,
+        expect: Iterable[int] = (),
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send one request, retried as the policy says. Statuses in `expect` come back instead of raising."""
+        expected = frozenset(expect)
+        return self._retrying()(self._attempt, method, url, bucket, expected, kwargs)
+
+    def request_json(
+        self, method: str, url: str, *, bucket: str | None = None, expect: Iterable[int] = (), **kwargs: Any
+    ) -> Any:
+        """Like `request`, and a body that is not valid JSON (a truncated response) is retried too."""
+        return self._retrying()(self._attempt_json, method, url, bucket, frozenset(expect), kwargs)
+
+    def _attempt_json(
+        self, method: str, url: str, bucket: str | None, expected: frozenset[int], kwargs: dict[str, Any]
+    ) -> Any:
+        response = self._attempt(method, url, bucket, expected, kwargs)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise Retryable(f"{self._where(response.request)}: unreadable JSON ({error})") from None
+
+    def _attempt(
+        self, method: str, url: str, bucket: str | None, expected: frozenset[int], kwargs: dict[str, Any]
+    ) -> httpx.Response:
+        if bucket is not None:
+            self._limiters[bucket].acquire()
+        request = self._http.build_request(method, url, **kwargs)
+        try:
+            response = self._http.send(request)
+        except httpx.TimeoutException:
+            raise Retryable(f"{self._where(request)}: timed out after {self.settings.timeout:g}s") from None
+        except httpx.TransportError as error:
+            raise Retryable(f"{self._where(request)}: {self.redact(str(error))}") from None
+        if self._check is not None:
+            self._check(response)
+        if response.status_code in expected or response.is_success:
+            return response
+        return self._fail(response)
+
+    def _fail(self, response: httpx.Response) -> httpx.Response:
+        where = self._where(response.request)
+        status = response.status_code
+        if status == 429:
+            raise Retryable(f"{where}: 429 rate limited", retry_after_seconds(response.headers.get("Retry-After")))
+        message = f"{where} -> {status}: {self.redact(self._platform_message(response))}"
+        if status in RETRY_STATUSES:
+            raise Retryable(message, retry_after_seconds(response.headers.get("Retry-After")))
+        raise UserError(message)
+
+    def _platform_message(self, response: httpx.Response) -> str:
+        try:
+            return self._error_text(response)
+        except (ValueError, KeyError, IndexError, TypeError):
+            return platform_error_text(response)  # an error body not in the platform's documented shape
+
+    def _retrying(self) -> Retrying:
+        return Retrying(
+            stop=stop_after_attempt(self.settings.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(Retryable),
+            before_sleep=self._log_retry,
+            retry_error_callback=self._give_up,
+        )
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, Retryable) and error.retry_after is not None:
+            return min(error.retry_after, self.settings.max_retry_after)
+        # Full jitter: clients retrying together spread out instead of hitting the platform in step.
+        ceiling = min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** (state.attempt_number - 1))
+        return random.uniform(0, ceiling)
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning("%s (attempt %d, retrying in %.2fs)", error, state.attempt_number, wait)
+
+    def _give_up(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        raise UserError(f"{self.source}: gave up after {state.attempt_number} attempts: {error}") from None
+
+    def _where(self, request: httpx.Request) -> str:
+        """METHOD URL with credential parameters removed, for messages."""
+        parts = urlsplit(str(request.url))
+        query = "&".join(
+            pair for pair in parts.query.split("&") if pair and pair.split("=", 1)[0].lower() not in self._secret_params
+        )
+        url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+        return f"{self.source}: {request.method} {self.redact(url)}"
+
+
+class PageProgress:
+    """A progress line per entity (records, pages, rate), shown only when stderr is a terminal."""
+
+    def __init__(self, description: str, enabled: bool | None = None):
+        self._enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._progress: Progress | None = None
+        self._description = description
+        self._started = 0.0
+        self.records = 0
+        self.pages = 0
+
+    def __enter__(self) -> PageProgress:
+        self._started = time.monotonic()
+        if self._enabled:
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                TextColumn("{task.fields[records]:,} records"),
+                TextColumn("{task.fields[pages]:,} pages"),
+                TextColumn("{task.fields[rate]:,.0f} records/s"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(self._description, records=0, pages=0, rate=0.0)
+        return self
+
+    def advance(self, records: int) -> None:
+        self.records += records
+        self.pages += 1
+        if self._progress is not None:
+            elapsed = max(time.monotonic() - self._started, 1e-9)
+            self._progress.update(self._task, records=self.records, pages=self.pages, rate=self.records / elapsed)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()

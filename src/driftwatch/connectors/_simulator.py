@@ -1,0 +1,334 @@
+"""Loopback simulators of the platforms' public APIs, for tests and benchmarks.
+
+A simulator serves a dataset (entity -> canonical frame) as the platform's own records on 127.0.0.1 and
+an ephemeral port. It enforces the platform's documented rate limits and can be told to misbehave the way
+the real platform does (`sim.faults.set(...)`). Every request is logged for assertions.
+
+A platform subclasses `Simulator`, sets `name` and `rate_limits`, and implements `handle` (and usually
+`authenticate`, `bucket` and `error`):
+
+    with KlaviyoSimulator({"customers": frame}) as sim:
+        connector = Connector(sim.settings(), env=sim.env)
+        ...
+        assert sim.count(status=429) == 0
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+import polars as pl
+
+from driftwatch.entities import ENTITIES
+from driftwatch.errors import DataError
+
+RetryAfterStyle = Literal["seconds", "fractional", "none"]
+Windows = Sequence[tuple[int, float]]  # (requests, seconds) per fixed window
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body, parse_float=Decimal) if self.body else None
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: Any = None  # JSON-serialisable (Decimal and datetime allowed), or bytes sent as they are
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Logged:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    status: int
+
+
+@dataclass
+class Faults:
+    """Switchable misbehaviour. Counters are consumed one response at a time."""
+
+    rate_limit_storm: int = 0  # this many 429s, whatever the rate
+    storm_retry_after: float | None = 1.0  # Retry-After on storm 429s; None: no header
+    server_errors: int = 0  # this many 5xx
+    server_error_status: int = 503
+    timeouts: int = 0  # this many responses delayed by `timeout_delay` (set it past the client timeout)
+    timeout_delay: float = 1.0
+    truncated: int = 0  # this many JSON bodies cut in half
+    expire_token_after: int | None = None  # OAuth platforms: the token dies after this many requests
+    unknown_enums: bool = False  # platforms serve enum values their documentation does not list
+    between_pages: tuple[int, Callable[[Simulator], None]] | None = None  # (after page n, change the data)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def set(self, **changes: Any) -> None:
+        names = {f.name for f in fields(self) if not f.name.startswith("_")}
+        unknown = set(changes) - names
+        if unknown:
+            raise ValueError(f"unknown faults {sorted(unknown)}; known: {sorted(names)}")
+        with self._lock:
+            for name, value in changes.items():
+                setattr(self, name, value)
+
+    def take(self, counter: str) -> bool:
+        """Consume one unit of a counter fault; True if it fires for this response."""
+        with self._lock:
+            left = getattr(self, counter)
+            if left > 0:
+                setattr(self, counter, left - 1)
+                return True
+            return False
+
+
+class FixedWindows:
+    """The platform side of a rate limit: request counts per fixed window, as the platforms document."""
+
+    def __init__(self, windows: Windows):
+        self._windows = list(windows)
+        self._start = time.monotonic()
+        self._counts: dict[tuple[int, int], int] = {}
+        self._lock = threading.Lock()
+
+    def hit(self) -> float | None:
+        """Count one request; None if allowed, else the seconds until the full window resets."""
+        with self._lock:
+            elapsed = time.monotonic() - self._start
+            slots = [(i, int(elapsed // period)) for i, (_, period) in enumerate(self._windows)]
+            waits = [
+                (slot + 1) * self._windows[i][1] - elapsed
+                for i, slot in slots
+                if self._counts.get((i, slot), 0) >= self._windows[i][0]
+            ]
+            if waits:
+                return max(waits)
+            for i, slot in slots:
+                self._counts[(i, slot)] = self._counts.get((i, slot), 0) + 1
+            return None
+
+
+class Simulator:
+    """Base of every platform simulator: server lifecycle, faults, rate limits, request log."""
+
+    name: ClassVar[str]
+    rate_limits: ClassVar[Mapping[str, Windows]] = {}  # bucket -> documented windows
+
+    def __init__(
+        self,
+        dataset: Mapping[str, pl.DataFrame] | None = None,
+        *,
+        rate_limits: Mapping[str, Windows] | None = None,
+        retry_after: RetryAfterStyle = "seconds",
+    ):
+        self.dataset: dict[str, pl.DataFrame] = dict(dataset or {})
+        self.faults = Faults()
+        self.requests: list[Logged] = []
+        self.retry_after = retry_after
+        limits = self.rate_limits if rate_limits is None else rate_limits
+        self._limiters = {bucket: FixedWindows(windows) for bucket, windows in limits.items()}
+        self._pages_served = 0
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    @classmethod
+    def from_snapshot_dir(cls, directory: Path, **kwargs: Any) -> Simulator:
+        """A simulator serving `directory/<name>/<entity>.{csv,parquet,jsonl}` (a file-drop snapshot)."""
+        folder = Path(directory) / cls.name
+        dataset = {}
+        for entity in ENTITIES:
+            for path in (folder / f"{entity}.{ext}" for ext in ("csv", "parquet", "jsonl")):
+                if path.exists():
+                    dataset[entity] = _load(path, entity)
+                    break
+        return cls(dataset, **kwargs)
+
+    # --- what a platform subclass provides -------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    def authenticate(self, request: Request) -> Response | None:
+        """An error response when the request's credentials are missing or wrong."""
+        return None
+
+    def bucket(self, request: Request) -> str | None:
+        """The rate-limit bucket a request counts against (a key of `rate_limits`), if any."""
+        return None
+
+    def error(self, status: int, message: str) -> Response:
+        """An error response in the platform's own error shape."""
+        return Response(status, {"error": message})
+
+    def rate_limited(self, request: Request) -> Response:
+        return self.error(429, "rate limited")
+
+    def settings(self, **overrides: Any) -> dict[str, Any]:
+        """Connector settings that point at this simulator."""
+        return {"base_url": self.url, **overrides}
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment variables holding the credentials the simulator accepts."""
+        return {}
+
+    def page_served(self) -> None:
+        """A subclass calls this after serving a page of a list, so `between_pages` faults can fire."""
+        with self._lock:
+            self._pages_served += 1
+            served = self._pages_served
+        hook = self.faults.between_pages
+        if hook is not None and served == hook[0]:
+            hook[1](self)
+
+    # --- assertions -------------------------------------------------------------------------------------
+
+    def count(self, *, status: int | None = None, path: str | None = None) -> int:
+        with self._lock:
+            return sum(
+                1
+                for r in self.requests
+                if (status is None or r.status == status) and (path is None or r.path.startswith(path))
+            )
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the simulator is not running: use it as a context manager")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> Simulator:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name=f"{self.name}-simulator", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    # --- one request ------------------------------------------------------------------------------------
+
+    def _respond(self, request: Request) -> tuple[Response, float]:
+        """The response and how long to hold it back (a timeout fault)."""
+        delay = self.faults.timeout_delay if self.faults.take("timeouts") else 0.0
+        response = self.authenticate(request) or self._limit(request)
+        if response is None and self.faults.take("server_errors"):
+            response = self.error(self.faults.server_error_status, "injected server error")
+        if response is None:
+            response = self.handle(request)
+        return response, delay
+
+    def _limit(self, request: Request) -> Response | None:
+        if self.faults.take("rate_limit_storm"):
+            return self._too_many(request, self.faults.storm_retry_after)
+        bucket = self.bucket(request)
+        wait = self._limiters[bucket].hit() if bucket in self._limiters else None
+        return None if wait is None else self._too_many(request, wait)
+
+    def _too_many(self, request: Request, wait: float | None) -> Response:
+        response = self.rate_limited(request)
+        if wait is not None and self.retry_after != "none":
+            value = f"{wait:.3f}" if self.retry_after == "fractional" else str(math.ceil(wait))
+            response.headers["Retry-After"] = value
+        return response
+
+    def _encode(self, response: Response) -> bytes:
+        if isinstance(response.body, bytes):
+            return response.body
+        if response.body is None:
+            return b""
+        payload = json.dumps(response.body, default=_json_default).encode()
+        if self.faults.take("truncated"):
+            return payload[: len(payload) // 2]
+        return payload
+
+    def _log(self, request: Request, status: int) -> None:
+        with self._lock:
+            self.requests.append(Logged(request.method, request.path, request.query, dict(request.headers), status))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)  # on the wire as a JSON number; clients parse numbers back as Decimal
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def _load(path: Path, entity: str) -> pl.DataFrame:
+    from driftwatch.normalize import coerce
+
+    if path.suffix == ".parquet":
+        frame = pl.read_parquet(path)
+    elif path.suffix == ".jsonl":
+        frame = pl.read_ndjson(path)
+    else:
+        frame = pl.read_csv(path, infer_schema=False)  # codes keep their leading zeros
+    coerced = coerce(frame, entity, origin=str(path))
+    if coerced.bad.height:
+        raise DataError(f"{path}: {coerced.bad.height} problems with the canonical {entity} shape")
+    return coerced.good
+
+
+def _handler_for(simulator: Simulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as the real platforms offer
+
+        def _serve(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            request = Request(
+                self.command,
+                parts.path,
+                dict(parse_qsl(parts.query, keep_blank_values=True)),
+                {k.lower(): v for k, v in self.headers.items()},
+                self.rfile.read(length) if length else b"",
+            )
+            response, delay = simulator._respond(request)
+            simulator._log(request, response.status)
+            body = simulator._encode(response)
+            if delay:
+                time.sleep(delay)
+            try:
+                self.send_response(response.status)
+                for name, value in response.headers.items():
+                    self.send_header(name, value)
+                if body:
+                    self.send_header("Content-Type", response.content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting (a timeout fault): nothing to answer
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # the request log is `simulator.requests`
+
+    return Handler

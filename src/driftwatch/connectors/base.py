@@ -1,0 +1,140 @@
+"""The surface every connector shares, and the base class that implements the common part of it.
+
+A connector pulls what a platform holds as canonical frames (column names from `driftwatch.entities`;
+values may still be strings: `driftwatch.normalize.coerce` types them). A platform module subclasses
+`BaseConnector`, declares `name` and `entities`, and implements `pull_entity`, usually with `paginate`:
+
+    class Connector(BaseConnector):
+        name = "klaviyo"
+        entities = ("customers",)
+
+        def pull_entity(self, entity, *, since):
+            def fetch(cursor):              # cursor: None on the first page, else what the last page returned
+                body = self.http.request_json("GET", cursor["next"] if cursor else "/api/profiles")
+                rows = [profile_to_row(r) for r in body["data"]]
+                following = body["links"].get("next")
+                return rows, ({"next": following} if following else None)
+
+            return self.paginate(entity, fetch, params={"since": since})
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import polars as pl
+
+from driftwatch.connectors._checkpoint import Staging
+from driftwatch.connectors._http import HttpSettings, PageProgress
+from driftwatch.entities import ENTITIES
+from driftwatch.errors import UserError
+
+Cursor = dict[str, Any]
+Rows = list[dict[str, Any]] | pl.DataFrame
+# fetch(cursor) -> (the page's canonical rows, the cursor of the next page or None after the last page)
+FetchPage = Callable[[Cursor | None], tuple[Rows, Cursor | None]]
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Pulled:
+    """What one pull brought back: a canonical frame per entity, and when the pull started (UTC)."""
+
+    source: str
+    captured_at: datetime
+    frames: dict[str, pl.DataFrame]
+
+
+class Connector(Protocol):
+    name: str
+    entities: tuple[str, ...]
+
+    def __init__(
+        self,
+        settings: Mapping[str, Any],
+        *,
+        env: Mapping[str, str] = ...,
+        checkpoint_dir: Path | None = None,
+        progress: bool | None = None,
+    ) -> None: ...
+
+    def pull(self, entities: Iterable[str] | None = None, *, since: datetime | None = None) -> Pulled: ...
+
+
+class BaseConnector:
+    """Settings, credentials from the environment, entity selection, and resumable paging.
+
+    `settings` is the `[sources.<name>]` table of driftwatch.toml: `base_url`, the *names* of the
+    environment variables that hold credentials (e.g. `api_key_env = "KLAVIYO_API_KEY"`), and optional
+    HTTP timings (see `HttpSettings`).
+    """
+
+    name: ClassVar[str]
+    entities: ClassVar[tuple[str, ...]]
+
+    def __init__(
+        self,
+        settings: Mapping[str, Any],
+        *,
+        env: Mapping[str, str] = os.environ,
+        checkpoint_dir: Path | None = None,
+        progress: bool | None = None,
+    ):
+        self.settings = dict(settings)
+        self.env = env
+        self.checkpoint_dir = checkpoint_dir
+        self.progress = progress
+        self.http_settings = HttpSettings.from_settings(self.settings)
+
+    def setting(self, key: str, default: Any = _REQUIRED) -> Any:
+        """A plain setting; without a default, a missing one is a UserError."""
+        if key in self.settings:
+            return self.settings[key]
+        if default is _REQUIRED:
+            raise UserError(f"sources.{self.name}: missing setting {key!r}")
+        return default
+
+    def credential(self, setting_key: str) -> str:
+        """The secret held by the environment variable that setting `setting_key` names."""
+        variable = self.setting(setting_key)
+        value = self.env.get(variable, "").strip()
+        if not value:
+            raise UserError(f"sources.{self.name}: environment variable {variable} ({setting_key}) is not set")
+        return value
+
+    def pull(self, entities: Iterable[str] | None = None, *, since: datetime | None = None) -> Pulled:
+        chosen = self._select(entities)
+        captured_at = datetime.now(UTC)
+        frames = {entity: self.pull_entity(entity, since=since) for entity in chosen}
+        return Pulled(self.name, captured_at, frames)
+
+    def pull_entity(self, entity: str, *, since: datetime | None) -> pl.DataFrame:
+        raise NotImplementedError
+
+    def paginate(self, entity: str, fetch: FetchPage, *, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
+        """Call `fetch` page after page until it returns no next cursor, staging each page so that an
+        interrupted pull resumes from its last cursor; returns every record once per entity key."""
+        staging = Staging(self.checkpoint_dir, self.name, entity, ENTITIES[entity].key, dict(params or {}))
+        with PageProgress(f"{self.name} {entity}", self.progress) as progress:
+            while not staging.done:
+                rows, cursor = fetch(staging.cursor)
+                page = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(rows, infer_schema_length=None)
+                staging.save(page, cursor)
+                progress.advance(page.height)
+        frame = staging.frame()
+        staging.clear()
+        return frame if frame.width else pl.DataFrame(schema=dict.fromkeys(ENTITIES[entity].columns, pl.String))
+
+    def _select(self, entities: Iterable[str] | None) -> tuple[str, ...]:
+        if entities is None:
+            return self.entities
+        chosen = tuple(entities)
+        unknown = [e for e in chosen if e not in self.entities]
+        if unknown:
+            raise UserError(f"{self.name} cannot pull {', '.join(unknown)}: it provides {', '.join(self.entities)}")
+        return chosen
