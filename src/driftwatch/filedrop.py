@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from driftwatch.config import Config
+from driftwatch.connectors.bluecherry.mapping import BLUECHERRY_COLUMN_MAP, BLUECHERRY_IGNORED, BLUECHERRY_SKU_TEMPLATE
 from driftwatch.entities import ENTITIES, SOURCES
 from driftwatch.errors import DataError, UserError
 from driftwatch.normalize import coerce
@@ -24,67 +25,6 @@ from driftwatch.store import IncomingSnapshot, IngestResult, Store
 
 FORMATS = (".csv", ".parquet", ".jsonl")
 MANIFEST = "_manifest.json"
-
-# Report headers seen in BlueCherry exports in the field (StyleMaster and inventory-quantity reports).
-BLUECHERRY_COLUMN_MAP: dict[str, dict[str, str]] = {
-    "products": {
-        "SKU": "sku",
-        "Style": "style",
-        "Color #": "colour",
-        "Size": "size",
-        "Style Name": "name",
-        "Retail Price": "price",
-        "Currency": "currency",
-        "Status": "status",
-        "Last Modified": "updated_at",
-    },
-    "inventory": {
-        "SKU": "sku",
-        "Location": "location",
-        "Total QOH": "on_hand",
-        "Total Open": "allocated",
-        "Total Ship To WIP": "on_order",
-        "Safety Stock": "safety_stock",
-        "Avail QOH": "available",
-        "Last Modified": "updated_at",
-    },
-}
-# Export columns that carry nothing driftwatch compares; dropped without complaint.
-BLUECHERRY_IGNORED = (
-    "Div",
-    "Loc Org",
-    "BRAND",
-    "Color Name",
-    "Label",
-    "Dm/Pk",
-    "SzBk",
-    "UOM",
-    "UPC Number",
-    "Season",
-    "Style Type",
-    "Total Pick",
-    "Total Received",
-    "Total Invoice",
-    "Total Prod",
-    "Loc Std Cost",
-    "A Price Intr1",
-    "Loc Curr",
-    "P1",
-    "P2",
-    "P3",
-    "P1 Name",
-    "P2 Name",
-    "P3 Name",
-    "SIZES",
-    "Size Code",
-    "VENDOR",
-    "GENDER",
-    "HS Number",
-    "Country",
-    "Style Detail Content Desc",
-    "LINE TYPE/RM",
-)
-BLUECHERRY_SKU_TEMPLATE = "{Style}-{Color #}-{Size}"
 
 
 @dataclass(frozen=True)
@@ -146,13 +86,11 @@ def _source_dirs(directory: Path) -> list[Path]:
 def _read_source(source_dir: Path, cfg: Config) -> list[tuple[IncomingSnapshot, Path]]:
     source = source_dir.name
     files = sorted(p for p in source_dir.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
-    captured_at = _captured_at(source_dir, files)
+    captured_at = captured_at_of(source_dir, files)
     settings = cfg.source(source)
     snaps = []
     for path in files:
-        entity_name = _entity_of(path)
-        raw = _read_file(path)
-        frame = _map_columns(raw, source, entity_name, settings, path)
+        entity_name, frame = read_entity_file(path, source, settings)
         first_line = 2 if path.suffix == ".csv" else 1
         coerced = coerce(
             frame,
@@ -165,6 +103,12 @@ def _read_source(source_dir: Path, cfg: Config) -> list[tuple[IncomingSnapshot, 
     return snaps
 
 
+def read_entity_file(path: Path, source: str, settings: dict) -> tuple[str, pl.DataFrame]:
+    """One export file as (entity, frame with canonical column names, values still as given)."""
+    entity_name = _entity_of(path)
+    return entity_name, _map_columns(_read_file(path), source, entity_name, settings, path)
+
+
 def _entity_of(path: Path) -> str:
     if path.suffix not in FORMATS:
         raise DataError(f"{path}: unsupported file type {path.suffix!r}; expected one of {', '.join(FORMATS)}")
@@ -173,7 +117,8 @@ def _entity_of(path: Path) -> str:
     return path.stem
 
 
-def _captured_at(source_dir: Path, files: list[Path]) -> datetime:
+def captured_at_of(source_dir: Path, files: list[Path]) -> datetime:
+    """When a drop's data was true: its manifest's captured_at, else its newest file's time."""
     manifest = source_dir / MANIFEST
     if not manifest.exists():
         # Without a manifest, the export's own time is the best evidence of when the data was true.

@@ -1,0 +1,65 @@
+"""Corrections for BlueCherry, written as import files: the ERP never takes a live write from driftwatch.
+
+Each batch becomes one CSV in the outbox, written under a temporary name and renamed into place, so the
+ERP's import job never picks up half a file and a crash leaves either the whole batch or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from driftwatch.repair.plan import Action
+from driftwatch.repair.pushers import PushOutcome, outbox_path
+
+COLUMNS = ("action_id", "action", "key", "field", "value", "record")
+
+
+class Pusher:
+    target = "bluecherry"
+    batch_size = 5_000
+    actions = frozenset({"create_journal_entry", "correct_erp_record"})
+
+    def __init__(self, settings: Mapping[str, Any], **_: Any):
+        self.outbox = outbox_path(settings, "outbox/bluecherry")
+
+    def push(self, batch: list[Action]) -> dict[str, PushOutcome]:
+        self.outbox.mkdir(parents=True, exist_ok=True)
+        name = f"driftwatch-{batch[0].action_id}-{len(batch)}.csv"
+        rows = pl.DataFrame(
+            [
+                {
+                    "action_id": a.action_id,
+                    "action": a.action,
+                    "key": a.key,
+                    "field": a.field,
+                    "value": a.after,
+                    "record": json.dumps(a.truth, sort_keys=True),
+                }
+                for a in batch
+            ],
+            schema=dict.fromkeys(COLUMNS, pl.String),
+        )
+        tmp = self.outbox / f".{name}.tmp"
+        rows.write_csv(tmp)
+        tmp.replace(self.outbox / name)
+        return {a.action_id: PushOutcome(True, f"import file {name}") for a in batch}
+
+    def read(self, batch: list[Action]) -> dict[str, str | None]:
+        written = self._written()
+        return {a.action_id: written.get(a.action_id) for a in batch}
+
+    def _written(self) -> dict[str, str | None]:
+        files = sorted(p for p in self.outbox.glob("driftwatch-*.csv")) if self.outbox.is_dir() else []
+        if not files:
+            return {}
+        frame = pl.concat([pl.read_csv(p, infer_schema=False) for p in files])
+        return dict(zip(frame["action_id"], frame["value"], strict=True))
+
+
+def outbox_files(outbox: Path) -> list[Path]:
+    return sorted(outbox.glob("driftwatch-*.csv"))

@@ -1,0 +1,74 @@
+"""Guard rails: reasons a plan must not be applied as it stands.
+
+Each guard answers one question an operator would ask before pushing: can today's data be trusted, is
+the plan still about the latest data, and is it about to do something drastic (zero a large part of a
+catalogue's stock, flip many consents)?
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from driftwatch.config import Config
+from driftwatch.repair.plan import Plan
+from driftwatch.store import Store
+
+DEFAULTS = {"max_zero_stock_share": 0.05, "max_consent_changes": 50, "max_actions_per_target": 10_000}
+
+
+def settings(cfg: Config) -> dict[str, float]:
+    return {**DEFAULTS, **cfg.section("repair")}
+
+
+def untrusted(plan: Plan) -> list[str]:
+    if plan.trusted:
+        return []
+    return [f"audit run {plan.run_id} is untrusted (snapshot_health failed): fix the snapshots and re-audit"]
+
+
+def stale(plan: Plan, store: Store) -> list[str]:
+    problems = []
+    for name, seen in plan.snapshots.items():
+        source, entity = name.split("/")
+        latest = store.latest_snapshot(source, entity)
+        if latest and latest.captured_at > datetime.fromisoformat(seen):
+            problems.append(
+                f"plan {plan.plan_id} predates the latest {name} snapshot ({latest.captured_at:%Y-%m-%d %H:%M}Z): "
+                "re-audit and make a new plan"
+            )
+    return problems
+
+
+def drastic(plan: Plan, store: Store, cfg: Config) -> list[str]:
+    limits = settings(cfg)
+    problems = []
+    for platform, actions in plan.by_platform().items():
+        if len(actions) > limits["max_actions_per_target"]:
+            problems.append(
+                f"{platform}: {len(actions)} actions exceed max_actions_per_target ({limits['max_actions_per_target']})"
+            )
+        zeroing = sum(a.action == "set_stock" and _is_zero(a.after) for a in actions)
+        catalogue = _catalogue_size(store, platform)
+        if zeroing and catalogue and zeroing / catalogue > limits["max_zero_stock_share"]:
+            problems.append(
+                f"{platform}: {zeroing} of {catalogue} SKUs ({zeroing / catalogue:.1%}) would go to zero stock, over "
+                f"max_zero_stock_share ({limits['max_zero_stock_share']:.0%})"
+            )
+        consents = sum(a.action == "update_consent" for a in actions)
+        if consents > limits["max_consent_changes"]:
+            problems.append(
+                f"{platform}: {consents} consent changes exceed max_consent_changes ({limits['max_consent_changes']})"
+            )
+    return problems
+
+
+def _is_zero(value: str | None) -> bool:
+    try:
+        return value is not None and float(value) == 0
+    except ValueError:
+        return False
+
+
+def _catalogue_size(store: Store, target: str) -> int:
+    info = store.latest_snapshot(target, "inventory") or store.latest_snapshot(target, "products")
+    return info.row_count if info else 0

@@ -1,0 +1,176 @@
+"""A repair plan: open findings turned into the actions that would push the truth back out.
+
+A plan is a file an operator can read before anything happens: every action says what the target holds
+now (`before`) and what it will hold (`after`), and carries the system of record's row for its key so
+that a platform that replaces whole records (Mirakl OF24) never loses a field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from driftwatch.config import Config
+from driftwatch.engine.findings import OPEN_STATUSES, findings, latest_run_id, run_info
+from driftwatch.entities import ENTITIES
+from driftwatch.errors import UserError
+from driftwatch.store import Store
+
+PLAN_VERSION = 1
+# Actions the system of record executes itself, whichever target's drift they answer (the ERP never takes a
+# live write: these become an import file).
+ERP_ACTIONS = {"create_journal_entry": "bluecherry", "correct_erp_record": "bluecherry"}
+
+
+@dataclass(frozen=True)
+class Action:
+    action_id: str  # stable for the same change, so a re-made plan never pushes a done change again
+    platform: str  # where the push goes: the drifted target, or the ERP for journal entries and corrections
+    target: str
+    action: str  # set_stock, deactivate_offer, update_consent, upsert_order, send_event, ...
+    check_id: str
+    entity: str
+    key: str
+    field: str
+    before: str | None
+    after: str | None
+    fingerprint: str
+    truth: dict[str, Any] = field(default_factory=dict)  # the system of record's row for this key, as text
+
+
+@dataclass(frozen=True)
+class Plan:
+    plan_id: str
+    created_at: datetime
+    run_id: str
+    trusted: bool
+    snapshots: dict[str, str]  # "source/entity" -> captured_at (ISO) of what the audit saw
+    actions: list[Action]
+
+    def by_platform(self) -> dict[str, list[Action]]:
+        grouped: dict[str, list[Action]] = {}
+        for action in self.actions:
+            grouped.setdefault(action.platform, []).append(action)
+        return grouped
+
+    def to_frame(self) -> pl.DataFrame:
+        cols = ("action_id", "platform", "target", "action", "check_id", "key", "field", "before", "after")
+        return pl.DataFrame(
+            [{c: getattr(a, c) for c in cols} for a in self.actions], schema=dict.fromkeys(cols, pl.String)
+        )
+
+    def save(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = {"version": PLAN_VERSION, **asdict(self), "created_at": self.created_at.isoformat()}
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(body, indent=2, default=str), encoding="utf-8")
+        tmp.replace(path)  # never a half-written plan on disk
+        return path
+
+
+def load_plan(path: Path) -> Plan:
+    try:
+        body = json.loads(Path(path).read_text(encoding="utf-8"))
+        if body.get("version") != PLAN_VERSION:
+            raise UserError(f"{path}: plan format {body.get('version')!r} is not {PLAN_VERSION}; make a new plan")
+        return Plan(
+            plan_id=body["plan_id"],
+            created_at=datetime.fromisoformat(body["created_at"]),
+            run_id=body["run_id"],
+            trusted=body["trusted"],
+            snapshots=body["snapshots"],
+            actions=[Action(**a) for a in body["actions"]],
+        )
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such plan (make one with `driftwatch repair plan`)") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not a driftwatch repair plan ({exc})") from None
+
+
+def make_plan(
+    store: Store,
+    cfg: Config,
+    *,
+    run_id: str | None = None,
+    checks: list[str] | None = None,
+    targets: list[str] | None = None,
+) -> Plan:
+    """Actions for every open, unacknowledged finding of a run (default: the latest) that proposes one."""
+    run_id = run_id or latest_run_id(store)
+    if run_id is None:
+        raise UserError("no audit run yet: run `driftwatch audit` first")
+    info = run_info(store, run_id)
+    frame = findings(store, run_id).filter(
+        pl.col("status").is_in(OPEN_STATUSES)
+        & ~pl.col("acknowledged")
+        & ~pl.col("muted")
+        & pl.col("repair_action").is_not_null()
+    )
+    if checks:
+        frame = frame.filter(pl.col("check_id").is_in(checks))
+    if targets:
+        frame = frame.filter(pl.col("target").is_in(targets))
+    actions = [
+        _action(row, _truth_row(store, row))
+        for row in frame.sort("target", "check_id", "key", "field").iter_rows(named=True)
+    ]
+    created_at = datetime.now(UTC)
+    snapshots = _snapshots_seen(store, info["snapshot_ids"])
+    plan_id = f"{created_at:%Y%m%dT%H%M%S}-{hashlib.sha256(run_id.encode()).hexdigest()[:6]}"
+    return Plan(plan_id, created_at, run_id, bool(info["trusted"]), snapshots, actions)
+
+
+def _action(row: dict[str, Any], truth: dict[str, Any]) -> Action:
+    # The run is part of the identity: re-making a plan from the same audit never repeats a done push, but
+    # drift that comes back after a later audit is a new change to make.
+    identity = "|".join(str(row[c]) for c in ("run_id", "target", "repair_action", "key", "field", "expected"))
+    return Action(
+        action_id=hashlib.sha256(identity.encode()).hexdigest()[:16],
+        platform=ERP_ACTIONS.get(row["repair_action"], row["target"]),
+        target=row["target"],
+        action=row["repair_action"],
+        check_id=row["check_id"],
+        entity=row["entity"],
+        key=row["key"],
+        field=row["field"],
+        before=row["actual"],
+        after=row["expected"],
+        fingerprint=row["fingerprint"],
+        truth=truth,
+    )
+
+
+def _truth_row(store: Store, finding: dict[str, Any]) -> dict[str, Any]:
+    """The system of record's row behind a finding, when its key names one row of its entity."""
+    entity, source = finding["entity"], finding["source"]
+    if entity not in ENTITIES or not source:
+        return {}
+    spec = ENTITIES[entity]
+    parts = finding["key"].split("/")
+    if len(parts) < len(spec.key):
+        return {}
+    info = store.latest_snapshot(source, entity)
+    if info is None:
+        return {}
+    where = " AND ".join(f"{col} = ?" for col in spec.key)
+    rows = store.frame(
+        f"SELECT * EXCLUDE (snapshot_id) FROM snap_{entity} WHERE snapshot_id = ? AND {where}",
+        [info.snapshot_id, *parts[: len(spec.key)]],
+    ).select(info.columns)
+    if rows.height != 1:
+        return {}
+    return {k: (None if v is None else str(v)) for k, v in rows.row(0, named=True).items()}
+
+
+def _snapshots_seen(store: Store, snapshot_ids: list[str]) -> dict[str, str]:
+    seen = {}
+    for sid in snapshot_ids:
+        info = store.snapshot(sid)
+        seen[f"{info.source}/{info.entity}"] = info.captured_at.isoformat()
+    return seen
