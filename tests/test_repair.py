@@ -202,3 +202,28 @@ def test_a_killed_apply_resumes_without_pushing_anything_twice(tmp_path, cfg, wh
     assert sorted(written["key"]) == ["TL-1", "TL-2", "TL-3", "TL-4"]  # every record, each exactly once
     assert report.settled_in_doubt == (1 if when == "after" else 0)
     assert set(report.verdicts.values()) == {"repaired"}
+
+
+def test_cli_plan_dry_run_then_apply(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from driftwatch.cli import cli
+
+    audited_store(tmp_path / "s.duckdb", fee_findings(2))
+    config = tmp_path / "driftwatch.toml"
+    config.write_text(f'[sources.bluecherry]\noutbox = "{tmp_path / "outbox"}"\n')
+    monkeypatch.chdir(tmp_path)
+    base = ["--config", str(config), "--db", str(tmp_path / "s.duckdb"), "repair"]
+    runner = CliRunner()
+    planned = runner.invoke(cli, [*base, "plan", "--out", "plan.json"])
+    assert planned.exit_code == 0, planned.output
+    assert "TL-1" in planned.output and "-1.50" in planned.output
+    dry = runner.invoke(cli, [*base, "apply", "plan.json"])
+    assert dry.exit_code == 0 and "nothing is pushed" in dry.output
+    assert not (tmp_path / "outbox").exists()
+    declined = runner.invoke(cli, [*base, "apply", "plan.json", "--apply"], input="n\n")
+    assert declined.exit_code != 0 and not (tmp_path / "outbox").exists()
+    applied = runner.invoke(cli, [*base, "apply", "plan.json", "--apply", "--yes", "--format", "json"])
+    assert applied.exit_code == 0, applied.output
+    assert applied.output.count('"result": "repaired"') == 2
+    assert len(outbox_files(tmp_path / "outbox")) == 1
