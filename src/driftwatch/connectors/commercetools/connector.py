@@ -1,0 +1,221 @@
+"""Pull customers, orders (with lines and returns), inventory entries and products from commercetools.
+
+Settings (`[sources.commercetools]` in driftwatch.toml):
+
+    base_url = "https://api.europe-west1.gcp.commercetools.com"
+    auth_url = "https://auth.europe-west1.gcp.commercetools.com"   # default: base_url with api. -> auth.
+    project_key = "my-shop"
+    client_id_env = "CTP_CLIENT_ID"          # names of environment variables, never the values
+    client_secret_env = "CTP_CLIENT_SECRET"
+    scopes = ["view_orders:my-shop", ...]    # default: every scope of the API client
+    page_size = 500                          # 1..500
+    currency = "EUR"                         # which variant price is the product's price (default: the first)
+    message_retention_days = 15              # used when the token may not read the project settings
+    # optional: custom_fields = {...}, attributes = {...}, locale = "en" (see mapping.py)
+
+Incremental pulls (`since`) read the Messages Query API for the ids of the resources changed since then
+and fetch only those (scope `view_messages`). When messages are disabled in the project, or `since` is
+older than their retention, a full pull is the only correct answer, so that is what happens.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from driftwatch.connectors._checkpoint import Staging
+from driftwatch.connectors._http import PageProgress
+from driftwatch.connectors.base import BaseConnector, Pulled
+from driftwatch.connectors.commercetools import mapping
+from driftwatch.connectors.commercetools.client import MAX_LIMIT, CommercetoolsClient, id_after, id_in, quote
+from driftwatch.entities import ENTITIES
+from driftwatch.errors import UserError
+
+log = logging.getLogger("driftwatch.connectors.commercetools")
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One queryable endpoint and the canonical entities its records give."""
+
+    path: str
+    type_id: str  # the resource reference type in Messages
+    entities: tuple[str, ...]
+    params: dict[str, str] = field(default_factory=dict)
+
+
+RESOURCES = (
+    Resource("customers", "customer", ("customers",)),
+    Resource("orders", "order", ("orders", "order_lines", "returns")),
+    Resource("inventory", "inventory-entry", ("inventory",), {"expand": "supplyChannel"}),
+    Resource("product-projections", "product", ("products",), {"staged": "false"}),
+)
+
+
+class Connector(BaseConnector):
+    name = "commercetools"
+    entities = tuple(entity for resource in RESOURCES for entity in resource.entities)
+
+    def __init__(
+        self,
+        settings: Mapping[str, Any],
+        *,
+        env: Mapping[str, str] = os.environ,
+        checkpoint_dir: Path | None = None,
+        progress: bool | None = None,
+    ):
+        super().__init__(settings, env=env, checkpoint_dir=checkpoint_dir, progress=progress)
+        self.names = mapping.Names(self.settings)
+        self.page_size = int(self.setting("page_size", MAX_LIMIT))
+        if not 1 <= self.page_size <= MAX_LIMIT:
+            raise UserError(f"sources.commercetools: page_size must be 1..{MAX_LIMIT}, not {self.page_size}")
+        base_url = self.setting("base_url")
+        self.client = CommercetoolsClient(
+            api_url=base_url,
+            auth_url=self.setting("auth_url", None) or _auth_url(base_url),
+            project_key=self.setting("project_key"),
+            client_id=self.credential("client_id_env"),
+            client_secret=self.credential("client_secret_env"),
+            scopes=self.setting("scopes", ()),
+            settings=self.http_settings,
+        )
+
+    def pull(self, entities: Iterable[str] | None = None, *, since: datetime | None = None) -> Pulled:
+        chosen = self._select(entities)
+        captured_at = datetime.now(UTC)
+        frames: dict[str, pl.DataFrame] = {}
+        for resource in RESOURCES:
+            wanted = tuple(e for e in resource.entities if e in chosen)
+            if wanted:
+                frames |= self._pull_resource(resource, wanted, since)
+        return Pulled(self.name, captured_at, {entity: frames[entity] for entity in chosen})
+
+    def close(self) -> None:
+        self.client.close()
+
+    # ---------------------------------------------------------------- one resource
+
+    def _pull_resource(
+        self, resource: Resource, wanted: tuple[str, ...], since: datetime | None
+    ) -> dict[str, pl.DataFrame]:
+        changed = None if since is None else self._changed_ids(resource, since)
+        params = {"since": since if changed is not None else None, "page_size": self.page_size}
+        stagings = {e: Staging(self.checkpoint_dir, self.name, e, ENTITIES[e].key, params) for e in wanted}
+        after, finished = _resume_point(stagings.values())
+        with PageProgress(f"{self.name} {resource.path}", self.progress) as progress:
+            while not finished:
+                records, following = self._page(resource, after, changed)
+                rows = self._rows(resource, records)
+                cursor = None if following is None else {"after": following}
+                for entity, staging in stagings.items():
+                    staging.save(mapping.frame(entity, rows[entity]), cursor)
+                progress.advance(len(records))
+                after, finished = following, following is None
+        frames = {entity: staging.frame() for entity, staging in stagings.items()}
+        for staging in stagings.values():
+            staging.clear()
+        return frames
+
+    def _page(self, resource: Resource, after: str | None, changed: list[str] | None) -> tuple[list[Row], str | None]:
+        """One page of records after id `after`, and the id to continue after (None: that was the last)."""
+        if changed is None:
+            records = self.client.query(
+                resource.path, where=[id_after(after)], limit=self.page_size, params=resource.params
+            )
+            return records, (records[-1]["id"] if len(records) == self.page_size else None)
+        start = 0 if after is None else bisect.bisect_right(changed, after)
+        chunk = changed[start : start + self.page_size]
+        if not chunk:
+            return [], None
+        records = self.client.query(resource.path, where=[id_in(chunk)], limit=len(chunk), params=resource.params)
+        more = start + len(chunk) < len(changed)
+        return records, (chunk[-1] if more else None)
+
+    def _rows(self, resource: Resource, records: list[Row]) -> dict[str, list[Row]]:
+        rows: dict[str, list[Row]] = {entity: [] for entity in resource.entities}
+        for record in records:
+            if resource.type_id == "customer":
+                rows["customers"].append(mapping.customer_row(record, self.names))
+            elif resource.type_id == "order":
+                head, lines, returns = mapping.order_rows(record, self.names)
+                rows["orders"].append(head)
+                rows["order_lines"].extend(lines)
+                rows["returns"].extend(returns)
+            elif resource.type_id == "inventory-entry":
+                rows["inventory"].append(mapping.inventory_row(record))
+            else:
+                rows["products"].extend(self._product_rows(record))
+        return rows
+
+    def _product_rows(self, projection: Row) -> list[Row]:
+        rows = mapping.product_rows(projection, self.names, self.setting("currency", None))
+        variants = 1 + len(projection.get("variants") or [])
+        if len(rows) < variants:
+            log.warning(
+                "commercetools: product %s has %d variant(s) without a SKU; they cannot be audited",
+                projection.get("key") or projection["id"],
+                variants - len(rows),
+            )
+        return rows
+
+    # ---------------------------------------------------------------- incremental
+
+    def _changed_ids(self, resource: Resource, since: datetime) -> list[str] | None:
+        """Ids of the resources with a message since `since`; None when messages cannot answer that."""
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+        enabled, retention_days = self._messages_configuration()
+        if not enabled:
+            log.warning("commercetools: messages are disabled in the project; pulling %s in full", resource.path)
+            return None
+        if since < datetime.now(UTC) - timedelta(days=retention_days):
+            log.warning(
+                "commercetools: messages are kept %d days, %s is older; pulling %s in full",
+                retention_days,
+                since.isoformat(),
+                resource.path,
+            )
+            return None
+        where = [f"createdAt >= {quote(mapping.to_timestamp(since))}", f"resource(typeId = {quote(resource.type_id)})"]
+        ids = {
+            message["resource"]["id"]
+            for page in self.client.pages("messages", where=where, limit=self.page_size)
+            for message in page
+        }
+        return sorted(ids)
+
+    def _messages_configuration(self) -> tuple[bool, int]:
+        default_days = int(self.setting("message_retention_days", 15))
+        project = self.client.project()
+        if project is None:  # the token may not read the project settings: trust the configuration
+            return True, default_days
+        config = project.get("messages") or {}
+        return bool(config.get("enabled")), int(config.get("deleteDaysAfterCreation") or default_days)
+
+
+def _resume_point(stagings: Iterable[Staging]) -> tuple[str | None, bool]:
+    """Where to continue: after the smallest id any unfinished entity reached (pages fetched again are
+    de-duplicated by key), from the start if one of them has nothing staged."""
+    unfinished = [s for s in stagings if not s.done]
+    if not unfinished:
+        return None, True
+    if any(s.cursor is None for s in unfinished):
+        return None, False
+    return min(s.cursor["after"] for s in unfinished), False
+
+
+def _auth_url(base_url: str) -> str:
+    if "://api." not in base_url:
+        raise UserError(
+            "sources.commercetools: set auth_url (the OAuth host, e.g. https://auth.<region>.commercetools.com)"
+        )
+    return base_url.replace("://api.", "://auth.", 1)

@@ -1,0 +1,401 @@
+"""A loopback commercetools project: OAuth token endpoint, query endpoints, Messages, and their errors.
+
+What it reproduces from the public API reference:
+- `POST /oauth/token` with HTTP Basic client credentials, optional scopes, `expires_in`; 401
+  `invalid_client` for wrong credentials, 400 `invalid_scope` for a scope the client does not have.
+- `Authorization: Bearer` on every API call; 401 `invalid_token` once a token expired or was revoked
+  (`faults.expire_token_after` revokes each token after that many requests); 403 `insufficient_scope`.
+- Query endpoints with `where` predicates (the subset a connector needs: comparisons, `in`, nested
+  fields), `sort`, `limit` (max 500), `offset` (max 10,000), `withTotal` (total capped at 10,000 under a
+  predicate), `expand=supplyChannel` on inventory.
+- Messages (`GET /{projectKey}/messages`): one per creation and per change, dropped after the project's
+  retention (`deleteDaysAfterCreation`).
+- ErrorResponse bodies (`statusCode`, `message`, `errors[]`), and 502/503 from the edge in HTML
+  (`fail_next(..., html=True)`), as the platform's infrastructure sends them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl
+
+import polars as pl
+
+from driftwatch.connectors._simulator import Request, Response, Simulator
+from driftwatch.connectors.commercetools import mapping
+from driftwatch.entities import ENTITIES
+from driftwatch.normalize import coerce
+
+PROJECT_KEY = "driftwatch-sim"
+CLIENT_ID = "sim-client-id"
+CLIENT_SECRET = "sim-client-secret-7f3a9c"
+ENV = {"CTP_CLIENT_ID": CLIENT_ID, "CTP_CLIENT_SECRET": CLIENT_SECRET}
+MAX_LIMIT = 500
+MAX_OFFSET = 10_000
+
+# Scope needed to read each endpoint (manage_project grants them all).
+READ_SCOPES = {
+    "customers": "view_customers",
+    "orders": "view_orders",
+    "inventory": "view_products",
+    "product-projections": "view_products",
+    "messages": "view_messages",
+    "": "view_project_settings",
+}
+TYPE_IDS = {
+    "customers": "customer",
+    "orders": "order",
+    "inventory": "inventory-entry",
+    "product-projections": "product",
+}
+_CREATED = {
+    "customer": "CustomerCreated",
+    "order": "OrderCreated",
+    "inventory-entry": "InventoryEntryCreated",
+    "product": "ProductCreated",
+}
+
+
+def error_body(status: int, code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"statusCode": status, "message": message, "errors": [{"code": code, "message": message, **extra}]}
+
+
+def auth_error(status: int, code: str, message: str) -> Response:
+    body = error_body(status, code, message)
+    return Response(status, {**body, "error": code, "error_description": message})
+
+
+class CommercetoolsSimulator(Simulator):
+    name: ClassVar[str] = "commercetools"
+
+    def __init__(
+        self,
+        dataset: Mapping[str, pl.DataFrame] | None = None,
+        *,
+        token_lifetime: float = 172_800,
+        granted_scopes: tuple[str, ...] = ("manage_project",),
+        messages_enabled: bool = True,
+        retention_days: int = 15,
+        **kwargs: Any,
+    ):
+        super().__init__(dataset, **kwargs)
+        self.token_lifetime = token_lifetime
+        self.granted_scopes = granted_scopes
+        self.messages_enabled = messages_enabled
+        self.retention_days = retention_days
+        self.tokens: dict[str, dict[str, Any]] = {}
+        self.resources: dict[str, dict[str, dict[str, Any]]] = _resources(self.dataset)
+        self.channels = {mapping.channel_id(key): key for key in _locations(self.dataset)}
+        self.messages: list[dict[str, Any]] = []
+        self._sequences: dict[str, int] = {}  # the last message sequenceNumber of each resource
+        self._edge_errors: list[tuple[int, bool]] = []
+        self._data_lock = threading.RLock()
+        for path, records in self.resources.items():
+            for record in records.values():
+                self._message(TYPE_IDS[path], record, _CREATED[TYPE_IDS[path]], record.get("createdAt"))
+
+    # ---------------------------------------------------------------- what tests use
+
+    def settings(self, **overrides: Any) -> dict[str, Any]:
+        return {
+            "base_url": self.url,
+            "auth_url": self.url,
+            "project_key": PROJECT_KEY,
+            "client_id_env": "CTP_CLIENT_ID",
+            "client_secret_env": "CTP_CLIENT_SECRET",
+            **overrides,
+        }
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(ENV)
+
+    def fail_next(self, count: int, status: int = 503, *, html: bool = False) -> None:
+        """The next `count` API calls answer `status` (502 BadGateway, 503 OverCapacity, 500 General), as
+        commercetools' JSON or, from the edge, as an HTML page."""
+        with self._data_lock:
+            self._edge_errors.extend([(status, html)] * count)
+
+    def update(self, path: str, resource_id: str, message_type: str, change: Callable[[dict[str, Any]], None]) -> None:
+        """Change a stored resource as the platform would: new version, lastModifiedAt and a Message."""
+        with self._data_lock:
+            record = self.resources[path][resource_id]
+            change(record)
+            record["version"] += 1
+            record["lastModifiedAt"] = mapping.to_timestamp(datetime.now(UTC))
+            self._message(TYPE_IDS[path], record, message_type, record["lastModifiedAt"])
+
+    def create(self, path: str, record: dict[str, Any]) -> None:
+        with self._data_lock:
+            now = mapping.to_timestamp(datetime.now(UTC))
+            record = {"version": 1, **record, "createdAt": now, "lastModifiedAt": now}
+            self.resources[path][record["id"]] = record
+            self._message(TYPE_IDS[path], record, _CREATED[TYPE_IDS[path]], now)
+
+    # ---------------------------------------------------------------- the HTTP surface
+
+    def authenticate(self, request: Request) -> Response | None:
+        if request.path == "/oauth/token":
+            return None
+        header = request.headers.get("authorization", "")
+        token = self.tokens.get(header.removeprefix("Bearer ")) if header.startswith("Bearer ") else None
+        if token is None:
+            return auth_error(401, "invalid_token", "invalid_token")
+        token["uses"] += 1
+        limit = self.faults.expire_token_after
+        if time.monotonic() > token["expires"] or (limit is not None and token["uses"] > limit):
+            return auth_error(401, "invalid_token", "invalid_token")
+        needed = READ_SCOPES.get(_endpoint(request.path))
+        if needed and not _grants(token["scopes"], needed):
+            message = f"Insufficient scope. One of the following scopes is missing: {needed}"
+            return auth_error(403, "insufficient_scope", message)
+        return None
+
+    def rate_limited(self, request: Request) -> Response:
+        return Response(429, error_body(429, "TooManyRequests", "Too many requests."))
+
+    def handle(self, request: Request) -> Response:
+        if request.path == "/oauth/token" and request.method == "POST":
+            return self._token(request)
+        edge = self._take_edge_error()
+        if edge is not None:
+            return edge
+        parts = request.path.strip("/").split("/")
+        if parts[0] != PROJECT_KEY or len(parts) > 2 or request.method != "GET":
+            return Response(404, error_body(404, "ResourceNotFound", f"URI '{request.path}' not found."))
+        if len(parts) == 1:
+            return Response(200, self._project())
+        if parts[1] == "messages":
+            return self._query(request, self._live_messages(), lambda record: record)
+        if parts[1] not in self.resources:
+            return Response(404, error_body(404, "ResourceNotFound", f"URI '{request.path}' not found."))
+        with self._data_lock:
+            records = list(self.resources[parts[1]].values())
+            return self._query(request, records, lambda record: self._served(parts[1], record, request))
+
+    def _token(self, request: Request) -> Response:
+        form = dict(parse_qsl(request.body.decode())) | request.query
+        if _basic_credentials(request.headers.get("authorization", "")) != (CLIENT_ID, CLIENT_SECRET):
+            return auth_error(
+                401, "invalid_client", "Please provide valid client credentials using HTTP Basic Authentication."
+            )
+        if form.get("grant_type") != "client_credentials":
+            return auth_error(400, "unsupported_grant_type", "Invalid grant type.")
+        requested = tuple(form["scope"].split()) if form.get("scope") else self.granted_scopes
+        refused = [s for s in requested if not _grants(self.granted_scopes, s.split(":")[0])]
+        if refused:
+            return auth_error(400, "invalid_scope", f"Invalid scopes: {' '.join(refused)}")
+        token = secrets.token_urlsafe(24)
+        self.tokens[token] = {"expires": time.monotonic() + self.token_lifetime, "uses": 0, "scopes": requested}
+        scope = " ".join(s if ":" in s else f"{s}:{PROJECT_KEY}" for s in requested)
+        return Response(
+            200, {"access_token": token, "token_type": "Bearer", "expires_in": int(self.token_lifetime), "scope": scope}
+        )
+
+    def _take_edge_error(self) -> Response | None:
+        with self._data_lock:
+            if not self._edge_errors:
+                return None
+            status, html = self._edge_errors.pop(0)
+        if html:
+            page = f"<html><head><title>{status}</title></head><body><h1>{status} Bad Gateway</h1></body></html>"
+            return Response(status, page.encode(), content_type="text/html")
+        code = {502: "BadGateway", 503: "OverCapacity"}.get(status, "General")
+        return Response(status, error_body(status, code, "The service is temporarily unavailable."))
+
+    def _project(self) -> dict[str, Any]:
+        return {
+            "key": PROJECT_KEY,
+            "name": "driftwatch simulator",
+            "version": 1,
+            "currencies": ["EUR", "GBP"],
+            "messages": {"enabled": self.messages_enabled, "deleteDaysAfterCreation": self.retention_days},
+        }
+
+    def _served(self, path: str, record: dict[str, Any], request: Request) -> dict[str, Any]:
+        record = json.loads(json.dumps(record))  # the client gets a copy, never the stored object
+        if path == "inventory" and "supplyChannel" in request.query.get("expand", "") and "supplyChannel" in record:
+            channel = record["supplyChannel"]
+            channel["obj"] = {"id": channel["id"], "key": self.channels[channel["id"]], "roles": ["InventorySupply"]}
+        if path == "orders" and self.faults.unknown_enums and record.get("shipmentState"):
+            record["shipmentState"] = "Rerouted"  # a value the documentation does not list (yet)
+        return record
+
+    def _query(
+        self, request: Request, records: list[dict[str, Any]], serve: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> Response:
+        query = request.query
+        try:
+            limit = int(query.get("limit", 20))
+            offset = int(query.get("offset", 0))
+            matches = _predicate(query["where"]) if query.get("where") else (lambda record: True)
+        except (ValueError, KeyError) as error:
+            return Response(400, error_body(400, "InvalidInput", f"Malformed parameter: {error}"))
+        if not 0 <= limit <= MAX_LIMIT:
+            return Response(400, error_body(400, "InvalidInput", f"The limit must be between 0 and {MAX_LIMIT}."))
+        if not 0 <= offset <= MAX_OFFSET:
+            return Response(400, error_body(400, "InvalidInput", f"The offset must be between 0 and {MAX_OFFSET}."))
+        selected = [r for r in records if matches(r)]
+        field, _, direction = query.get("sort", "id asc").partition(" ")
+        selected.sort(key=lambda r: r.get(field) or "", reverse=direction.strip() == "desc")
+        page = [serve(record) for record in selected[offset : offset + limit]]
+        body: dict[str, Any] = {"limit": limit, "offset": offset, "count": len(page), "results": page}
+        if query.get("withTotal", "true") != "false":
+            body["total"] = min(len(selected), MAX_OFFSET) if query.get("where") else len(selected)
+        self.page_served()
+        return Response(200, body)
+
+    # ---------------------------------------------------------------- messages
+
+    def _message(self, type_id: str, record: dict[str, Any], message_type: str, created_at: str | None) -> None:
+        sequence = self._sequences[record["id"]] = self._sequences.get(record["id"], 0) + 1
+        created = created_at or mapping.to_timestamp(datetime.now(UTC))
+        self.messages.append(
+            {
+                "id": mapping.stable_id("message", record["id"], sequence),
+                "version": 1,
+                "sequenceNumber": sequence,
+                "resource": {"typeId": type_id, "id": record["id"]},
+                "resourceVersion": record.get("version", 1),
+                "type": message_type,
+                "createdAt": created,
+                "lastModifiedAt": created,
+            }
+        )
+
+    def _live_messages(self) -> list[dict[str, Any]]:
+        if not self.messages_enabled:
+            return []
+        oldest = datetime.now(UTC) - timedelta(days=self.retention_days)
+        with self._data_lock:
+            return [m for m in self.messages if _parse_time(m["createdAt"]) >= oldest]
+
+
+# -------------------------------------------------------------------- dataset -> resources
+
+
+def _resources(dataset: Mapping[str, pl.DataFrame]) -> dict[str, dict[str, dict[str, Any]]]:
+    names = mapping.Names()
+    frames = {entity: _canonical(frame, entity) for entity, frame in dataset.items()}
+    empty: list[dict[str, Any]] = []
+    built = {
+        "customers": mapping.customer_resources(frames["customers"], names) if "customers" in frames else empty,
+        "orders": (
+            mapping.order_resources(frames["orders"], frames.get("order_lines"), frames.get("returns"), names)
+            if "orders" in frames
+            else empty
+        ),
+        "inventory": mapping.inventory_resources(frames["inventory"]) if "inventory" in frames else empty,
+        "product-projections": mapping.product_resources(frames["products"], names) if "products" in frames else empty,
+    }
+    return {path: {r["id"]: r for r in records} for path, records in built.items()}
+
+
+def _canonical(frame: pl.DataFrame, entity: str) -> pl.DataFrame:
+    """Canonical dtypes, with every column of the entity (absent ones null)."""
+    good = coerce(frame, entity, origin=f"simulator {entity}").good
+    schema = ENTITIES[entity].schema
+    return good.with_columns(pl.lit(None, dtype).alias(col) for col, dtype in schema.items() if col not in good.columns)
+
+
+def _locations(dataset: Mapping[str, pl.DataFrame]) -> set[str]:
+    if "inventory" not in dataset:
+        return set()
+    return {
+        loc for loc in dataset["inventory"]["location"].cast(pl.String).to_list() if loc and loc != mapping.NO_LOCATION
+    }
+
+
+# -------------------------------------------------------------------- query predicates
+
+_COMPARISON = re.compile(r'^(\w+)\s*(>=|<=|!=|>|<|=)\s*(".*"|-?\d+(?:\.\d+)?|true|false)$', re.S)
+_MEMBERSHIP = re.compile(r"^(\w+)\s+in\s*\((.*)\)$", re.S)
+_NESTED = re.compile(r"^(\w+)\s*\((.*)\)$", re.S)
+_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    ">": lambda a, b: a > b,
+    "<": lambda a, b: a < b,
+    ">=": lambda a, b: a >= b,
+    "<=": lambda a, b: a <= b,
+}
+
+
+def _predicate(text: str) -> Callable[[dict[str, Any]], bool]:
+    """The subset of commercetools query predicates a connector sends: `a and b`, comparisons, `in`, and
+    `field(...)` to descend into an object. Anything else is refused as the API refuses bad input."""
+    clauses = [_clause(part) for part in _split_and(text.strip())]
+    return lambda record: all(clause(record) for clause in clauses)
+
+
+def _clause(text: str) -> Callable[[dict[str, Any]], bool]:
+    text = text.strip()
+    if match := _COMPARISON.match(text):
+        field, operator, literal = match.groups()
+        value, compare = json.loads(literal), _OPERATORS[operator]
+        return lambda record: record.get(field) is not None and compare(_comparable(record[field]), _comparable(value))
+    if match := _MEMBERSHIP.match(text):
+        field, values = match.group(1), set(json.loads(f"[{match.group(2)}]"))
+        return lambda record: record.get(field) in values
+    if match := _NESTED.match(text):
+        field, inner = match.group(1), _predicate(match.group(2))
+        return lambda record: isinstance(record.get(field), dict) and inner(record[field])
+    raise ValueError(f"where: cannot parse {text!r}")
+
+
+def _split_and(text: str) -> list[str]:
+    """Split on top-level ` and `, outside quotes and parentheses."""
+    parts, depth, quoted, start, i = [], 0, False, 0, 0
+    while i < len(text):
+        char = text[i]
+        if char == '"' and (i == 0 or text[i - 1] != "\\"):
+            quoted = not quoted
+        elif not quoted and char in "()":
+            depth += 1 if char == "(" else -1
+        elif not quoted and depth == 0 and text.startswith(" and ", i):
+            parts.append(text[start:i])
+            start = i = i + len(" and ")
+            continue
+        i += 1
+    parts.append(text[start:])
+    return parts
+
+
+def _comparable(value: Any) -> Any:
+    """Timestamps compare as instants, whatever their precision; everything else as given."""
+    if isinstance(value, str) and re.match(r"^\d{4}-\d{2}-\d{2}T", value):
+        return _parse_time(value)
+    return value
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _endpoint(path: str) -> str:
+    parts = path.strip("/").split("/")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _grants(scopes: tuple[str, ...], needed: str) -> bool:
+    held = {scope.split(":")[0] for scope in scopes}
+    manage = needed.replace("view_", "manage_")
+    return bool(held & {needed, manage, "manage_project"})
+
+
+def _basic_credentials(header: str) -> tuple[str, str] | None:
+    if not header.startswith("Basic "):
+        return None
+    try:
+        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return user, password
