@@ -1,0 +1,132 @@
+"""One self-contained HTML file per run: trust headline, per-check summary and trends, top findings, and
+the full findings table (filtered and sorted in the page, no network needed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import jinja2
+import polars as pl
+
+from driftwatch.report import summary
+from driftwatch.report.mask import mask_emails
+from driftwatch.report.summary import SEVERITIES, History, RunInfo
+from driftwatch.report.svg import sparkline, stacked_bars
+
+TEMPLATES_DIR = Path(__file__).resolve().parents[3] / "reports" / "templates"
+TREND_RUNS = 14
+TOP_PER_CHECK = 5
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    mask_emails: bool = True
+    max_table_rows: int = 5000
+
+
+def render_report(
+    run: RunInfo,
+    findings: pl.DataFrame,
+    history: History | None = None,
+    options: ReportOptions | None = None,
+) -> str:
+    """The report for one run as an HTML string. Every value is escaped by the template engine."""
+    options = options or ReportOptions()
+    if options.mask_emails:
+        findings = mask_emails(findings)
+    window = (history or History.empty()).window(run, findings, TREND_RUNS)
+    ordered = summary.by_attention(findings)
+    open_rows = summary.open_findings(ordered)
+    context = {
+        "run": run,
+        "health": _records(open_rows.filter(pl.col("check_id") == summary.HEALTH_CHECK)),
+        "statuses": summary.status_counts(findings),
+        "severities": summary.severity_counts(findings),
+        "severity_names": SEVERITIES,
+        "money": [format_money(amount, currency) for currency, amount in summary.money_at_risk(findings).items()],
+        "checks": _check_rows(findings, window),
+        "trend": _overall_trend(window),
+        "top": _top_per_check(open_rows),
+        "table": _records(ordered.head(options.max_table_rows)),
+        "total": findings.height,
+        "masked": options.mask_emails,
+    }
+    return _environment().get_template("report.html.j2").render(context)
+
+
+def write_report(
+    path: Path,
+    run: RunInfo,
+    findings: pl.DataFrame,
+    history: History | None = None,
+    options: ReportOptions | None = None,
+) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_report(run, findings, history, options), encoding="utf-8")
+    return path
+
+
+def format_money(amount: Decimal | None, currency: str | None) -> str:
+    if amount is None:
+        return ""
+    text = f"{Decimal(amount):,.2f}"
+    return f"{text} {currency}" if currency else text
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["money"] = format_money
+    return env
+
+
+def _records(frame: pl.DataFrame) -> list[dict]:
+    return frame.with_columns(summary.severity_rank().alias("rank")).to_dicts()
+
+
+def _check_rows(findings: pl.DataFrame, window: History) -> list[dict]:
+    """One row per (check, target): open counts by severity, lifecycle counts, money at risk, trend."""
+    trends = {(check, target): values for check, target, values in window.series(["check_id", "target"]).iter_rows()}
+    rows = []
+    for (check, target), group in findings.group_by("check_id", "target"):
+        rows.append(
+            {
+                "check_id": check,
+                "target": target,
+                "severities": summary.severity_counts(group),
+                "statuses": summary.status_counts(group),
+                "money": [format_money(a, c) for c, a in summary.money_at_risk(group).items()],
+                "trend": trends.get((check, target), [0] * window.runs.height),
+            }
+        )
+    for row in rows:
+        row["spark"] = sparkline(row["trend"])
+    return sorted(rows, key=lambda r: ([-r["severities"][s] for s in SEVERITIES], r["check_id"], r["target"]))
+
+
+def _overall_trend(window: History) -> dict:
+    per_severity = {row[0]: row[1] for row in window.series(["severity"]).iter_rows()}
+    counts = {s: per_severity[s] for s in SEVERITIES if s in per_severity}
+    labels = [f"{started:%Y-%m-%d %H:%M}" for started in window.runs["started_at"]]
+    return {
+        "bars": stacked_bars(labels, counts),
+        "labels": labels,
+        "totals": [sum(values) for values in zip(*counts.values(), strict=True)] if counts else [0] * len(labels),
+    }
+
+
+def _top_per_check(open_rows: pl.DataFrame) -> list[dict]:
+    """The most urgent open findings of each check, checks with critical drift first."""
+    top = open_rows.group_by("check_id", maintain_order=True).head(TOP_PER_CHECK)
+    counts = dict(open_rows.group_by("check_id").len().iter_rows())
+    return [
+        {"check_id": check, "open": counts[check], "rows": _records(group)}
+        for (check,), group in top.group_by("check_id", maintain_order=True)
+    ]
