@@ -64,7 +64,10 @@ def _pull_one(
     timezone = cfg.source(source).get("timezone", "UTC")
     incoming = []
     for entity, frame in pulled.frames.items():
-        coerced = coerce(frame, entity, origin=f"{source} {entity}", first_line=1, naive_timezone=timezone)
+        # A file-based connector names the file and its first data line, so quarantined rows point at lines
+        # a person can open; an API pull counts records from 1.
+        origin, first_line = getattr(connector, "origin", lambda e: (f"{source} {e}", 1))(entity)
+        coerced = coerce(frame, entity, origin=origin, first_line=first_line, naive_timezone=timezone)
         incoming.append(
             IncomingSnapshot(source, entity, pulled.captured_at, coerced.good, coerced.bad, f"pull:{source}")
         )

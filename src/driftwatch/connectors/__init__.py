@@ -15,13 +15,15 @@ from driftwatch.errors import UserError
 
 __all__ = ["SIMULATORS", "BaseConnector", "Connector", "Pulled", "get"]
 
-# BlueCherry has no public API: its exports arrive as file drops (driftwatch.filedrop).
+# Platforms reached over their APIs, each with a loopback simulator.
 PLATFORMS = ("klaviyo", "mirakl", "commercetools", "emarsys", "ometria")
+# BlueCherry has no public API: its connector picks up report exports from a folder or an SFTP drop.
+CONNECTORS = ("bluecherry", *PLATFORMS)
 
 
 def _platform_attribute(name: str, attribute: str) -> Any:
-    if name not in PLATFORMS:
-        raise UserError(f"no API connector for {name!r}: expected one of {', '.join(PLATFORMS)}")
+    if name not in CONNECTORS:
+        raise UserError(f"no connector for {name!r}: expected one of {', '.join(CONNECTORS)}")
     module = importlib.import_module(f"driftwatch.connectors.{name}")
     return getattr(module, attribute)
 

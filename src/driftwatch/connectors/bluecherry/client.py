@@ -51,7 +51,12 @@ class Connector(BaseConnector):
         if not files:
             raise UserError(f"sources.bluecherry: no exports ({', '.join(sorted(chosen))}) found in {folder}")
         frames = dict(read_entity_file(path, self.name, self.settings) for path in files)
+        self._origins = {path.stem: (str(path), 2 if path.suffix == ".csv" else 1) for path in files}
         return Pulled(self.name, captured_at_of(folder, files), frames)
+
+    def origin(self, entity: str) -> tuple[str, int]:
+        """The export file an entity came from and the line number of its first record."""
+        return self._origins[entity]
 
     def _local_folder(self) -> Path:
         if self.settings.get("path"):
