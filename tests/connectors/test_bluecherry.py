@@ -58,3 +58,19 @@ def test_no_way_to_reach_the_exports_is_a_clear_error(tmp_path):
 
     with pytest.raises(UserError, match="set `path`"):
         Connector({})
+
+
+def test_pull_from_an_sftp_drop(tmp_path, exports):
+    from sftp_server import SftpServer
+
+    with SftpServer(exports, "bc", "drop-password") as server:
+        settings = {"sftp_url": server.url, "sftp_password_env": "BC_SFTP_PASSWORD"}
+        cfg = Config(feeds=default_feeds(), raw={"sources": {"bluecherry": settings}})
+        with Store(tmp_path / "s.duckdb") as store:
+            good = pull_sources(store, cfg, env={"BC_SFTP_PASSWORD": "drop-password"}, checkpoint_dir=tmp_path)
+            assert [(r.entity, r.rows, r.error) for r in good] == [("inventory", 1, None)]
+            info = store.latest_snapshot("bluecherry", "inventory")
+            assert info.captured_at.isoformat() == "2026-11-23T02:00:00+00:00"  # the manifest came along
+            bad = pull_sources(store, cfg, env={"BC_SFTP_PASSWORD": "wrong"}, checkpoint_dir=tmp_path)
+    assert bad[0].error.startswith("sources.bluecherry: SFTP 127.0.0.1: AuthenticationException")
+    assert "wrong" not in bad[0].error
