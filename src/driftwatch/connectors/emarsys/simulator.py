@@ -1,0 +1,225 @@
+"""A loopback Emarsys: the contact API (v2 with WSSE, v3 with OAuth), a catalogue feed, sales-data files.
+
+As Emarsys documents: every answer is `{"replyCode", "replyText", "data"}`; application errors come back
+inside HTTP 200 (an unknown field id: 2006; a key not found: 2008 in `data.errors`; every key failing:
+`result: false`); more than 1,000 keys is HTTP 400 with replyCode 1000; a wrong WSSE digest, a `Created`
+more than 5 minutes off, or a replayed nonce is HTTP 401; 1,000 requests a minute per API user, then 429
+with `X-RateLimit-*` headers (the reset as a unix time) and no `Retry-After`.
+
+The catalogue is served as the CSV file Emarsys imports; the sales data is written, as uploaded files, to
+`sales_data_dir` (Emarsys offers no download of it).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import polars as pl
+
+from driftwatch.connectors import _simulator as base
+from driftwatch.connectors.emarsys import mapping
+from driftwatch.connectors.emarsys.client import BATCH, wsse_header
+
+ENV = {
+    "username_env": "EMARSYS_USERNAME",
+    "secret_env": "EMARSYS_SECRET",
+    "client_id_env": "EMARSYS_CLIENT_ID",
+    "client_secret_env": "EMARSYS_CLIENT_SECRET",
+}
+CATALOG_PATH = "/catalog/products.csv"
+MAX_SKEW_SECONDS = 300
+_WSSE = re.compile(r'(\w+)="([^"]*)"')
+
+
+def reply(data: Any, code: int = 0, text: str = "OK", status: int = 200) -> base.Response:
+    return base.Response(status, {"replyCode": code, "replyText": text, "data": data})
+
+
+class Simulator(base.Simulator):
+    name = "emarsys"
+    rate_limits: ClassVar = {"api": [(1000, 60.0)]}
+
+    def __init__(
+        self, dataset: dict[str, pl.DataFrame] | None = None, *, field_ids: dict[str, str] | None = None, **kwargs: Any
+    ):
+        kwargs.setdefault("retry_after", "none")
+        super().__init__(dataset, **kwargs)
+        self.fields = mapping.field_ids({"field_ids": field_ids or {}})
+        self.credentials = {
+            "EMARSYS_USERNAME": "driftwatch001",
+            "EMARSYS_SECRET": secrets.token_hex(12),
+            "EMARSYS_CLIENT_ID": "driftwatch-client",
+            "EMARSYS_CLIENT_SECRET": secrets.token_hex(12),
+        }
+        self.sales_data_dir: Path | None = None
+        self._nonces: set[str] = set()
+        self._tokens: dict[str, int] = {}  # token -> requests it has served
+        self._started = time.time()
+
+    # --- wiring ---------------------------------------------------------------------------------------
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(self.credentials)
+
+    def settings(self, **overrides: Any) -> dict[str, Any]:
+        return super().settings(
+            **ENV,
+            token_url=f"{self.url}/oauth2/token",
+            catalog_url=f"{self.url}{CATALOG_PATH}",
+            sales_data_dir=str(self.sales_data_dir),
+            **overrides,
+        )
+
+    def __enter__(self) -> Simulator:
+        self.sales_data_dir = Path(tempfile.mkdtemp(prefix="emarsys-sales-"))
+        self.upload_sales_data("sales_initial.csv")
+        return super().__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        if self.sales_data_dir is not None:
+            shutil.rmtree(self.sales_data_dir, ignore_errors=True)
+
+    def upload_sales_data(self, file_name: str, lines: pl.DataFrame | None = None) -> Path:
+        """Add a sales-data file as an integration uploads it (by default, the dataset's orders)."""
+        assert self.sales_data_dir is not None
+        if lines is None:
+            lines = mapping.sales_from_frames(self.dataset.get("orders"), self.dataset.get("order_lines"))
+        path = self.sales_data_dir / file_name
+        lines.write_csv(path)
+        return path
+
+    # --- auth and limits ------------------------------------------------------------------------------
+
+    def authenticate(self, request: base.Request) -> base.Response | None:
+        if request.path == CATALOG_PATH:
+            return None  # hosted by the retailer, fetched by Emarsys: no API credentials
+        if request.path == "/oauth2/token":
+            expected = f"{self.credentials['EMARSYS_CLIENT_ID']}:{self.credentials['EMARSYS_CLIENT_SECRET']}"
+            if request.headers.get("authorization") != "Basic " + base64.b64encode(expected.encode()).decode():
+                return base.Response(401, {"error": "invalid_client"})
+            return None
+        if request.path.startswith("/api/v3/"):
+            return self._check_bearer(request.headers.get("authorization", ""))
+        return self._check_wsse(request.headers.get("x-wsse", ""))
+
+    def _check_wsse(self, header: str) -> base.Response | None:
+        parts = dict(_WSSE.findall(header))
+        if not {"Username", "PasswordDigest", "Nonce", "Created"} <= set(parts):
+            return reply("", 1, "Unauthorized: X-WSSE header missing or malformed", status=401)
+        if parts["Username"] != self.credentials["EMARSYS_USERNAME"]:
+            return reply("", 1, "Unauthorized", status=401)
+        expected = wsse_header(
+            parts["Username"], self.credentials["EMARSYS_SECRET"], nonce=parts["Nonce"], created=parts["Created"]
+        )
+        if dict(_WSSE.findall(expected))["PasswordDigest"] != parts["PasswordDigest"]:
+            return reply("", 1, "Unauthorized", status=401)
+        created = datetime.fromisoformat(parts["Created"].replace("Z", "+00:00"))
+        if abs((datetime.now(UTC) - created).total_seconds()) > MAX_SKEW_SECONDS:
+            return reply("", 1, "Unauthorized: request timestamp out of range", status=401)
+        with self._lock:
+            if parts["Nonce"] in self._nonces:
+                return reply("", 1, "Unauthorized: nonce already used", status=401)
+            self._nonces.add(parts["Nonce"])
+        return None
+
+    def _check_bearer(self, header: str) -> base.Response | None:
+        token = header.removeprefix("Bearer ")
+        limit = self.faults.expire_token_after
+        with self._lock:
+            served = self._tokens.get(token)
+            if served is None or (limit is not None and served >= limit):
+                return base.Response(401, {"error": "invalid_token", "error_description": "token expired or unknown"})
+            self._tokens[token] = served + 1
+        return None
+
+    def bucket(self, request: base.Request) -> str | None:
+        return "api" if request.path.startswith("/api/") else None
+
+    def rate_limited(self, request: base.Request) -> base.Response:
+        window = 60
+        reset = self._started + ((time.time() - self._started) // window + 1) * window
+        response = reply("", 429, "Too many requests", status=429)
+        response.headers.update(
+            {"X-RateLimit-Limit": "1000", "X-Ratelimit-Remaining": "0", "X-RateLimit-Reset": str(int(reset))}
+        )
+        return response
+
+    # --- endpoints ------------------------------------------------------------------------------------
+
+    def handle(self, request: base.Request) -> base.Response:
+        if request.path == "/oauth2/token":
+            token = secrets.token_urlsafe(24)
+            with self._lock:
+                self._tokens[token] = 0
+            return base.Response(200, {"access_token": token, "token_type": "bearer", "expires_in": 3600})
+        if request.path == CATALOG_PATH:
+            catalogue = mapping.catalogue_from_frames(
+                self.dataset.get("products"), self.dataset.get("inventory"), "https://shop.example"
+            )
+            return base.Response(200, catalogue.write_csv().encode(), content_type="text/csv; charset=utf-8")
+        endpoint = re.sub(r"^/api/v[23]/", "", request.path)
+        if request.method == "GET" and endpoint == "contact/query/":
+            return self._query(request.query)
+        if request.method == "POST" and endpoint == "contact/getdata":
+            return self._getdata(request.json() or {})
+        return reply(
+            "", 1001, f"Invalid or missing parameters: no endpoint {request.method} {request.path}", status=404
+        )
+
+    def _contacts(self) -> list[dict[str, Any]]:
+        customers = self.dataset.get("customers")
+        contacts = [] if customers is None else [mapping.contact_from_row(r, self.fields) for r in customers.to_dicts()]
+        if self.faults.unknown_enums:  # an opt-in value outside the documented 1/2
+            contacts = [{**c, self.fields["email_consent"]: "3"} for c in contacts]
+        return contacts
+
+    def _query(self, query: dict[str, str]) -> base.Response:
+        key = query.get("return", "")
+        if key not in ("id", *self.fields.values()):
+            return reply("", 2006, f"Invalid field id: {key}")
+        limit, offset = int(query.get("limit", 10000)), int(query.get("offset", 0))
+        if not 1 <= limit <= 10000:
+            return reply("", 1001, "Invalid or missing parameters: limit must be 1..10000", status=400)
+        listed = [c for c in self._contacts() if c.get(key) not in (None, "") or query.get("excludeempty") != "true"]
+        page = [{"id": c["id"], key: c.get(key)} for c in listed[offset : offset + limit]]
+        self.page_served()
+        return reply({"result": page})
+
+    def _getdata(self, body: dict[str, Any]) -> base.Response:
+        keys, fields = [str(k) for k in body.get("keyValues") or []], [str(f) for f in body.get("fields") or []]
+        key_id = str(body.get("keyId", ""))
+        if len(keys) > BATCH:
+            return reply("", 1000, f"Batch is too large: at most {BATCH} contacts per call", status=400)
+        known = {"id", "uid", *self.fields.values()}
+        if key_id not in known:
+            return reply("", 2004, f"Invalid key field id: {key_id}")
+        if unknown := [f for f in fields if f not in known]:
+            return reply("", 2006, f"Invalid field id: {', '.join(unknown)}")
+        by_key: dict[str, list[dict[str, Any]]] = {}
+        for contact in self._contacts():
+            by_key.setdefault(str(contact.get(key_id)), []).append(contact)
+        result, errors = [], []
+        for key in keys:
+            found = by_key.get(key, [])
+            if len(found) == 1:
+                result.append(
+                    {"id": found[0]["id"], "uid": f"u{found[0]['id']}", **{f: found[0].get(f) for f in fields}}
+                )
+            else:
+                code, text = (
+                    (2008, "No contact found with the external id")
+                    if not found
+                    else (2010, "More contacts found with the external id")
+                )
+                errors.append({"key": key, "errorCode": code, "errorMsg": f"{text}: {key_id}"})
+        return reply({"result": result if result or not errors else False, "errors": errors})
