@@ -32,6 +32,8 @@ FINDINGS_SCHEMA = {
     "repair_action": pl.String,
     "fingerprint": pl.String,
     "status": pl.String,
+    "acknowledged": pl.Boolean,
+    "muted": pl.Boolean,
 }
 
 DAY0 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
@@ -70,6 +72,8 @@ def finding(
         "repair_action": "set_stock" if check_id == "stock_parity" else None,
         "fingerprint": fingerprint,
         "status": status,
+        "acknowledged": False,
+        "muted": False,
     }
 
 

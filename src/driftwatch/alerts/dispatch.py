@@ -87,8 +87,10 @@ def _plan_route(
     mask: bool,
 ) -> Outgoing:
     mine = route.select(current, owners)
+    # Acknowledged and muted findings stay open but quiet; the route is all clear only when none are open.
+    attended = mine.filter(~pl.col("acknowledged") & ~pl.col("muted"))
     known = ledger.known(store, route.name)
-    alerting = _needing_attention(mine, known)
+    alerting = _needing_attention(attended, known)
     if alerting.height:
         message = drift_digest(route.name, run, alerting, link, mask=mask)
     elif mine.height == 0 and known.height:
@@ -99,7 +101,7 @@ def _plan_route(
     if message is not None:
         sent = ledger.already_sent(store, run.run_id, route.name)
         pending = tuple(d for d in route.destinations if (message.kind, d.label) not in sent)
-    return Outgoing(route, message, mine, pending)
+    return Outgoing(route, message, attended, pending)
 
 
 def _needing_attention(mine: pl.DataFrame, known: pl.DataFrame) -> pl.DataFrame:
