@@ -11,8 +11,9 @@ What commercetools has no field for is kept in Custom Fields (`custom.fields`), 
 Conventions:
 - customers: customer_id is the Customer `id`; erp_customer_id is `externalId` (the field commercetools
   documents for ERP/CRM ids); postcode and country come from the default shipping address (else the first).
-- orders: order_id is `orderNumber` (the number the ERP also carries; the Order `id` when there is none);
-  external_id is the Order `id`;
+- orders: external_id is the storefront's `orderNumber` (which the ERP order carries too); order_id is
+  the ERP's number that the integration stored on the order (custom field `erpOrderNumber`), else the
+  orderNumber, else the Order `id` (an order nobody numbered must still be audited);
   channel is the Store key; status is the compound raw value "orderState/shipmentState" (just
   "orderState" while there is no shipmentState). Note the two enums spell cancel differently
   (`Cancelled` vs `Canceled`): raw values are kept as the API says them.
@@ -49,7 +50,8 @@ CUSTOM_FIELDS: dict[str, str] = {
     "order_count": "orderCount",
     "last_order_at": "lastOrderAt",
     "merged_into": "mergedInto",
-    # line items and return items
+    # orders, line items and return items
+    "erp_order_number": "erpOrderNumber",
     "qty_cancelled": "cancelledQuantity",
     "amount": "amount",
 }
@@ -185,12 +187,11 @@ def _customer_address(customer: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def order_rows(order: Mapping[str, Any], names: Names) -> tuple[Row, list[Row], list[Row]]:
     """The order, its lines and its return items."""
-    # An order the storefront never numbered still has to be audited: its id is the only key it has.
-    order_id = order.get("orderNumber") or order["id"]
+    order_id = _custom(order).get(names.fields["erp_order_number"]) or order.get("orderNumber") or order["id"]
     total = order.get("totalPrice") or {}
     head = {
         "order_id": order_id,
-        "external_id": order["id"],
+        "external_id": order.get("orderNumber"),
         "channel": (order.get("store") or {}).get("key"),
         "customer_id": order.get("customerId"),
         "email": order.get("customerEmail"),
@@ -372,7 +373,8 @@ def order_resources(
 
 
 def _order_resource(row: Row, lines: list[Row], returns: list[Row], names: Names) -> Resource:
-    order_key = row["external_id"] or stable_id("order", row["order_id"])
+    order_key = stable_id("order", row["order_id"])
+    erp_number = None if row["order_id"] == row["external_id"] else row["order_id"]
     currency = row["currency"]
     items = [_line_item(order_key, line, currency, names) for line in lines]
     order_state, shipment_state = _split(row["status"])
@@ -380,13 +382,14 @@ def _order_resource(row: Row, lines: list[Row], returns: list[Row], names: Names
         {
             "id": order_key,
             "version": 1,
-            "orderNumber": row["order_id"],
+            "orderNumber": row["external_id"],
             "customerId": row["customer_id"],
             "customerEmail": row["email"],
             "store": {"typeId": "store", "key": row["channel"]} if row["channel"] else None,
             "orderState": order_state,
             "shipmentState": shipment_state,
             "totalPrice": to_money(row["total"], currency),
+            "custom": _custom_block({names.fields["erp_order_number"]: erp_number}, "order-fields"),
             "lineItems": items,
             "customLineItems": [],
             "shippingInfo": _shipping_info(order_key, items, lines),
