@@ -1,0 +1,229 @@
+"""The generic comparison behind every [[compare]] table of a check file.
+
+The truth (expected view) and the target's copy (actual view) are joined on the keys; rows on one side
+only become `missing` / `extra` findings, and each declared field is compared with its kind's notion of
+equality (money within a tolerance, text trimmed, postcodes without spaces...). Severity rules, impact
+and `when` filters are SQL expressions over `expected`, `actual`, `diff` and the joined columns
+(`expected_<col>`, `actual_<col>`). Everything stays lazy: one join per comparison, no Python loops over rows.
+"""
+
+from __future__ import annotations
+
+import string
+from decimal import Decimal
+
+import polars as pl
+
+from driftwatch.engine.checkfile import CompareSpec, FieldSpec, Outcome, SeverityRule
+from driftwatch.engine.context import Scope
+from driftwatch.engine.findings import FINDING_COLUMNS, MONEY, as_text
+from driftwatch.engine.views import VIEWS
+from driftwatch.errors import UserError
+
+_IN_EXPECTED, _IN_ACTUAL = "_in_expected", "_in_actual"
+_NUMERIC = ("money", "int")
+
+
+def run_compare(scope: Scope, spec: CompareSpec) -> pl.LazyFrame | None:
+    expected, actual = VIEWS[spec.expected](scope), VIEWS[spec.actual](scope)
+    if expected is None or actual is None:
+        return None
+    keys = [k for k in spec.keys if k in expected.collect_schema().names()]
+    joined = _join(expected, actual, keys)
+    names = joined.collect_schema().names()
+    joined = joined.with_columns(_key_expr(keys, names).alias("_key"), _part_expr(names).alias("_part"))
+    parts = []
+    if spec.missing:
+        rows = joined.filter(pl.col(_IN_EXPECTED) & pl.col(_IN_ACTUAL).is_null())
+        parts.append(_presence(scope, spec, rows, spec.missing, "present", "absent"))
+    if spec.extra:
+        rows = joined.filter(pl.col(_IN_EXPECTED).is_null() & pl.col(_IN_ACTUAL))
+        parts.append(_presence(scope, spec, rows, spec.extra, "absent", "present"))
+    both = joined.filter(pl.col(_IN_EXPECTED) & pl.col(_IN_ACTUAL))
+    for field in spec.fields:
+        if f"expected_{field.name}" in names and f"actual_{field.name}" in names:
+            parts.append(_field_differences(scope, spec, both, field))
+    return pl.concat(parts, how="vertical") if parts else None
+
+
+def _join(expected: pl.LazyFrame, actual: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
+    def side(frame: pl.LazyFrame, prefix: str, flag: str) -> pl.LazyFrame:
+        cols = frame.collect_schema().names()
+        return frame.rename({c: f"{prefix}_{c}" for c in cols if c not in keys}).with_columns(pl.lit(True).alias(flag))
+
+    return side(expected, "expected", _IN_EXPECTED).join(
+        side(actual, "actual", _IN_ACTUAL), on=keys, how="full", coalesce=True
+    )
+
+
+def _key_expr(keys: list[str], names: list[str]) -> pl.Expr:
+    """The truth's own identity of the record where it has one (e.g. the ERP order number)."""
+    sides = [f"{s}_key" for s in ("expected", "actual") if f"{s}_key" in names]
+    if sides:
+        return pl.coalesce(sides)
+    return pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator="/", ignore_nulls=True)
+
+
+def _part_expr(names: list[str]) -> pl.Expr:
+    sides = [f"{s}_part" for s in ("expected", "actual") if f"{s}_part" in names]
+    return pl.coalesce(sides) if sides else pl.lit(None, pl.String)
+
+
+def _presence(
+    scope: Scope, spec: CompareSpec, rows: pl.LazyFrame, outcome: Outcome, expected: str, actual: str
+) -> pl.LazyFrame:
+    if outcome.when:
+        rows = rows.filter(_sql(scope, outcome.when))
+    rows = rows.with_columns(pl.lit(expected).alias("expected"), pl.lit(actual).alias("actual"))
+    return _finish(
+        scope,
+        spec,
+        rows,
+        field=pl.col("_part").fill_null(""),
+        severity=pl.lit(outcome.severity),
+        message=_message(scope, rows, outcome.message),
+        impact=_impact(scope, outcome.impact),
+        repair=outcome.repair,
+    )
+
+
+def _field_differences(scope: Scope, spec: CompareSpec, both: pl.LazyFrame, field: FieldSpec) -> pl.LazyFrame:
+    exp, act = pl.col(f"expected_{field.name}"), pl.col(f"actual_{field.name}")
+    if field.kind == "status":
+        groups = _status_groups(scope)
+        differs = exp.is_not_null() & act.is_not_null() & (exp.replace(groups) != act.replace(groups))
+    else:
+        differs = _differs(field.kind, exp, act, _tolerance(scope, field))
+    diff = (act - exp) if field.kind in _NUMERIC else pl.lit(None)
+    rows = both.filter(differs).with_columns(exp.alias("expected"), act.alias("actual"), diff.alias("diff"))
+    if field.when:
+        rows = rows.filter(_sql(scope, field.when))
+    name = pl.lit(field.name)
+    return _finish(
+        scope,
+        spec,
+        rows,
+        field=pl.when(pl.col("_part").is_null()).then(name).otherwise(pl.format("{}.{}", "_part", name)),
+        severity=_severity(scope, field.rules, field.severity),
+        message=_rule_messages(scope, rows, field.rules, field.message),
+        impact=_impact(scope, field.impact),
+        repair=field.repair,
+    )
+
+
+def _differs(kind: str, exp: pl.Expr, act: pl.Expr, tolerance: float | None) -> pl.Expr:
+    if kind in _NUMERIC:
+        limit = pl.lit(Decimal(str(tolerance or 0))).cast(MONEY) if kind == "money" else pl.lit(tolerance or 0)
+        return (exp.is_null() != act.is_null()) | ((act - exp).abs() > limit).fill_null(False)
+    if kind == "timestamp":
+        if tolerance:
+            gap = (act - exp).abs() > pl.duration(seconds=tolerance)
+            return (exp.is_null() != act.is_null()) | gap.fill_null(False)
+        exp, act = exp.dt.truncate("1s"), act.dt.truncate("1s")
+    elif kind != "bool":
+        exp, act = _canonical_text(kind, exp), _canonical_text(kind, act)
+    return exp.ne_missing(act)
+
+
+def _canonical_text(kind: str, value: pl.Expr) -> pl.Expr:
+    """Text as the comparison sees it: representation (spacing, case where it carries no meaning) removed."""
+    value = value.cast(pl.String).str.strip_chars()
+    if kind == "text_ci":
+        value = value.str.replace_all(r"\s+", " ").str.to_lowercase()
+    elif kind == "postcode":
+        value = value.str.replace_all(r"\s+", "").str.to_uppercase()
+    elif kind == "text":
+        value = value.str.replace_all(r"\s+", " ")
+    return pl.when(value == "").then(None).otherwise(value)
+
+
+def _tolerance(scope: Scope, field: FieldSpec) -> float | None:
+    if isinstance(field.tolerance, str):
+        return float(scope.option(field.tolerance))
+    return field.tolerance
+
+
+def _status_groups(scope: Scope) -> dict[str, str]:
+    """Canonical statuses a target cannot tell apart count as equal (e.g. shipped and delivered)."""
+    groups = scope.options.get("same_status", [])
+    return {status: "|".join(group) for group in groups for status in group}
+
+
+def _sql(scope: Scope, expression: str) -> pl.Expr:
+    try:
+        return pl.sql_expr(expression)
+    except Exception as exc:  # polars raises several error types for bad SQL
+        raise UserError(f"{scope.check.path}: SQL expression {expression!r}: {exc}") from None
+
+
+def _severity(scope: Scope, rules: tuple[SeverityRule, ...], default: str) -> pl.Expr:
+    expr = pl.lit(default)
+    for rule in reversed(rules):
+        expr = pl.when(_sql(scope, rule.when)).then(pl.lit(rule.severity)).otherwise(expr)
+    return expr
+
+
+def _rule_messages(scope: Scope, rows: pl.LazyFrame, rules: tuple[SeverityRule, ...], default: str) -> pl.Expr:
+    expr = _message(scope, rows, default)
+    for rule in reversed(rules):
+        if rule.message:
+            expr = pl.when(_sql(scope, rule.when)).then(_message(scope, rows, rule.message)).otherwise(expr)
+    return expr
+
+
+def _message(scope: Scope, rows: pl.LazyFrame, template: str) -> pl.Expr:
+    """A message template ("{actual} on {target}, {expected} in the ERP") as a polars expression."""
+    schema = rows.collect_schema()
+    literals = {"target": scope.target or "", "source": scope.source or ""}
+    pieces: list[pl.Expr] = []
+    for text, name, _spec, _conv in string.Formatter().parse(template):
+        if text:
+            pieces.append(pl.lit(text))
+        if name is None:
+            continue
+        if name in literals:
+            pieces.append(pl.lit(literals[name]))
+        elif name == "key":
+            pieces.append(pl.col("_key"))
+        elif name in schema:
+            pieces.append(as_text(pl.col(name), schema[name]).fill_null("none"))
+        else:
+            raise UserError(f"{scope.check.path}: message {template!r}: unknown placeholder {{{name}}}")
+    return pl.concat_str(pieces)
+
+
+def _impact(scope: Scope, expression: str | None) -> pl.Expr:
+    if expression is None:
+        return pl.lit(None, MONEY)
+    return _sql(scope, expression).cast(MONEY)
+
+
+def _finish(
+    scope: Scope,
+    spec: CompareSpec,
+    rows: pl.LazyFrame,
+    *,
+    field: pl.Expr,
+    severity: pl.Expr,
+    message: pl.Expr,
+    impact: pl.Expr,
+    repair: str | None,
+) -> pl.LazyFrame:
+    schema = rows.collect_schema()
+    sides = [f"{side}_{spec.currency}" for side in ("expected", "actual") if f"{side}_{spec.currency}" in schema]
+    currency = pl.coalesce(sides) if spec.currency and sides else pl.lit(None, pl.String)
+    return rows.select(
+        pl.lit(scope.check.id).alias("check_id"),
+        severity.alias("severity"),
+        pl.lit(scope.source).alias("source"),
+        pl.lit(scope.target).alias("target"),
+        pl.lit(spec.entity).alias("entity"),
+        pl.col("_key").alias("key"),
+        field.alias("field"),
+        as_text(pl.col("expected"), schema["expected"]).alias("expected"),
+        as_text(pl.col("actual"), schema["actual"]).alias("actual"),
+        impact.alias("impact"),
+        currency.cast(pl.String).alias("currency"),
+        message.alias("message"),
+        pl.lit(repair, pl.String).alias("repair_action"),
+    ).select(FINDING_COLUMNS)

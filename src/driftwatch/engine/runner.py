@@ -1,0 +1,103 @@
+"""Running an audit: every check on every feed it applies to, findings stored with their lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import polars as pl
+
+from driftwatch.config import Config
+from driftwatch.engine.checkfile import BUILTIN_CHECKS_DIR, CheckSpec, load_checks
+from driftwatch.engine.compare import run_compare
+from driftwatch.engine.context import AuditContext, Scope
+from driftwatch.engine.findings import (
+    FINDING_COLUMNS,
+    RunResult,
+    empty_findings,
+    findings,
+    open_counts,
+    record_run,
+)
+from driftwatch.engine.rules import RULES
+from driftwatch.engine.views import VIEWS
+from driftwatch.errors import UserError
+from driftwatch.store import Store
+
+HEALTH_CHECK = "snapshot_health"
+
+
+def load_catalogue(cfg: Config) -> dict[str, CheckSpec]:
+    """Every check: the built-in files, then the user's directories."""
+    return load_checks([BUILTIN_CHECKS_DIR, *cfg.checks_dirs], set(VIEWS), set(RULES))
+
+
+def audit(store: Store, cfg: Config, *, checks: list[str] | None = None) -> RunResult:
+    """Run the checks (default: all) over the latest snapshots and store the findings as a new run.
+
+    snapshot_health always runs: whether the run can be trusted is what every later consumer (alerts,
+    repair) asks first.
+    """
+    started_at = datetime.now(UTC)
+    store.migrate()  # the findings tables, if this store was opened before the engine was imported
+    chosen = _choose(load_catalogue(cfg), checks)
+    ctx = AuditContext(store, cfg)
+    found = evaluate(ctx, chosen)
+    trusted = found.filter(pl.col("check_id") == HEALTH_CHECK).height == 0
+    run_id = record_run(
+        store,
+        found,
+        checks=[c.id for c in chosen],
+        snapshot_ids=ctx.snapshot_ids(),
+        trusted=trusted,
+        started_at=started_at,
+    )
+    stored = findings(store, run_id)
+    return RunResult(run_id, stored, trusted, open_counts(stored))
+
+
+def _choose(catalogue: dict[str, CheckSpec], wanted: list[str] | None) -> list[CheckSpec]:
+    if not wanted:
+        return list(catalogue.values())
+    unknown = [c for c in wanted if c not in catalogue]
+    if unknown:
+        raise UserError(f"unknown check(s) {', '.join(unknown)}; known: {', '.join(catalogue)}")
+    ids = dict.fromkeys([HEALTH_CHECK, *wanted]) if HEALTH_CHECK in catalogue else dict.fromkeys(wanted)
+    return [catalogue[c] for c in ids]
+
+
+def evaluate(ctx: AuditContext, checks: list[CheckSpec]) -> pl.DataFrame:
+    """All findings of `checks`, one row per fingerprint, in a stable order."""
+    frames = [frame for check in checks for frame in _run_check(ctx, check)]
+    if not frames:
+        return empty_findings()
+    found = pl.concat(pl.collect_all(frames), how="vertical").select(FINDING_COLUMNS)
+    return found.sort("check_id", "target", "key", "field", "source", nulls_last=True).unique(
+        subset=["check_id", "target", "key", "field"], keep="first", maintain_order=True
+    )
+
+
+def _run_check(ctx: AuditContext, check: CheckSpec) -> Iterator[pl.LazyFrame]:
+    for scope in _scopes(ctx, check):
+        if check.rule is not None:
+            produced = [RULES[check.rule](scope)]
+        else:
+            produced = [run_compare(scope, spec) for spec in check.compares]
+        yield from (frame for frame in produced if frame is not None)
+
+
+def _scopes(ctx: AuditContext, check: CheckSpec) -> Iterator[Scope]:
+    cfg = ctx.cfg
+
+    def options(target: str | None) -> dict:
+        return {**check.options, **cfg.check_options(check.id, target)}
+
+    if check.scope == "run":
+        yield Scope(ctx, check, None, None, None, options(None))
+    elif check.scope == "source":
+        for source in sorted({feed.source for feed in cfg.feeds}):
+            yield Scope(ctx, check, source, source, None, options(source))
+    else:
+        for feed in cfg.feeds:
+            if any(entity in feed.entities for entity in check.applies_to):
+                yield Scope(ctx, check, feed.source, feed.target, feed, options(feed.target))

@@ -1,0 +1,424 @@
+"""Derived figures and the named views that check files compare.
+
+The derived figures are pinned by the design so that every part agrees on them:
+- available-to-sell = Σ over the feeding locations of max(0, on_hand − allocated − safety_stock); a pack's
+  is the minimum over its components of floor(component ATS / qty); on_order never counts;
+- net lifetime value = Σ total of the customer's orders not cancelled − Σ amount of their refunded returns,
+  with order count and last order date over the same orders;
+- canonical status = the raw status through the source's mapping (null when unmapped).
+
+A view takes a Scope (one check on one feed) and returns a lazy frame, or None when a side was not
+snapshotted: a source that was not snapshotted for an entity is not compared on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import polars as pl
+
+from driftwatch.engine.context import Scope
+from driftwatch.statuses import map_statuses
+
+View = Callable[[Scope], pl.LazyFrame | None]
+VIEWS: dict[str, View] = {}
+
+ALL_LOCATIONS = "*"
+# When two events of one order share a timestamp, the later stage of the lifecycle wins.
+_EVENT_ORDER = {"order_placed": 0, "order_fulfilled": 1, "order_cancelled": 2, "order_refunded": 3}
+
+
+def view(fn: View) -> View:
+    VIEWS[fn.__name__] = fn
+    return fn
+
+
+# -- derived figures ----------------------------------------------------------------------------------
+
+
+def _zero(col: str) -> pl.Expr:
+    return pl.col(col).fill_null(0)
+
+
+def available_to_sell(
+    inventory: pl.LazyFrame,
+    packs: pl.LazyFrame | None = None,
+    *,
+    locations: tuple[str, ...] | None = None,
+    by_location: bool = False,
+) -> pl.LazyFrame:
+    """ATS per SKU (and per location when `by_location`): columns sku, [location], available."""
+    keys = ["sku", "location"] if by_location else ["sku"]
+    if locations is not None:
+        inventory = inventory.filter(pl.col("location").is_in(locations))
+    free = pl.max_horizontal(pl.lit(0), _zero("on_hand") - _zero("allocated") - _zero("safety_stock"))
+    base = inventory.group_by(keys).agg(free.sum().cast(pl.Int64).alias("available"))
+    if packs is None:
+        return base
+    return pl.concat(
+        [
+            base.join(packs.select("pack_sku").unique(), left_on="sku", right_on="pack_sku", how="anti"),
+            _pack_ats(base, packs, keys),
+        ],
+        how="diagonal_relaxed",
+    )
+
+
+def _pack_ats(component_ats: pl.LazyFrame, packs: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
+    components = packs.group_by("pack_sku").agg(pl.len().alias("needed"))
+    per_component = packs.join(component_ats, left_on="component_sku", right_on="sku", how="inner").with_columns(
+        (pl.col("available") // pl.col("qty")).alias("packs")
+    )
+    group = ["pack_sku", *keys[1:]]
+    # A component with no stock row at a location leaves the pack unbuildable there.
+    found = per_component.group_by(group).agg(pl.col("packs").min(), pl.len().alias("found"))
+    if len(keys) == 1:
+        found = components.join(found, on="pack_sku", how="left").with_columns(pl.col("needed").alias("_n"))
+    else:
+        found = found.join(components, on="pack_sku").with_columns(pl.col("needed").alias("_n"))
+    available = pl.when(pl.col("found").fill_null(0) < pl.col("_n")).then(0).otherwise(pl.col("packs"))
+    return found.select(pl.col("pack_sku").alias("sku"), *keys[1:], available.cast(pl.Int64).alias("available"))
+
+
+def with_canonical_status(orders: pl.LazyFrame, mapping: dict[str, str]) -> pl.LazyFrame:
+    """Adds `status_canonical` (null where the raw status has no mapping: that is an unmapped code)."""
+    return orders.with_columns(map_statuses("status", mapping, orders).alias("status_canonical"))
+
+
+def net_lifetime_value(
+    orders: pl.LazyFrame,
+    returns: pl.LazyFrame | None,
+    mapping: dict[str, str],
+    *,
+    refunded_statuses: tuple[str, ...] = ("refunded",),
+) -> pl.LazyFrame:
+    """Per customer_id: lifetime_value, order_count, last_order_at, net of cancellations and refunds."""
+    counted = with_canonical_status(orders, mapping).filter(pl.col("status_canonical").ne_missing("cancelled"))
+    value = counted.group_by("customer_id").agg(
+        pl.col("total").sum().alias("gross"),
+        pl.len().cast(pl.Int64).alias("order_count"),
+        pl.col("placed_at").max().alias("last_order_at"),
+    )
+    if returns is None:
+        return value.select("customer_id", pl.col("gross").alias("lifetime_value"), "order_count", "last_order_at")
+    refunds = (
+        returns.filter(pl.col("status").str.to_lowercase().is_in(refunded_statuses))
+        .join(orders.select("order_id", "customer_id"), on="order_id")
+        .group_by("customer_id")
+        .agg(pl.col("amount").sum().alias("refunded"))
+    )
+    return value.join(refunds, on="customer_id", how="full", coalesce=True).select(
+        "customer_id",
+        (pl.col("gross").fill_null(0) - pl.col("refunded").fill_null(0)).alias("lifetime_value"),
+        pl.col("order_count").fill_null(0),
+        "last_order_at",
+    )
+
+
+def orders_from_events(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Orders of a platform that keeps events, not orders: status is the latest event's metric."""
+    ranked = events.filter(pl.col("order_id").is_not_null()).with_columns(
+        pl.col("metric").replace_strict(_EVENT_ORDER, default=-1, return_dtype=pl.Int64).alias("_stage")
+    )
+    placed = pl.col("metric") == "order_placed"
+    return ranked.group_by("order_id").agg(
+        pl.col("metric").sort_by("occurred_at", "_stage").last().alias("status"),
+        pl.col("value").filter(placed).first().alias("total"),
+        pl.col("occurred_at").filter(placed).min().alias("placed_at"),
+        pl.col("occurred_at").max().alias("updated_at"),
+        pl.col("email").drop_nulls().first().alias("email"),
+    )
+
+
+# -- helpers shared by views and rules ----------------------------------------------------------------
+
+
+def present(frame: pl.LazyFrame, columns: list[str]) -> list[str]:
+    names = frame.collect_schema().names()
+    return [c for c in columns if c in names]
+
+
+def target_locations(scope: Scope) -> bool:
+    """Whether the target keeps stock per location (else it publishes one figure, location "*")."""
+    inventory = scope.target_frame("inventory")
+    if inventory is None:
+        return False
+    return inventory.filter(pl.col("location") != ALL_LOCATIONS).select(pl.len()).collect().item() > 0
+
+
+def source_orders(scope: Scope) -> pl.LazyFrame | None:
+    """The system of record's orders that the target is meant to receive, with `order_ref` to join on."""
+    orders = scope.source_frame("orders")
+    if orders is None:
+        return None
+    channels = scope.channels()
+    if channels is None:
+        orders = orders.filter(~pl.col("channel").is_in(scope.cfg.audit.marketplaces) | pl.col("channel").is_null())
+    else:
+        orders = orders.filter(pl.col("channel").is_in(channels))
+    orders = with_canonical_status(orders, scope.cfg.status_map(scope.source))
+    ref = "external_id" if scope.marketplace else "order_id"
+    return orders.filter(pl.col(ref).is_not_null()).with_columns(
+        pl.col(ref).alias("order_ref"), pl.col("order_id").alias("key")
+    )
+
+
+def target_orders(scope: Scope) -> pl.LazyFrame | None:
+    """The target's orders (derived from its events where it keeps no orders), with `order_ref`."""
+    orders = scope.target_frame("orders")
+    if orders is None:
+        events = scope.target_frame("events")
+        if events is None:
+            return None
+        orders = orders_from_events(events)
+    if "status" not in orders.collect_schema().names():
+        orders = orders.with_columns(pl.lit(None, pl.String).alias("status"))  # e.g. sales data lines
+    orders = with_canonical_status(orders, scope.cfg.status_map(scope.target))
+    if scope.marketplace:
+        return orders.with_columns(pl.col("external_id").alias("order_ref"), pl.col("external_id").alias("key"))
+    return orders.with_columns(pl.col("order_id").alias("order_ref"), pl.col("order_id").alias("key"))
+
+
+def order_ref_of_lines(scope: Scope, lines: pl.LazyFrame, orders: pl.LazyFrame) -> pl.LazyFrame:
+    """Lines with their order's `order_ref` (a marketplace's lines may carry its own order id or the ERP's)."""
+    if not scope.marketplace:
+        return lines.with_columns(pl.col("order_id").alias("order_ref"))
+    refs = orders.select(pl.col("order_id").alias("_oid"), pl.col("external_id").alias("_ext"))
+    by_ext = lines.join(refs.select("_ext").unique(), left_on="order_id", right_on="_ext", how="semi")
+    by_oid = lines.join(refs.unique("_oid"), left_on="order_id", right_on="_oid", how="inner")
+    return pl.concat(
+        [
+            by_ext.with_columns(pl.col("order_id").alias("order_ref")),
+            by_oid.join(by_ext.select("order_id").unique(), on="order_id", how="anti")
+            .with_columns(pl.col("_ext").alias("order_ref"))
+            .drop("_ext"),
+        ],
+        how="diagonal_relaxed",
+    )
+
+
+def source_customers(scope: Scope) -> pl.LazyFrame | None:
+    """The system of record's customers, each with `customer_ref`: the ERP's id for it (a storefront
+    stores the ERP id beside its own), which is also the finding's key."""
+    customers = scope.source_frame("customers")
+    if customers is None:
+        return None
+    if scope.option("require_email"):
+        customers = customers.filter(pl.col("email").is_not_null())
+    names = customers.collect_schema().names()
+    ref = pl.coalesce("erp_customer_id", "customer_id") if "erp_customer_id" in names else pl.col("customer_id")
+    return customers.with_columns(ref.alias("customer_ref"), ref.alias("key"))
+
+
+def target_profiles(scope: Scope) -> pl.LazyFrame | None:
+    """Every target profile with the ERP customer it belongs to (`customer_ref`): the ERP id it stores,
+    else the ERP customer with the same email."""
+    profiles, truth = scope.target_frame("customers"), source_customers(scope)
+    if profiles is None or truth is None:
+        return None
+    if "erp_customer_id" not in profiles.collect_schema().names():
+        profiles = profiles.with_columns(pl.lit(None, pl.String).alias("erp_customer_id"))
+    by_email = (
+        truth.filter(pl.col("email").is_not_null())
+        .group_by("email")
+        .agg(pl.col("customer_ref").min().alias("_by_email"))
+    )
+    return (
+        profiles.join(by_email, on="email", how="left")
+        .with_columns(pl.coalesce("erp_customer_id", "_by_email").alias("customer_ref"))
+        .drop("_by_email")
+        .filter(pl.col("customer_ref").is_not_null())
+    )
+
+
+# -- views named by check files ------------------------------------------------------------------------
+
+
+@view
+def source_ats(scope: Scope) -> pl.LazyFrame | None:
+    """ERP available-to-sell as the target should publish it, with the price of what is at risk."""
+    inventory = scope.source_frame("inventory")
+    if inventory is None or scope.target_frame("inventory") is None:
+        return None
+    by_location = target_locations(scope)
+    locations = scope.feed.locations if scope.feed else None
+    ats = available_to_sell(
+        inventory, scope.source_frame("pack_components"), locations=locations, by_location=by_location
+    )
+    products = scope.source_frame("products")
+    if products is not None:
+        ats = ats.join(products.select(present(products, ["sku", "price", "currency"])), on="sku", how="left")
+    return ats
+
+
+@view
+def target_stock(scope: Scope) -> pl.LazyFrame | None:
+    inventory = scope.target_frame("inventory")
+    if inventory is None:
+        return None
+    cols = ["sku", "location", "available"] if target_locations(scope) else ["sku", "available"]
+    return inventory.select(cols)
+
+
+@view
+def source_stock_formula(scope: Scope) -> pl.LazyFrame | None:
+    """What the ERP should publish as available: on_hand − allocated − safety_stock, without on_order."""
+    inventory = scope.ctx.frame(scope.source, "inventory")
+    if inventory is None or not scope.ctx.has(scope.source, "inventory", "available"):
+        return None
+    formula = _zero("on_hand") - _zero("allocated") - _zero("safety_stock")
+    return inventory.select("sku", "location", formula.alias("available"), _zero("on_order").alias("on_order"))
+
+
+@view
+def source_stock_published(scope: Scope) -> pl.LazyFrame | None:
+    inventory = scope.ctx.frame(scope.source, "inventory")
+    return None if inventory is None else inventory.select("sku", "location", "available")
+
+
+@view
+def source_products(scope: Scope) -> pl.LazyFrame | None:
+    products = scope.source_frame("products")
+    if products is None or scope.target_frame("products") is None:
+        return None
+    return products.select(present(products, ["sku", "status", "price", "currency", "name"]))
+
+
+@view
+def target_products(scope: Scope) -> pl.LazyFrame | None:
+    products = scope.target_frame("products")
+    return None if products is None else products.select(present(products, ["sku", "status", "price", "currency"]))
+
+
+@view
+def source_order_headers(scope: Scope) -> pl.LazyFrame | None:
+    if target_orders(scope) is None:
+        return None
+    orders = source_orders(scope)
+    return (
+        None
+        if orders is None
+        else orders.select(
+            "order_ref", "key", pl.col("status_canonical").alias("status"), "total", "currency", "placed_at"
+        )
+    )
+
+
+@view
+def target_order_headers(scope: Scope) -> pl.LazyFrame | None:
+    orders = target_orders(scope)
+    if orders is None:
+        return None
+    status = [pl.col("status_canonical").alias("status"), pl.col("status").alias("status_raw")]
+    return orders.select(*present(orders, ["order_ref", "key", "total", "currency"]), *status)
+
+
+@view
+def target_order_status(scope: Scope) -> pl.LazyFrame | None:
+    """Order statuses of a target that keeps orders. Where orders are derived from events, the events
+    are the status, and fulfilment_events audits them (one fault, one finding)."""
+    if scope.target_frame("orders") is None:
+        return None
+    return target_order_headers(scope)
+
+
+def _lines_of_common_orders(scope: Scope) -> tuple[pl.LazyFrame, pl.LazyFrame] | None:
+    """Both sides' lines, only for orders both sides hold: a missing order is order_presence's finding,
+    not one finding per line."""
+    truth, copy = source_orders(scope), target_orders(scope)
+    lines, target_lines = scope.source_frame("order_lines"), scope.target_frame("order_lines")
+    if truth is None or copy is None or lines is None or target_lines is None:
+        return None
+    common = truth.select("order_ref", "key").join(copy.select("order_ref").unique(), on="order_ref", how="semi")
+    part = pl.format("lines[{}]", "line_no").alias("part")
+    expected = lines.join(truth.select("order_id", "order_ref"), on="order_id").join(common, on="order_ref")
+    actual = order_ref_of_lines(scope, target_lines, scope.target_frame("orders")).join(common, on="order_ref")
+    return expected.with_columns(part), actual.with_columns(part)
+
+
+@view
+def source_order_lines(scope: Scope) -> pl.LazyFrame | None:
+    both = _lines_of_common_orders(scope)
+    return None if both is None else both[0]
+
+
+@view
+def target_order_lines(scope: Scope) -> pl.LazyFrame | None:
+    both = _lines_of_common_orders(scope)
+    return None if both is None else both[1]
+
+
+@view
+def source_customer_master(scope: Scope) -> pl.LazyFrame | None:
+    customers = source_customers(scope)
+    if customers is None or target_profiles(scope) is None:
+        return None
+    return customers.with_columns(pl.lit(1, pl.Int64).alias("profiles"))
+
+
+@view
+def target_customer_master(scope: Scope) -> pl.LazyFrame | None:
+    """One row per ERP customer: the most recently updated profile, how many profiles there are, and
+    whether any of them is subscribed (one subscribed duplicate is enough to mail an opted-out person)."""
+    profiles = target_profiles(scope)
+    if profiles is None:
+        return None
+    names = profiles.collect_schema().names()
+    cols = present(
+        profiles,
+        [
+            "email",
+            "first_name",
+            "last_name",
+            "postcode",
+            "country",
+            "merged_into",
+            "lifetime_value",
+            "order_count",
+            "last_order_at",
+        ],
+    )
+    order = pl.col("updated_at") if "updated_at" in names else pl.col("customer_id")
+    latest = [pl.col(c).sort_by(order).last() for c in cols]
+    consent = [pl.col(c).max() for c in present(profiles, ["email_consent", "sms_consent"])]
+    master = profiles.group_by("customer_ref").agg(*latest, *consent, pl.len().cast(pl.Int64).alias("profiles"))
+    if "merged_into" not in cols:
+        # A platform that cannot record a merge reflects it by no longer keeping the merged profile.
+        master = master.with_columns(pl.lit(None, pl.String).alias("merged_into"))
+    return master.with_columns(pl.col("customer_ref").alias("key"))
+
+
+@view
+def source_customer_value(scope: Scope) -> pl.LazyFrame | None:
+    customers, orders = source_customers(scope), scope.source_frame("orders")
+    if customers is None or orders is None or target_profiles(scope) is None:
+        return None
+    if "customer_id" not in orders.collect_schema().names():
+        return None
+    value = net_lifetime_value(
+        orders,
+        scope.source_frame("returns"),
+        scope.cfg.status_map(scope.source),
+        refunded_statuses=tuple(scope.option("refunded_statuses")),
+    )
+    return (
+        customers.select("customer_id", "customer_ref", "key")
+        .join(value, on="customer_id", how="left")
+        .select(
+            "customer_ref",
+            "key",
+            pl.col("lifetime_value").fill_null(0),
+            pl.col("order_count").fill_null(0),
+            "last_order_at",
+        )
+    )
+
+
+@view
+def target_customer_value(scope: Scope) -> pl.LazyFrame | None:
+    master = target_customer_master(scope)
+    if master is None:
+        return None
+    cols = present(master, ["lifetime_value", "order_count", "last_order_at"])
+    fills = [pl.col(c).fill_null(0) for c in cols if c != "last_order_at"]
+    return master.select("customer_ref", "key", *cols).with_columns(fills)
