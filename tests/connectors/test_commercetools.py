@@ -397,3 +397,65 @@ def test_demo_retailer_storefront_round_trips(fast_http, canonical, tmp_path):
         assert sim.dataset, "the demo writes a commercetools folder"
         for entity, frame in sim.dataset.items():
             assert canonical(pulled.frames[entity].select(frame.columns), entity).equals(canonical(frame, entity))
+
+
+def test_custom_field_and_attribute_names_come_from_settings(fast_http):
+    with Simulator({}) as sim:
+        sim.create(
+            "customers",
+            {
+                "id": "c-1",
+                "email": "a@example.com",
+                "custom": {"type": {"typeId": "type", "key": "crm"}, "fields": {"newsletter": True, "smsOk": False}},
+            },
+        )
+        sim.create(
+            "product-projections",
+            {
+                "id": "p-1",
+                "key": "00412",
+                "name": {"de": "Hemd", "en": "Shirt"},
+                "masterVariant": {
+                    "id": 1,
+                    "sku": "00412-010-M",
+                    "attributes": [
+                        {"name": "farbe", "value": {"key": "010", "label": {"en": "White"}}},
+                        {"name": "groesse", "value": {"en": "M", "de": "M"}},
+                        {"name": "style", "value": "00412"},
+                    ],
+                    "prices": [
+                        {
+                            "id": "p-eur",
+                            "value": {
+                                "type": "centPrecision",
+                                "currencyCode": "EUR",
+                                "centAmount": 1990,
+                                "fractionDigits": 2,
+                            },
+                        },
+                        {
+                            "id": "p-gbp",
+                            "value": {
+                                "type": "centPrecision",
+                                "currencyCode": "GBP",
+                                "centAmount": 1750,
+                                "fractionDigits": 2,
+                            },
+                        },
+                    ],
+                },
+            },
+        )
+        connector = connect(
+            sim,
+            fast_http,
+            custom_fields={"email_consent": "newsletter", "sms_consent": "smsOk"},
+            attributes={"colour": "farbe", "size": "groesse"},
+            locale="de",
+            currency="GBP",
+        )
+        pulled = connector.pull(["customers", "products"]).frames
+    assert pulled["customers"].select("email_consent", "sms_consent").row(0) == ("true", "false")
+    product = pulled["products"].row(0, named=True)
+    assert (product["colour"], product["size"], product["style"], product["name"]) == ("010", "M", "00412", "Hemd")
+    assert (product["price"], product["currency"], product["status"]) == ("17.5", "GBP", "active")

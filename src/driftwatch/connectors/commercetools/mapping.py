@@ -286,14 +286,14 @@ def _variant_row(
     price = _pick_price(variant.get("prices") or [], currency)
     return {
         "sku": variant["sku"],
-        "style": _attribute_text(attributes.get(attr["style"])),
-        "colour": _attribute_text(attributes.get(attr["colour"])),
-        "size": _attribute_text(attributes.get(attr["size"])),
+        "style": _attribute_text(attributes.get(attr["style"]), names.locale),
+        "colour": _attribute_text(attributes.get(attr["colour"]), names.locale),
+        "size": _attribute_text(attributes.get(attr["size"]), names.locale),
         "name": name,
         "price": _money_text(price),
         "currency": price.get("currencyCode") if price else None,
         # A current projection is published, so sellable unless the catalogue marks it otherwise.
-        "status": _attribute_text(attributes.get(attr["status"])) or "active",
+        "status": _attribute_text(attributes.get(attr["status"]), names.locale) or "active",
         "updated_at": updated_at,
     }
 
@@ -305,10 +305,10 @@ def _pick_price(prices: list[Mapping[str, Any]], currency: str | None) -> Mappin
     return values[0] if values else None
 
 
-def _attribute_text(value: Any) -> str | None:
-    """Enum attributes come as {key, label}; plain text as a string."""
+def _attribute_text(value: Any, locale: str) -> str | None:
+    """Enum attributes come as {key, label}, localized text as {locale: text}, plain text as a string."""
     if isinstance(value, Mapping):
-        return value.get("key")
+        return value["key"] if "key" in value else _localized(value, locale)
     return None if value is None else str(value)
 
 
