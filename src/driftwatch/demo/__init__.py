@@ -1,0 +1,1 @@
+"""A demo retailer for driftwatch: see `driftwatch.demo.generator`."""
