@@ -279,6 +279,6 @@ def test_staging_without_a_directory_keeps_pages_in_memory():
 
 
 def test_registry_rejects_unknown_sources():
-    with pytest.raises(UserError, match="no API connector for 'nowhere'"):
+    with pytest.raises(UserError, match="no connector for 'nowhere'"):
         connectors.get("nowhere")
     assert "klaviyo" in connectors.SIMULATORS

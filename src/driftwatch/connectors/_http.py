@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -193,7 +194,8 @@ class HttpClient:
     def request_json(
         self, method: str, url: str, *, bucket: str | None = None, expect: Iterable[int] = (), **kwargs: Any
     ) -> Any:
-        """Like `request`, and a body that is not valid JSON (a truncated response) is retried too."""
+        """Like `request`, and a body that is not valid JSON (a truncated response) is retried too.
+        JSON numbers with a fraction come back as Decimal: money stays exact."""
         return self._retrying()(self._attempt_json, method, url, bucket, frozenset(expect), kwargs)
 
     def _attempt_json(
@@ -203,7 +205,7 @@ class HttpClient:
         if not response.content:
             return None
         try:
-            return response.json()
+            return response.json(parse_float=Decimal)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise Retryable(f"{self._where(response.request)}: unreadable JSON ({error})") from None
 

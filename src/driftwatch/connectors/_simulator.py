@@ -245,16 +245,20 @@ class Simulator:
 
     def _limit(self, request: Request) -> Response | None:
         if self.faults.take("rate_limit_storm"):
-            return self._too_many(request, self.faults.storm_retry_after)
+            storm = self.faults.storm_retry_after  # sent as given: a test chooses it
+            return self._too_many(request, None if storm is None else f"{storm:g}")
         bucket = self.bucket(request)
         wait = self._limiters[bucket].hit() if bucket in self._limiters else None
-        return None if wait is None else self._too_many(request, wait)
+        if wait is None:
+            return None
+        if self.retry_after == "none":
+            return self._too_many(request, None)
+        return self._too_many(request, f"{wait:.3f}" if self.retry_after == "fractional" else str(math.ceil(wait)))
 
-    def _too_many(self, request: Request, wait: float | None) -> Response:
+    def _too_many(self, request: Request, retry_after: str | None) -> Response:
         response = self.rate_limited(request)
-        if wait is not None and self.retry_after != "none":
-            value = f"{wait:.3f}" if self.retry_after == "fractional" else str(math.ceil(wait))
-            response.headers["Retry-After"] = value
+        if retry_after is not None:
+            response.headers["Retry-After"] = retry_after
         return response
 
     def _encode(self, response: Response) -> bytes:
