@@ -25,7 +25,9 @@ from driftwatch.store import Store
 PLAN_VERSION = 1
 # Actions the system of record executes itself, whichever target's drift they answer (the ERP never takes a
 # live write: these become an import file).
-ERP_ACTIONS = {"create_journal_entry": "bluecherry", "correct_erp_record": "bluecherry"}
+ERP_ACTIONS = dict.fromkeys(
+    ("create_journal_entry", "import_order_to_erp", "fix_erp_available_formula", "correct_erp_record"), "bluecherry"
+)
 
 
 @dataclass(frozen=True)

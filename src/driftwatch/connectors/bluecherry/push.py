@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from driftwatch.repair.plan import Action
+from driftwatch.repair.plan import ERP_ACTIONS, Action
 from driftwatch.repair.pushers import PushOutcome, outbox_path
 
 COLUMNS = ("action_id", "action", "key", "field", "value", "record")
@@ -22,7 +22,7 @@ COLUMNS = ("action_id", "action", "key", "field", "value", "record")
 class Pusher:
     target = "bluecherry"
     batch_size = 5_000
-    actions = frozenset({"create_journal_entry", "correct_erp_record"})
+    actions = frozenset(ERP_ACTIONS)
 
     def __init__(self, settings: Mapping[str, Any], **_: Any):
         self.outbox = outbox_path(settings, "outbox/bluecherry")
