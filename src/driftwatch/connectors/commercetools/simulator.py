@@ -341,7 +341,10 @@ def _clause(text: str) -> Callable[[dict[str, Any]], bool]:
     if match := _COMPARISON.match(text):
         field, operator, literal = match.groups()
         value, compare = json.loads(literal), _OPERATORS[operator]
-        return lambda record: record.get(field) is not None and compare(_comparable(record[field]), _comparable(value))
+        if _is_timestamp(value):  # timestamps compare as instants, whatever their precision
+            instant = _parse_time(value)
+            return lambda record: record.get(field) is not None and compare(_parse_time(record[field]), instant)
+        return lambda record: record.get(field) is not None and compare(record[field], value)
     if match := _MEMBERSHIP.match(text):
         field, values = match.group(1), set(json.loads(f"[{match.group(2)}]"))
         return lambda record: record.get(field) in values
@@ -369,11 +372,8 @@ def _split_and(text: str) -> list[str]:
     return parts
 
 
-def _comparable(value: Any) -> Any:
-    """Timestamps compare as instants, whatever their precision; everything else as given."""
-    if isinstance(value, str) and re.match(r"^\d{4}-\d{2}-\d{2}T", value):
-        return _parse_time(value)
-    return value
+def _is_timestamp(value: Any) -> bool:
+    return isinstance(value, str) and re.match(r"^\d{4}-\d{2}-\d{2}T", value) is not None
 
 
 def _parse_time(text: str) -> datetime:
