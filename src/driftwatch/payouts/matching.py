@@ -1,0 +1,493 @@
+"""Matching payout lines to the ERP, one kind of line at a time.
+
+Each matcher takes the period's lines of its kind and gives every one of them a verdict (`matched`,
+`mismatch`, `unmatched` or `duplicate`, with a reason) plus the issues a person must look at. Amounts are
+compared per marketplace order over every document up to the period's end, so an order paid or refunded
+in several billing cycles is judged on its total, never line by line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+import polars as pl
+
+from driftwatch.entities import MONEY
+from driftwatch.payouts.settings import PayoutSettings
+
+SALES = ("order_amount", "shipping")
+COMMISSIONS = ("commission", "refund_commission")
+# Lines that move money the ERP only learns about through a journal entry.
+JOURNALLED = ("commission", "refund_commission", "fee", "refund", "adjustment")
+
+VERDICT_SCHEMA = {"line_id": pl.String, "status": pl.String, "reason": pl.String}
+ISSUE_SCHEMA = {
+    "check": pl.String,
+    "payout_id": pl.String,
+    "external_id": pl.String,
+    "order_id": pl.String,
+    "line_ids": pl.String,
+    "currency": pl.String,
+    "expected": MONEY,
+    "actual": MONEY,
+    "difference": MONEY,
+    "message": pl.String,
+}
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    lines: pl.DataFrame  # VERDICT_SCHEMA
+    issues: pl.DataFrame  # ISSUE_SCHEMA
+
+    @staticmethod
+    def concat(parts: list[Verdicts]) -> Verdicts:
+        return Verdicts(
+            pl.concat([p.lines.select(list(VERDICT_SCHEMA)).cast(VERDICT_SCHEMA) for p in parts]),
+            pl.concat([p.issues.select(list(ISSUE_SCHEMA)).cast(ISSUE_SCHEMA) for p in parts]),
+        )
+
+
+def money_text(expr: pl.Expr) -> pl.Expr:
+    return expr.round(2).cast(pl.Decimal(18, 2)).cast(pl.String)
+
+
+def _issues(frame: pl.DataFrame, **columns: pl.Expr) -> pl.DataFrame:
+    exprs = {name: columns.get(name, pl.lit(None)) for name in ISSUE_SCHEMA}
+    frame = frame.with_columns(**exprs).select(list(ISSUE_SCHEMA)).cast(ISSUE_SCHEMA)
+    return frame.with_columns(difference=(pl.col("actual") - pl.col("expected")).cast(MONEY))
+
+
+def _off(actual: str, expected: str, tolerance: Decimal) -> pl.Expr:
+    """More than the tolerance apart; a missing side is always apart."""
+    return ((pl.col(actual) - pl.col(expected)).abs() > tolerance).fill_null(True)
+
+
+# ---------------------------------------------------------------------------------------------- duplicates
+
+
+def mark_duplicates(history: pl.DataFrame) -> pl.DataFrame:
+    """Add `duplicate_of`: the first earlier line that is the same charge (same order, or same document for
+    lines without one; same type, amount, currency and date), null for an original line."""
+    owner = pl.when(pl.col("external_id").is_null()).then(pl.format("document {}", "payout_id"))
+    owner = owner.otherwise(pl.format("order {}", "external_id"))
+    same_charge = [owner, "line_type", "amount", "currency", "transaction_date"]
+    first = pl.col("line_id").first().over(same_charge)
+    return history.with_columns(duplicate_of=pl.when(first != pl.col("line_id")).then(first))
+
+
+def duplicates(scope: pl.DataFrame) -> Verdicts:
+    dups = scope.filter(pl.col("duplicate_of").is_not_null())
+    reason = pl.format("same {} as line {}", "line_type", "duplicate_of")
+    return Verdicts(
+        dups.select("line_id", status=pl.lit("duplicate"), reason=reason),
+        _issues(
+            dups,
+            check=pl.lit("duplicate_line"),
+            payout_id=pl.col("payout_id"),
+            external_id=pl.col("external_id"),
+            line_ids=pl.format("{} {}", "duplicate_of", "line_id"),
+            currency=pl.col("currency"),
+            expected=pl.lit(0),
+            actual=pl.col("amount"),
+            message=pl.format(
+                "{} line {} repeats line {}: {} {} charged twice",
+                "line_type",
+                "line_id",
+                "duplicate_of",
+                money_text(pl.col("amount")),
+                "currency",
+            ),
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- documents
+
+
+def documents(scope: pl.DataFrame, tolerance: Decimal) -> tuple[pl.DataFrame, Verdicts]:
+    """Each accounting document (per currency): its lines must sum to its payment line."""
+    is_payment = pl.col("line_type") == "payment"
+    docs = (
+        scope.group_by("payout_id", "currency")
+        .agg(
+            document_date=pl.col("document_date").first(),
+            lines=pl.len().cast(pl.Int64),
+            payment_lines=is_payment.sum().cast(pl.Int64),
+            payment=pl.col("amount").filter(is_payment).sum(),
+            lines_total=pl.col("amount").filter(~is_payment).sum(),
+        )
+        .with_columns(pl.col("payment", "lines_total").cast(MONEY))
+        .with_columns(difference=(pl.col("payment") - pl.col("lines_total")).cast(MONEY))
+        .with_columns(balanced=(pl.col("payment_lines") == 1) & ~_off("lines_total", "payment", tolerance))
+        .sort("document_date", "payout_id", "currency")
+    )
+    problem = (
+        pl.when(pl.col("payment_lines") == 0)
+        .then(pl.lit("no payment line"))
+        .when(pl.col("payment_lines") > 1)
+        .then(pl.format("{} payment lines", "payment_lines"))
+        .otherwise(
+            pl.format(
+                "lines sum to {} but the payment is {}",
+                money_text(pl.col("lines_total")),
+                money_text(pl.col("payment")),
+            )
+        )
+    )
+    unbalanced = docs.filter(~pl.col("balanced")).with_columns(problem=problem)
+    payments = scope.filter(is_payment & pl.col("duplicate_of").is_null()).join(
+        docs.select("payout_id", "currency", "balanced"), on=["payout_id", "currency"]
+    )
+    verdicts = payments.select(
+        "line_id",
+        status=pl.when("balanced").then(pl.lit("matched")).otherwise(pl.lit("mismatch")),
+        reason=pl.when("balanced")
+        .then(pl.lit("equals the sum of the document's lines"))
+        .otherwise(pl.lit("the document's lines do not sum to it")),
+    )
+    issues = _issues(
+        unbalanced,
+        check=pl.lit("unbalanced_document"),
+        payout_id=pl.col("payout_id"),
+        currency=pl.col("currency"),
+        expected=pl.col("lines_total"),
+        actual=pl.col("payment"),
+        message=pl.format("document {} ({}): {}", "payout_id", "currency", "problem"),
+    )
+    return docs, Verdicts(verdicts, issues)
+
+
+# ---------------------------------------------------------------------------------------------- orders
+
+
+def _per_order(scope: pl.DataFrame, history: pl.DataFrame, line_types: tuple[str, ...]) -> pl.DataFrame:
+    """Per marketplace order with such lines in the period: the period's lines and the total to date."""
+    in_scope = scope.filter(pl.col("line_type").is_in(line_types) & pl.col("external_id").is_not_null())
+    to_date = (
+        history.filter(
+            pl.col("line_type").is_in(line_types)
+            & pl.col("duplicate_of").is_null()
+            & pl.col("external_id").is_in(in_scope["external_id"].unique().implode())
+        )
+        .group_by("external_id")
+        .agg(to_date=pl.col("amount").sum().cast(MONEY), line_currency=pl.col("currency").unique().sort().str.join(","))
+    )
+    return (
+        in_scope.group_by("external_id")
+        .agg(
+            payout_id=pl.col("payout_id").unique().sort().str.join(" "),
+            line_ids=pl.col("line_id").sort().str.join(" "),
+            lines=pl.col("line_id"),
+        )
+        .join(to_date, on="external_id")
+    )
+
+
+def _orderless(scope: pl.DataFrame, line_types: tuple[str, ...]) -> pl.DataFrame:
+    return scope.filter(pl.col("line_type").is_in(line_types) & pl.col("external_id").is_null()).select(
+        "line_id", status=pl.lit("unmatched"), reason=pl.lit("the line names no marketplace order")
+    )
+
+
+def _explode_verdicts(per_order: pl.DataFrame) -> pl.DataFrame:
+    return per_order.select(pl.col("lines").alias("line_id"), "status", "reason").explode("line_id")
+
+
+def erp_by_external_id(erp_orders: pl.DataFrame) -> pl.DataFrame:
+    """One row per marketplace order id (an ERP may split one marketplace order into several orders)."""
+    return erp_orders.group_by("external_id").agg(
+        order_id=pl.col("order_id").unique().sort().str.join("/"),
+        erp_total=pl.col("total").sum().cast(MONEY),
+        erp_total_known=pl.col("total").is_not_null().all(),
+        erp_currency=pl.col("currency").unique().sort().str.join(","),
+    )
+
+
+def sales(scope: pl.DataFrame, history: pl.DataFrame, erp: pl.DataFrame, tolerance: Decimal) -> Verdicts:
+    """Order amount and shipping lines, to date, against the ERP order's total."""
+    per_order = _per_order(scope, history, SALES).join(erp, on="external_id", how="left")
+    wrong_currency = pl.col("erp_currency") != pl.col("line_currency")
+    off = _off("to_date", "erp_total", tolerance) | ~pl.col("erp_total_known")
+    per_order = per_order.with_columns(
+        status=pl.when(pl.col("order_id").is_null())
+        .then(pl.lit("unmatched"))
+        .when(wrong_currency | off)
+        .then(pl.lit("mismatch"))
+        .otherwise(pl.lit("matched")),
+        reason=pl.when(pl.col("order_id").is_null())
+        .then(pl.lit("no ERP order carries this marketplace order id"))
+        .when(wrong_currency)
+        .then(pl.format("paid in {} but the ERP order is in {}", "line_currency", "erp_currency"))
+        .when(off)
+        .then(
+            pl.format(
+                "paid {} to date; the ERP order totals {}",
+                money_text(pl.col("to_date")),
+                money_text(pl.col("erp_total")),
+            )
+        )
+        .otherwise(pl.format("ERP order {}", "order_id")),
+    )
+    bad = per_order.filter(pl.col("status") == "mismatch")
+    issues = _issues(
+        bad,
+        check=pl.when(wrong_currency).then(pl.lit("order_currency")).otherwise(pl.lit("order_amount")),
+        payout_id=pl.col("payout_id"),
+        external_id=pl.col("external_id"),
+        order_id=pl.col("order_id"),
+        line_ids=pl.col("line_ids"),
+        currency=pl.col("line_currency"),
+        expected=pl.col("erp_total"),
+        actual=pl.col("to_date"),
+        message=pl.format("order {} (ERP {}): {}", "external_id", "order_id", "reason"),
+    )
+    return Verdicts(pl.concat([_explode_verdicts(per_order), _orderless(scope, SALES)]), issues)
+
+
+def refunds(
+    scope: pl.DataFrame, history: pl.DataFrame, erp: pl.DataFrame, credit_memos: pl.DataFrame, tolerance: Decimal
+) -> Verdicts:
+    """Refund lines, to date, against the ERP's credit memos (refunded returns) of the same order."""
+    credited = credit_memos.group_by("external_id").agg(
+        credited=pl.col("amount").sum().cast(MONEY), return_ids=pl.col("return_id").sort().str.join(" ")
+    )
+    per_order = (
+        _per_order(scope, history, ("refund",))
+        .with_columns(refunded=(-pl.col("to_date")).cast(MONEY))
+        .join(erp.select("external_id", "order_id"), on="external_id", how="left")
+        .join(credited, on="external_id", how="left")
+    )
+    off = _off("refunded", "credited", tolerance)
+    per_order = per_order.with_columns(
+        status=pl.when(pl.col("order_id").is_null() | pl.col("return_ids").is_null())
+        .then(pl.lit("unmatched"))
+        .when(off)
+        .then(pl.lit("mismatch"))
+        .otherwise(pl.lit("matched")),
+        reason=pl.when(pl.col("order_id").is_null())
+        .then(pl.lit("no ERP order carries this marketplace order id"))
+        .when(pl.col("return_ids").is_null())
+        .then(pl.format("refund without an ERP credit memo on order {}", "order_id"))
+        .when(off)
+        .then(
+            pl.format(
+                "refunded {} to date; ERP credit memos total {}",
+                money_text(pl.col("refunded")),
+                money_text(pl.col("credited")),
+            )
+        )
+        .otherwise(pl.format("ERP credit memo {}", "return_ids")),
+    )
+    issues = _issues(
+        per_order.filter(pl.col("status") == "mismatch"),
+        check=pl.lit("refund_amount"),
+        payout_id=pl.col("payout_id"),
+        external_id=pl.col("external_id"),
+        order_id=pl.col("order_id"),
+        line_ids=pl.col("line_ids"),
+        currency=pl.col("line_currency"),
+        expected=pl.col("credited"),
+        actual=pl.col("refunded"),
+        message=pl.format("order {} (ERP {}): {}", "external_id", "order_id", "reason"),
+    )
+    return Verdicts(pl.concat([_explode_verdicts(per_order), _orderless(scope, ("refund",))]), issues)
+
+
+# ---------------------------------------------------------------------------------------------- commission
+
+
+def agreed_rates(
+    external_ids: list[str], erp_orders: pl.DataFrame, order_lines: pl.DataFrame, settings: PayoutSettings
+) -> dict[str, Decimal]:
+    """The agreed commission rate of each marketplace order: its lines' category rates weighted by value,
+    else its channel's rate (or the default) when the ERP has no priced lines for it."""
+    orders = erp_orders.filter(pl.col("external_id").is_in(external_ids)).select("order_id", "external_id", "channel")
+    channels = dict(orders.select("external_id", "channel").unique("external_id", keep="first").iter_rows())
+    lines = order_lines.join(orders, on="order_id").select(
+        "external_id", "sku", "channel", value=(pl.col("unit_price") * pl.col("qty_ordered")).cast(MONEY)
+    )
+    weighted: dict[str, list[Decimal]] = {}
+    for external_id, sku, channel, value in lines.iter_rows():
+        if value is None:
+            continue
+        totals = weighted.setdefault(external_id, [Decimal(0), Decimal(0)])
+        totals[0] += value * settings.sku_rate(sku, channel)
+        totals[1] += value
+    rates = {}
+    for external_id in external_ids:
+        rated, value = weighted.get(external_id, (Decimal(0), Decimal(0)))
+        rates[external_id] = rated / value if value else settings.channel_rate(channels.get(external_id))
+    return rates
+
+
+def commissions(scope: pl.DataFrame, rates: dict[str, Decimal], settings: PayoutSettings) -> Verdicts:
+    """Commission lines against the agreed rate of what the same document paid (or refunded) for the order."""
+    base_types = SALES if settings.commission_on_shipping else ("order_amount",)
+    per_document = (
+        scope.filter(pl.col("external_id").is_not_null())
+        .group_by("payout_id", "external_id", "currency")
+        .agg(
+            sales=pl.col("amount").filter(pl.col("line_type").is_in(base_types)).sum().cast(MONEY),
+            refunds=pl.col("amount").filter(pl.col("line_type") == "refund").sum().cast(MONEY),
+            commission=pl.col("amount").filter(pl.col("line_type") == "commission").sum().cast(MONEY),
+            refund_commission=pl.col("amount").filter(pl.col("line_type") == "refund_commission").sum().cast(MONEY),
+            commission_lines=pl.col("line_id").filter(pl.col("line_type") == "commission").sort(),
+            refund_commission_lines=pl.col("line_id").filter(pl.col("line_type") == "refund_commission").sort(),
+        )
+        .sort("payout_id", "external_id", "currency")
+    )
+    rows = []
+    for doc in per_document.iter_rows(named=True):
+        rate = rates[doc["external_id"]]
+        for kind, base in (("commission", doc["sales"]), ("refund_commission", doc["refunds"])):
+            if doc[f"{kind}_lines"]:
+                rows.append(_commission_row(doc, kind, base, rate, settings.tolerance))
+    schema = {
+        **{c: pl.String for c in ("payout_id", "external_id", "currency", "line_type", "status", "reason")},
+        "lines": pl.List(pl.String),
+        "expected": MONEY,
+        "actual": MONEY,
+    }
+    checked = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
+    issues = _issues(
+        checked.filter(pl.col("status") == "mismatch"),
+        check=pl.format("{}_rate", "line_type"),
+        payout_id=pl.col("payout_id"),
+        external_id=pl.col("external_id"),
+        line_ids=pl.col("lines").list.join(" "),
+        currency=pl.col("currency"),
+        expected=pl.col("expected"),
+        actual=pl.col("actual"),
+        message=pl.format("order {} in document {}: {}", "external_id", "payout_id", "reason"),
+    )
+    return Verdicts(pl.concat([_explode_verdicts(checked), _orderless(scope, COMMISSIONS)]), issues)
+
+
+def _commission_row(doc: dict, kind: str, base: Decimal, rate: Decimal, tolerance: Decimal) -> tuple:
+    # The marketplace takes commission on sales (negative to the seller) and gives it back on refunds.
+    expected = -(base * rate).quantize(CENT, rounding=ROUND_HALF_UP)
+    actual = doc[kind]
+    within = abs(actual - expected) <= tolerance
+    charged_rate = f"{abs(actual / base):.2%}" if base else "n/a (no amount to charge it on)"
+    reason = (
+        f"{actual:.2f} on {base:.2f} at the agreed {rate:.2%}"
+        if within
+        else f"{actual:.2f} on {base:.2f} is {charged_rate}; the agreed {rate:.2%} gives {expected:.2f}"
+    )
+    return (
+        doc["payout_id"],
+        doc["external_id"],
+        doc["currency"],
+        kind,
+        "matched" if within else "mismatch",
+        reason,
+        doc[f"{kind}_lines"],
+        expected,
+        actual,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- journal
+
+
+def match_journal(lines: pl.DataFrame, erp_journal: pl.DataFrame, order_ids: pl.DataFrame) -> pl.DataFrame:
+    """Pair journalled lines one-to-one with ERP journal entries of the same document, currency and amount
+    (either sign: an ERP may book the expense or the receivable side). Entries naming the line's ERP order
+    (or, for a line of no order, naming none) pair first; the rest pair on amount alone.
+    Gives line_id, journal_entry_id for the lines that pair."""
+    candidates = (
+        lines.filter(pl.col("line_type").is_in(JOURNALLED))
+        .join(order_ids, on="external_id", how="left")
+        .select("line_id", "payout_id", "currency", "order_id", size=pl.col("amount").abs())
+        .sort("line_id")
+    )
+    posted = (
+        erp_journal.filter(pl.col("payout_id").is_not_null())
+        .select(
+            journal_entry_id="entry_id",
+            payout_id="payout_id",
+            currency="currency",
+            order_id="order_id",
+            size=pl.col("amount").abs(),
+        )
+        .sort("journal_entry_id")
+    )
+    pairs = []
+    for key in (["payout_id", "currency", "size", "order_id"], ["payout_id", "currency", "size"]):
+        paired = _pair(candidates, posted, key)
+        pairs.append(paired)
+        candidates = candidates.join(paired, on="line_id", how="anti")
+        posted = posted.join(paired, on="journal_entry_id", how="anti")
+    return pl.concat(pairs)
+
+
+def _pair(candidates: pl.DataFrame, posted: pl.DataFrame, key: list[str]) -> pl.DataFrame:
+    """The n-th line and the n-th entry with the same key pair up, so each entry pays for one line only."""
+    rank = pl.int_range(pl.len()).over(key).alias("rank")
+    return (
+        candidates.with_columns(rank)
+        .join(posted.with_columns(rank), on=[*key, "rank"], how="inner", nulls_equal=True)
+        .select("line_id", "journal_entry_id")
+    )
+
+
+def journal_only(scope: pl.DataFrame, journal: pl.DataFrame) -> Verdicts:
+    """Fees and adjustments have nothing to match but the ERP's journal entry for them."""
+    lines = scope.filter(pl.col("line_type").is_in(("fee", "adjustment"))).join(journal, on="line_id", how="left")
+    posted = pl.col("journal_entry_id").is_not_null()
+    verdicts = lines.select(
+        "line_id",
+        status=pl.when(posted).then(pl.lit("matched")).otherwise(pl.lit("unmatched")),
+        reason=pl.when(posted)
+        .then(pl.format("ERP journal entry {}", "journal_entry_id"))
+        .otherwise(pl.format("no ERP journal entry for this {} (one is proposed)", "line_type")),
+    )
+    return Verdicts(verdicts, pl.DataFrame(schema=ISSUE_SCHEMA))
+
+
+# ---------------------------------------------------------------------------------------------- ERP side
+
+
+def unpaid_erp(
+    erp_orders: pl.DataFrame,
+    credit_memos: pl.DataFrame,
+    history: pl.DataFrame,
+    settings: PayoutSettings,
+    start: datetime,
+    end: datetime,
+) -> pl.DataFrame:
+    """ERP records the marketplace has not paid: orders delivered in the period with no order amount paid by
+    its end, and credit memos of the period with no marketplace refund by its end."""
+    paid = history.filter(pl.col("duplicate_of").is_null())
+    in_period = pl.col("date").is_between(start, end, closed="left")
+    sold = paid.filter(pl.col("line_type").is_in(SALES))["external_id"].unique().implode()
+    refunded = paid.filter(pl.col("line_type") == "refund")["external_id"].unique().implode()
+    delivered = erp_orders.filter(
+        (pl.col("channel") == settings.channel)
+        & pl.col("canonical_status").is_in(settings.delivered_statuses)
+        & ~pl.col("external_id").is_in(sold)
+    ).select(
+        kind=pl.lit("delivered_not_paid"),
+        record_id="order_id",
+        order_id="order_id",
+        external_id="external_id",
+        date="updated_at",
+        amount="total",
+        currency="currency",
+        reason=pl.format("{} in the ERP, no marketplace payment by the period's end", "canonical_status"),
+    )
+    credits = credit_memos.filter(~pl.col("external_id").is_in(refunded)).select(
+        kind=pl.lit("credit_memo_not_refunded"),
+        record_id="return_id",
+        order_id="order_id",
+        external_id="external_id",
+        date="processed_at",
+        amount="amount",
+        currency="currency",
+        reason=pl.lit("ERP credit memo with no marketplace refund by the period's end"),
+    )
+    return pl.concat([delivered, credits]).filter(in_period).sort("kind", "date", "record_id")

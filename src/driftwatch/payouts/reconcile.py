@@ -1,0 +1,171 @@
+"""Reconcile one month of marketplace payouts with the ERP."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+
+import polars as pl
+
+from driftwatch.config import Config
+from driftwatch.entities import MONEY, PAYOUT_LINE_TYPES
+from driftwatch.payouts import closes, matching
+from driftwatch.payouts.inputs import Inputs, read_inputs
+from driftwatch.payouts.journal import balances, propose
+from driftwatch.payouts.period import Period, parse_period
+from driftwatch.payouts.result import Reconciliation
+from driftwatch.payouts.settings import PayoutSettings, payout_settings
+from driftwatch.store import Store
+
+LINE_COLUMNS = (
+    "payout_id",
+    "document_date",
+    "line_id",
+    "line_type",
+    "external_id",
+    "order_id",
+    "transaction_date",
+    "amount",
+    "currency",
+    "reason",
+    "journal_entry_id",
+)
+
+SUMMARY_COLUMNS = (
+    "currency",
+    "documents",
+    "unbalanced_documents",
+    "paid_out",
+    *(t for t in PAYOUT_LINE_TYPES if t != "payment"),
+    "lines",
+    "matched",
+    "unmatched",
+    "mismatched",
+    "duplicates",
+    "issues",
+    "erp_not_paid",
+    "journal_debit",
+    "journal_credit",
+)
+
+
+def reconcile(store: Store, cfg: Config, period: Period | str) -> Reconciliation:
+    """The period's reconciliation. A locked period gives its close as locked, with today's differences
+    from it as variances: a close is never silently rewritten."""
+    period = parse_period(period) if isinstance(period, str) else period
+    current = compute(store, cfg, period)
+    close = closes.load_close(store, period)
+    if close is None:
+        return current
+    return replace(close, variances=closes.variances(close, current))
+
+
+def compute(store: Store, cfg: Config, period: Period) -> Reconciliation:
+    """Reconcile the period from the latest snapshots, whether or not it is locked."""
+    settings = payout_settings(cfg)
+    inputs = read_inputs(store, cfg.status_map(settings.erp), settings, period)
+    history = matching.mark_duplicates(inputs.history)
+    scope = history.filter(pl.col("document_date") >= period.start)
+    originals = scope.filter(pl.col("duplicate_of").is_null())
+    erp = matching.erp_by_external_id(inputs.erp_orders)
+    order_ids = erp.select("external_id", "order_id")
+    journal = matching.match_journal(originals, inputs.erp_journal, order_ids)
+    documents, document_verdicts = matching.documents(scope, settings.tolerance)
+    verdicts = matching.Verdicts.concat(
+        [
+            matching.duplicates(scope),
+            document_verdicts,
+            matching.sales(originals, history, erp, settings.tolerance),
+            matching.refunds(originals, history, erp, inputs.erp_returns, settings.tolerance),
+            matching.commissions(originals, _rates(originals, inputs, settings), settings),
+            matching.journal_only(originals, journal),
+        ]
+    )
+    lines = (
+        scope.join(verdicts.lines, on="line_id", how="left")
+        .join(order_ids, on="external_id", how="left")
+        .join(journal, on="line_id", how="left")
+    )
+    proposed = propose(
+        lines.filter(
+            pl.col("line_type").is_in(matching.JOURNALLED)
+            & pl.col("duplicate_of").is_null()
+            & pl.col("journal_entry_id").is_null()
+        ),
+        settings.accounts,
+    )
+    mismatches = (
+        verdicts.issues.join(order_ids, on="external_id", how="left", suffix="_erp")
+        .with_columns(order_id=pl.coalesce("order_id", "order_id_erp"))
+        .select(list(matching.ISSUE_SCHEMA))
+        .sort("check", "payout_id", "external_id", "line_ids", nulls_last=True)
+    )
+    unmatched_erp = matching.unpaid_erp(
+        inputs.erp_orders, inputs.erp_returns, history, settings, period.start, period.end
+    )
+    return Reconciliation(
+        period=period,
+        summary=_summary(lines, documents, mismatches, unmatched_erp, proposed),
+        documents=documents,
+        matched=_lines_with(lines, "matched"),
+        unmatched_marketplace=_lines_with(lines, "unmatched"),
+        unmatched_erp=unmatched_erp,
+        mismatches=mismatches,
+        journal_entries=proposed,
+    )
+
+
+def _rates(originals: pl.DataFrame, inputs: Inputs, settings: PayoutSettings) -> dict[str, Decimal]:
+    charged = originals.filter(pl.col("line_type").is_in(matching.COMMISSIONS) & pl.col("external_id").is_not_null())
+    external_ids = sorted(charged["external_id"].unique().to_list())
+    return matching.agreed_rates(external_ids, inputs.erp_orders, inputs.erp_order_lines, settings)
+
+
+def _lines_with(lines: pl.DataFrame, status: str) -> pl.DataFrame:
+    return lines.filter(pl.col("status") == status).select(LINE_COLUMNS).sort("document_date", "payout_id", "line_id")
+
+
+def _summary(
+    lines: pl.DataFrame,
+    documents: pl.DataFrame,
+    mismatches: pl.DataFrame,
+    unmatched_erp: pl.DataFrame,
+    journal: pl.DataFrame,
+) -> pl.DataFrame:
+    """One row per currency: money is never added across currencies."""
+    by_type = [
+        pl.col("amount").filter(pl.col("line_type") == line_type).sum().cast(MONEY).alias(line_type)
+        for line_type in PAYOUT_LINE_TYPES
+        if line_type != "payment"
+    ]
+    status_counts = [
+        (pl.col("status") == status).sum().cast(pl.Int64).alias(name)
+        for status, name in (
+            ("matched", "matched"),
+            ("unmatched", "unmatched"),
+            ("mismatch", "mismatched"),
+            ("duplicate", "duplicates"),
+        )
+    ]
+    totals = lines.group_by("currency").agg(
+        pl.col("payout_id").n_unique().cast(pl.Int64).alias("documents"),
+        pl.col("amount").filter(pl.col("line_type") == "payment").sum().cast(MONEY).alias("paid_out"),
+        *by_type,
+        pl.len().cast(pl.Int64).alias("lines"),
+        *status_counts,
+    )
+    counts = [
+        documents.group_by("currency").agg(unbalanced_documents=(~pl.col("balanced")).sum().cast(pl.Int64)),
+        mismatches.group_by("currency").agg(issues=pl.len().cast(pl.Int64)),
+        unmatched_erp.group_by("currency").agg(erp_not_paid=pl.len().cast(pl.Int64)),
+    ]
+    journal_totals = (
+        balances(journal)
+        .group_by("currency")
+        .agg(journal_debit=pl.col("debit").sum().cast(MONEY), journal_credit=pl.col("credit").sum().cast(MONEY))
+    )
+    summary = totals
+    for frame in [*counts, journal_totals]:
+        summary = summary.join(frame, on="currency", how="full", coalesce=True)
+    zeros = [pl.col(name).fill_null(0).cast(dtype) for name, dtype in summary.schema.items() if name != "currency"]
+    return summary.with_columns(zeros).select(SUMMARY_COLUMNS).sort("currency", nulls_last=True)

@@ -1,0 +1,131 @@
+"""The `[payouts]` table of driftwatch.toml: agreed commission rates, tolerance, accounts.
+
+```toml
+[payouts]
+marketplace = "mirakl"          # the source whose payout_lines are reconciled
+erp = "bluecherry"              # the system of record holding orders, returns and journal entries
+channel = "mirakl"              # the ERP channel of this marketplace's orders
+tolerance = "0.01"              # money difference still counted as equal, in the line's currency
+delivered_statuses = ["delivered", "closed"]
+refunded_statuses = ["refunded"]  # ERP return statuses that are a credit memo
+
+[payouts.commission]
+default = "0.15"                # the agreed rate where nothing more specific applies
+shipping = false                # whether the marketplace also takes commission on shipping
+[payouts.commission.channels]
+mirakl = "0.15"
+[payouts.commission.categories.footwear]
+rate = "0.12"
+skus = ["00412-*", "00413-*"]   # glob patterns over ERP SKUs
+
+[payouts.accounts]              # ERP ledger accounts of the proposed journal entries
+receivable = "MKT-RECEIVABLE"
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from fnmatch import fnmatchcase
+from typing import Any
+
+from driftwatch.config import Config
+from driftwatch.entities import CANONICAL_STATUSES
+from driftwatch.errors import UserError
+
+# Which ledger account each journalled line type posts to; the other side is always the receivable that
+# the marketplace owes the seller.
+DEFAULT_ACCOUNTS = {
+    "receivable": "MKT-RECEIVABLE",
+    "commission": "MKT-COMMISSION",
+    "refund_commission": "MKT-COMMISSION",
+    "fee": "MKT-FEES",
+    "refund": "MKT-REFUNDS",
+    "adjustment": "MKT-ADJUSTMENTS",
+}
+DEFAULT_COMMISSION_RATE = Decimal("0.15")
+
+
+@dataclass(frozen=True)
+class Category:
+    name: str
+    rate: Decimal
+    skus: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PayoutSettings:
+    marketplace: str = "mirakl"
+    erp: str = "bluecherry"
+    channel: str = "mirakl"
+    tolerance: Decimal = Decimal("0.01")
+    delivered_statuses: tuple[str, ...] = ("delivered", "closed")
+    refunded_statuses: tuple[str, ...] = ("refunded",)
+    default_rate: Decimal = DEFAULT_COMMISSION_RATE
+    commission_on_shipping: bool = False
+    channel_rates: dict[str, Decimal] = field(default_factory=dict)
+    categories: tuple[Category, ...] = ()
+    accounts: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ACCOUNTS))
+
+    def channel_rate(self, channel: str | None) -> Decimal:
+        return self.channel_rates.get(channel or "", self.default_rate)
+
+    def sku_rate(self, sku: str | None, channel: str | None) -> Decimal:
+        """The agreed rate for one SKU: its category's (first match wins), else its channel's."""
+        for category in self.categories:
+            if sku is not None and any(fnmatchcase(sku, pattern) for pattern in category.skus):
+                return category.rate
+        return self.channel_rate(channel)
+
+
+def payout_settings(cfg: Config) -> PayoutSettings:
+    """Read and validate `[payouts]`; every problem names the key to fix."""
+    table = cfg.section("payouts")
+    where = f"{cfg.path or 'configuration'}: payouts"
+    commission = table.get("commission", {})
+    defaults = PayoutSettings()
+    channel = str(table.get("channel", table.get("marketplace", defaults.channel)))
+    return PayoutSettings(
+        marketplace=str(table.get("marketplace", defaults.marketplace)),
+        erp=str(table.get("erp", defaults.erp)),
+        channel=channel,
+        tolerance=_decimal(table.get("tolerance", defaults.tolerance), f"{where}.tolerance", upper=None),
+        delivered_statuses=_statuses(table, "delivered_statuses", defaults.delivered_statuses, where),
+        refunded_statuses=tuple(table.get("refunded_statuses", defaults.refunded_statuses)),
+        default_rate=_decimal(commission.get("default", defaults.default_rate), f"{where}.commission.default"),
+        commission_on_shipping=bool(commission.get("shipping", False)),
+        channel_rates={
+            name: _decimal(rate, f"{where}.commission.channels.{name}")
+            for name, rate in commission.get("channels", {}).items()
+        },
+        categories=tuple(_category(name, spec, where) for name, spec in commission.get("categories", {}).items()),
+        accounts={**DEFAULT_ACCOUNTS, **table.get("accounts", {})},
+    )
+
+
+def _decimal(value: Any, key: str, upper: Decimal | None = Decimal(1)) -> Decimal:
+    # Floats come through str() so that 0.15 in TOML is exactly 0.15, not its binary neighbour.
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise UserError(f"{key}: {value!r} is not a number") from None
+    if number < 0 or (upper is not None and number > upper):
+        bound = f"between 0 and {upper}" if upper is not None else "at least 0"
+        raise UserError(f"{key}: {value!r} must be {bound} (a rate is a fraction: 15% is 0.15)")
+    return number
+
+
+def _statuses(table: dict[str, Any], key: str, default: tuple[str, ...], where: str) -> tuple[str, ...]:
+    values = tuple(table.get(key, default))
+    unknown = [v for v in values if v not in CANONICAL_STATUSES]
+    if unknown:
+        raise UserError(f"{where}.{key}: {unknown} are not canonical statuses; expected some of {CANONICAL_STATUSES}")
+    return values
+
+
+def _category(name: str, spec: Any, where: str) -> Category:
+    key = f"{where}.commission.categories.{name}"
+    if not isinstance(spec, dict) or "rate" not in spec or not spec.get("skus"):
+        raise UserError(f'{key}: expected a table with rate and skus, e.g. rate = "0.12", skus = ["00412-*"]')
+    return Category(name, _decimal(spec["rate"], f"{key}.rate"), tuple(spec["skus"]))
