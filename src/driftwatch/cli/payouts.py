@@ -1,0 +1,85 @@
+"""Finance month-end: `payouts reconcile`."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import click
+import polars as pl
+
+from driftwatch.cli._common import AppContext, emit, format_option, pass_app
+from driftwatch.payouts import lock, parse_period, reconcile, write_outputs
+
+ISSUES_SHOWN = 20
+# The counts a person reads first; the workbook's summary sheet has every total by line type.
+SUMMARY_SHOWN = (
+    "currency",
+    "documents",
+    "unbalanced_documents",
+    "paid_out",
+    "lines",
+    "matched",
+    "unmatched",
+    "mismatched",
+    "duplicates",
+    "erp_not_paid",
+)
+
+
+@click.group()
+def payouts() -> None:
+    """Reconcile marketplace payouts with the ERP at month-end."""
+
+
+@payouts.command("reconcile")
+@click.option("--period", "period_text", required=True, help="The month to reconcile, YYYY-MM.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory for the workbook, CSVs and journal import file (default: ./payouts-YYYY-MM).",
+)
+@click.option("--lock", "lock_period", is_flag=True, help="Keep this result as the period's close.")
+@format_option()
+@pass_app
+def reconcile_command(app: AppContext, period_text: str, out_dir: Path | None, lock_period: bool, fmt: str) -> None:
+    """Match every payout line of the month's accounting documents to ERP orders, credit memos, agreed
+    commission rates and journal entries; write a workbook, CSVs and a balanced journal import file.
+
+    Rerunning a period gives the same result. A locked period keeps its close: later data shows on the
+    `variances` sheet instead of rewriting it. Prints the summary (one row per currency).
+
+    \b
+    Example:
+      driftwatch payouts reconcile --period 2026-10 --out close/2026-10
+      driftwatch payouts reconcile --period 2026-10 --lock
+    """
+    period = parse_period(period_text)
+    result = reconcile(app.store, app.config, period)
+    if lock_period:
+        if result.locked_at is None:
+            result = replace(result, locked_at=lock(app.store, result))
+            click.echo(f"locked {period}", err=True)
+        else:
+            click.echo(f"{period} was already locked on {result.locked_at:%Y-%m-%d}; its close is kept", err=True)
+    written = write_outputs(result, out_dir or Path(f"payouts-{period}"))
+    if fmt != "table":
+        emit(result.summary, fmt)
+        return
+    state = f"locked {result.locked_at:%Y-%m-%d %H:%M} UTC" if result.locked_at else "open"
+    emit(result.summary.select(SUMMARY_SHOWN), fmt, title=f"Payouts {period} ({state})")
+    unbalanced = result.documents.filter(~pl.col("balanced"))
+    if unbalanced.height:
+        emit(unbalanced, fmt, title="\nUnbalanced documents")
+    if result.mismatches.height:
+        shown = result.mismatches.select("check", "payout_id", "external_id", "message").head(ISSUES_SHOWN)
+        emit(shown, fmt, title=f"\nMismatches: {result.mismatches.height} (first {shown.height})")
+    if result.locked_at is not None:
+        emit(result.variances, fmt, title=f"\nVariances since the close: {result.variances.height}")
+    click.echo(f"\nwrote {written[0]} and {len(written) - 1} CSV file(s) in {written[0].parent}")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(payouts)

@@ -1,0 +1,94 @@
+"""`driftwatch payouts reconcile`: files written, a lock kept, and a clear one-line error for a bad period."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from driftwatch.cli._common import AppContext
+from driftwatch.cli.payouts import payouts
+from driftwatch.config import load_config
+from driftwatch.filedrop import load_directory
+from driftwatch.payouts import reconcile
+from driftwatch.store import Store
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "payouts"
+CONFIG = FIXTURE / "driftwatch.toml"
+OCTOBER = "2026-10"
+
+
+def loaded_store(tmp_path: Path) -> Path:
+    db = tmp_path / "driftwatch.duckdb"
+    with Store(db) as store:
+        load_directory(store, FIXTURE / "retailer", load_config(CONFIG))
+    return db
+
+
+def test_cli_reconciles_writes_files_and_locks(tmp_path: Path) -> None:
+    db = loaded_store(tmp_path)
+    out = tmp_path / "close"
+    args = ["reconcile", "--period", OCTOBER, "--out", str(out), "--format", "json", "--lock"]
+    app = AppContext(CONFIG, db)
+    result = CliRunner().invoke(payouts, args, obj=app)
+    app.close()
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert [row["currency"] for row in summary] == ["EUR", "GBP"]
+    assert Decimal(summary[1]["paid_out"]) == Decimal("78.40")
+    assert (out / f"payouts-{OCTOBER}.xlsx").exists() and (out / "variances.csv").exists()
+    with Store(db) as store:
+        assert reconcile(store, load_config(CONFIG), OCTOBER).locked_at is not None
+
+
+def test_cli_bad_period_exits_2_with_one_line(tmp_path: Path) -> None:
+    script = (
+        "from driftwatch.cli import cli, main\n"
+        "from driftwatch.cli.payouts import register\n"
+        "if 'payouts' not in cli.commands:\n"
+        "    register(cli)\n"
+        "main()\n"
+    )
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            "--db",
+            str(tmp_path / "x.duckdb"),
+            "payouts",
+            "reconcile",
+            "--period",
+            "2026-13",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines() == ["error: period '2026-13' is not a month: expected YYYY-MM, e.g. 2026-10"]
+
+
+def test_cli_table_output_shows_the_close_and_its_problems(tmp_path: Path) -> None:
+    db = loaded_store(tmp_path)
+    runner = CliRunner()
+    outputs = []
+    for extra in (["--lock"], []):
+        app = AppContext(CONFIG, db)
+        result = runner.invoke(
+            payouts, ["reconcile", "--period", OCTOBER, "--out", str(tmp_path / "o"), *extra], obj=app
+        )
+        app.close()
+        assert result.exit_code == 0, result.output
+        outputs.append(result.stdout)
+    assert all("Payouts 2026-10 (locked" in output for output in outputs)
+    assert "| paid_out |" in outputs[0]
+    assert "Unbalanced documents" in outputs[1] and "P-103" in outputs[1]
+    assert "Mismatches: 4" in outputs[1]
+    assert "Variances since the close: 0" in outputs[1]
