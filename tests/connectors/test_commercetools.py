@@ -12,7 +12,7 @@ import pytest
 
 from driftwatch.connectors import SIMULATORS, get
 from driftwatch.connectors.commercetools import Connector, Simulator
-from driftwatch.connectors.commercetools.client import ClientCredentials
+from driftwatch.connectors.commercetools.client import ClientCredentials, CommercetoolsClient
 from driftwatch.connectors.commercetools.simulator import CLIENT_ID, CLIENT_SECRET, PROJECT_KEY
 from driftwatch.errors import UserError
 
@@ -162,11 +162,16 @@ def test_status_is_compound_and_statuses_keep_their_spelling(fast_http):
 def test_pages_by_sorted_id_past_the_offset_cap(fast_http, canonical):
     big = inventory(10_600)
     with Simulator({"inventory": big}) as sim:
-        connector = Connector(sim.settings(**fast_http), env=sim.env, progress=False)
-        frame = connector.pull(["inventory"]).frames["inventory"]
+        frame = (
+            Connector(sim.settings(**fast_http), env=sim.env, progress=False).pull(["inventory"]).frames["inventory"]
+        )
         pages = [r for r in sim.requests if r.path == f"/{PROJECT_KEY}/inventory"]
+        client = CommercetoolsClient(
+            api_url=sim.url, auth_url=sim.url, project_key=PROJECT_KEY, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+        )
         with pytest.raises(UserError, match="InvalidInput: The offset must be between 0 and 10000"):
-            connector.client.http.request_json("GET", f"/{PROJECT_KEY}/inventory", params={"offset": "10500"})
+            client.http.request_json("GET", f"/{PROJECT_KEY}/inventory", params={"offset": "10500"})
+        client.close()
     assert canonical(frame, "inventory").equals(canonical(big, "inventory"))
     assert len(pages) == 22  # 10,600 / 500, the last one short
     for page in pages:

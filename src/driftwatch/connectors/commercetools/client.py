@@ -175,18 +175,12 @@ class CommercetoolsClient:
         return body["results"]
 
     def pages(
-        self,
-        resource: str,
-        *,
-        where: Iterable[str] = (),
-        after: str | None = None,
-        limit: int = MAX_LIMIT,
-        params: Mapping[str, str] | None = None,
+        self, resource: str, *, where: Iterable[str] = (), limit: int = MAX_LIMIT
     ) -> Generator[list[dict[str, Any]], None, None]:
-        """Every page of `resource` whose id sorts after `after`."""
-        fixed = list(where)
+        """Every page of `resource` matching `where`, in id order."""
+        fixed, after = list(where), None
         while True:
-            page = self.query(resource, where=[*fixed, id_after(after)], limit=limit, params=params)
+            page = self.query(resource, where=[*fixed, id_after(after)], limit=limit)
             if page:
                 yield page
             if len(page) < limit:

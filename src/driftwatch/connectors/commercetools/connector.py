@@ -21,6 +21,7 @@ older than their retention, a full pull is the only correct answer, so that is w
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -54,6 +55,10 @@ class Resource:
     params: dict[str, str] = field(default_factory=dict)
 
 
+# Query results and Messages are eventually consistent: reading a few minutes before `since` costs a few
+# records fetched twice and never misses a change that became visible late.
+MESSAGE_OVERLAP = timedelta(minutes=5)
+
 RESOURCES = (
     Resource("customers", "customer", ("customers",)),
     Resource("orders", "order", ("orders", "order_lines", "returns")),
@@ -80,7 +85,9 @@ class Connector(BaseConnector):
         if not 1 <= self.page_size <= MAX_LIMIT:
             raise UserError(f"sources.commercetools: page_size must be 1..{MAX_LIMIT}, not {self.page_size}")
         base_url = self.setting("base_url")
-        self.client = CommercetoolsClient(
+        # One HTTP client (and token) per pull, closed after it: a nightly job never holds a stale one.
+        self._connect = functools.partial(
+            CommercetoolsClient,
             api_url=base_url,
             auth_url=self.setting("auth_url", None) or _auth_url(base_url),
             project_key=self.setting("project_key"),
@@ -94,14 +101,15 @@ class Connector(BaseConnector):
         chosen = self._select(entities)
         captured_at = datetime.now(UTC)
         frames: dict[str, pl.DataFrame] = {}
-        for resource in RESOURCES:
-            wanted = tuple(e for e in resource.entities if e in chosen)
-            if wanted:
-                frames |= self._pull_resource(resource, wanted, since)
+        self.client = self._connect()
+        try:
+            for resource in RESOURCES:
+                wanted = tuple(e for e in resource.entities if e in chosen)
+                if wanted:
+                    frames |= self._pull_resource(resource, wanted, since)
+        finally:
+            self.client.close()
         return Pulled(self.name, captured_at, {entity: frames[entity] for entity in chosen})
-
-    def close(self) -> None:
-        self.client.close()
 
     # ---------------------------------------------------------------- one resource
 
@@ -185,7 +193,8 @@ class Connector(BaseConnector):
                 resource.path,
             )
             return None
-        where = [f"createdAt >= {quote(mapping.to_timestamp(since))}", f"resource(typeId = {quote(resource.type_id)})"]
+        start = mapping.to_timestamp(since - MESSAGE_OVERLAP)
+        where = [f"createdAt >= {quote(start)}", f"resource(typeId = {quote(resource.type_id)})"]
         ids = {
             message["resource"]["id"]
             for page in self.client.pages("messages", where=where, limit=self.page_size)
