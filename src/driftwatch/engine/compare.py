@@ -150,10 +150,31 @@ def _status_groups(scope: Scope) -> dict[str, str]:
 
 
 def _sql(scope: Scope, expression: str) -> pl.Expr:
+    """A SQL expression; `{name}` stands for the check's option `name` (so a target can override it)."""
     try:
-        return pl.sql_expr(expression)
+        return pl.sql_expr(_with_options(scope, expression))
+    except UserError:
+        raise
     except Exception as exc:  # polars raises several error types for bad SQL
         raise UserError(f"{scope.check.path}: SQL expression {expression!r}: {exc}") from None
+
+
+def _with_options(scope: Scope, expression: str) -> str:
+    names = [name for _, name, _, _ in string.Formatter().parse(expression) if name is not None]
+    values = {}
+    for name in names:
+        if name not in scope.options:
+            raise UserError(f"{scope.check.path}: SQL expression {expression!r}: no option {name!r}")
+        values[name] = _sql_literal(scope.options[name])
+    return expression.format(**values)
+
+
+def _sql_literal(value: object) -> str:
+    if isinstance(value, list | tuple):
+        return "(" + ", ".join(_sql_literal(v) for v in value) + ")"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return str(value)
 
 
 def _severity(scope: Scope, rules: tuple[SeverityRule, ...], default: str) -> pl.Expr:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import polars as pl
 
 from driftwatch.engine.context import Scope
+from driftwatch.entities import TIMESTAMP
 from driftwatch.statuses import map_statuses
 
 View = Callable[[Scope], pl.LazyFrame | None]
@@ -116,18 +117,26 @@ def net_lifetime_value(
 
 
 def orders_from_events(events: pl.LazyFrame) -> pl.LazyFrame:
-    """Orders of a platform that keeps events, not orders: status is the latest event's metric."""
+    """Orders of a platform that keeps events, not orders. The status is the latest lifecycle event's
+    metric (placed, fulfilled, cancelled); refund events make it `order_refunded` only once they add up to
+    the whole order, since a partial refund leaves the order what it was."""
     ranked = events.filter(pl.col("order_id").is_not_null()).with_columns(
         pl.col("metric").replace_strict(_EVENT_ORDER, default=-1, return_dtype=pl.Int64).alias("_stage")
     )
-    placed = pl.col("metric") == "order_placed"
-    return ranked.group_by("order_id").agg(
-        pl.col("metric").sort_by("occurred_at", "_stage").last().alias("status"),
+    placed, refunded = pl.col("metric") == "order_placed", pl.col("metric") == "order_refunded"
+    orders = ranked.group_by("order_id").agg(
+        pl.when(~refunded).then(pl.col("metric")).sort_by("occurred_at", "_stage").drop_nulls().last().alias("status"),
         pl.col("value").filter(placed).first().alias("total"),
+        pl.col("value").filter(refunded).sum().alias("_refunded"),
+        refunded.any().alias("_any_refund"),
         pl.col("occurred_at").filter(placed).min().alias("placed_at"),
         pl.col("occurred_at").max().alias("updated_at"),
         pl.col("email").drop_nulls().first().alias("email"),
     )
+    whole = pl.col("_any_refund") & (pl.col("_refunded") >= pl.col("total"))
+    return orders.with_columns(
+        pl.when(whole).then(pl.lit("order_refunded")).otherwise(pl.col("status")).alias("status")
+    ).drop("_refunded", "_any_refund")
 
 
 # -- helpers shared by views and rules ----------------------------------------------------------------
@@ -310,16 +319,10 @@ def target_order_headers(scope: Scope) -> pl.LazyFrame | None:
     if orders is None:
         return None
     status = [pl.col("status_canonical").alias("status"), pl.col("status").alias("status_raw")]
-    return orders.select(*present(orders, ["order_ref", "key", "total", "currency"]), *status)
-
-
-@view
-def target_order_status(scope: Scope) -> pl.LazyFrame | None:
-    """Order statuses of a target that keeps orders. Where orders are derived from events, the events
-    are the status, and fulfilment_events audits them (one fault, one finding)."""
-    if scope.target_frame("orders") is None:
-        return None
-    return target_order_headers(scope)
+    captured = scope.ctx.captured_at(scope.target, "orders" if scope.target_frame("orders") is not None else "events")
+    placed = pl.col("placed_at") if "placed_at" in orders.collect_schema().names() else pl.lit(None, TIMESTAMP)
+    age = ((pl.lit(captured) - placed).dt.total_minutes() / 60).alias("age_hours")
+    return orders.select(*present(orders, ["order_ref", "key", "total", "currency"]), *status, age)
 
 
 def _lines_of_common_orders(scope: Scope) -> tuple[pl.LazyFrame, pl.LazyFrame] | None:

@@ -1,0 +1,226 @@
+"""Auditing: `audit`, `findings`, `checks list` and `ack`.
+
+Exit codes a scheduler can act on: 0 no open drift at or above the configured severity (audit.fail_on),
+1 drift, 2 usage, configuration or data error.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import click
+import polars as pl
+
+from driftwatch.cli._common import AppContext, emit, format_option, pass_app
+from driftwatch.engine import acknowledge, audit, findings, load_catalogue
+from driftwatch.engine.findings import OPEN_STATUSES, SEVERITIES, STATUSES, RunResult
+from driftwatch.filedrop import load_directory
+
+EXIT_DRIFT = 1
+LISTED = ("check_id", "severity", "target", "key", "field", "expected", "actual", "status", "message", "fingerprint")
+
+
+def _store_options(command):
+    """--db and --config on the command itself, as well as on `driftwatch`."""
+    command = click.option(
+        "--db",
+        "db_path",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="DuckDB store (overrides the global --db).",
+    )(command)
+    return click.option("--config", "config_path", type=click.Path(path_type=Path), default=None, help="Config file.")(
+        command
+    )
+
+
+def _override(app: AppContext, db_path: Path | None, config_path: Path | None) -> None:
+    if db_path is not None:
+        app.db_path = db_path
+    if config_path is not None:
+        app.config_path = config_path
+
+
+@click.command("audit")
+@click.option(
+    "--snapshots",
+    "snapshots_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Load this file-drop directory first (DIR/<source>/<entity>.csv ...).",
+)
+@click.option("--check", "checks", multiple=True, metavar="ID", help="Run only this check (repeatable).")
+@_store_options
+@format_option()
+@pass_app
+def audit_command(
+    app: AppContext,
+    snapshots_dir: Path | None,
+    checks: tuple[str, ...],
+    db_path: Path | None,
+    config_path: Path | None,
+    fmt: str,
+) -> None:
+    """Run the checks over the latest snapshots and store the findings as a new run.
+
+    Exit code 0 when no open finding is at or above audit.fail_on (default: high), 1 when one is,
+    2 on a usage, configuration or data error. Acknowledged and muted findings never fail a run.
+
+    \b
+    Examples:
+      driftwatch audit --snapshots exports/2026-11-23
+      driftwatch audit --check stock_parity --check consent_parity --format json
+    """
+    _override(app, db_path, config_path)
+    if snapshots_dir is not None:
+        load_directory(app.store, snapshots_dir, app.config)
+    result = audit(app.store, app.config, checks=list(checks) or None)
+    if fmt == "table":
+        _print_summary(result)
+    else:
+        emit(result.findings.select(_listed(result.findings)), fmt)
+    if _fails(result, app.config.audit.fail_on):
+        raise click.exceptions.Exit(EXIT_DRIFT)
+
+
+def _fails(result: RunResult, fail_on: str) -> bool:
+    worst = SEVERITIES[: SEVERITIES.index(fail_on) + 1]
+    return any(result.counts[severity] for severity in worst)
+
+
+def _print_summary(result: RunResult) -> None:
+    live = result.findings.filter(pl.col("status").is_in(OPEN_STATUSES) & ~pl.col("muted"))
+    click.echo(
+        f"run {result.run_id}: {live.height} open finding(s)"
+        + ("" if result.trusted else "  ** UNTRUSTED: snapshot_health failed **")
+    )
+    if live.height:
+        summary = (
+            live.pivot(on="severity", index=["check_id", "target"], values="key", aggregate_function="len")
+            .fill_null(0)
+            .sort("check_id", "target")
+        )
+        columns = ["check_id", "target", *[s for s in SEVERITIES if s in summary.columns]]
+        emit(summary.select(columns), "table", title="findings by check, target and severity")
+    resolved = result.findings.filter(pl.col("status") == "resolved").height
+    if resolved:
+        click.echo(f"{resolved} finding(s) resolved since the last run")
+
+
+def _listed(frame: pl.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c != "run_id"]
+
+
+@click.command("findings")
+@click.option("--run", "run_id", default=None, help="Run id (default: the latest run).")
+@click.option("--status", type=click.Choice(STATUSES), default=None, help="Only findings with this status.")
+@click.option("--check", "check_id", default=None, metavar="ID", help="Only this check's findings.")
+@click.option("--include-muted", is_flag=True, help="Also show muted findings.")
+@_store_options
+@format_option()
+@pass_app
+def findings_command(
+    app: AppContext,
+    run_id: str | None,
+    status: str | None,
+    check_id: str | None,
+    include_muted: bool,
+    db_path: Path | None,
+    config_path: Path | None,
+    fmt: str,
+) -> None:
+    """Show the findings of a run (default: the latest).
+
+    \b
+    Examples:
+      driftwatch findings --status new
+      driftwatch findings --run 20261123T020000-1a2b3c --format csv > findings.csv
+    """
+    _override(app, db_path, config_path)
+    found = findings(app.store, run_id=run_id, status=status)
+    if check_id:
+        found = found.filter(pl.col("check_id") == check_id)
+    if not include_muted:
+        found = found.filter(~pl.col("muted"))
+    if fmt == "table":
+        emit(found.select([c for c in LISTED if c in found.columns]), fmt, title=f"{found.height} finding(s)")
+    else:
+        emit(found.select(_listed(found)), fmt)
+
+
+@click.group("checks")
+def checks_group() -> None:
+    """The check catalogue (checks/*.toml plus the config's audit.checks_dirs)."""
+
+
+@checks_group.command("list")
+@format_option()
+@pass_app
+def checks_list(app: AppContext, fmt: str) -> None:
+    """List every check: id, title, owner team, what it reads and how it runs.
+
+    \b
+    Example:
+      driftwatch checks list --format json
+    """
+    catalogue = load_catalogue(app.config).values()
+    frame = pl.DataFrame(
+        {
+            "id": [c.id for c in catalogue],
+            "title": [c.title for c in catalogue],
+            "owner": [c.owner for c in catalogue],
+            "reads": [", ".join(c.reads) for c in catalogue],
+            "runs": [f"rule {c.rule}" if c.rule else f"compare ({len(c.compares)})" for c in catalogue],
+            "file": [str(c.path) for c in catalogue],
+        },
+        schema={
+            "id": pl.String,
+            "title": pl.String,
+            "owner": pl.String,
+            "reads": pl.String,
+            "runs": pl.String,
+            "file": pl.String,
+        },
+    )
+    emit(frame, fmt, title=f"{frame.height} check(s)")
+
+
+@click.command("ack")
+@click.argument("fingerprint")
+@click.option(
+    "--until",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Until this date (inclusive); default: for good.",
+)
+@click.option("--mute", is_flag=True, help="Mute: hide it from findings and alerts, not just acknowledge it.")
+@click.option("--note", default=None, help="Why (kept with the acknowledgement).")
+@_store_options
+@pass_app
+def ack_command(
+    app: AppContext,
+    fingerprint: str,
+    until,
+    mute: bool,
+    note: str | None,
+    db_path: Path | None,
+    config_path: Path | None,
+) -> None:
+    """Acknowledge a finding: it stays listed but no longer alerts or fails the run (--mute also hides it).
+
+    \b
+    Examples:
+      driftwatch ack 3f9c2a1b7d4e8f60 --until 2026-12-01 --note "ERP fix in next release"
+      driftwatch ack 3f9c2a1b7d4e8f60 --mute
+    """
+    _override(app, db_path, config_path)
+    day: date | None = until.date() if until else None
+    acknowledge(app.store, fingerprint, until=day, mute=mute, note=note)
+    what = "muted" if mute else "acknowledged"
+    click.echo(f"{fingerprint} {what}" + (f" until {day}" if day else ""))
+
+
+def register(group: click.Group) -> None:
+    for command in (audit_command, findings_command, checks_group, ack_command):
+        group.add_command(command)
