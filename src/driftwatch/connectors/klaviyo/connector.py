@@ -94,7 +94,7 @@ class Connector(BaseConnector):
         if entity == "products":
             return variants.select(mapping.COLUMNS["products"])
         return variants.filter(pl.col("available").is_not_null()).select(
-            "sku", location=pl.lit("*"), available="available", updated_at="updated_at"
+            "sku", location=pl.lit("*"), available="available", updated_at="stock_updated_at"
         )
 
     def _variants(self) -> pl.DataFrame:

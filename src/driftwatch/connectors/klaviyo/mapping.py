@@ -25,28 +25,34 @@ METRICS = {
     "Refunded Order": "order_refunded",
 }
 CONSENT_STATES = {"SUBSCRIBED": True, "UNSUBSCRIBED": False, "NEVER_SUBSCRIBED": False}
-# The ERP figures an integration writes onto a profile as custom properties: canonical -> property name.
+# What an integration writes onto a profile as custom properties (canonical column -> property name): the
+# ERP's figures, and the ERP customer a merged profile now belongs to.
 PROFILE_PROPERTIES = {
     "lifetime_value": "lifetime_value",
     "order_count": "order_count",
     "last_order_at": "last_order_at",
+    "merged_into": "merged_into",
 }
 ORDER_ID_PROPERTY = "OrderId"
 VALUE_PROPERTY = "$value"  # where an event's monetary value appears on the read side
 VARIANT_PREFIX = "$custom:::$default:::"
 VARIANT_METADATA = ("style", "colour", "size", "currency")  # product fields kept in `custom_metadata`
+# A variant has one `updated`, which the frequent stock syncs move; the integration stamps when the product
+# itself last changed in `custom_metadata`.
+PRODUCT_UPDATED = "product_updated_at"
 
 COLUMNS = {
     "customers": (
         "customer_id", "erp_customer_id", "email", "email_consent", "sms_consent", "consent_updated_at",
         "first_name", "last_name", "postcode", "country", "lifetime_value", "order_count", "last_order_at",
-        "updated_at",
+        "merged_into", "updated_at",
     ),
     "products": ("sku", "style", "colour", "size", "name", "price", "currency", "status", "updated_at"),
     "inventory": ("sku", "location", "available", "updated_at"),
     "events": ("event_id", "metric", "order_id", "email", "occurred_at", "value"),
 }  # fmt: skip
-VARIANT_COLUMNS = (*COLUMNS["products"], "available")  # one staged row per variant feeds both entities
+# One staged row per variant feeds both products and inventory.
+VARIANT_COLUMNS = (*COLUMNS["products"], "available", "stock_updated_at")
 
 
 # --- pull: Klaviyo resource -> canonical row ------------------------------------------------------------
@@ -85,8 +91,9 @@ def variant_to_row(variant: Resource) -> Row:
         "name": text(attributes.get("title")),
         "price": text(attributes.get("price")),
         "status": None if published is None else ("active" if published else "discontinued"),
-        "updated_at": text(attributes.get("updated")),
+        "updated_at": text(metadata.get(PRODUCT_UPDATED) or attributes.get("updated")),
         "available": text(attributes.get("inventory_quantity")),
+        "stock_updated_at": text(attributes.get("updated")),
     }
 
 
@@ -163,10 +170,14 @@ def customer_to_profile(row: Mapping[str, Any], properties: Mapping[str, str] = 
     }
 
 
-def product_to_variant(product: Mapping[str, Any], available: Any) -> Resource:
-    """A canonical product (and its published stock figure) as a catalog variant."""
+def product_to_variant(product: Mapping[str, Any], stock: Mapping[str, Any] | None) -> Resource:
+    """A canonical product and its published stock figure (an inventory row at "*") as a catalog variant."""
     sku = product["sku"]
     status = product.get("status")
+    stock = stock or {}
+    metadata = {c: product[c] for c in VARIANT_METADATA if product.get(c) is not None}
+    if product.get("updated_at") is not None:
+        metadata[PRODUCT_UPDATED] = product["updated_at"]
     return {
         "type": "catalog-variant",
         "id": f"{VARIANT_PREFIX}{sku}",
@@ -177,11 +188,11 @@ def product_to_variant(product: Mapping[str, Any], available: Any) -> Resource:
             "description": product.get("name"),
             "price": product.get("price"),
             "inventory_policy": 1,
-            "inventory_quantity": available,
+            "inventory_quantity": stock.get("available"),
             "url": f"https://shop.example/p/{sku}",
-            "custom_metadata": {c: product[c] for c in VARIANT_METADATA if product.get(c) is not None},
+            "custom_metadata": metadata,
             "published": None if status is None else status == "active",
-            "updated": product.get("updated_at"),
+            "updated": stock.get("updated_at") or product.get("updated_at"),
         },
     }
 

@@ -191,12 +191,11 @@ class KlaviyoSimulator(Simulator):
         return event, values
 
     def _variants(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        products = self.dataset.get("products")
-        inventory = self.dataset.get("inventory")
-        stock = {} if inventory is None else dict(zip(inventory["sku"], inventory["available"], strict=True))
-        rows = {} if products is None else {row["sku"]: row for row in products.to_dicts()}
-        for sku in stock.keys() - rows.keys():
-            rows[sku] = {"sku": sku}
+        products = self.dataset.get("products", pl.DataFrame(schema={"sku": pl.String}))
+        inventory = self.dataset.get("inventory", pl.DataFrame(schema={"sku": pl.String}))
+        stock = {row["sku"]: row for row in inventory.to_dicts()}
+        rows = {row["sku"]: row for row in products.to_dicts()}
+        rows.update({sku: {"sku": sku} for sku in stock.keys() - rows.keys()})
         return [
             (mapping.product_to_variant(row, stock.get(sku)), {"id": f"{mapping.VARIANT_PREFIX}{sku}", "sku": sku})
             for sku, row in rows.items()
