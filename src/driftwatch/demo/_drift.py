@@ -233,6 +233,7 @@ class Injector:
                 placed_at=waiting_since,
                 updated_at=waiting_since,
             )
+            # older than the allowed sync lag, so also an order the ERP should already have
             note = f"mirakl order awaiting acceptance for {hours} h (deadline 72 h) and absent from the ERP"
             self._answer("acceptance_sla", "mirakl", row["external_id"], "", note)
             self._answer("order_presence", "mirakl", row["external_id"], "", note)
@@ -251,8 +252,7 @@ class Injector:
         for row in partial:
             last_line = (pl.col("order_id") == row["order_id"]) & (pl.col("line_no") == row["lines"])
             _set(frames, ("bluecherry", "order_lines"), last_line, qty_shipped=0)
-            mirakl_line = (pl.col("order_id") == row["external_id"]) & (pl.col("line_no") == row["lines"])
-            _set(frames, ("mirakl", "order_lines"), mirakl_line, qty_shipped=0)
+            _set(frames, ("mirakl", "order_lines"), last_line, qty_shipped=0)
             _set(frames, ("bluecherry", "orders"), pl.col("order_id") == row["order_id"], status="40")
             _set(frames, ("mirakl", "orders"), pl.col("order_id") == row["order_id"], status="CLOSED")
             self._answer(
@@ -302,14 +302,14 @@ class Injector:
             )
 
     def _drop_order(self, frames: Frames, source: str, row: dict) -> None:
-        line_key = row["external_id"] if source == "mirakl" else row["order_id"]
-        _drop(frames, (source, "orders"), pl.col("order_id") == row["order_id"])
-        _drop(frames, (source, "order_lines"), pl.col("order_id") == line_key)
+        for entity in ("orders", "order_lines"):
+            _drop(frames, (source, entity), pl.col("order_id") == row["order_id"])
 
     def _drop_from_erp(self, frames: Frames, row: dict) -> None:
-        """A marketplace order the ERP never imported: the marketplace cannot know an ERP number for it."""
+        """A marketplace order the ERP never imported: without an ERP number it goes by its own id."""
         self._drop_order(frames, "bluecherry", row)
-        _set(frames, ("mirakl", "orders"), pl.col("order_id") == row["order_id"], order_id=None)
+        for entity in ("orders", "order_lines"):
+            _set(frames, ("mirakl", entity), pl.col("order_id") == row["order_id"], order_id=row["external_id"])
 
     def _event_faults(self, frames: Frames, orders: pl.DataFrame) -> None:
         settled = pl.col("shipped_at") <= self.captured - timedelta(days=3)
@@ -465,11 +465,10 @@ class Injector:
         returned = pl.col("return_status") == "refunded"
         for target, channel in (("ometria", "web"), ("ometria", "store"), ("mirakl", "mirakl")):
             row = self._orders(orders, 1, returned, pl.col("channel") == channel)[0]
-            line_key = row["external_id"] if target == "mirakl" else row["order_id"]
             _set(
                 frames,
                 (target, "order_lines"),
-                (pl.col("order_id") == line_key) & (pl.col("line_no") == 1),
+                (pl.col("order_id") == row["order_id"]) & (pl.col("line_no") == 1),
                 qty_returned=0,
             )
             self._answer(

@@ -253,10 +253,10 @@ def _order_copies(trade: Trade, chunk: TradeChunk) -> Frames:
         copy = subset.with_columns(
             _synced("updated_at", Draw(trade.seed, f"views.{source}.order"), subset["order_idx"], trade.captured)
         )
-        source_lines = lines.join(copy.select("order_id", "external_id"), on="order_id", how="semi")
+        source_lines = lines.join(copy.select("order_id"), on="order_id", how="semi")
         if source == "emarsys":  # sales data lines: no order status
             copy = copy.select([c for c in ORDER_COLUMNS if c not in ("customer_id", "status")])
-        elif source == "mirakl":  # marketplace buyers are anonymous; its own order id keys its lines
+        elif source == "mirakl":  # marketplace buyers are anonymous
             refused = pl.Series(Draw(trade.seed, "views.mirakl.refused").uniform(copy["order_idx"].to_numpy()) < 0.3)
             copy = copy.with_columns(
                 pl.when((pl.col("state") == "cancelled") & refused)
@@ -264,9 +264,6 @@ def _order_copies(trade: Trade, chunk: TradeChunk) -> Frames:
                 .otherwise(_raw_status(source))
                 .alias("status")
             ).select([c for c in ORDER_COLUMNS if c not in ("customer_id", "email")])
-            source_lines = source_lines.join(copy.select("order_id", "external_id"), on="order_id").with_columns(
-                order_id="external_id"
-            )
         elif source == "commercetools":
             copy = copy.with_columns(_raw_status(source)).select([c for c in ORDER_COLUMNS if c != "customer_id"])
         else:

@@ -24,10 +24,10 @@ Topology (what each source holds)
   MM/DD/YYYY; sku = "{Style}-{Color #}-{Size}", packs "P0001-000-OS"); pack_components, customers,
   orders, order_lines, shipments, returns (RA = return authorisation / credit memo) and
   journal_entries in canonical columns. Raw status codes in `_status_map.json`.
-- mirakl: products (offers), inventory (location "*"), orders of channel mirakl (external_id
-  "MRK-000123-A"; order_id is the ERP number, empty when the ERP never got the order), order_lines
-  (their order_id is the Mirakl order id), shipments (tracking), payout_lines; `_commission_rates.json`
-  holds the agreed 15 % on the order amount.
+- mirakl: products (offers), inventory (location "*"), orders of channel mirakl and their lines
+  (external_id "MRK-000123-A"; order_id is the ERP number stored on the order, or the Mirakl id when
+  the ERP never got the order, as the mirakl connector does), shipments (tracking), payout_lines;
+  `_commission_rates.json` holds the agreed 15 % on the order amount.
 - klaviyo: customers with an email (profile id "01H...", erp_customer_id), products, inventory ("*"),
   events order_placed / order_fulfilled / order_cancelled / order_refunded for non-marketplace orders.
 - ometria: customers (its customer_id is the ERP id), orders and order_lines of web and store,
