@@ -157,6 +157,9 @@ def test_erp_records_not_paid_by_the_marketplace(loaded: Loaded) -> None:
         ("delivered_not_paid", "SO-4"),  # paid only in November's P-105
         ("credit_memo_not_refunded", "R-8"),
     }
+    reasons = dict(zip(unmatched["record_id"], unmatched["reason"], strict=True))
+    assert reasons["SO-4"] == "settled after the period's end by document P-105"
+    assert reasons["R-8"] == "no marketplace document settles it yet"
     # In November, SO-4 is paid: it is no longer an open item there.
     november = reconcile(loaded.store, loaded.cfg, "2026-11").unmatched_erp
     assert "SO-4" not in november["record_id"].to_list()

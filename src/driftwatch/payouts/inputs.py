@@ -15,7 +15,7 @@ from driftwatch.store import Store
 
 @dataclass(frozen=True)
 class Inputs:
-    history: pl.DataFrame  # every payout line of a document dated before the period ends, with document_date
+    lines: pl.DataFrame  # every payout line of a dated accounting document, with its document_date
     erp_orders: pl.DataFrame  # ERP orders that carry a marketplace order id, with canonical_status
     erp_returns: pl.DataFrame  # ERP credit memos (refunded returns) up to the period end, with external_id
     erp_journal: pl.DataFrame
@@ -41,10 +41,10 @@ def read_inputs(store: Store, status_map: dict[str, str], settings: PayoutSettin
             pl.col("status").is_in(settings.refunded_statuses)
             & (pl.col("processed_at").is_null() | (pl.col("processed_at") < period.end))
         )
-        .join(orders.select("order_id", "external_id", "currency"), on="order_id", how="inner")
+        .join(orders.select("order_id", "external_id", "channel", "currency"), on="order_id", how="inner")
     )
     return Inputs(
-        history=_dated_lines(latest(store, settings.marketplace, "payout_lines"), period),
+        lines=_dated_lines(latest(store, settings.marketplace, "payout_lines")),
         erp_orders=orders,
         erp_returns=returns,
         erp_journal=latest(store, settings.erp, "journal_entries"),
@@ -52,8 +52,8 @@ def read_inputs(store: Store, status_map: dict[str, str], settings: PayoutSettin
     )
 
 
-def _dated_lines(lines: pl.DataFrame, period: Period) -> pl.DataFrame:
-    """Lines of the accounting documents dated before the period ends.
+def _dated_lines(lines: pl.DataFrame) -> pl.DataFrame:
+    """Lines of accounting documents, each with the date of its document.
 
     A document is dated by its payment line (when the money moved), or by its latest line while it has no
     payment line yet. A line with no document is not yet invoiced and belongs to no period.
@@ -65,8 +65,4 @@ def _dated_lines(lines: pl.DataFrame, period: Period) -> pl.DataFrame:
             pl.col("transaction_date").max(),
         )
     )
-    return (
-        lines.join(document_dates, on="payout_id")
-        .filter(pl.col("document_date") < period.end)
-        .sort("document_date", "payout_id", "line_id")
-    )
+    return lines.join(document_dates, on="payout_id").sort("document_date", "payout_id", "line_id")

@@ -9,12 +9,12 @@ in several billing cycles is judged on its total, never line by line.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 import polars as pl
 
 from driftwatch.entities import MONEY
+from driftwatch.payouts.period import Period
 from driftwatch.payouts.settings import PayoutSettings
 
 SALES = ("order_amount", "shipping")
@@ -342,10 +342,9 @@ def commissions(scope: pl.DataFrame, rates: dict[str, Decimal], settings: Payout
     )
     rows = []
     for doc in per_document.iter_rows(named=True):
-        rate = rates[doc["external_id"]]
         for kind, base in (("commission", doc["sales"]), ("refund_commission", doc["refunds"])):
             if doc[f"{kind}_lines"]:
-                rows.append(_commission_row(doc, kind, base, rate, settings.tolerance))
+                rows.append(_commission_row(doc, kind, base, rates[doc["external_id"]], settings.tolerance))
     schema = {
         **{c: pl.String for c in ("payout_id", "external_id", "currency", "line_type", "status", "reason")},
         "lines": pl.List(pl.String),
@@ -456,14 +455,14 @@ def unpaid_erp(
     erp_orders: pl.DataFrame,
     credit_memos: pl.DataFrame,
     history: pl.DataFrame,
+    later: pl.DataFrame,
     settings: PayoutSettings,
-    start: datetime,
-    end: datetime,
+    period: Period,
 ) -> pl.DataFrame:
-    """ERP records the marketplace has not paid: orders delivered in the period with no order amount paid by
-    its end, and credit memos of the period with no marketplace refund by its end."""
+    """ERP records the marketplace has not paid by the period's end: orders delivered in the period with no
+    order amount paid, and credit memos of the period with no marketplace refund. Each says whether a later
+    document settles it (a timing difference) or nothing does yet."""
     paid = history.filter(pl.col("duplicate_of").is_null())
-    in_period = pl.col("date").is_between(start, end, closed="left")
     sold = paid.filter(pl.col("line_type").is_in(SALES))["external_id"].unique().implode()
     refunded = paid.filter(pl.col("line_type") == "refund")["external_id"].unique().implode()
     delivered = erp_orders.filter(
@@ -478,9 +477,10 @@ def unpaid_erp(
         date="updated_at",
         amount="total",
         currency="currency",
-        reason=pl.format("{} in the ERP, no marketplace payment by the period's end", "canonical_status"),
+        settled_by=_settled_by(later, SALES),
     )
-    credits = credit_memos.filter(~pl.col("external_id").is_in(refunded)).select(
+    credits = credit_memos.filter((pl.col("channel") == settings.channel) & ~pl.col("external_id").is_in(refunded))
+    credits = credits.select(
         kind=pl.lit("credit_memo_not_refunded"),
         record_id="return_id",
         order_id="order_id",
@@ -488,6 +488,28 @@ def unpaid_erp(
         date="processed_at",
         amount="amount",
         currency="currency",
-        reason=pl.lit("ERP credit memo with no marketplace refund by the period's end"),
+        settled_by=_settled_by(later, ("refund",)),
     )
-    return pl.concat([delivered, credits]).filter(in_period).sort("kind", "date", "record_id")
+    reason = (
+        pl.when(pl.col("settled_by").is_not_null())
+        .then(pl.format("settled after the period's end by document {}", "settled_by"))
+        .otherwise(pl.lit("no marketplace document settles it yet"))
+    )
+    return (
+        pl.concat([delivered, credits])
+        .filter(pl.col("date").is_between(period.start, period.end, closed="left"))
+        .with_columns(reason=reason)
+        .drop("settled_by")
+        .sort("kind", "date", "record_id")
+    )
+
+
+def _settled_by(later: pl.DataFrame, line_types: tuple[str, ...]) -> pl.Expr:
+    """The first later document holding such a line for the row's marketplace order."""
+    first = (
+        later.filter(pl.col("line_type").is_in(line_types) & pl.col("external_id").is_not_null())
+        .group_by("external_id")
+        .agg(pl.col("payout_id").first())
+    )
+    lookup = dict(first.iter_rows())
+    return pl.col("external_id").replace_strict(lookup, default=None, return_dtype=pl.String)

@@ -64,7 +64,7 @@ def compute(store: Store, cfg: Config, period: Period) -> Reconciliation:
     """Reconcile the period from the latest snapshots, whether or not it is locked."""
     settings = payout_settings(cfg)
     inputs = read_inputs(store, cfg.status_map(settings.erp), settings, period)
-    history = matching.mark_duplicates(inputs.history)
+    history = matching.mark_duplicates(inputs.lines.filter(pl.col("document_date") < period.end))
     scope = history.filter(pl.col("document_date") >= period.start)
     originals = scope.filter(pl.col("duplicate_of").is_null())
     erp = matching.erp_by_external_id(inputs.erp_orders)
@@ -100,9 +100,8 @@ def compute(store: Store, cfg: Config, period: Period) -> Reconciliation:
         .select(list(matching.ISSUE_SCHEMA))
         .sort("check", "payout_id", "external_id", "line_ids", nulls_last=True)
     )
-    unmatched_erp = matching.unpaid_erp(
-        inputs.erp_orders, inputs.erp_returns, history, settings, period.start, period.end
-    )
+    later = inputs.lines.filter(pl.col("document_date") >= period.end)
+    unmatched_erp = matching.unpaid_erp(inputs.erp_orders, inputs.erp_returns, history, later, settings, period)
     return Reconciliation(
         period=period,
         summary=_summary(lines, documents, mismatches, unmatched_erp, proposed),
