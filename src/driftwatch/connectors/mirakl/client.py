@@ -44,8 +44,12 @@ class MiraklClient:
         settings: HttpSettings | None = None,
         call_limits: Mapping[str, Sequence[Sequence[float]]] | None = None,
         shop_id: str | None = None,
+        offset_page_size: int = OFFSET_PAGE_SIZE,
+        seek_page_size: int = SEEK_PAGE_SIZE,
     ):
         self._key_variable = key_variable
+        self._offset_page_size = offset_page_size
+        self._seek_page_size = seek_page_size
         self._shop = {"shop_id": shop_id} if shop_id else {}
         limits = {**CALL_LIMITS, **{op: [(int(n), float(s)) for n, s in w] for op, w in (call_limits or {}).items()}}
         self.http = HttpClient(
@@ -81,7 +85,7 @@ class MiraklClient:
 
         `listing` names the call-frequency ceiling that the first page of a listing counts against.
         """
-        page = {**params, "max": OFFSET_PAGE_SIZE, "offset": offset, "paginate": "true"}
+        page = {**params, "max": self._offset_page_size, "offset": offset, "paginate": "true"}
         body = self.get(path, page, limited_as=listing if offset == 0 else None)
         return list(body.get(items) or ()), int(body.get("total_count") or 0)
 
@@ -89,7 +93,8 @@ class MiraklClient:
         self, path: str, params: Mapping[str, Any], token: str | None, *, limited_as: str
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of a seek listing and the next page's token (None after the last page)."""
-        query = {"limit": SEEK_PAGE_SIZE, "page_token": token} if token else {**params, "limit": SEEK_PAGE_SIZE}
+        limit = self._seek_page_size
+        query = {"limit": limit, "page_token": token} if token else {**params, "limit": limit}
         body = self.get(path, query, limited_as=limited_as)
         return list(body.get("data") or ()), body.get("next_page_token") or None
 

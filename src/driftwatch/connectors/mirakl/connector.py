@@ -22,7 +22,7 @@ import polars as pl
 
 from driftwatch.connectors.base import BaseConnector, Cursor, Pulled
 from driftwatch.connectors.mirakl import mapping
-from driftwatch.connectors.mirakl.client import MiraklClient, loads
+from driftwatch.connectors.mirakl.client import OFFSET_PAGE_SIZE, SEEK_PAGE_SIZE, MiraklClient, loads
 from driftwatch.entities import ENTITIES
 
 OFFER_ENTITIES = frozenset({"products", "inventory"})
@@ -32,8 +32,9 @@ MAX_RESTARTS = 3  # an offset listing restarts when records shift under it; this
 
 
 class Connector(BaseConnector):
-    """Settings (`[sources.mirakl]`): `base_url`, `api_key_env` (the variable holding the shop API key),
-    optional `shop_id`, `call_limits` ({operation: [[calls, seconds], ...]}) and HTTP timings."""
+    """Settings (`[sources.mirakl]`): `base_url`, `api_key_env` (the variable holding the shop API key);
+    optional `shop_id`, `call_limits` ({operation: [[calls, seconds], ...]}, default the documented
+    ceilings), `offset_page_size` (<= 100), `seek_page_size` (<= 2000) and HTTP timings."""
 
     name = "mirakl"
     entities = ("products", "inventory", "orders", "order_lines", "shipments", "payout_lines")
@@ -54,6 +55,8 @@ class Connector(BaseConnector):
             settings=self.http_settings,
             call_limits=self.setting("call_limits", {}),
             shop_id=self.setting("shop_id", None),
+            offset_page_size=int(self.setting("offset_page_size", OFFSET_PAGE_SIZE)),
+            seek_page_size=int(self.setting("seek_page_size", SEEK_PAGE_SIZE)),
         )
 
     def close(self) -> None:

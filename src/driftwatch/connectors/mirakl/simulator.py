@@ -22,6 +22,7 @@ import polars as pl
 from driftwatch.connectors._simulator import Request, Response, RetryAfterStyle, Simulator, Windows
 from driftwatch.connectors.mirakl import mapping
 from driftwatch.connectors.mirakl.client import CALL_LIMITS, OFFSET_PAGE_SIZE, SEEK_PAGE_SIZE
+from driftwatch.entities import ENTITIES
 from driftwatch.normalize import coerce
 
 API_KEY_ENV = "MIRAKL_API_KEY"
@@ -48,6 +49,7 @@ class MiraklSimulator(Simulator):
         self.api_key = api_key
         self.unnumbered_documents = False
         self.carriers_by_name = False
+        self._typed: dict[str, tuple[pl.DataFrame, list[dict[str, Any]]]] = {}
 
     @property
     def env(self) -> dict[str, str]:
@@ -126,10 +128,15 @@ class MiraklSimulator(Simulator):
     # --- records built from the canonical dataset -------------------------------------------------------
 
     def _rows(self, entity: str) -> list[dict[str, Any]]:
+        """The entity's canonical rows, typed; re-read only when a frame of the dataset is replaced."""
         frame = self.dataset.get(entity)
         if frame is None:
             return []
-        return coerce(frame, entity, origin=f"simulator {entity}").good.to_dicts()
+        cached = self._typed.get(entity)
+        if cached is None or cached[0] is not frame:
+            typed = frame if _is_typed(frame, entity) else coerce(frame, entity, origin=f"simulator {entity}").good
+            cached = self._typed[entity] = (frame, typed.to_dicts())
+        return [dict(row) for row in cached[1]]
 
     def _offers(self) -> list[dict[str, Any]]:
         stock = {r["sku"]: r for r in self._rows("inventory") if r["location"] == mapping.ALL_STOCK_LOCATIONS}
@@ -172,9 +179,21 @@ class MiraklSimulator(Simulator):
 
     def _transactions(self) -> list[dict[str, Any]]:
         transactions = [mapping.payout_line_to_transaction(line) for line in self._rows("payout_lines")]
+        if self.faults.unknown_enums:
+            # A transaction type Mirakl added after our mapping was written.
+            when = _iso(datetime(2000, 1, 1, tzinfo=UTC))
+            transactions.append(
+                {
+                    "id": "TL-" + _FUTURE_VALUE,
+                    "type": _FUTURE_VALUE,
+                    "amount": 0,
+                    "date_created": when,
+                    "last_updated": when,
+                }
+            )
         for transaction in transactions:
             if self.unnumbered_documents:
-                transaction.pop("accounting_document_number")
+                transaction.pop("accounting_document_number", None)
             if self.faults.unknown_enums:
                 transaction["payment_state"] = _FUTURE_VALUE
         return transactions
@@ -204,6 +223,11 @@ def _invoice(payout: str, line: dict[str, Any]) -> dict[str, Any]:
         "date_created": _iso(line.get("transaction_date")),
         "payment": {"state": "PENDING"},
     }
+
+
+def _is_typed(frame: pl.DataFrame, entity: str) -> bool:
+    schema = ENTITIES[entity].schema
+    return all(schema.get(name) == dtype for name, dtype in frame.schema.items())
 
 
 def _moment(value: str | None) -> datetime:

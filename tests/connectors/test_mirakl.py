@@ -1,0 +1,413 @@
+"""The Mirakl connector against its loopback simulator: round trips, faults, resumption, incremental pulls."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from driftwatch.connectors import SIMULATORS, get
+from driftwatch.connectors.mirakl import Connector, Simulator
+from driftwatch.connectors.mirakl.mapping import COLUMNS
+from driftwatch.entities import ENTITIES
+from driftwatch.errors import UserError
+from driftwatch.normalize import coerce
+
+T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+FAST = {"backoff_initial": 0.01, "backoff_max": 0.05, "max_attempts": 8}
+NO_CEILINGS: dict = {}  # simulator rate limits off, for tests that are not about them
+STATES = ["SHIPPED", "WAITING_ACCEPTANCE", "SHIPPING", "RECEIVED", "CLOSED", "CANCELED", "TO_COLLECT"]
+SHIPPED_STATES = {"SHIPPED", "RECEIVED", "CLOSED", "TO_COLLECT"}
+
+
+def _typed(entity: str, rows: list[dict]) -> pl.DataFrame:
+    frame = pl.DataFrame(rows, schema=dict.fromkeys(COLUMNS[entity], pl.String))
+    coerced = coerce(frame, entity)
+    assert coerced.bad.height == 0, coerced.bad
+    return coerced.good
+
+
+def make_dataset(*, offers: int = 7, orders: int = 6, payouts: int = 2) -> dict[str, pl.DataFrame]:
+    """A small shop: offers (one inactive for stock, one discontinued), orders with and without the ERP
+    number, shipments with tracking, and payout documents in two currencies."""
+    products, inventory = [], []
+    for i in range(offers):
+        sku = f"{i:05d}-010-M"
+        products.append(
+            {
+                "sku": sku,
+                "style": f"{i:05d}",
+                "colour": "010",
+                "size": "M",
+                "name": f"Shirt {i}",
+                "price": f"{10 + (i * 7) % 23}.{i % 10}0",
+                "currency": "EUR",
+                "status": "discontinued" if i % 5 == 4 else "active",
+            }
+        )
+        inventory.append({"sku": sku, "location": "*", "available": str(0 if i % 3 == 2 else i * 2 + 1)})
+    order_rows, lines, shipments, payout_lines = [], [], [], []
+    for i in range(orders):
+        mirakl_id = f"MRK-{i:06d}-A"
+        order_id = f"SO{i:06d}" if i % 3 else mirakl_id  # some orders are not in the ERP yet
+        state = STATES[i % len(STATES)]
+        placed = T0 + timedelta(hours=i)
+        order_rows.append(
+            {
+                "order_id": order_id,
+                "external_id": mirakl_id,
+                "channel": "mirakl",
+                "customer_id": f"C{i:04d}",
+                "email": f"c{i}@notify.example.com",
+                "status": state,
+                "placed_at": placed.isoformat(),
+                "updated_at": (placed + timedelta(days=1, minutes=i)).isoformat(),
+                "total": f"{20 + i}.50",
+                "currency": "EUR" if i % 2 else "GBP",
+            }
+        )
+        for line_no in (1, 2):
+            cancelled = 1 if state == "CANCELED" else 0
+            lines.append(
+                {
+                    "order_id": order_id,
+                    "line_no": str(line_no),
+                    "sku": products[line_no % offers]["sku"],
+                    "qty_ordered": "2",
+                    "qty_shipped": str(2 - cancelled) if state in SHIPPED_STATES else "0",
+                    "qty_cancelled": str(cancelled),
+                    "qty_returned": "1" if state == "CLOSED" else "0",
+                    "unit_price": "10.25",
+                }
+            )
+        if state in SHIPPED_STATES:
+            shipments.append(
+                {
+                    "shipment_id": mirakl_id,
+                    "order_id": order_id,
+                    "carrier": "DHL" if i % 2 else "UPS",
+                    "tracking_number": f"TRK{i:08d}",
+                    "shipped_at": (placed + timedelta(hours=20)).isoformat(),
+                }
+            )
+    for p in range(payouts):
+        payout_id = str(7000 + p)
+        currency = ["EUR", "GBP"][p % 2]
+        when = T0 + timedelta(days=10 * (p + 1))
+        amounts = [
+            ("order_amount", "41.0000"),
+            ("shipping", "4.9900"),
+            ("commission", "-6.1500"),
+            ("refund", "-10.2500"),
+            ("refund_commission", "1.5375"),
+            ("fee", "-3.0000"),
+        ]
+        for n, (line_type, amount) in enumerate(amounts):
+            payout_lines.append(
+                {
+                    "line_id": f"TL-{p}-{n}",
+                    "payout_id": payout_id,
+                    "external_id": f"MRK-{n:06d}-A" if line_type != "fee" else None,
+                    "line_type": line_type,
+                    "amount": amount,
+                    "currency": currency,
+                    "transaction_date": (when + timedelta(minutes=n)).isoformat(),
+                }
+            )
+        total = sum(Decimal(a) for _, a in amounts)
+        payout_lines.append(
+            {
+                "line_id": f"TL-{p}-PAY",
+                "payout_id": payout_id,
+                "external_id": None,
+                "line_type": "payment",
+                "amount": str(total),
+                "currency": currency,
+                "transaction_date": (when + timedelta(hours=2)).isoformat(),
+            }
+        )
+    return {
+        "products": _typed("products", products),
+        "inventory": _typed("inventory", inventory),
+        "orders": _typed("orders", order_rows),
+        "order_lines": _typed("order_lines", lines),
+        "shipments": _typed("shipments", shipments),
+        "payout_lines": _typed("payout_lines", payout_lines),
+    }
+
+
+def assert_same(pulled: dict[str, pl.DataFrame], dataset: dict[str, pl.DataFrame]) -> None:
+    """Each pulled entity, once typed by the shared normaliser, holds exactly the dataset's rows."""
+    for entity, frame in pulled.items():
+        good = coerce(frame, entity).good
+        expected = dataset[entity].select(good.columns)
+        key = list(ENTITIES[entity].key)
+        assert good.sort(key).equals(expected.sort(key)), f"{entity}:\n{good.sort(key)}\n!=\n{expected.sort(key)}"
+
+
+def connect(sim: Simulator, tmp_path: Path | None = None, **settings) -> Connector:
+    return Connector(sim.settings(**{**FAST, **settings}), env=sim.env, checkpoint_dir=tmp_path)
+
+
+def test_registry_names_the_mirakl_connector_and_simulator():
+    assert get("mirakl") is Connector
+    assert SIMULATORS["mirakl"] is Simulator
+
+
+def test_round_trip_gives_back_every_record_with_the_raw_key_header(tmp_path):
+    dataset = make_dataset()
+    with Simulator(dataset) as sim:
+        pulled = connect(sim, tmp_path).pull()
+        assert_same(pulled.frames, dataset)
+        assert {r.headers["authorization"] for r in sim.requests} == {sim.api_key}  # no "Bearer "
+        assert sim.count(status=429) == 0
+        assert sim.count(path="/api/invoices") == 0  # every TL02 line carried its document number
+    assert set(pulled.frames) == set(Connector.entities)
+    assert not any(tmp_path.rglob("*.parquet")), "a completed pull clears its staging"
+
+
+def test_pages_cover_more_than_one_page_of_every_listing():
+    dataset = make_dataset(offers=23, orders=17, payouts=3)
+    with Simulator(dataset, rate_limits=NO_CEILINGS) as sim:
+        pulled = connect(sim, offset_page_size=5, seek_page_size=4).pull()
+        assert sim.count(path="/api/offers") >= 5
+        assert sim.count(path="/api/sellerpayment/transactions_logs") >= 6
+    assert_same(pulled.frames, dataset)
+
+
+@pytest.mark.parametrize(
+    ("faults", "retry_after"),
+    [
+        ({"rate_limit_storm": 3, "storm_retry_after": None}, "none"),
+        ({"rate_limit_storm": 2, "storm_retry_after": 0.02}, "fractional"),
+        ({"server_errors": 3, "server_error_status": 503}, "none"),
+        ({"server_errors": 2, "server_error_status": 502}, "none"),
+        ({"timeouts": 1, "timeout_delay": 0.6}, "none"),
+        ({"truncated": 2}, "none"),
+        ({"unknown_enums": True}, "none"),
+    ],
+    ids=["429-no-retry-after", "429-retry-after", "503", "502", "timeout", "truncated-json", "unknown-enums"],
+)
+def test_every_fault_still_pulls_exactly_the_records_held(faults, retry_after):
+    dataset = make_dataset()
+    with Simulator(dataset, rate_limits=NO_CEILINGS, retry_after=retry_after) as sim:
+        sim.faults.set(**faults)
+        pulled = connect(sim, timeout=0.3, seek_page_size=3).pull()
+    assert_same(pulled.frames, dataset)
+
+
+def test_a_new_transaction_type_is_kept_raw_and_quarantined_by_name():
+    with Simulator(make_dataset(), rate_limits=NO_CEILINGS) as sim:
+        sim.faults.set(unknown_enums=True)
+        frame = connect(sim).pull(["payout_lines"]).frames["payout_lines"]
+    bad = coerce(frame, "payout_lines").bad
+    assert bad["column"].to_list() == ["line_type"]
+    assert bad["value"].to_list() == ["NEW_VALUE_NOT_IN_THE_DOCUMENTATION"]
+    assert bad["reason"][0].startswith("not an allowed value")
+
+
+def test_an_undocumented_order_state_is_kept_raw():
+    dataset = make_dataset()
+    dataset["orders"] = dataset["orders"].with_columns(
+        pl.when(pl.col("status") == "SHIPPING").then(pl.lit("WAITING_SCORING")).otherwise("status").alias("status")
+    )
+    with Simulator(dataset) as sim:
+        pulled = connect(sim).pull(["orders"])
+    assert "WAITING_SCORING" in pulled.frames["orders"]["status"].to_list()
+    assert_same(pulled.frames, dataset)
+
+
+def test_the_client_keeps_under_the_documented_ceilings_so_only_a_storm_gives_429():
+    # OR11 once per listing window, TL02 per call: the simulator enforces them as the documentation says.
+    window = 0.4
+    ceilings = {"OR11": [(1, window)], "TL02": [(3, window)]}
+    with Simulator(make_dataset(), rate_limits=ceilings) as sim:
+        connector = connect(sim, seek_page_size=2, call_limits={op: list(w) for op, w in ceilings.items()})
+        connector.pull(["orders", "payout_lines"])
+        connector.pull(["orders"])
+        assert sim.count(status=429) == 0
+        assert sim.count(path="/api/sellerpayment/transactions_logs") == 7
+
+
+def test_a_client_that_ignores_the_ceilings_waits_out_the_429s():
+    dataset = make_dataset()
+    with Simulator(dataset, rate_limits={"OR11": [(1, 1.0)]}, retry_after="fractional") as sim:
+        connector = connect(sim, call_limits={"OR11": [[100, 1.0]]})
+        connector.pull(["orders"])
+        pulled = connector.pull(["orders"])
+        assert sim.count(status=429) >= 1
+    assert_same(pulled.frames, dataset)
+
+
+def test_offers_re_sorted_while_paging_are_neither_lost_nor_duplicated():
+    dataset = make_dataset(offers=12)
+
+    def cheapen_the_dearest(sim: Simulator) -> None:
+        products = sim.dataset["products"]
+        dearest = products.sort("price")["sku"][-1]
+        sim.dataset["products"] = products.with_columns(
+            pl.when(pl.col("sku") == dearest).then(Decimal("0.01")).otherwise("price").alias("price")
+        )
+
+    with Simulator(dataset, rate_limits=NO_CEILINGS) as sim:
+        sim.faults.set(between_pages=(1, cheapen_the_dearest))
+        pulled = connect(sim, offset_page_size=5).pull(["products", "inventory"])
+        starts = [r for r in sim.requests if r.path == "/api/offers" and r.query["offset"] == "0"]
+        assert len(starts) == 2, "the shift was noticed and the listing read again"
+        assert_same(pulled.frames, sim.dataset)
+    assert pulled.frames["products"].height == 12
+
+
+def test_an_order_inserted_while_paging_is_pulled_once():
+    dataset = make_dataset(orders=11)
+
+    def insert_an_early_order(sim: Simulator) -> None:
+        orders = sim.dataset["orders"]
+        new = orders.head(1).with_columns(
+            pl.lit("MRK-999999-A").alias("order_id"),
+            pl.lit("MRK-999999-A").alias("external_id"),
+            pl.lit(T0 - timedelta(days=1)).alias("placed_at"),
+        )
+        sim.dataset["orders"] = pl.concat([orders, new])
+
+    with Simulator(dataset, rate_limits=NO_CEILINGS) as sim:
+        sim.faults.set(between_pages=(1, insert_an_early_order))
+        pulled = connect(sim, offset_page_size=4, call_limits={"OR11": [[5, 1.0]]}).pull(["orders"])
+        assert_same(pulled.frames, sim.dataset)
+    assert "MRK-999999-A" in pulled.frames["orders"]["external_id"].to_list()
+
+
+def test_a_transaction_added_while_paging_is_pulled():
+    def add_a_line(sim: Simulator) -> None:
+        lines = sim.dataset["payout_lines"]
+        late = lines.head(1).with_columns(
+            pl.lit("TL-LATE").alias("line_id"), pl.lit(T0 + timedelta(days=90)).alias("transaction_date")
+        )
+        sim.dataset["payout_lines"] = pl.concat([lines, late])
+
+    with Simulator(make_dataset(), rate_limits=NO_CEILINGS) as sim:
+        sim.faults.set(between_pages=(1, add_a_line))
+        pulled = connect(sim, seek_page_size=3).pull(["payout_lines"])
+        assert_same(pulled.frames, sim.dataset)
+    assert "TL-LATE" in pulled.frames["payout_lines"]["line_id"].to_list()
+
+
+@pytest.mark.parametrize(
+    ("entity", "method", "path"),
+    [("orders", "offset_page", "/api/orders"), ("payout_lines", "seek_page", "/api/sellerpayment/transactions_logs")],
+)
+def test_an_interrupted_pull_resumes_from_its_last_page(tmp_path, monkeypatch, entity, method, path):
+    dataset = make_dataset(orders=14, payouts=3)
+    with Simulator(dataset, rate_limits=NO_CEILINGS) as sim:
+        crashing = connect(sim, tmp_path, offset_page_size=3, seek_page_size=3)
+        real, calls = getattr(crashing.client, method), []
+
+        def dies_on_the_fourth_page(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 4:
+                raise KeyboardInterrupt("killed")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(crashing.client, method, dies_on_the_fourth_page)
+        with pytest.raises(KeyboardInterrupt):
+            crashing.pull([entity])
+        assert len(list((tmp_path / "mirakl" / entity).glob("page-*.parquet"))) == 3
+        before = len(sim.requests)
+
+        pulled = connect(sim, tmp_path, offset_page_size=3, seek_page_size=3).pull([entity])
+        resumed = [r for r in sim.requests[before:] if r.path == path]
+        assert "page_token" in resumed[0].query or resumed[0].query["offset"] != "0", "resumed, not restarted"
+    frame = pulled.frames[entity]
+    assert frame.select(ENTITIES[entity].key).is_duplicated().sum() == 0
+    assert_same(pulled.frames, dataset)
+    assert not (tmp_path / "mirakl" / entity).exists()
+
+
+def test_incremental_pulls_overlap_and_keep_each_order_once():
+    dataset = make_dataset(orders=12)
+    updated = sorted(dataset["orders"]["updated_at"].to_list())
+    since = updated[6] + timedelta(minutes=2)  # Mirakl reaches back a few minutes before this
+    with Simulator(dataset, rate_limits={"OR11": [(1, 0.2)]}) as sim:
+        connector = connect(sim, call_limits={"OR11": [[1, 0.2]]})
+        full = connector.pull(["orders", "order_lines"])
+        recent = connector.pull(["orders", "order_lines", "payout_lines"], since=since)
+        sent = [r.query for r in sim.requests if r.path == "/api/orders"][-1]
+        tl02 = [r.query for r in sim.requests if r.path == "/api/sellerpayment/transactions_logs"][-1]
+    assert sent["start_update_date"] == since.isoformat().replace("+00:00", "Z")
+    assert tl02["last_updated_from"] == sent["start_update_date"]
+    orders = recent.frames["orders"]
+    assert orders["external_id"].is_duplicated().sum() == 0
+    expected = {
+        o["external_id"] for o in dataset["orders"].to_dicts() if o["updated_at"] >= since - timedelta(minutes=5)
+    }
+    assert set(orders["external_id"]) == expected
+    assert len(expected) == len(updated) - 6, "the overlap brought back the order updated just before `since`"
+    assert set(orders["order_id"]) <= set(full.frames["orders"]["order_id"])
+    assert set(recent.frames["order_lines"]["order_id"]) == set(orders["order_id"])
+    assert (
+        recent.frames["payout_lines"].height
+        == dataset["payout_lines"].filter(pl.col("transaction_date") >= since).height
+    )
+
+
+def test_document_numbers_come_from_iv01_when_lines_carry_only_the_document_id():
+    dataset = make_dataset(payouts=3)
+    dataset["payout_lines"] = dataset["payout_lines"].with_columns(
+        pl.when(pl.col("payout_id") == "7001").then(pl.lit("DRAFT-7001")).otherwise("payout_id").alias("payout_id")
+    )
+    with Simulator(dataset) as sim:
+        sim.unnumbered_documents = True
+        pulled = connect(sim, offset_page_size=2).pull(["payout_lines"])
+        assert sim.count(path="/api/invoices") >= 2
+    assert_same(pulled.frames, dataset)
+
+
+def test_carriers_given_by_name_are_coded_through_sh21():
+    dataset = make_dataset()
+    with Simulator(dataset) as sim:
+        sim.carriers_by_name = True
+        pulled = connect(sim).pull(["shipments"])
+        assert sim.count(path="/api/shipping/carriers") == 1
+    assert_same(pulled.frames, dataset)
+
+
+def test_a_refused_key_is_a_clear_error_that_never_shows_the_key(caplog):
+    with Simulator(make_dataset()) as sim:
+        wrong = "shop-key-that-was-revoked-1234"
+        connector = Connector(sim.settings(**FAST), env={"MIRAKL_API_KEY": wrong})
+        with pytest.raises(UserError) as error:
+            connector.pull(["products"])
+    message = str(error.value)
+    assert "MIRAKL_API_KEY" in message and "401" in message
+    assert wrong not in message and wrong not in caplog.text
+
+
+def test_a_missing_key_variable_is_named():
+    with pytest.raises(UserError, match="MIRAKL_API_KEY"):
+        Connector({"base_url": "http://127.0.0.1:9", "api_key_env": "MIRAKL_API_KEY"}, env={})
+
+
+def test_no_log_line_or_error_carries_the_key(caplog):
+    caplog.set_level(logging.DEBUG)
+    with Simulator(make_dataset(), rate_limits=NO_CEILINGS) as sim:
+        sim.faults.set(rate_limit_storm=1, storm_retry_after=None, server_errors=1, truncated=1)
+        connector = connect(sim, max_attempts=4)
+        connector.pull()
+        sim.faults.set(server_errors=10)
+        with pytest.raises(UserError) as error:
+            connector.pull(["products"])
+        key = sim.api_key
+    assert "gave up" in str(error.value)
+    assert caplog.records, "retries were logged"
+    assert key not in caplog.text and key not in str(error.value)
+
+
+def test_mirakl_error_json_reaches_the_user():
+    with Simulator(make_dataset()) as sim:
+        connector = Connector(sim.settings(**FAST, base_url=sim.url + "/v2"), env=sim.env)
+        with pytest.raises(UserError, match="No resource found for GET /v2/api/offers"):
+            connector.pull(["products"])
