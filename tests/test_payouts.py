@@ -136,6 +136,11 @@ def test_partial_refund_matches_its_credit_memo_and_a_refund_without_one_does_no
     assert "without an ERP credit memo" in unmatched["L12"]
 
 
+def test_a_line_for_an_order_the_erp_does_not_know_is_unmatched(loaded: Loaded) -> None:
+    unmatched = reconcile(loaded.store, loaded.cfg, OCTOBER).unmatched_marketplace.filter(pl.col("line_id") == "L43")
+    assert unmatched["reason"].to_list() == ["no ERP order carries this marketplace order id"]
+
+
 def test_commission_follows_the_category_rate_of_the_order(loaded: Loaded) -> None:
     result = reconcile(loaded.store, loaded.cfg, OCTOBER)
     assert "12.00%" in result.matched.filter(pl.col("line_id") == "L24")["reason"][0]
