@@ -13,8 +13,17 @@ from driftwatch.connectors import SIMULATORS, get
 from driftwatch.connectors.emarsys import Connector, Simulator
 from driftwatch.connectors.emarsys.client import wsse_header
 from driftwatch.errors import UserError
+from driftwatch.normalize import coerce
 
 UNLIMITED: dict = {}  # the documented rate is 1,000 a minute: no test here comes near it
+# Custom fields beyond the defaults, as an account would configure them.
+EXTRA_FIELDS = {
+    "sms_consent": "20001",
+    "consent_updated_at": "20002",
+    "lifetime_value": "20003",
+    "order_count": "20004",
+    "last_order_at": "20005",
+}
 
 
 def _frame(rows: list[dict[str, object]]) -> pl.DataFrame:
@@ -42,7 +51,6 @@ def _lines(orders: int) -> list[dict[str, str]]:
 
 def dataset(customers: int = 7, orders: int = 6) -> dict[str, pl.DataFrame]:
     lines = _lines(orders)
-    statuses = ["placed", "cancelled", "partially_cancelled", "returned"]
     return {
         "customers": _frame(
             [
@@ -71,7 +79,7 @@ def dataset(customers: int = 7, orders: int = 6) -> dict[str, pl.DataFrame]:
                     "order_id": f"WEB-{i:05d}",
                     "channel": "web",
                     "customer_id": f"ct-{i}",
-                    "status": statuses[i % 4],
+                    "external_id": f"W{i:08d}",
                     "placed_at": f"2026-11-{9 + i:02d}T10:15:00+00:00",
                     "total": str(
                         sum(
@@ -148,7 +156,7 @@ def test_wsse_digest_is_base64_of_the_hex_sha1() -> None:
 @pytest.mark.parametrize("auth", ["wsse", "oauth"])
 def test_pull_returns_exactly_what_the_simulator_holds(auth, fast_http, canonical) -> None:
     data = dataset()
-    with Simulator(data, rate_limits=UNLIMITED) as sim:
+    with Simulator(data, rate_limits=UNLIMITED, field_ids=EXTRA_FIELDS) as sim:
         pulled = _connector(sim, fast_http, auth=auth).pull()
         api_paths = {r.path.split("/contact")[0] for r in sim.requests if r.path.startswith("/api/")}
     assert api_paths == {"/api/v2" if auth == "wsse" else "/api/v3"}
@@ -157,7 +165,7 @@ def test_pull_returns_exactly_what_the_simulator_holds(auth, fast_http, canonica
 
 def test_oauth_token_expiring_mid_pull_is_refreshed(fast_http, canonical) -> None:
     data = dataset(customers=10)
-    with Simulator(data, rate_limits=UNLIMITED) as sim:
+    with Simulator(data, rate_limits=UNLIMITED, field_ids=EXTRA_FIELDS) as sim:
         sim.faults.set(expire_token_after=3)
         customers = _connector(sim, fast_http, auth="oauth").pull(["customers"]).frames["customers"]
         assert sim.count(path="/oauth2/token") > 1
@@ -172,7 +180,7 @@ def test_oauth_token_expiring_mid_pull_is_refreshed(fast_http, canonical) -> Non
 )
 def test_pull_survives_each_fault(fault, fast_http, canonical) -> None:
     data = dataset()
-    with Simulator(data, rate_limits=UNLIMITED) as sim:
+    with Simulator(data, rate_limits=UNLIMITED, field_ids=EXTRA_FIELDS) as sim:
         sim.faults.set(**fault)
         # A 429 says when the minute resets; a test cannot wait for it.
         pulled = _connector(sim, {**fast_http, "max_retry_after": 0.01}).pull(["customers"])
@@ -181,7 +189,7 @@ def test_pull_survives_each_fault(fault, fast_http, canonical) -> None:
 
 def test_429_waits_for_the_reset_time_emarsys_gives(fast_http, caplog) -> None:
     caplog.set_level(logging.WARNING)
-    with Simulator(dataset(), rate_limits=UNLIMITED) as sim:
+    with Simulator(dataset(), rate_limits=UNLIMITED, field_ids=EXTRA_FIELDS) as sim:
         sim.faults.set(rate_limit_storm=1)
         _connector(sim, {**fast_http, "max_retry_after": 0.05}).pull(["customers"])
     retries = [r.getMessage() for r in caplog.records if "429" in r.getMessage()]
@@ -194,14 +202,14 @@ def test_contact_deleted_between_listing_and_read_is_left_out(fast_http, canonic
     def delete_first(sim: Simulator) -> None:
         sim.dataset["customers"] = sim.dataset["customers"].slice(1)
 
-    with Simulator(data, rate_limits=UNLIMITED) as sim:
+    with Simulator(data, rate_limits=UNLIMITED, field_ids=EXTRA_FIELDS) as sim:
         sim.faults.set(between_pages=(1, delete_first))
         customers = _connector(sim, fast_http).pull(["customers"]).frames["customers"]
     _assert_same_frame(customers, data["customers"].slice(1), "customers", canonical)
 
 
 def test_error_inside_http_200_is_a_user_error(fast_http) -> None:
-    with Simulator(dataset(), rate_limits=UNLIMITED) as sim:
+    with Simulator(dataset(), rate_limits=UNLIMITED, field_ids=EXTRA_FIELDS) as sim:
         connector = _connector(sim, fast_http, field_ids={"sms_consent": "99999"})
         with pytest.raises(UserError, match=r"-> 200, replyCode 2006: Invalid field id: 99999"):
             connector.pull(["customers"])
@@ -211,7 +219,7 @@ def test_error_inside_http_200_is_a_user_error(fast_http) -> None:
 def test_more_than_1000_keys_is_refused_by_emarsys(fast_http) -> None:
     from driftwatch.connectors.emarsys.client import EmarsysClient, WsseAuth
 
-    with Simulator(dataset(), rate_limits=UNLIMITED) as sim:
+    with Simulator(dataset(), rate_limits=UNLIMITED, field_ids=EXTRA_FIELDS) as sim:
         env, settings = sim.env, sim.settings(**fast_http)
         connector = Connector(settings, env=env)
         client = EmarsysClient(
@@ -234,7 +242,7 @@ def test_more_than_1000_keys_is_refused_by_emarsys(fast_http) -> None:
 
 
 def test_a_page_size_over_the_batch_limit_is_capped(fast_http) -> None:
-    with Simulator(dataset(customers=4), rate_limits=UNLIMITED) as sim:
+    with Simulator(dataset(customers=4), rate_limits=UNLIMITED, field_ids=EXTRA_FIELDS) as sim:
         _connector(sim, fast_http, page_size=5000).pull(["customers"])
         assert [r.query["limit"] for r in sim.requests if r.path.endswith("query/")] == ["1000"]
 
@@ -242,7 +250,7 @@ def test_a_page_size_over_the_batch_limit_is_capped(fast_http) -> None:
 def test_unknown_opt_in_value_is_quarantined_not_a_crash(fast_http) -> None:
     from driftwatch.normalize import coerce
 
-    with Simulator(dataset(), rate_limits=UNLIMITED) as sim:
+    with Simulator(dataset(), rate_limits=UNLIMITED, field_ids=EXTRA_FIELDS) as sim:
         sim.faults.set(unknown_enums=True)
         customers = _connector(sim, fast_http).pull(["customers"]).frames["customers"]
     assert set(customers["email_consent"]) == {"3"}
@@ -252,7 +260,7 @@ def test_unknown_opt_in_value_is_quarantined_not_a_crash(fast_http) -> None:
 
 def test_sales_uploaded_twice_under_another_name_doubles_revenue(fast_http) -> None:
     data = dataset()
-    with Simulator(data, rate_limits=UNLIMITED) as sim:
+    with Simulator(data, rate_limits=UNLIMITED, field_ids=EXTRA_FIELDS) as sim:
         sim.upload_sales_data("sales_initial_again.csv")
         sim.upload_sales_data("sales_bad_header.csv", pl.DataFrame({"order": ["WEB-00000"], "Price": ["1"]}))
         orders = _connector(sim, fast_http).pull(["orders"]).frames["orders"]
@@ -262,7 +270,7 @@ def test_sales_uploaded_twice_under_another_name_doubles_revenue(fast_http) -> N
 
 
 def test_incremental_pull_reads_orders_touched_since_whole(fast_http) -> None:
-    with Simulator(dataset(), rate_limits=UNLIMITED) as sim:
+    with Simulator(dataset(), rate_limits=UNLIMITED, field_ids=EXTRA_FIELDS) as sim:
         pulled = _connector(sim, fast_http).pull(["orders", "order_lines"], since=datetime(2026, 11, 12, tzinfo=UTC))
     assert sorted(pulled.frames["orders"]["order_id"]) == ["WEB-00003", "WEB-00004", "WEB-00005"]
     assert pulled.frames["order_lines"].height == 6
@@ -270,7 +278,7 @@ def test_incremental_pull_reads_orders_touched_since_whole(fast_http) -> None:
 
 def test_interrupted_pull_resumes_without_losing_or_repeating_a_contact(fast_http, canonical, tmp_path) -> None:
     data = dataset(customers=10)
-    with Simulator(data, rate_limits=UNLIMITED) as sim:
+    with Simulator(data, rate_limits=UNLIMITED, field_ids=EXTRA_FIELDS) as sim:
         connector = Connector(
             sim.settings(page_size=3, **{**fast_http, "max_attempts": 2}), env=sim.env, checkpoint_dir=tmp_path
         )
@@ -288,7 +296,7 @@ def test_interrupted_pull_resumes_without_losing_or_repeating_a_contact(fast_htt
 
 @pytest.mark.parametrize("auth", ["wsse", "oauth"])
 def test_bad_credentials_are_a_clear_error_that_never_shows_them(auth, fast_http, assert_no_secret) -> None:
-    with Simulator(dataset(), rate_limits=UNLIMITED) as sim:
+    with Simulator(dataset(), rate_limits=UNLIMITED, field_ids=EXTRA_FIELDS) as sim:
         wrong = {**sim.env, "EMARSYS_SECRET": "wrong-secret-1", "EMARSYS_CLIENT_SECRET": "wrong-secret-1"}
         with pytest.raises(UserError, match=r"401|refused the client credentials") as error:
             Connector(sim.settings(auth=auth, **fast_http), env=wrong).pull(["customers"])
@@ -303,3 +311,48 @@ def test_bad_credentials_are_a_clear_error_that_never_shows_them(auth, fast_http
 def test_missing_credential_names_the_variable() -> None:
     with pytest.raises(UserError, match="EMARSYS_SECRET"):
         Connector({"username_env": "EMARSYS_USERNAME", "secret_env": "EMARSYS_SECRET"}, env={"EMARSYS_USERNAME": "u"})
+
+
+def test_round_trip_of_the_demo_retailer(tmp_path, fast_http) -> None:
+    from driftwatch.demo.generator import generate
+
+    generate(tmp_path, seed=11)
+    with Simulator.from_snapshot_dir(tmp_path, rate_limits=UNLIMITED) as sim:
+        pulled = Connector(sim.settings(**fast_http), env=sim.env).pull()
+        served = sim.dataset
+    assert set(served) == set(Connector.entities)
+    for entity, expected in served.items():
+        got = coerce(pulled.frames[entity], entity)
+        assert got.bad.height == 0, (entity, got.bad)
+        held = [c for c in got.good.columns if c in expected.columns]
+        assert set(expected.columns) - set(held) <= {"updated_at", "qty_shipped"}, entity
+        assert (
+            got.good.select(held).sort(held, nulls_last=True).equals(expected.select(held).sort(held, nulls_last=True))
+        ), entity
+
+
+def test_sales_file_with_only_the_standard_columns(fast_http) -> None:
+    standard = pl.DataFrame(
+        {
+            "item": ["00412-010-S", "00412-010-M", "00412-010-M", "00412-010-S"],
+            "price": ["59.98", "29.99", "-29.99", "29.99"],
+            "order": ["A-1", "A-1", "A-1", "B-2"],
+            "timestamp": ["2026-11-02", "2026-11-02", "2026-11-05T10:00:00Z", "2026-11-03T08:00:00Z"],
+            "email": ["a@example.com", "a@example.com", "a@example.com", "b@example.com"],
+            "quantity": ["2", "1", "-1", "1"],
+        }
+    )
+    with Simulator({}, rate_limits=UNLIMITED) as sim:
+        sim.upload_sales_data("sales_initial.csv", standard)  # replaces the (empty) initial upload
+        pulled = _connector(sim, fast_http, currency="EUR").pull(["orders", "order_lines"])
+    orders = coerce(pulled.frames["orders"], "orders").good
+    lines = coerce(pulled.frames["order_lines"], "order_lines").good
+    assert orders.select("order_id", "email", "total", "currency").rows() == [
+        ("A-1", "a@example.com", Decimal("89.97"), "EUR"),
+        ("B-2", "b@example.com", Decimal("29.99"), "EUR"),
+    ]
+    assert lines.select("order_id", "line_no", "sku", "qty_ordered", "qty_returned", "unit_price").rows() == [
+        ("A-1", 1, "00412-010-S", 2, 0, Decimal("29.99")),
+        ("A-1", 2, "00412-010-M", 1, 1, Decimal("29.99")),
+        ("B-2", 1, "00412-010-S", 1, 0, Decimal("29.99")),
+    ]

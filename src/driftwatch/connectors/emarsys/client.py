@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import threading
 import time
 from collections.abc import Generator, Iterable, Mapping
 from datetime import UTC, datetime
-from decimal import Decimal
 from secrets import token_hex
 from typing import Any
 
@@ -90,10 +88,6 @@ class OAuthClientCredentials(httpx.Auth):
             self._token = response.json()["access_token"]
 
 
-def decimal_json(response: httpx.Response) -> Any:
-    return json.loads(response.content, parse_float=Decimal)
-
-
 def error_text(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -105,7 +99,7 @@ def error_text(response: httpx.Response) -> str:
 
 
 def _judge(response: httpx.Response) -> None:
-    """Emarsys' own verdict: a replyCode inside HTTP 200, the reset time of a 429, unreadable JSON."""
+    """Emarsys' own verdict, before the status is judged: a replyCode inside HTTP 200, a 429's reset time."""
     if response.status_code == 429:
         reset = response.headers.get("X-RateLimit-Reset")
         wait = max(0.0, float(reset) - time.time()) if reset else None
@@ -113,9 +107,9 @@ def _judge(response: httpx.Response) -> None:
     if not response.is_success or "json" not in response.headers.get("Content-Type", ""):
         return
     try:
-        body = decimal_json(response)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise Retryable(f"emarsys: unreadable JSON from {response.request.url.path} ({error})") from None
+        body = response.json()
+    except ValueError:
+        return  # unreadable (cut short): request_json retries it
     if isinstance(body, dict) and body.get("replyCode", 0) != 0:
         raise UserError(
             f"emarsys: {response.request.method} {response.request.url.path} -> {response.status_code}, "
@@ -154,8 +148,7 @@ class EmarsysClient:
         self.files.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.http.request(method, f"{self.api_path}/{path}", bucket="api", **kwargs)
-        return decimal_json(response)["data"]
+        return self.http.request_json(method, f"{self.api_path}/{path}", bucket="api", **kwargs)["data"]
 
     def contact_ids(self, key_field: str, offset: int, limit: int) -> list[str]:
         """Ids of the contacts whose `key_field` is filled, in Emarsys' order."""

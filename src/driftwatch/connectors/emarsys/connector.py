@@ -5,11 +5,14 @@ Settings (`[sources.emarsys]`):
   `client_secret_env`, optional `token_url`, API v3);
 - `base_url`, `field_ids` (canonical column -> Emarsys field id, for the account's custom fields),
   `key_field` (the field that marks a contact worth reading, default "3", the email), `page_size` (<= 1,000);
+  Emarsys has no updated-since filter on contacts, so `since` never narrows them: contacts are pulled whole;
 - `catalog_url`: the catalogue file Emarsys imports (it replaces the whole catalogue on each import);
 - `sales_data_dir`: the sales-data files as uploaded. Emarsys offers no download of sales data, so the
   integration's archive of uploads is what Emarsys holds: every file counts (Emarsys never de-duplicates
   across file names), and a file whose header Emarsys would refuse is left out, as Emarsys leaves it out;
 - `currency`: the account currency the catalogue and sales prices are in, where a line does not say.
+
+An incremental pull (`since`) keeps the orders with a sales line at or after `since`, each read whole.
 """
 
 from __future__ import annotations
@@ -34,13 +37,10 @@ from driftwatch.connectors.emarsys.client import (
     OAuthClientCredentials,
     WsseAuth,
 )
-from driftwatch.connectors.emarsys.simulator import Simulator
 from driftwatch.entities import ENTITIES
-from driftwatch.errors import UserError
+from driftwatch.errors import DataError, UserError
 
 log = logging.getLogger("driftwatch.connectors.emarsys")
-
-REQUIRED_SALES_COLUMNS = ("order", "timestamp", "item", "quantity", "price")
 
 
 class Connector(BaseConnector):
@@ -92,7 +92,7 @@ class Connector(BaseConnector):
                 products, inventory = self._pull_catalogue()
                 self._derived.update(products=products, inventory=inventory)
             else:
-                orders, lines = mapping.sales_to_rows(self._sales_lines(since), self.setting("currency", None))
+                orders, lines = mapping.sales_to_frames(self._sales_lines(since), self.setting("currency", None))
                 self._derived.update(orders=orders, order_lines=lines)
         return self._derived[entity]
 
@@ -103,7 +103,7 @@ class Connector(BaseConnector):
         page_size = min(int(self.setting("page_size", BATCH)), BATCH)
         wanted = list(self.fields.values())
 
-        def fetch(cursor: Cursor | None) -> tuple[list[dict[str, Any]], Cursor | None]:
+        def fetch(cursor: Cursor | None) -> tuple[pl.DataFrame, Cursor | None]:
             offset = cursor["offset"] if cursor else 0
             ids = client.contact_ids(key_field, offset, page_size)
             contacts, errors = client.getdata(ids, wanted) if ids else ([], [])
@@ -112,11 +112,11 @@ class Connector(BaseConnector):
             # A contact deleted between the listing and the read (2008) also left the listing, shifting
             # every later contact one place down: step back by as many, or the next page skips them.
             gone = sum(1 for e in errors if str(e.get("errorCode")) == "2008")
-            rows = [mapping.contact_to_row(c, self.fields) for c in contacts]
-            return rows, ({"offset": offset + len(ids) - gone} if len(ids) == page_size else None)
+            return mapping.contacts_frame(contacts, self.fields), (
+                {"offset": offset + len(ids) - gone} if len(ids) == page_size else None
+            )
 
-        staged = self.paginate("customers", fetch, params={"key_field": key_field, "page_size": page_size})
-        return mapping.frame("customers", staged.to_dicts())
+        return self.paginate("customers", fetch, params={"key_field": key_field, "page_size": page_size})
 
     def _pull_catalogue(self) -> tuple[pl.DataFrame, pl.DataFrame]:
         assert self._client is not None
@@ -124,7 +124,7 @@ class Connector(BaseConnector):
         catalogue = pl.read_csv(io.StringIO(text), infer_schema=False)
         if "item" not in catalogue.columns:
             raise UserError(f"emarsys: the catalogue at {self.setting('catalog_url')} has no 'item' column")
-        return mapping.catalogue_to_rows(catalogue, self.setting("currency", None))
+        return mapping.catalogue_to_frames(catalogue, self.setting("currency", None))
 
     def _sales_lines(self, since: datetime | None) -> pl.DataFrame:
         folder = Path(self.setting("sales_data_dir"))
@@ -134,7 +134,7 @@ class Connector(BaseConnector):
         lines = (
             pl.concat(accepted, how="diagonal")
             if accepted
-            else pl.DataFrame(schema=dict.fromkeys(mapping.SALES_COLUMNS, pl.String))
+            else pl.DataFrame(schema=dict.fromkeys(mapping.SALES_REQUIRED, pl.String))
         )
         if since is not None:  # an order touched since then is read whole, so its total stays whole
             touched = lines.filter(pl.col("timestamp") >= since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S"))["order"]
@@ -144,12 +144,12 @@ class Connector(BaseConnector):
 
 def _sales_file(path: Path) -> pl.DataFrame | None:
     """One uploaded file, or None when Emarsys would have refused it: its header names are case-sensitive."""
-    frame = pl.read_csv(path, infer_schema=False)
-    missing = [c for c in REQUIRED_SALES_COLUMNS if c not in frame.columns]
+    try:
+        frame = pl.read_csv(path, infer_schema=False)
+    except pl.exceptions.PolarsError as error:
+        raise DataError(f"emarsys sales data {path}: not a readable CSV ({error})") from None
+    missing = [c for c in mapping.SALES_REQUIRED if c not in frame.columns]
     if missing:
         log.warning("emarsys: %s left out, as Emarsys refuses it: no column %s", path.name, ", ".join(missing))
         return None
     return frame
-
-
-__all__ = ["Connector", "Simulator"]

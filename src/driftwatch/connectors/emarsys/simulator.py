@@ -52,6 +52,7 @@ class Simulator(base.Simulator):
     ):
         kwargs.setdefault("retry_after", "none")
         super().__init__(dataset, **kwargs)
+        self.faults.set(storm_retry_after=None)  # the platform documents no Retry-After
         self.fields = mapping.field_ids({"field_ids": field_ids or {}})
         self.credentials = {
             "EMARSYS_USERNAME": "driftwatch001",
@@ -76,7 +77,7 @@ class Simulator(base.Simulator):
             token_url=f"{self.url}/oauth2/token",
             catalog_url=f"{self.url}{CATALOG_PATH}",
             sales_data_dir=str(self.sales_data_dir),
-            **overrides,
+            **{"field_ids": self.fields, **overrides},
         )
 
     def __enter__(self) -> Simulator:
@@ -177,8 +178,7 @@ class Simulator(base.Simulator):
         )
 
     def _contacts(self) -> list[dict[str, Any]]:
-        customers = self.dataset.get("customers")
-        contacts = [] if customers is None else [mapping.contact_from_row(r, self.fields) for r in customers.to_dicts()]
+        contacts = mapping.contacts_from_frame(self.dataset.get("customers"), self.fields)
         if self.faults.unknown_enums:  # an opt-in value outside the documented 1/2
             contacts = [{**c, self.fields["email_consent"]: "3"} for c in contacts]
         return contacts

@@ -2,42 +2,25 @@
 
 Reads page with `limit` (at most 250) and `offset`, in Ometria's default order (its internal id), so a
 record inserted while paging lands on a later page instead of shifting the ones not yet read (ordering by
-`timestamp_update` would move a record updated mid-pull past the cursor and skip another). Ometria
-documents no updated-since filter, so an incremental pull reads every page and keeps the records updated
-since the given time. 429s carry no `Retry-After`: the shared layer backs off, and the
-client-side limiter keeps a pull under the documented rate (4 requests a second for the Data API, 8 for
-`/v2/push`) so that it sees none.
+`timestamp_update` would move a record updated mid-pull past the cursor and skip another). 429s carry no
+`Retry-After`: the shared layer backs off, and the client-side limiter keeps a pull under the documented
+rate (4 requests a second on the Data API, 8 on `/v2/push`) so that it sees none.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
 import httpx
 
-from driftwatch.connectors._http import HttpClient, HttpSettings, RateLimiter, Retryable
+from driftwatch.connectors._http import HttpClient, HttpSettings, RateLimiter
 
 BASE_URL = "https://api.ometria.com"
 PAGE_SIZE = 250
 READ_RATE = 4
 PUSH_RATE = 8
 PATHS = {"contact": "/v2/contacts", "order": "/v2/orders", "product": "/v2/products"}
-
-
-def decimal_json(response: httpx.Response) -> Any:
-    """The body with every number exact: money never passes through a float."""
-    return json.loads(response.content, parse_float=Decimal)
-
-
-def _readable(response: httpx.Response) -> None:
-    if response.is_success and response.content:
-        try:
-            decimal_json(response)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise Retryable(f"ometria: unreadable JSON from {response.request.url.path} ({error})") from None
 
 
 def error_text(response: httpx.Response) -> str:
@@ -66,7 +49,6 @@ class OmetriaClient:
             secrets=[api_key],
             limiters=limiters,
             error_text=error_text,
-            check=_readable,
         )
 
     def close(self) -> None:
@@ -76,5 +58,4 @@ class OmetriaClient:
         params: dict[str, Any] = {"limit": self.page_size, "offset": offset}
         if record_type == "product":
             params["includeVariants"] = "true"
-        body = decimal_json(self.http.request("GET", PATHS[record_type], params=params, bucket="read"))
-        return body if isinstance(body, list) else body.get("data", [])
+        return self.http.request_json("GET", PATHS[record_type], params=params, bucket="read") or []

@@ -2,6 +2,9 @@
 
 Settings (`[sources.ometria]`): `api_key_env` (the name of the variable holding the API key), optional
 `base_url`, `page_size` (at most 250), `read_rate` / `push_rate` (requests a second) and HTTP timings.
+
+Ometria documents no updated-since filter, so an incremental pull (`since`) reads every page and keeps
+the records whose `timestamp_updated` is at or after `since`.
 """
 
 from __future__ import annotations
@@ -16,60 +19,14 @@ import polars as pl
 from driftwatch.connectors.base import BaseConnector, Cursor, Pulled
 from driftwatch.connectors.ometria import mapping
 from driftwatch.connectors.ometria.client import BASE_URL, OmetriaClient
-from driftwatch.connectors.ometria.simulator import Simulator
 
-# Each Ometria record type yields its canonical entity and, riding along in the same record, a second one.
+# Each Ometria record type yields its canonical entity and, riding along in the same record, maybe a second.
 FEEDS: dict[str, tuple[str, ...]] = {
     "contact": ("customers",),
     "order": ("orders", "order_lines"),
     "product": ("products", "inventory"),
 }
 RIDER = "_rider"  # the JSON of the second entity's rows, staged with the record that carries them
-
-
-class Connector(BaseConnector):
-    name = "ometria"
-    entities = ("customers", "orders", "order_lines", "products", "inventory")
-
-    def __init__(self, settings: dict[str, Any], **kwargs: Any):
-        super().__init__(settings, **kwargs)
-        self._api_key = self.credential("api_key_env")
-        self._feeds: dict[str, pl.DataFrame] = {}
-        self._client: OmetriaClient | None = None
-
-    def pull(self, entities: Iterable[str] | None = None, *, since: datetime | None = None) -> Pulled:
-        self._feeds = {}
-        client = OmetriaClient(self.setting("base_url", BASE_URL), self._api_key, self.settings, self.http_settings)
-        self._client = client
-        try:
-            return super().pull(entities, since=since)
-        finally:
-            client.close()
-            self._feeds = {}
-
-    def pull_entity(self, entity: str, *, since: datetime | None) -> pl.DataFrame:
-        record_type = next(t for t, produced in FEEDS.items() if entity in produced)
-        if entity not in self._feeds:
-            self._feeds.update(self._pull_feed(record_type, since))
-        return self._feeds[entity]
-
-    def _pull_feed(self, record_type: str, since: datetime | None) -> dict[str, pl.DataFrame]:
-        primary, *riders = FEEDS[record_type]
-        to_rows = _RECORD_TO_ROWS[record_type]
-
-        def fetch(cursor: Cursor | None) -> tuple[list[dict[str, Any]], Cursor | None]:
-            offset = cursor["offset"] if cursor else 0
-            records = self._client.page(record_type, offset)
-            rows = [to_rows(r) for r in records if _updated_since(r, since)]
-            following = {"offset": offset + len(records)} if len(records) == self._client.page_size else None
-            return rows, following
-
-        staged = self.paginate(primary, fetch, params={"since": since, "page_size": self._client.page_size})
-        frames = {primary: mapping.frame(primary, staged.to_dicts())}
-        for rider in riders:
-            carried = staged[RIDER].to_list() if RIDER in staged.columns else []
-            frames[rider] = mapping.frame(rider, (row for rows in carried for row in json.loads(rows or "[]")))
-        return frames
 
 
 def _order(record: dict[str, Any]) -> dict[str, Any]:
@@ -82,11 +39,55 @@ def _product(record: dict[str, Any]) -> dict[str, Any]:
     return {**product, RIDER: json.dumps([stock] if stock["available"] is not None else [])}
 
 
-_RECORD_TO_ROWS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+TO_ROWS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "contact": mapping.contact_to_row,
     "order": _order,
     "product": _product,
 }
+
+
+class Connector(BaseConnector):
+    name = "ometria"
+    entities = ("customers", "orders", "order_lines", "products", "inventory")
+
+    def __init__(self, settings: dict[str, Any], **kwargs: Any):
+        super().__init__(settings, **kwargs)
+        self._api_key = self.credential("api_key_env")
+        self._client: OmetriaClient | None = None
+        self._pulled: dict[str, pl.DataFrame] = {}  # one pull's frames, so a record type is read once
+
+    def pull(self, entities: Iterable[str] | None = None, *, since: datetime | None = None) -> Pulled:
+        self._client = OmetriaClient(
+            self.setting("base_url", BASE_URL), self._api_key, self.settings, self.http_settings
+        )
+        try:
+            return super().pull(entities, since=since)
+        finally:
+            self._client.close()
+            self._pulled = {}
+
+    def pull_entity(self, entity: str, *, since: datetime | None) -> pl.DataFrame:
+        if entity not in self._pulled:
+            record_type = next(t for t, produced in FEEDS.items() if entity in produced)
+            self._pulled.update(self._pull_feed(record_type, since))
+        return self._pulled[entity]
+
+    def _pull_feed(self, record_type: str, since: datetime | None) -> dict[str, pl.DataFrame]:
+        assert self._client is not None
+        client, (primary, *riders) = self._client, FEEDS[record_type]
+
+        def fetch(cursor: Cursor | None) -> tuple[list[dict[str, Any]], Cursor | None]:
+            offset = cursor["offset"] if cursor else 0
+            records = client.page(record_type, offset)
+            rows = [TO_ROWS[record_type](r) for r in records if _updated_since(r, since)]
+            return rows, ({"offset": offset + len(records)} if len(records) == client.page_size else None)
+
+        staged = self.paginate(primary, fetch, params={"since": since, "page_size": client.page_size})
+        frames = {primary: mapping.frame(primary, staged.to_dicts())}
+        carried = staged[RIDER].to_list() if RIDER in staged.columns else []
+        for rider in riders:
+            frames[rider] = mapping.frame(rider, (row for rows in carried for row in json.loads(rows or "[]")))
+        return frames
 
 
 def _updated_since(record: dict[str, Any], since: datetime | None) -> bool:
@@ -95,6 +96,3 @@ def _updated_since(record: dict[str, Any], since: datetime | None) -> bool:
         return True
     when = datetime.fromisoformat(str(updated))
     return (when if when.tzinfo else when.replace(tzinfo=UTC)) >= since
-
-
-__all__ = ["Connector", "Simulator"]

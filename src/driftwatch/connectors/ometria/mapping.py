@@ -3,7 +3,8 @@
 Record shapes follow Ometria's push schema (`@type`, `id`, contact `marketing_optin`, order `status` +
 `is_valid` + `lineitems[]`, product `is_active`). Fields the push schema does not name but a read of the
 account returns (a contact's lifetime figures, a record's `timestamp_updated`, a product's stock level) use
-the names below; stock and the parts of a variant's code live in `properties`, Ometria's free-form object.
+the names below; a product's stock lives in `properties`, Ometria's free-form object. An order's
+storefront number (`external_id`) is its `web_id`.
 
 Both directions live here: `*_to_rows` for pulls, `*_from_frame` for the simulator, so a round trip through
 the simulator gives back the canonical rows it started from.
@@ -28,12 +29,20 @@ CANCELLED_BUT_VALID = "cancelled:is_valid"
 OPTIN = {"EXPLICITLY_OPTEDIN": "true", "EXPLICITLY_OPTEDOUT": "false", "NOT_SPECIFIED": None}
 OPTIN_VALUES = {"true": "EXPLICITLY_OPTEDIN", "false": "EXPLICITLY_OPTEDOUT"}
 
-RECORD_TYPES = {"customers": "contact", "orders": "order", "products": "product"}
+# The canonical columns Ometria holds: a column it lacks is left out of the frame, so no check compares
+# what Ometria cannot know (it keeps no shipped or cancelled quantity per line, no product variant codes).
+HELD = {
+    "customers": tuple(ENTITIES["customers"].columns),
+    "orders": tuple(ENTITIES["orders"].columns),
+    "order_lines": ("order_id", "line_no", "sku", "qty_ordered", "qty_returned", "unit_price"),
+    "products": ("sku", "name", "price", "currency", "status", "updated_at"),
+    "inventory": ("sku", "location", "available", "updated_at"),
+}
 
 
 def frame(entity_name: str, rows: Iterable[dict[str, Any]]) -> pl.DataFrame:
-    """Rows of text values with exactly the entity's columns; the shared normaliser types them."""
-    columns = list(ENTITIES[entity_name].columns)
+    """Rows of text values with the columns Ometria holds; the shared normaliser types them."""
+    columns = HELD[entity_name]
     return pl.DataFrame([{c: row.get(c) for c in columns} for row in rows], schema=dict.fromkeys(columns, pl.String))
 
 
@@ -84,6 +93,7 @@ def order_to_rows(record: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str
     order_id = text(record["id"])
     order = {
         "order_id": order_id,
+        "external_id": text(record.get("web_id")),
         "channel": text(record.get("channel")),
         "customer_id": text(customer.get("id")),
         "email": text(customer.get("email")),
@@ -112,9 +122,6 @@ def product_to_rows(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     sku = text(record.get("sku") or record["id"])
     product = {
         "sku": sku,
-        "style": text(props.get("style")),
-        "colour": text(props.get("colour")),
-        "size": text(props.get("size")),
         "name": text(record.get("title")),
         "price": text(record.get("price")),
         "currency": text(record.get("currency")),
@@ -192,6 +199,7 @@ def orders_from_frames(orders: pl.DataFrame | None, lines: pl.DataFrame | None) 
             {
                 "@type": "order",
                 "id": order_id,
+                "web_id": text(row.get("external_id")),
                 "timestamp": text(row.get("placed_at")),
                 "timestamp_updated": text(row.get("updated_at")),
                 "grand_total": _number(row.get("total")),
@@ -234,9 +242,6 @@ def products_from_frames(products: pl.DataFrame | None, inventory: pl.DataFrame 
                 "timestamp_updated": text(row.get("updated_at")),
                 "properties": _drop_none(
                     {
-                        "style": text(row.get("style")),
-                        "colour": text(row.get("colour")),
-                        "size": text(row.get("size")),
                         "stock_level": _number(level.get("available")),
                         "stock_updated_at": text(level.get("updated_at")),
                     }

@@ -32,6 +32,7 @@ class Simulator(base.Simulator):
     def __init__(self, dataset: dict[str, pl.DataFrame] | None = None, *, api_key: str = "om-sim-key", **kwargs: Any):
         kwargs.setdefault("retry_after", "none")
         super().__init__(dataset, **kwargs)
+        self.faults.set(storm_retry_after=None)  # the platform documents no Retry-After
         self.api_key = api_key
         self._cache: dict[str, tuple[tuple[int, ...], list[dict[str, Any]]]] = {}
 
