@@ -1,0 +1,114 @@
+"""Derived figures, each against a hand-worked example."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import polars as pl
+
+from driftwatch.engine.findings import as_text
+from driftwatch.engine.views import available_to_sell, net_lifetime_value, orders_from_events, with_canonical_status
+from driftwatch.entities import MONEY, TIMESTAMP
+
+
+def _inventory(rows: list[tuple]) -> pl.LazyFrame:
+    cols = ["sku", "location", "on_hand", "allocated", "safety_stock", "on_order"]
+    return pl.LazyFrame(rows, schema=cols, orient="row")
+
+
+def _ats(frame: pl.LazyFrame) -> dict:
+    return {tuple(row[:-1]): row[-1] for row in frame.collect().iter_rows()}
+
+
+def test_ats_sums_free_stock_over_locations_and_never_counts_on_order():
+    inventory = _inventory(
+        [
+            ("A", "W1", 10, 2, 1, 50),  # 7 free
+            ("A", "W2", 3, 5, 0, 50),  # negative: contributes 0, not -2
+            ("B", "W1", 4, None, None, 0),  # missing buckets count as 0
+        ]
+    )
+    assert _ats(available_to_sell(inventory)) == {("A",): 7, ("B",): 4}
+
+
+def test_ats_only_from_the_feeding_locations_and_per_location():
+    inventory = _inventory([("A", "W1", 10, 0, 0, 0), ("A", "W2", 5, 0, 0, 0)])
+    assert _ats(available_to_sell(inventory, locations=("W2",))) == {("A",): 5}
+    assert _ats(available_to_sell(inventory, by_location=True)) == {("A", "W1"): 10, ("A", "W2"): 5}
+
+
+def test_pack_ats_is_the_minimum_over_components_of_floor_ats_over_qty():
+    inventory = _inventory([("A", "W1", 7, 0, 0, 0), ("B", "W1", 9, 0, 0, 0)])
+    packs = pl.LazyFrame({"pack_sku": ["P", "P", "Q"], "component_sku": ["A", "B", "Z"], "qty": [2, 3, 1]})
+    ats = _ats(available_to_sell(inventory, packs))
+    assert ats[("P",)] == 3  # min(7 // 2, 9 // 3)
+    assert ats[("Q",)] == 0  # a component with no stock row leaves the pack unbuildable
+
+
+def test_pack_ats_per_location_needs_every_component_there():
+    inventory = _inventory([("A", "W1", 4, 0, 0, 0), ("B", "W1", 4, 0, 0, 0), ("A", "W2", 8, 0, 0, 0)])
+    packs = pl.LazyFrame({"pack_sku": ["P", "P"], "component_sku": ["A", "B"], "qty": [2, 1]})
+    ats = _ats(available_to_sell(inventory, packs, by_location=True))
+    assert ats[("P", "W1")] == 2
+    assert ats[("P", "W2")] == 0
+
+
+def _ts(day: int) -> datetime:
+    return datetime(2026, 10, day, tzinfo=UTC)
+
+
+def test_net_lifetime_value_drops_cancelled_orders_and_refunded_returns():
+    orders = pl.LazyFrame(
+        {
+            "order_id": ["O1", "O2", "O3", "O4"],
+            "customer_id": ["C1", "C1", "C1", "C2"],
+            "status": ["50", "90", "50", "90"],
+            "total": [Decimal("100.00"), Decimal("40.00"), Decimal("19.90"), Decimal("10.00")],
+            "placed_at": [_ts(1), _ts(9), _ts(5), _ts(2)],
+        },
+        schema_overrides={"total": MONEY, "placed_at": TIMESTAMP},
+    )
+    returns = pl.LazyFrame(
+        {"order_id": ["O1", "O3"], "amount": [Decimal("30.00"), Decimal("5.00")], "status": ["refunded", "authorised"]},
+        schema_overrides={"amount": MONEY},
+    )
+    value = net_lifetime_value(orders, returns, {"50": "shipped", "90": "cancelled"}).collect()
+    rows = {r["customer_id"]: r for r in value.iter_rows(named=True)}
+    assert rows["C1"]["lifetime_value"] == Decimal("89.90")  # 100 + 19.90 - 30 refunded; O2 cancelled
+    assert rows["C1"]["order_count"] == 2
+    assert rows["C1"]["last_order_at"] == _ts(5)  # the cancelled O2 is later but does not count
+    assert "C2" not in rows  # only a cancelled order: nothing to count
+
+
+def test_canonical_status_maps_patterns_and_canonical_names_and_leaves_unmapped_null():
+    orders = pl.LazyFrame({"status": ["Confirmed/Shipped", "Open/Pending", "shipped", "Weird"]})
+    mapping = {"*/Shipped": "shipped", "Open/*": "placed"}
+    mapped = with_canonical_status(orders, mapping).collect()["status_canonical"].to_list()
+    assert mapped == ["shipped", "placed", "shipped", None]
+
+
+def test_orders_from_events_take_the_latest_lifecycle_event_and_only_whole_refunds():
+    events = pl.LazyFrame(
+        {
+            "order_id": ["O1", "O1", "O1", "O2", "O2", "O2", "O3", "O3"],
+            "metric": ["order_placed", "order_fulfilled", "order_refunded"] * 2 + ["order_placed", "order_cancelled"],
+            "occurred_at": [_ts(1), _ts(2), _ts(3), _ts(1), _ts(2), _ts(3), _ts(1), _ts(1)],
+            "value": [Decimal(v) for v in ("50", "50", "10", "50", "50", "50", "20", "20")],
+            "email": ["a@x.io"] * 8,
+        },
+        schema_overrides={"value": MONEY, "occurred_at": TIMESTAMP},
+    )
+    orders = {r["order_id"]: r for r in orders_from_events(events).collect().iter_rows(named=True)}
+    assert orders["O1"]["status"] == "order_fulfilled"  # a partial refund leaves it fulfilled
+    assert orders["O2"]["status"] == "order_refunded"
+    assert orders["O3"]["status"] == "order_cancelled"  # same instant: the later lifecycle stage wins
+    assert orders["O1"]["total"] == Decimal("50") and orders["O1"]["placed_at"] == _ts(1)
+
+
+def test_text_form_is_one_per_value():
+    money = pl.DataFrame(
+        {"v": [Decimal("19.9"), Decimal("19.90"), Decimal("0.125"), Decimal("20")]}, schema={"v": MONEY}
+    )
+    assert money.select(as_text(pl.col("v"), MONEY))["v"].to_list() == ["19.90", "19.90", "0.125", "20.00"]
+    instant = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
+    times = pl.DataFrame({"t": [instant]}).with_columns(pl.col("t").dt.convert_time_zone("Europe/Paris"))
+    assert times.select(as_text(pl.col("t"), times.schema["t"]))["t"].item() == "2026-11-02T06:00:00Z"
