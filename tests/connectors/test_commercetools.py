@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -274,7 +275,7 @@ def test_missing_credential_names_the_variable():
             {
                 "base_url": "http://127.0.0.1:9",
                 "auth_url": "http://127.0.0.1:9",
-                "project_key": "p",
+                "project": "p",
                 "client_id_env": "CTP_CLIENT_ID",
                 "client_secret_env": "CTP_CLIENT_SECRET",
             },
@@ -464,3 +465,23 @@ def test_custom_field_and_attribute_names_come_from_settings(fast_http):
     product = pulled["products"].row(0, named=True)
     assert (product["colour"], product["size"], product["style"], product["name"]) == ("010", "M", "00412", "Hemd")
     assert (product["price"], product["currency"], product["status"]) == ("17.5", "GBP", "active")
+
+
+def test_a_pull_lands_in_the_store_with_nothing_quarantined(fast_http, canonical, tmp_path):
+    from driftwatch.config import load_config
+    from driftwatch.pull import pull_sources
+    from driftwatch.store import Store
+
+    data = dataset()
+    with Simulator(data) as sim:
+        table = "\n".join(f"{key} = {json.dumps(value)}" for key, value in sim.settings(**fast_http).items())
+        (tmp_path / "driftwatch.toml").write_text(f"[sources.commercetools]\n{table}\n")
+        store = Store(tmp_path / "driftwatch.duckdb")
+        results = pull_sources(
+            store, load_config(tmp_path / "driftwatch.toml"), ["commercetools"], env=sim.env, progress=False
+        )
+    assert [r.error for r in results] == [None] * len(Connector.entities)
+    assert all(r.loaded and r.quarantined == 0 for r in results)
+    for entity, frame in data.items():
+        stored = store.latest("commercetools", entity)
+        assert canonical(stored.select(frame.columns), entity).equals(canonical(frame, entity)), entity

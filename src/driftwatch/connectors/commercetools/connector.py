@@ -4,7 +4,7 @@ Settings (`[sources.commercetools]` in driftwatch.toml):
 
     base_url = "https://api.europe-west1.gcp.commercetools.com"
     auth_url = "https://auth.europe-west1.gcp.commercetools.com"   # default: base_url with api. -> auth.
-    project_key = "my-shop"
+    project = "my-shop"                      # the project key (not a secret: it is in every URL)
     client_id_env = "CTP_CLIENT_ID"          # names of environment variables, never the values
     client_secret_env = "CTP_CLIENT_SECRET"
     scopes = ["view_orders:my-shop", ...]    # default: every scope of the API client
@@ -90,7 +90,7 @@ class Connector(BaseConnector):
             CommercetoolsClient,
             api_url=base_url,
             auth_url=self.setting("auth_url", None) or _auth_url(base_url),
-            project_key=self.setting("project_key"),
+            project_key=self.setting("project"),
             client_id=self.credential("client_id_env"),
             client_secret=self.credential("client_secret_env"),
             scopes=self.setting("scopes", ()),

@@ -108,7 +108,7 @@ class CommercetoolsSimulator(Simulator):
         return {
             "base_url": self.url,
             "auth_url": self.url,
-            "project_key": PROJECT_KEY,
+            "project": PROJECT_KEY,
             "client_id_env": "CTP_CLIENT_ID",
             "client_secret_env": "CTP_CLIENT_SECRET",
             **overrides,
