@@ -33,7 +33,8 @@ SEEK_PAGE_SIZE = 2000  # TL02's documented maximum `limit`
 
 
 class MiraklClient:
-    """One shop's API: `get` for a single call, `offset_page` and `seek_page` for one page of a listing."""
+    """One shop's API for one pull: `get` for a single call, `offset_page` and `seek_page` for one page of a
+    listing. The limiters outlive it, so that consecutive pulls keep to the ceilings too."""
 
     def __init__(
         self,
@@ -41,8 +42,8 @@ class MiraklClient:
         api_key: str,
         *,
         key_variable: str,
+        limiters: Mapping[str, RateLimiter],
         settings: HttpSettings | None = None,
-        call_limits: Mapping[str, Sequence[Sequence[float]]] | None = None,
         shop_id: str | None = None,
         offset_page_size: int = OFFSET_PAGE_SIZE,
         seek_page_size: int = SEEK_PAGE_SIZE,
@@ -51,19 +52,21 @@ class MiraklClient:
         self._offset_page_size = offset_page_size
         self._seek_page_size = seek_page_size
         self._shop = {"shop_id": shop_id} if shop_id else {}
-        limits = {**CALL_LIMITS, **{op: [(int(n), float(s)) for n, s in w] for op, w in (call_limits or {}).items()}}
         self.http = HttpClient(
             SOURCE,
             base_url.rstrip("/"),
             settings=settings,
             headers={"Authorization": api_key, "Accept": "application/json"},
             secrets=[api_key],
-            limiters={op: RateLimiter(windows) for op, windows in limits.items()},
+            limiters=limiters,
             error_text=error_text,
             check=_check_body,
         )
 
-    def close(self) -> None:
+    def __enter__(self) -> MiraklClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.http.close()
 
     def get(self, path: str, params: Mapping[str, Any] | None = None, *, limited_as: str | None = None) -> Any:
@@ -97,6 +100,12 @@ class MiraklClient:
         query = {"limit": limit, "page_token": token} if token else {**params, "limit": limit}
         body = self.get(path, query, limited_as=limited_as)
         return list(body.get("data") or ()), body.get("next_page_token") or None
+
+
+def call_limiters(overrides: Mapping[str, Sequence[Sequence[float]]] | None = None) -> dict[str, RateLimiter]:
+    """One limiter per capped operation: the documented ceilings, or `overrides` ({op: [[calls, seconds]]})."""
+    limits = {**CALL_LIMITS, **{op: [(int(n), float(s)) for n, s in w] for op, w in (overrides or {}).items()}}
+    return {op: RateLimiter(windows) for op, windows in limits.items()}
 
 
 def loads(content: bytes) -> Any:

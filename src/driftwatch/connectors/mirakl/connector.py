@@ -22,7 +22,7 @@ import polars as pl
 
 from driftwatch.connectors.base import BaseConnector, Cursor, Pulled
 from driftwatch.connectors.mirakl import mapping
-from driftwatch.connectors.mirakl.client import OFFSET_PAGE_SIZE, SEEK_PAGE_SIZE, MiraklClient, loads
+from driftwatch.connectors.mirakl.client import OFFSET_PAGE_SIZE, SEEK_PAGE_SIZE, MiraklClient, call_limiters, loads
 from driftwatch.entities import ENTITIES
 
 OFFER_ENTITIES = frozenset({"products", "inventory"})
@@ -48,80 +48,88 @@ class Connector(BaseConnector):
         progress: bool | None = None,
     ):
         super().__init__(settings, env=env, checkpoint_dir=checkpoint_dir, progress=progress)
-        self.client = MiraklClient(
-            self.setting("base_url"),
-            self.credential("api_key_env"),
-            key_variable=self.setting("api_key_env"),
-            settings=self.http_settings,
-            call_limits=self.setting("call_limits", {}),
-            shop_id=self.setting("shop_id", None),
-            offset_page_size=int(self.setting("offset_page_size", OFFSET_PAGE_SIZE)),
-            seek_page_size=int(self.setting("seek_page_size", SEEK_PAGE_SIZE)),
-        )
-
-    def close(self) -> None:
-        self.client.close()
+        self._base_url = self.setting("base_url")
+        self._api_key = self.credential("api_key_env")
+        self._limiters = call_limiters(self.setting("call_limits", {}))
 
     def pull(self, entities: Iterable[str] | None = None, *, since: datetime | None = None) -> Pulled:
         """`since` narrows orders and payout lines to those updated since then; offers are always whole
         (OF21 has no update filter)."""
         chosen = self._select(entities)
         captured_at = datetime.now(UTC)
+        with self._client() as client:
+            frames = self._pull(client, chosen, since)
+        return Pulled(self.name, captured_at, {entity: frames[entity] for entity in chosen})
+
+    def _client(self) -> MiraklClient:
+        return MiraklClient(
+            self._base_url,
+            self._api_key,
+            key_variable=self.setting("api_key_env"),
+            limiters=self._limiters,
+            settings=self.http_settings,
+            shop_id=self.setting("shop_id", None),
+            offset_page_size=int(self.setting("offset_page_size", OFFSET_PAGE_SIZE)),
+            seek_page_size=int(self.setting("seek_page_size", SEEK_PAGE_SIZE)),
+        )
+
+    def _pull(self, client: MiraklClient, chosen: tuple[str, ...], since: datetime | None) -> dict[str, pl.DataFrame]:
         frames: dict[str, pl.DataFrame] = {}
         if OFFER_ENTITIES.intersection(chosen):
-            offers = self._offers()
+            offers = self._offers(client)
             frames["products"] = _frame("products", map(mapping.offer_to_product, offers))
             frames["inventory"] = _frame("inventory", map(mapping.offer_to_inventory, offers))
         if ORDER_ENTITIES.intersection(chosen):
-            orders = self._orders(since)
+            orders = self._orders(client, since)
             frames["orders"] = _frame("orders", map(mapping.order_to_order, orders))
             frames["order_lines"] = _frame("order_lines", (r for o in orders for r in mapping.order_to_lines(o)))
             if "shipments" in chosen:
-                carriers = mapping.carriers_by_label(self.client.get("/api/shipping/carriers")["carriers"])
+                carriers = mapping.carriers_by_label(client.get("/api/shipping/carriers")["carriers"])
                 shipments = (mapping.order_to_shipment(o, carriers) for o in orders)
                 frames["shipments"] = _frame("shipments", (s for s in shipments if s is not None))
         if "payout_lines" in chosen:
-            frames["payout_lines"] = self._payout_lines(since)
-        return Pulled(self.name, captured_at, {entity: frames[entity] for entity in chosen})
+            frames["payout_lines"] = self._payout_lines(client, since)
+        return frames
 
     # --- listings ---------------------------------------------------------------------------------------
 
-    def _offers(self) -> list[dict[str, Any]]:
-        return self._offset_listing("products", "/api/offers", "offers", lambda o: o["shop_sku"], {})
+    def _offers(self, client: MiraklClient) -> list[dict[str, Any]]:
+        return self._offset_listing(client, "products", "/api/offers", "offers", lambda o: o["shop_sku"], {})
 
-    def _orders(self, since: datetime | None) -> list[dict[str, Any]]:
+    def _orders(self, client: MiraklClient, since: datetime | None) -> list[dict[str, Any]]:
         # Mirakl moves `start_update_date` back a little so that no order is missed: consecutive incremental
         # pulls overlap, and the staging keeps each order once.
         params = {"start_update_date": _iso(since)} if since else {}
-        return self._offset_listing("orders", "/api/orders", "orders", lambda o: o["order_id"], params, listing="OR11")
+        return self._offset_listing(
+            client, "orders", "/api/orders", "orders", lambda o: o["order_id"], params, listing="OR11"
+        )
 
-    def _payout_lines(self, since: datetime | None) -> pl.DataFrame:
+    def _payout_lines(self, client: MiraklClient, since: datetime | None) -> pl.DataFrame:
         # Ascending by last update: a line updated while we page moves behind us and is read again, where
         # the default (newest first) would move it ahead of the page we are on and lose it.
         params = {"sort": "lastUpdated,ASC", **({"last_updated_from": _iso(since)} if since else {})}
 
         def fetch(cursor: Cursor | None) -> tuple[pl.DataFrame, Cursor | None]:
             token = cursor["page_token"] if cursor else None
-            page, following = self.client.seek_page(
-                "/api/sellerpayment/transactions_logs", params, token, limited_as="TL02"
-            )
+            page, following = client.seek_page("/api/sellerpayment/transactions_logs", params, token, limited_as="TL02")
             return _staged("line_id", page, lambda t: t["id"]), ({"page_token": following} if following else None)
 
         lines = _records(self.paginate("payout_lines", fetch, params=params))
-        numbers = self._document_numbers(lines)
+        numbers = self._document_numbers(client, lines)
         return _frame("payout_lines", (mapping.transaction_to_payout_line(t, numbers) for t in lines))
 
-    def _document_numbers(self, lines: list[dict[str, Any]]) -> dict[str, str]:
+    def _document_numbers(self, client: MiraklClient, lines: list[dict[str, Any]]) -> dict[str, str]:
         """IV01, only when some line names its accounting document by id alone."""
         if all(t.get("accounting_document_number") or not t.get("accounting_document_id") for t in lines):
             return {}
         invoices = self._offset_listing(
-            "_invoices", "/api/invoices", "invoices", lambda i: i["id"], {"type": "ALL"}, staged=False
+            client, "_invoices", "/api/invoices", "invoices", lambda i: i["id"], {"type": "ALL"}, staged=False
         )
         return {invoice["id"]: mapping.invoice_number(invoice) for invoice in invoices}
 
     def _offset_listing(
         self,
+        client: MiraklClient,
         entity: str,
         path: str,
         items: str,
@@ -143,7 +151,7 @@ class Connector(BaseConnector):
             cursor = cursor or {"offset": 0, "anchor": None, "restarts": 0}
             anchor, restarts = cursor["anchor"], cursor["restarts"]
             start = cursor["offset"] - 1 if anchor is not None else cursor["offset"]
-            page, total = self.client.offset_page(path, items, params, start, listing=listing)
+            page, total = client.offset_page(path, items, params, start, listing=listing)
             if anchor is not None:
                 if (not page or key_of(page[0]) != anchor) and restarts < MAX_RESTARTS:
                     return _staged(key, [], key_of), {"offset": 0, "anchor": None, "restarts": restarts + 1}
