@@ -356,3 +356,11 @@ def test_sales_file_with_only_the_standard_columns(fast_http) -> None:
         ("A-1", 2, "00412-010-M", 1, 1, Decimal("29.99")),
         ("B-2", 1, "00412-010-S", 1, 0, Decimal("29.99")),
     ]
+
+
+def test_driftwatch_toml_accepts_the_settings() -> None:
+    from driftwatch.config import parse_config
+
+    with Simulator({}) as sim:
+        for auth in ("wsse", "oauth"):
+            parse_config({"sources": {"emarsys": sim.settings(auth=auth)}})

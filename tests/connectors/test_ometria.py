@@ -255,3 +255,10 @@ def test_round_trip_of_the_demo_retailer(tmp_path, fast_http) -> None:
         held = got.good.columns
         assert set(expected.columns) - set(held) <= {"qty_shipped", "qty_cancelled"}, entity
         assert got.good.sort(held, nulls_last=True).equals(expected.select(held).sort(held, nulls_last=True)), entity
+
+
+def test_driftwatch_toml_accepts_the_settings() -> None:
+    from driftwatch.config import parse_config
+
+    with Simulator({}) as sim:
+        parse_config({"sources": {"ometria": sim.settings(page_size=100, read_rate=4)}})

@@ -150,12 +150,12 @@ class EmarsysClient:
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.http.request_json(method, f"{self.api_path}/{path}", bucket="api", **kwargs)["data"]
 
-    def contact_ids(self, key_field: str, offset: int, limit: int) -> list[str]:
-        """Ids of the contacts whose `key_field` is filled, in Emarsys' order."""
+    def contact_ids(self, field_id: str, offset: int, limit: int) -> list[str]:
+        """Ids of the contacts whose field `field_id` is filled, in Emarsys' order."""
         data = self._call(
             "GET",
             "contact/query/",
-            params={"return": key_field, "excludeempty": "true", "offset": offset, "limit": limit},
+            params={"return": field_id, "excludeempty": "true", "offset": offset, "limit": limit},
         )
         return [str(row["id"]) for row in (data or {}).get("result") or []]
 

@@ -2,9 +2,10 @@
 
 Settings (`[sources.emarsys]`):
 - `auth = "wsse"` (default: `username_env`, `secret_env`, API v2) or `"oauth"` (`client_id_env`,
-  `client_secret_env`, optional `token_url`, API v3);
+  `client_secret_env`, optional `auth_url`: the token endpoint, API v3);
 - `base_url`, `field_ids` (canonical column -> Emarsys field id, for the account's custom fields),
-  `key_field` (the field that marks a contact worth reading, default "3", the email), `page_size` (<= 1,000);
+  `listing_field` (the field that marks a contact worth reading, default "3": every contact with an email),
+  `page_size` (<= 1,000);
   Emarsys has no updated-since filter on contacts, so `since` never narrows them: contacts are pulled whole;
 - `catalog_url`: the catalogue file Emarsys imports (it replaces the whole catalogue on each import);
 - `sales_data_dir`: the sales-data files as uploaded. Emarsys offers no download of sales data, so the
@@ -64,8 +65,8 @@ class Connector(BaseConnector):
             return WsseAuth(self.credential("username_env"), secret), "/api/v2", [secret]
         if method == "oauth":
             client_secret = self.credential("client_secret_env")
-            token_url = self.setting("token_url", TOKEN_URL)
-            auth = OAuthClientCredentials(token_url, self.credential("client_id_env"), client_secret)
+            auth_url = self.setting("auth_url", TOKEN_URL)
+            auth = OAuthClientCredentials(auth_url, self.credential("client_id_env"), client_secret)
             return auth, "/api/v3", [client_secret]
         raise UserError(f"sources.emarsys.auth: expected 'wsse' or 'oauth', not {method!r}")
 
@@ -99,13 +100,13 @@ class Connector(BaseConnector):
     def _pull_contacts(self) -> pl.DataFrame:
         """Contact ids page by page from `contact/query`, each page read whole with one getdata call."""
         assert self._client is not None
-        client, key_field = self._client, str(self.setting("key_field", "3"))
+        client, listing_field = self._client, str(self.setting("listing_field", "3"))
         page_size = min(int(self.setting("page_size", BATCH)), BATCH)
         wanted = list(self.fields.values())
 
         def fetch(cursor: Cursor | None) -> tuple[pl.DataFrame, Cursor | None]:
             offset = cursor["offset"] if cursor else 0
-            ids = client.contact_ids(key_field, offset, page_size)
+            ids = client.contact_ids(listing_field, offset, page_size)
             contacts, errors = client.getdata(ids, wanted) if ids else ([], [])
             if errors:
                 log.info("emarsys: %d of %d contacts not readable: %s", len(errors), len(ids), errors[:3])
@@ -116,7 +117,7 @@ class Connector(BaseConnector):
                 {"offset": offset + len(ids) - gone} if len(ids) == page_size else None
             )
 
-        return self.paginate("customers", fetch, params={"key_field": key_field, "page_size": page_size})
+        return self.paginate("customers", fetch, params={"listing_field": listing_field, "page_size": page_size})
 
     def _pull_catalogue(self) -> tuple[pl.DataFrame, pl.DataFrame]:
         assert self._client is not None

@@ -74,7 +74,7 @@ class Simulator(base.Simulator):
     def settings(self, **overrides: Any) -> dict[str, Any]:
         return super().settings(
             **ENV,
-            token_url=f"{self.url}/oauth2/token",
+            auth_url=f"{self.url}/oauth2/token",
             catalog_url=f"{self.url}{CATALOG_PATH}",
             sales_data_dir=str(self.sales_data_dir),
             **{"field_ids": self.fields, **overrides},
