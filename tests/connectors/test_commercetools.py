@@ -485,3 +485,22 @@ def test_a_pull_lands_in_the_store_with_nothing_quarantined(fast_http, canonical
     for entity, frame in data.items():
         stored = store.latest("commercetools", entity)
         assert canonical(stored.select(frame.columns), entity).equals(canonical(frame, entity)), entity
+
+
+def test_incremental_pull_without_project_scope_trusts_the_configured_retention(fast_http):
+    with Simulator({"customers": customers()}, granted_scopes=("view_customers", "view_messages")) as sim:
+        since = datetime.now(UTC)
+        sim.create("customers", {"id": "c888", "email": "later@example.com"})
+        pulled = connect(sim, fast_http).pull(["customers"], since=since)
+        refused = sim.count(status=403, path=f"/{PROJECT_KEY}")
+    assert pulled.frames["customers"]["customer_id"].to_list() == ["c888"]
+    assert refused == 1
+
+
+def test_incremental_pull_needs_the_messages_scope(fast_http):
+    scopes = ("view_customers", "view_project_settings")
+    with (
+        Simulator({"customers": customers()}, granted_scopes=scopes) as sim,
+        pytest.raises(UserError, match=r"insufficient_scope.*view_messages"),
+    ):
+        connect(sim, fast_http).pull(["customers"], since=datetime.now(UTC))
