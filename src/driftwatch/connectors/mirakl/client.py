@@ -10,20 +10,19 @@ Mirakl specifics this module owns:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 
 import httpx
 
-from driftwatch.connectors._http import HttpClient, HttpSettings, RateLimiter, Retryable
+from driftwatch.connectors._http import HttpClient, HttpSettings, RateLimiter
 from driftwatch.errors import UserError
 
 SOURCE = "mirakl"
 
-# Documented maximum call frequencies (calls, seconds). OR11 and IV01 count a listing, not its pages
-# ("once per minute", "once per day and as many times as there are pages"); TL02 counts every call.
+# Documented maximum call frequencies (calls, seconds). OR11 counts a listing, not its pages; TL02 counts
+# every call. SH21 and IV01 ("once per day") are called at most once per pull and not throttled here: a
+# second pull the same day should not sleep until tomorrow.
 CALL_LIMITS: dict[str, list[tuple[int, float]]] = {
     "OR11": [(1, 60.0)],
     "TL02": [(20, 60.0), (60, 3600.0)],
@@ -60,7 +59,7 @@ class MiraklClient:
             secrets=[api_key],
             limiters=limiters,
             error_text=error_text,
-            check=_check_body,
+            check=self._refuse_bad_key,
         )
 
     def __enter__(self) -> MiraklClient:
@@ -70,16 +69,15 @@ class MiraklClient:
         self.http.close()
 
     def get(self, path: str, params: Mapping[str, Any] | None = None, *, limited_as: str | None = None) -> Any:
-        """GET a JSON body; money stays exact (JSON numbers become Decimal)."""
-        response = self.http.request(
-            "GET", path, params={**self._shop, **(params or {})}, bucket=limited_as, expect=(401, 403)
-        )
+        """GET a JSON body; money stays exact (JSON numbers with a fraction become Decimal)."""
+        return self.http.request_json("GET", path, params={**self._shop, **(params or {})}, bucket=limited_as)
+
+    def _refuse_bad_key(self, response: httpx.Response) -> None:
         if response.status_code in (401, 403):
             raise UserError(
                 f"mirakl: the shop API key in ${self._key_variable} was refused "
                 f"({response.status_code}: {self.http.redact(error_text(response))})"
             )
-        return loads(response.content)
 
     def offset_page(
         self, path: str, items: str, params: Mapping[str, Any], offset: int, *, listing: str | None = None
@@ -108,10 +106,6 @@ def call_limiters(overrides: Mapping[str, Sequence[Sequence[float]]] | None = No
     return {op: RateLimiter(windows) for op, windows in limits.items()}
 
 
-def loads(content: bytes) -> Any:
-    return json.loads(content, parse_float=Decimal) if content else None
-
-
 def error_text(response: httpx.Response) -> str:
     """Mirakl's `message`, or the start of a non-JSON body (a proxy's HTML page)."""
     try:
@@ -121,13 +115,3 @@ def error_text(response: httpx.Response) -> str:
     if isinstance(body, dict) and body.get("message"):
         return str(body["message"])
     return response.text.strip()[:300]
-
-
-def _check_body(response: httpx.Response) -> None:
-    """A 200 whose JSON is cut short is worth asking for again, like a 5xx."""
-    if response.is_success and response.content:
-        try:
-            json.loads(response.content)
-        except ValueError as error:
-            where = f"{response.request.method} {response.url.path}"
-            raise Retryable(f"mirakl: {where}: unreadable JSON ({error})") from None

@@ -22,12 +22,12 @@ import polars as pl
 
 from driftwatch.connectors.base import BaseConnector, Cursor, Pulled
 from driftwatch.connectors.mirakl import mapping
-from driftwatch.connectors.mirakl.client import OFFSET_PAGE_SIZE, SEEK_PAGE_SIZE, MiraklClient, call_limiters, loads
+from driftwatch.connectors.mirakl.client import OFFSET_PAGE_SIZE, SEEK_PAGE_SIZE, MiraklClient, call_limiters
 from driftwatch.entities import ENTITIES
 
 OFFER_ENTITIES = frozenset({"products", "inventory"})
 ORDER_ENTITIES = frozenset({"orders", "order_lines", "shipments"})
-RECORD = "record"  # the staged column holding one raw record as JSON
+RECORD = "record"  # the staged column holding one raw record as JSON (money as exact text)
 MAX_RESTARTS = 3  # an offset listing restarts when records shift under it; this often at most
 
 
@@ -186,7 +186,7 @@ def _staged(key: str, records: list[dict[str, Any]], key_of: Callable[[dict[str,
 def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:
     if RECORD not in frame.columns:  # nothing was staged
         return []
-    return [loads(text.encode()) for text in frame[RECORD]]
+    return [json.loads(text) for text in frame[RECORD]]
 
 
 def _frame(entity: str, rows: Iterable[dict[str, Any]]) -> pl.DataFrame:
