@@ -134,6 +134,7 @@ class CommercetoolsSimulator(Simulator):
             self._message(TYPE_IDS[path], record, message_type, record["lastModifiedAt"])
 
     def create(self, path: str, record: dict[str, Any]) -> None:
+        """Add a resource (at least its `id`) as if created now, with its creation Message."""
         with self._data_lock:
             now = mapping.to_timestamp(datetime.now(UTC))
             record = {"version": 1, **record, "createdAt": now, "lastModifiedAt": now}
