@@ -151,6 +151,14 @@ def test_commission_follows_the_category_rate_of_the_order(loaded: Loaded) -> No
     assert "L24" not in line_ids(flat_result.matched)
 
 
+def test_commission_on_shipping_when_the_marketplace_charges_it(loaded: Loaded) -> None:
+    on_shipping = parse_config({"payouts": {"commission": {"default": 0.15, "shipping": True}}})
+    mismatches = reconcile(loaded.store, on_shipping, OCTOBER).mismatches
+    # M-2 paid 45.00 + 5.00 shipping; 15% of 50.00 is 7.50, not the 6.75 charged.
+    m2 = mismatches.filter((pl.col("check") == "commission_rate") & (pl.col("external_id") == "M-2"))
+    assert m2["expected"].to_list() == [Decimal("-7.50")]
+
+
 def test_tolerance_decides_what_counts_as_a_difference(loaded: Loaded) -> None:
     loose = parse_config({"payouts": {"tolerance": "5.00", "commission": {"default": 0.15}}})
     assert ("order_amount", "M-5") not in issue_keys(reconcile(loaded.store, loose, OCTOBER).mismatches)

@@ -85,8 +85,4 @@ def test_every_injected_payout_fault_is_found(drifted: tuple[dict[str, Reconcili
     for result in results.values():
         flagged |= set(result.unmatched_marketplace["line_id"])
         flagged |= {line for ids in result.mismatches["line_ids"].drop_nulls() for line in ids.split()}
-    assert injected <= flagged
-    # An order amount paid above the ERP also leaves its commission off the rate on what was paid.
-    inflated_orders = {key.removesuffix("-OA") for key in injected if key.endswith("-OA")}
-    derived = {line for line in flagged - injected if line.removesuffix("-CO") in inflated_orders}
-    assert flagged - injected == derived
+    assert flagged == injected

@@ -164,26 +164,30 @@ def documents(scope: pl.DataFrame, tolerance: Decimal) -> tuple[pl.DataFrame, Ve
 # ---------------------------------------------------------------------------------------------- orders
 
 
-def _per_order(scope: pl.DataFrame, history: pl.DataFrame, line_types: tuple[str, ...]) -> pl.DataFrame:
-    """Per marketplace order with such lines in the period: the period's lines and the total to date."""
-    in_scope = scope.filter(pl.col("line_type").is_in(line_types) & pl.col("external_id").is_not_null())
-    to_date = (
+def _to_date(history: pl.DataFrame, line_types: tuple[str, ...]) -> pl.DataFrame:
+    """Per marketplace order: the sum of such lines over every document up to the period's end."""
+    return (
         history.filter(
             pl.col("line_type").is_in(line_types)
             & pl.col("duplicate_of").is_null()
-            & pl.col("external_id").is_in(in_scope["external_id"].unique().implode())
+            & pl.col("external_id").is_not_null()
         )
         .group_by("external_id")
         .agg(to_date=pl.col("amount").sum().cast(MONEY), line_currency=pl.col("currency").unique().sort().str.join(","))
     )
+
+
+def _per_order(scope: pl.DataFrame, history: pl.DataFrame, line_types: tuple[str, ...]) -> pl.DataFrame:
+    """Per marketplace order with such lines in the period: the period's lines and the total to date."""
     return (
-        in_scope.group_by("external_id")
+        scope.filter(pl.col("line_type").is_in(line_types) & pl.col("external_id").is_not_null())
+        .group_by("external_id")
         .agg(
             payout_id=pl.col("payout_id").unique().sort().str.join(" "),
             line_ids=pl.col("line_id").sort().str.join(" "),
             lines=pl.col("line_id"),
         )
-        .join(to_date, on="external_id")
+        .join(_to_date(history, line_types), on="external_id")
     )
 
 
@@ -300,94 +304,95 @@ def refunds(
 # ---------------------------------------------------------------------------------------------- commission
 
 
-def agreed_rates(
+@dataclass(frozen=True)
+class Agreed:
+    """The commission agreed on one order as the ERP prices it."""
+
+    base: Decimal  # what the commission is charged on
+    commission: Decimal  # what the marketplace may take, positive
+
+    @property
+    def rate(self) -> Decimal:
+        return self.commission / self.base
+
+
+def agreed_commissions(
     external_ids: list[str], erp_orders: pl.DataFrame, order_lines: pl.DataFrame, settings: PayoutSettings
-) -> dict[str, Decimal]:
-    """The agreed commission rate of each marketplace order: its lines' category rates weighted by value,
-    else its channel's rate (or the default) when the ERP has no priced lines for it."""
-    orders = erp_orders.filter(pl.col("external_id").is_in(external_ids)).select("order_id", "external_id", "channel")
-    channels = dict(orders.select("external_id", "channel").unique("external_id", keep="first").iter_rows())
-    lines = order_lines.join(orders, on="order_id").select(
-        "external_id", "sku", "channel", value=(pl.col("unit_price") * pl.col("qty_ordered")).cast(MONEY)
+) -> dict[str, Agreed]:
+    """Per marketplace order with priced ERP lines: its merchandise net of cancellations at each SKU's agreed
+    rate, plus its shipping at the channel's rate where the marketplace charges commission on shipping.
+
+    Judging commission on the ERP's amounts, not on what the payout says was sold, keeps one fault one
+    finding: an order amount paid wrong is reported once, by the order check."""
+    orders = erp_orders.filter(pl.col("external_id").is_in(external_ids))
+    lines = order_lines.join(orders.select("order_id", "external_id", "channel"), on="order_id").select(
+        "external_id",
+        "sku",
+        "channel",
+        value=((pl.col("qty_ordered") - pl.col("qty_cancelled").fill_null(0)) * pl.col("unit_price")).cast(MONEY),
     )
-    weighted: dict[str, list[Decimal]] = {}
+    agreed: dict[str, tuple[Decimal, Decimal]] = {}
     for external_id, sku, channel, value in lines.iter_rows():
-        if value is None:
-            continue
-        totals = weighted.setdefault(external_id, [Decimal(0), Decimal(0)])
-        totals[0] += value * settings.sku_rate(sku, channel)
-        totals[1] += value
-    rates = {}
-    for external_id in external_ids:
-        rated, value = weighted.get(external_id, (Decimal(0), Decimal(0)))
-        rates[external_id] = rated / value if value else settings.channel_rate(channels.get(external_id))
-    return rates
+        if value is not None:
+            base, commission = agreed.get(external_id, (Decimal(0), Decimal(0)))
+            agreed[external_id] = (base + value, commission + value * settings.sku_rate(sku, channel))
+    if settings.commission_on_shipping:
+        for external_id, channel, total in orders.select("external_id", "channel", "total").iter_rows():
+            if external_id in agreed and total is not None:
+                base, commission = agreed[external_id]
+                shipping = total - base
+                agreed[external_id] = (total, commission + shipping * settings.channel_rate(channel))
+    return {key: Agreed(base, commission) for key, (base, commission) in agreed.items() if base > 0}
 
 
-def commissions(scope: pl.DataFrame, rates: dict[str, Decimal], settings: PayoutSettings) -> Verdicts:
-    """Commission lines against the agreed rate of what the same document paid (or refunded) for the order."""
-    base_types = SALES if settings.commission_on_shipping else ("order_amount",)
-    per_document = (
-        scope.filter(pl.col("external_id").is_not_null())
-        .group_by("payout_id", "external_id", "currency")
-        .agg(
-            sales=pl.col("amount").filter(pl.col("line_type").is_in(base_types)).sum().cast(MONEY),
-            refunds=pl.col("amount").filter(pl.col("line_type") == "refund").sum().cast(MONEY),
-            commission=pl.col("amount").filter(pl.col("line_type") == "commission").sum().cast(MONEY),
-            refund_commission=pl.col("amount").filter(pl.col("line_type") == "refund_commission").sum().cast(MONEY),
-            commission_lines=pl.col("line_id").filter(pl.col("line_type") == "commission").sort(),
-            refund_commission_lines=pl.col("line_id").filter(pl.col("line_type") == "refund_commission").sort(),
+def commissions(
+    scope: pl.DataFrame, history: pl.DataFrame, agreed: dict[str, Agreed], settings: PayoutSettings
+) -> Verdicts:
+    """Commission charged to date on each order against the agreed rate; refunded commission against the
+    same rate on what was refunded."""
+    sales_types = SALES if settings.commission_on_shipping else ("order_amount",)
+    checked = []
+    for kind, base_types in (("commission", sales_types), ("refund_commission", ("refund",))):
+        per_order = _per_order(scope, history, (kind,)).join(
+            _to_date(history, base_types).select("external_id", base="to_date"), on="external_id", how="left"
         )
-        .sort("payout_id", "external_id", "currency")
-    )
-    rows = []
-    for doc in per_document.iter_rows(named=True):
-        for kind, base in (("commission", doc["sales"]), ("refund_commission", doc["refunds"])):
-            if doc[f"{kind}_lines"]:
-                rows.append(_commission_row(doc, kind, base, rates[doc["external_id"]], settings.tolerance))
-    schema = {
-        **{c: pl.String for c in ("payout_id", "external_id", "currency", "line_type", "status", "reason")},
-        "lines": pl.List(pl.String),
-        "expected": MONEY,
-        "actual": MONEY,
-    }
-    checked = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
+        rows = [_judge_commission(row, kind, agreed, settings) for row in per_order.iter_rows(named=True)]
+        schema = {"external_id": pl.String, "status": pl.String, "reason": pl.String, "expected": MONEY}
+        judged = pl.DataFrame(rows, schema=schema, orient="row")
+        checked.append(per_order.join(judged, on="external_id").with_columns(kind=pl.lit(kind)))
+    judged = pl.concat(checked)
     issues = _issues(
-        checked.filter(pl.col("status") == "mismatch"),
-        check=pl.format("{}_rate", "line_type"),
+        judged.filter(pl.col("status") == "mismatch"),
+        check=pl.format("{}_rate", "kind"),
         payout_id=pl.col("payout_id"),
         external_id=pl.col("external_id"),
-        line_ids=pl.col("lines").list.join(" "),
-        currency=pl.col("currency"),
+        line_ids=pl.col("line_ids"),
+        currency=pl.col("line_currency"),
         expected=pl.col("expected"),
-        actual=pl.col("actual"),
-        message=pl.format("order {} in document {}: {}", "external_id", "payout_id", "reason"),
+        actual=pl.col("to_date"),
+        message=pl.format("order {}: {}", "external_id", "reason"),
     )
-    return Verdicts(pl.concat([_explode_verdicts(checked), _orderless(scope, COMMISSIONS)]), issues)
+    return Verdicts(pl.concat([_explode_verdicts(judged), _orderless(scope, COMMISSIONS)]), issues)
 
 
-def _commission_row(doc: dict, kind: str, base: Decimal, rate: Decimal, tolerance: Decimal) -> tuple:
+def _judge_commission(row: dict, kind: str, agreed: dict[str, Agreed], settings: PayoutSettings) -> tuple:
     # The marketplace takes commission on sales (negative to the seller) and gives it back on refunds.
-    expected = -(base * rate).quantize(CENT, rounding=ROUND_HALF_UP)
-    actual = doc[kind]
-    within = abs(actual - expected) <= tolerance
-    charged_rate = f"{abs(actual / base):.2%}" if base else "n/a (no amount to charge it on)"
-    reason = (
-        f"{actual:.2f} on {base:.2f} at the agreed {rate:.2%}"
-        if within
-        else f"{actual:.2f} on {base:.2f} is {charged_rate}; the agreed {rate:.2%} gives {expected:.2f}"
+    order = agreed.get(row["external_id"])
+    rate = order.rate if order else settings.channel_rate(settings.channel)
+    if kind == "commission" and order:
+        base, expected = order.base, -order.commission.quantize(CENT, rounding=ROUND_HALF_UP)
+        basis = f"the ERP's {base:.2f}"
+    else:
+        base = abs(row["base"] or Decimal(0))
+        expected = (base * rate).quantize(CENT, rounding=ROUND_HALF_UP) * (-1 if kind == "commission" else 1)
+        basis = f"the {base:.2f} {'refunded' if kind == 'refund_commission' else 'paid'}"
+    actual = row["to_date"]
+    within = abs(actual - expected) <= settings.tolerance
+    charged = f"{abs(actual / base):.2%}" if base else "charged on nothing"
+    reason = f"{actual:.2f} to date on {basis} " + (
+        f"at the agreed {rate:.2%}" if within else f"is {charged}; the agreed {rate:.2%} is {expected:.2f}"
     )
-    return (
-        doc["payout_id"],
-        doc["external_id"],
-        doc["currency"],
-        kind,
-        "matched" if within else "mismatch",
-        reason,
-        doc[f"{kind}_lines"],
-        expected,
-        actual,
-    )
+    return row["external_id"], "matched" if within else "mismatch", reason, expected
 
 
 # ---------------------------------------------------------------------------------------------- journal

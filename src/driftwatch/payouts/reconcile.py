@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from decimal import Decimal
 
 import polars as pl
 
@@ -77,7 +76,7 @@ def compute(store: Store, cfg: Config, period: Period) -> Reconciliation:
             document_verdicts,
             matching.sales(originals, history, erp, settings.tolerance),
             matching.refunds(originals, history, erp, inputs.erp_returns, settings.tolerance),
-            matching.commissions(originals, _rates(originals, inputs, settings), settings),
+            matching.commissions(originals, history, _agreed(originals, inputs, settings), settings),
             matching.journal_only(originals, journal),
         ]
     )
@@ -114,10 +113,10 @@ def compute(store: Store, cfg: Config, period: Period) -> Reconciliation:
     )
 
 
-def _rates(originals: pl.DataFrame, inputs: Inputs, settings: PayoutSettings) -> dict[str, Decimal]:
+def _agreed(originals: pl.DataFrame, inputs: Inputs, settings: PayoutSettings) -> dict[str, matching.Agreed]:
     charged = originals.filter(pl.col("line_type").is_in(matching.COMMISSIONS) & pl.col("external_id").is_not_null())
     external_ids = sorted(charged["external_id"].unique().to_list())
-    return matching.agreed_rates(external_ids, inputs.erp_orders, inputs.erp_order_lines, settings)
+    return matching.agreed_commissions(external_ids, inputs.erp_orders, inputs.erp_order_lines, settings)
 
 
 def _lines_with(lines: pl.DataFrame, status: str) -> pl.DataFrame:
