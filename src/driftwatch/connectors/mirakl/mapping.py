@@ -29,7 +29,6 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "external_id",
         "channel",
         "customer_id",
-        "email",
         "status",
         "placed_at",
         "updated_at",
@@ -134,8 +133,8 @@ def order_to_order(order: Record) -> Row:
         "order_id": order_key(order),
         "external_id": order["order_id"],
         "channel": (order.get("channel") or {}).get("code"),
+        # No email: Mirakl hides the customer's address; `customer_notification_email` is a relay.
         "customer_id": (order.get("customer") or {}).get("customer_id"),
-        "email": order.get("customer_notification_email"),
         "status": order.get("order_state"),  # raw, new values included: the audit maps them
         "placed_at": order.get("created_date"),
         "updated_at": order.get("last_updated_date"),
@@ -272,7 +271,7 @@ def order_to_record(order: Record, lines: Iterable[Record], shipment: Record | N
         "references": {"order_reference_for_seller": erp_number} if erp_number else {},
         "channel": {"code": order["channel"], "label": order["channel"]} if order.get("channel") else None,
         "customer": {"customer_id": order.get("customer_id"), "firstname": "", "lastname": ""},
-        "customer_notification_email": order.get("email"),
+        "customer_notification_email": f"{order.get('customer_id')}@relay.marketplace.example",
         "order_state": order.get("status"),
         "created_date": _iso(order.get("placed_at")),
         "last_updated_date": _iso(order.get("updated_at")),
