@@ -364,3 +364,12 @@ def test_driftwatch_toml_accepts_the_settings() -> None:
     with Simulator({}) as sim:
         for auth in ("wsse", "oauth"):
             parse_config({"sources": {"emarsys": sim.settings(auth=auth)}})
+
+
+def test_token_endpoint_outage_is_retried(fast_http, canonical) -> None:
+    data = dataset()
+    with Simulator(data, rate_limits=UNLIMITED, field_ids=EXTRA_FIELDS) as sim:
+        sim.faults.set(server_errors=2)  # the first requests of the pull are the token's
+        customers = _connector(sim, fast_http, auth="oauth").pull(["customers"]).frames["customers"]
+        assert sim.count(path="/oauth2/token", status=503) == 2
+    _assert_same_frame(customers, data["customers"], "customers", canonical)

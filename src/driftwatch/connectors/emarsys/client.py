@@ -79,6 +79,8 @@ class OAuthClientCredentials(httpx.Auth):
         )
 
     def _store(self, response: httpx.Response) -> None:
+        if response.status_code == 429 or response.status_code >= 500:
+            raise Retryable(f"emarsys: the token endpoint answered {response.status_code}")
         if response.status_code != 200:
             detail = self._redact(response.text.strip()[:200])
             raise UserError(
@@ -101,9 +103,7 @@ def error_text(response: httpx.Response) -> str:
 def _judge(response: httpx.Response) -> None:
     """Emarsys' own verdict, before the status is judged: a replyCode inside HTTP 200, a 429's reset time."""
     if response.status_code == 429:
-        reset = response.headers.get("X-RateLimit-Reset")
-        wait = max(0.0, float(reset) - time.time()) if reset else None
-        raise Retryable(f"emarsys: {response.request.url.path}: 429 rate limited", wait)
+        raise Retryable(f"emarsys: {response.request.url.path}: 429 rate limited", _until_reset(response))
     if not response.is_success or "json" not in response.headers.get("Content-Type", ""):
         return
     try:
@@ -115,6 +115,14 @@ def _judge(response: httpx.Response) -> None:
             f"emarsys: {response.request.method} {response.request.url.path} -> {response.status_code}, "
             f"replyCode {body['replyCode']}: {body.get('replyText')}"
         )
+
+
+def _until_reset(response: httpx.Response) -> float | None:
+    """Seconds until `X-RateLimit-Reset` (a unix time); None when absent or unreadable: then back off."""
+    try:
+        return max(0.0, float(response.headers["X-RateLimit-Reset"]) - time.time())
+    except (KeyError, ValueError):
+        return None
 
 
 class EmarsysClient:

@@ -13,6 +13,7 @@ The catalogue is served as the CSV file Emarsys imports; the sales data is writt
 from __future__ import annotations
 
 import base64
+import math
 import re
 import secrets
 import shutil
@@ -64,6 +65,7 @@ class Simulator(base.Simulator):
         self._nonces: set[str] = set()
         self._tokens: dict[str, int] = {}  # token -> requests it has served
         self._started = time.time()
+        self._cache: tuple[tuple[int, bool], list[dict[str, Any]]] | None = None
 
     # --- wiring ---------------------------------------------------------------------------------------
 
@@ -72,13 +74,14 @@ class Simulator(base.Simulator):
         return dict(self.credentials)
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
-        return super().settings(
+        wiring = {
             **ENV,
-            auth_url=f"{self.url}/oauth2/token",
-            catalog_url=f"{self.url}{CATALOG_PATH}",
-            sales_data_dir=str(self.sales_data_dir),
-            **{"field_ids": self.fields, **overrides},
-        )
+            "auth_url": f"{self.url}/oauth2/token",
+            "catalog_url": f"{self.url}{CATALOG_PATH}",
+            "sales_data_dir": str(self.sales_data_dir),
+            "field_ids": self.fields,
+        }
+        return super().settings(**{**wiring, **overrides})
 
     def __enter__(self) -> Simulator:
         self.sales_data_dir = Path(tempfile.mkdtemp(prefix="emarsys-sales-"))
@@ -151,7 +154,7 @@ class Simulator(base.Simulator):
         reset = self._started + ((time.time() - self._started) // window + 1) * window
         response = reply("", 429, "Too many requests", status=429)
         response.headers.update(
-            {"X-RateLimit-Limit": "1000", "X-Ratelimit-Remaining": "0", "X-RateLimit-Reset": str(int(reset))}
+            {"X-RateLimit-Limit": "1000", "X-Ratelimit-Remaining": "0", "X-RateLimit-Reset": str(math.ceil(reset))}
         )
         return response
 
@@ -178,10 +181,15 @@ class Simulator(base.Simulator):
         )
 
     def _contacts(self) -> list[dict[str, Any]]:
-        contacts = mapping.contacts_from_frame(self.dataset.get("customers"), self.fields)
-        if self.faults.unknown_enums:  # an opt-in value outside the documented 1/2
-            contacts = [{**c, self.fields["email_consent"]: "3"} for c in contacts]
-        return contacts
+        """The contacts, rebuilt only when the customers frame was replaced or the enum fault switched."""
+        customers, odd_values = self.dataset.get("customers"), self.faults.unknown_enums
+        version = (id(customers), odd_values)
+        if self._cache is None or self._cache[0] != version:
+            contacts = mapping.contacts_from_frame(customers, self.fields)
+            if odd_values:  # an opt-in value outside the documented 1/2
+                contacts = [{**c, self.fields["email_consent"]: "3"} for c in contacts]
+            self._cache = (version, contacts)
+        return self._cache[1]
 
     def _query(self, query: dict[str, str]) -> base.Response:
         key = query.get("return", "")
