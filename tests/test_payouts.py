@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from collections import defaultdict
 from dataclasses import dataclass
@@ -306,6 +307,11 @@ def test_a_lock_survives_reopening_the_store(loaded: Loaded) -> None:
 # ------------------------------------------------------------------------------------------------ input
 
 
+def test_an_empty_store_is_a_user_error(tmp_path: Path) -> None:
+    with Store(tmp_path / "empty.duckdb") as store, pytest.raises(UserError, match="no mirakl payout_lines"):
+        reconcile(store, parse_config({}), OCTOBER)
+
+
 @pytest.mark.parametrize("text", ["2026-13", "Oct 2026", "2026-1", "202610", ""])
 def test_bad_period_is_a_user_error(text: str) -> None:
     with pytest.raises(UserError, match="YYYY-MM"):
@@ -328,8 +334,12 @@ def test_period_bounds() -> None:
         ({"commission": {"categories": {"shoes": {"rate": 0.1}}}}, "payouts.commission.categories.shoes"),
         ({"delivered_statuses": ["gone"]}, "payouts.delivered_statuses"),
         ({"tolerance": "-1"}, "payouts.tolerance"),
+        ({"tolerence": "0.05"}, "payouts: unknown key(s) tolerence"),
+        ({"commission": {"rate": 0.1}}, "payouts.commission: unknown key(s) rate"),
+        ({"accounts": {"fees": "6200"}}, "payouts.accounts: unknown key(s) fees"),
+        ({"marketplace": "amazon"}, "payouts.marketplace"),
     ],
 )
 def test_bad_settings_name_the_key(payouts_table: dict, key: str) -> None:
-    with pytest.raises(UserError, match=key.replace(".", r"\.")):
+    with pytest.raises(UserError, match=re.escape(key)):
         payout_settings(parse_config({"payouts": payouts_table}))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from driftwatch.entities import ENTITIES
+from driftwatch.errors import UserError
 from driftwatch.payouts.period import Period
 from driftwatch.payouts.settings import PayoutSettings
 from driftwatch.statuses import map_statuses
@@ -33,6 +34,12 @@ def latest(store: Store, source: str, entity: str) -> pl.DataFrame:
 
 
 def read_inputs(store: Store, status_map: dict[str, str], settings: PayoutSettings, period: Period) -> Inputs:
+    for source, entity in ((settings.marketplace, "payout_lines"), (settings.erp, "orders")):
+        if store.latest_snapshot(source, entity) is None:
+            raise UserError(
+                f"no {source} {entity} in {store.path}: load a snapshot holding {source}/{entity} first "
+                "(driftwatch load DIR)"
+            )
     orders = latest(store, settings.erp, "orders").filter(pl.col("external_id").is_not_null())
     orders = orders.with_columns(canonical_status=map_statuses("status", status_map, orders))
     returns = (

@@ -31,7 +31,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from driftwatch.config import Config
-from driftwatch.entities import CANONICAL_STATUSES
+from driftwatch.entities import CANONICAL_STATUSES, SOURCES
 from driftwatch.errors import UserError
 
 # Which ledger account each journalled line type posts to; the other side is always the receivable that
@@ -45,6 +45,17 @@ DEFAULT_ACCOUNTS = {
     "adjustment": "MKT-ADJUSTMENTS",
 }
 DEFAULT_COMMISSION_RATE = Decimal("0.15")
+_KEYS = (
+    "marketplace",
+    "erp",
+    "channel",
+    "tolerance",
+    "delivered_statuses",
+    "refunded_statuses",
+    "commission",
+    "accounts",
+)
+_COMMISSION_KEYS = ("default", "shipping", "channels", "categories")
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,10 @@ def payout_settings(cfg: Config) -> PayoutSettings:
     table = cfg.section("payouts")
     where = f"{cfg.path or 'configuration'}: payouts"
     commission = table.get("commission", {})
+    _known_keys(table, _KEYS, where)
+    _known_keys(commission, _COMMISSION_KEYS, f"{where}.commission")
+    _known_keys(table.get("accounts", {}), tuple(DEFAULT_ACCOUNTS), f"{where}.accounts")
+    _sources(table, where)
     defaults = PayoutSettings()
     channel = str(table.get("channel", table.get("marketplace", defaults.channel)))
     return PayoutSettings(
@@ -102,6 +117,18 @@ def payout_settings(cfg: Config) -> PayoutSettings:
         categories=tuple(_category(name, spec, where) for name, spec in commission.get("categories", {}).items()),
         accounts={**DEFAULT_ACCOUNTS, **table.get("accounts", {})},
     )
+
+
+def _known_keys(table: dict[str, Any], known: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(known)}")
+
+
+def _sources(table: dict[str, Any], where: str) -> None:
+    for key in ("marketplace", "erp"):
+        if key in table and table[key] not in SOURCES:
+            raise UserError(f"{where}.{key}: {table[key]!r} is not a source; expected one of {', '.join(SOURCES)}")
 
 
 def _decimal(value: Any, key: str, upper: Decimal | None = Decimal(1)) -> Decimal:
