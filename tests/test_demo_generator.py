@@ -387,3 +387,12 @@ def test_the_command_line_writes_a_snapshot_and_reports_its_rows(tmp_path, capsy
     assert re.search(r"bluecherry products\s+300", printed)
     assert (tmp_path / "cli" / "klaviyo" / "events.csv").exists()
     assert not (tmp_path / "cli" / "answer_key.csv").exists()
+
+
+def test_drift_lands_in_the_first_chunk_when_output_is_chunked(tmp_path, monkeypatch):
+    monkeypatch.setattr(generator, "SKU_CHUNK", 200)  # the packs sit in the last SKUs
+    monkeypatch.setattr(generator, "CUSTOMER_CHUNK", 300)
+    chunked = generate(tmp_path / "chunked", captured_at=CAPTURED).out_dir
+    assert set(answer_key(chunked)["check_id"]) == CATALOGUE
+    assert stock_mismatches(chunked) == keyed(chunked, "stock_parity")
+    assert value_mismatches(chunked) == keyed(chunked, "ltv_after_refunds")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from driftwatch.demo._catalogue import COLOUR_NAMES, FABRICS, GARMENTS, Catalogue
+from driftwatch.demo._catalogue import COLOUR_NAMES, FABRICS, GARMENTS, SKUS_PER_STYLE, Catalogue
 from driftwatch.demo._draw import Draw
 from driftwatch.demo._trade import HOUR, Trade, TradeChunk
 
@@ -92,8 +92,9 @@ def _raw_status(source: str) -> pl.Expr:
 
 def _synced(column: str, draw: Draw, idx: pl.Series, captured: np.datetime64) -> pl.Expr:
     """A downstream copy of a timestamp: the integration syncs within minutes, never after capture."""
-    lag = pl.Series(draw.minutes(idx.to_numpy(), 1, 90).astype("timedelta64[us]"))
-    return pl.min_horizontal(pl.col(column) + lag, pl.lit(captured).dt.replace_time_zone("UTC")).alias(column)
+    return pl.min_horizontal(
+        pl.col(column) + _lag(draw, idx, 1, 90), pl.lit(captured).dt.replace_time_zone("UTC")
+    ).alias(column)
 
 
 def _lag(draw: Draw, idx: pl.Series, low_minutes: float, high_minutes: float) -> pl.Series:
@@ -110,8 +111,8 @@ def catalogue_frames(cat: Catalogue, a: int, b: int) -> Frames:
     garment = np.where(is_pack, 0, idx)
     draw = Draw(cat.seed, "views.catalogue")
     style_name = pl.concat_str(
-        pl.Series(draw.choice(garment // 10, FABRICS)),
-        pl.Series(draw.choice(garment // 10 + 1, GARMENTS)),
+        pl.Series(draw.choice(garment // SKUS_PER_STYLE, FABRICS)),
+        pl.Series(draw.choice(garment // SKUS_PER_STYLE + 1, GARMENTS)),
         separator=" ",
     )
     colours = cat.colour_codes(garment)

@@ -176,9 +176,10 @@ def _as_utc(moment: datetime) -> datetime:
 
 
 def _write_catalogue(writer: SnapshotWriter, catalogue: Catalogue, injector: Injector | None) -> None:
-    for start in range(0, catalogue.n_skus, SKU_CHUNK):
-        frames = catalogue_frames(catalogue, start, min(start + SKU_CHUNK, catalogue.n_skus))
-        if injector is not None and start == 0:
+    # Chunks are cut from the end, so the first (the one drift goes into) always holds packs and garments.
+    for number, stop in enumerate(range(catalogue.n_skus, 0, -SKU_CHUNK)):
+        frames = catalogue_frames(catalogue, max(0, stop - SKU_CHUNK), stop)
+        if injector is not None and number == 0:
             frames = injector.catalogue(frames)
         writer.write(frames)
 
