@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -28,6 +29,7 @@ from driftwatch.normalize import coerce
 API_KEY_ENV = "MIRAKL_API_KEY"
 UPDATE_OVERLAP = timedelta(minutes=5)  # how far OR11 moves `start_update_date` back
 _FUTURE_VALUE = "NEW_VALUE_NOT_IN_THE_DOCUMENTATION"
+Record = dict[str, Any]
 
 
 class MiraklSimulator(Simulator):
@@ -49,7 +51,7 @@ class MiraklSimulator(Simulator):
         self.api_key = api_key
         self.unnumbered_documents = False
         self.carriers_by_name = False
-        self._typed: dict[str, tuple[pl.DataFrame, list[dict[str, Any]]]] = {}
+        self._cache: dict[str, tuple[tuple[pl.DataFrame | None, ...], list[Record]]] = {}
 
     @property
     def env(self) -> dict[str, str]:
@@ -75,8 +77,8 @@ class MiraklSimulator(Simulator):
 
     def handle(self, request: Request) -> Response:
         routes = {
-            "/api/offers": lambda: self._offset(request, "offers", self._offers()),
-            "/api/orders": lambda: self._offset(request, "orders", self._orders(request)),
+            "/api/offers": lambda: self._offset(request, "offers", self._offers(), self._dress_offer),
+            "/api/orders": lambda: self._offset(request, "orders", self._orders(request), self._dress_order),
             "/api/invoices": lambda: self._offset(request, "invoices", self._invoices()),
             "/api/shipping/carriers": lambda: Response(body={"carriers": self._carriers()}),
             "/api/sellerpayment/transactions_logs": lambda: self._seek(request),
@@ -87,7 +89,9 @@ class MiraklSimulator(Simulator):
 
     # --- pagination -------------------------------------------------------------------------------------
 
-    def _offset(self, request: Request, items: str, records: list[dict[str, Any]]) -> Response:
+    def _offset(
+        self, request: Request, items: str, records: list[Record], dress: Callable[[Record], Record] = dict
+    ) -> Response:
         try:
             size, offset = int(request.query.get("max", 10)), int(request.query.get("offset", 0))
         except ValueError:
@@ -95,7 +99,8 @@ class MiraklSimulator(Simulator):
         if not 0 < size <= OFFSET_PAGE_SIZE or offset < 0:
             return _error(400, f"max must be between 1 and {OFFSET_PAGE_SIZE}, offset positive")
         self.page_served()
-        return Response(body={items: records[offset : offset + size], "total_count": len(records)})
+        page = [dress(r) for r in records[offset : offset + size]]
+        return Response(body={items: page, "total_count": len(records)})
 
     def _seek(self, request: Request) -> Response:
         token = request.query.get("page_token")
@@ -110,15 +115,16 @@ class MiraklSimulator(Simulator):
         if field is None:
             return _error(400, f"Unknown sort criterion {criterion}")
         descending = direction.upper() != "ASC"
-        lines = self._transactions()
+        lines = self._transactions(field)
         if since := query.get("last_updated_from"):
             lines = [t for t in lines if _moment(t["last_updated"]) >= _moment(since)]
-        position = lambda t: (_moment(t[field]), t["id"])  # noqa: E731
-        lines.sort(key=position, reverse=descending)
+        if descending:
+            lines = lines[::-1]
         if "after" in query:
             after = (_moment(query["after"][0]), query["after"][1])
+            position = lambda t: (_moment(t[field]), t["id"])  # noqa: E731
             lines = [t for t in lines if (position(t) < after if descending else position(t) > after)]
-        page = lines[:limit]
+        page = [self._dress_transaction(t) for t in lines[:limit]]
         body: dict[str, Any] = {"data": page}
         if len(lines) > limit:
             body["next_page_token"] = _token({**query, "after": [page[-1][field], page[-1]["id"]]})
@@ -127,88 +133,116 @@ class MiraklSimulator(Simulator):
 
     # --- records built from the canonical dataset -------------------------------------------------------
 
-    def _rows(self, entity: str) -> list[dict[str, Any]]:
-        """The entity's canonical rows, typed; re-read only when a frame of the dataset is replaced."""
+    def _built(self, name: str, entities: tuple[str, ...], build: Callable[[], list[Record]]) -> list[Record]:
+        """Records built from the dataset, rebuilt only when a frame they come from is replaced (a test
+        changing the data between pages). Served pages are dressed copies: the cache is never mutated."""
+        frames = tuple(self.dataset.get(entity) for entity in entities)
+        cached = self._cache.get(name)
+        if cached is None or any(a is not b for a, b in zip(cached[0], frames, strict=True)):
+            cached = self._cache[name] = (frames, build())
+        return cached[1]
+
+    def _rows(self, entity: str) -> list[Record]:
+        """The entity's canonical rows, typed."""
         frame = self.dataset.get(entity)
         if frame is None:
             return []
-        cached = self._typed.get(entity)
-        if cached is None or cached[0] is not frame:
-            typed = frame if _is_typed(frame, entity) else coerce(frame, entity, origin=f"simulator {entity}").good
-            cached = self._typed[entity] = (frame, typed.to_dicts())
-        return [dict(row) for row in cached[1]]
+        typed = frame if _is_typed(frame, entity) else coerce(frame, entity, origin=f"simulator {entity}").good
+        return typed.to_dicts()
 
-    def _offers(self) -> list[dict[str, Any]]:
-        stock = {r["sku"]: r for r in self._rows("inventory") if r["location"] == mapping.ALL_STOCK_LOCATIONS}
-        products = sorted(self._rows("products"), key=lambda p: p["sku"])
-        offers = [mapping.product_to_offer(i + 1, p, stock.get(p["sku"])) for i, p in enumerate(products)]
-        if self.faults.unknown_enums:
-            for offer in offers:
-                offer["new_field_" + _FUTURE_VALUE.lower()] = True
-        # OF21's default sort: total price ascending.
-        return sorted(offers, key=lambda o: (o["total_price"] is None, o["total_price"] or 0, o["offer_id"]))
+    def _offers(self) -> list[Record]:
+        def build() -> list[Record]:
+            stock = {r["sku"]: r for r in self._rows("inventory") if r["location"] == mapping.ALL_STOCK_LOCATIONS}
+            products = sorted(self._rows("products"), key=lambda p: p["sku"])
+            offers = [mapping.product_to_offer(i + 1, p, stock.get(p["sku"])) for i, p in enumerate(products)]
+            # OF21's default sort: total price ascending.
+            return sorted(offers, key=lambda o: (o["total_price"] is None, o["total_price"] or 0, o["offer_id"]))
 
-    def _orders(self, request: Request) -> list[dict[str, Any]]:
-        lines, shipments = defaultdict(list), {}
-        for line in self._rows("order_lines"):
-            lines[line["order_id"]].append(line)
-        for shipment in self._rows("shipments"):
-            shipments.setdefault(shipment["order_id"], shipment)
-        records = [
-            mapping.order_to_record(o, sorted(lines[key], key=lambda x: x["line_no"]), shipments.get(key))
-            for o in self._rows("orders")
-            if (key := o["order_id"])
-        ]
+        return self._built("offers", ("products", "inventory"), build)
+
+    def _orders(self, request: Request) -> list[Record]:
+        def build() -> list[Record]:
+            lines, shipments = defaultdict(list), {}
+            for line in self._rows("order_lines"):
+                lines[line["order_id"]].append(line)
+            for shipment in self._rows("shipments"):
+                shipments.setdefault(shipment["order_id"], shipment)
+            records = [
+                mapping.order_to_record(
+                    order,
+                    sorted(lines[order["order_id"]], key=lambda line: line["line_no"]),
+                    shipments.get(order["order_id"]),
+                )
+                for order in self._rows("orders")
+            ]
+            # OR11's default sort: creation date, then order id.
+            return sorted(records, key=lambda r: (_moment(r["created_date"]), r["order_id"]))
+
+        records = self._built("orders", ("orders", "order_lines", "shipments"), build)
         if since := request.query.get("start_update_date"):
             moved_back = mapping.parse_timestamp(since) - UPDATE_OVERLAP
-            records = [r for r in records if mapping.parse_timestamp(r["last_updated_date"]) >= moved_back]
-        labels = {c["code"]: c["label"] for c in self._carriers()}
-        for record in records:
-            if self.carriers_by_name and record["shipping_carrier_code"]:
-                record["shipping_company"] = labels[record.pop("shipping_carrier_code")]
-            if self.faults.unknown_enums:
-                for line in record["order_lines"]:
-                    line["order_line_state"] = _FUTURE_VALUE
-        # OR11's default sort: creation date, then order id.
-        return sorted(records, key=lambda r: (r["created_date"] or "", r["order_id"]))
+            records = [r for r in records if _moment(r["last_updated_date"]) >= moved_back]
+        return records
 
-    def _carriers(self) -> list[dict[str, Any]]:
-        codes = {s["carrier"] for s in self._rows("shipments") if s.get("carrier")}
-        carriers = [{"code": c, "label": f"{c} Parcel Services", "standard_code": c} for c in codes]
-        return sorted(carriers, key=lambda c: c["label"])  # SH21 sorts by label
+    def _carriers(self) -> list[Record]:
+        def build() -> list[Record]:
+            codes = {s["carrier"] for s in self._rows("shipments") if s.get("carrier")}
+            carriers = [{"code": c, "label": f"{c} Parcel Services", "standard_code": c} for c in codes]
+            return sorted(carriers, key=lambda c: c["label"])  # SH21 sorts by label
 
-    def _transactions(self) -> list[dict[str, Any]]:
-        transactions = [mapping.payout_line_to_transaction(line) for line in self._rows("payout_lines")]
+        return self._built("carriers", ("shipments",), build)
+
+    def _transactions(self, field: str) -> list[Record]:
+        """TL02 lines in ascending (`field`, id) order."""
+
+        def build() -> list[Record]:
+            transactions = [mapping.payout_line_to_transaction(line) for line in self._rows("payout_lines")]
+            return sorted(transactions, key=lambda t: (_moment(t[field]), t["id"]))
+
+        transactions = self._built(f"transactions by {field}", ("payout_lines",), build)
         if self.faults.unknown_enums:
-            # A transaction type Mirakl added after our mapping was written.
+            # A transaction type Mirakl added after our mapping was written (the oldest line of all).
             when = _iso(datetime(2000, 1, 1, tzinfo=UTC))
-            transactions.append(
-                {
-                    "id": "TL-" + _FUTURE_VALUE,
-                    "type": _FUTURE_VALUE,
-                    "amount": 0,
-                    "date_created": when,
-                    "last_updated": when,
-                }
-            )
-        for transaction in transactions:
-            if self.unnumbered_documents:
-                transaction.pop("accounting_document_number", None)
-            if self.faults.unknown_enums:
-                transaction["payment_state"] = _FUTURE_VALUE
+            new = {"id": "TL-" + _FUTURE_VALUE, "type": _FUTURE_VALUE, "amount": 0}
+            transactions = [{**new, "date_created": when, "last_updated": when}, *transactions]
         return transactions
 
-    def _invoices(self) -> list[dict[str, Any]]:
-        documents: dict[str, dict[str, Any]] = {}
-        for line in self._rows("payout_lines"):
-            payout = line.get("payout_id")
-            if payout is None:
-                continue
-            document = documents.setdefault(payout, _invoice(payout, line))
-            if line["line_type"] == "payment":
-                document["total_charged_amount"] = line["amount"]
-                document["payment"] = {"state": "PAID", "transaction_date": _iso(line["transaction_date"])}
-        return sorted(documents.values(), key=lambda d: (d["date_created"] or "", d["id"]))
+    def _invoices(self) -> list[Record]:
+        def build() -> list[Record]:
+            documents: dict[str, Record] = {}
+            for line in self._rows("payout_lines"):
+                payout = line.get("payout_id")
+                if payout is None:
+                    continue
+                document = documents.setdefault(payout, _invoice(payout, line))
+                if line["line_type"] == "payment":
+                    document["total_charged_amount"] = line["amount"]
+                    document["payment"] = {"state": "PAID", "transaction_date": _iso(line["transaction_date"])}
+            return sorted(documents.values(), key=lambda d: (_moment(d["date_created"]), d["id"]))
+
+        return self._built("invoices", ("payout_lines",), build)
+
+    # --- the switchable quirks, applied to the copy that is served --------------------------------------
+
+    def _dress_offer(self, offer: Record) -> Record:
+        return {**offer, "new_field_" + _FUTURE_VALUE.lower(): True} if self.faults.unknown_enums else dict(offer)
+
+    def _dress_order(self, order: Record) -> Record:
+        dressed = dict(order)
+        if self.carriers_by_name and dressed.get("shipping_carrier_code"):
+            labels = {c["code"]: c["label"] for c in self._carriers()}
+            dressed["shipping_company"] = labels[dressed.pop("shipping_carrier_code")]
+        if self.faults.unknown_enums:
+            dressed["order_lines"] = [{**line, "order_line_state": _FUTURE_VALUE} for line in order["order_lines"]]
+        return dressed
+
+    def _dress_transaction(self, transaction: Record) -> Record:
+        dressed = dict(transaction)
+        if self.unnumbered_documents:
+            dressed.pop("accounting_document_number", None)
+        if self.faults.unknown_enums:
+            dressed["payment_state"] = _FUTURE_VALUE
+        return dressed
 
 
 def _invoice(payout: str, line: dict[str, Any]) -> dict[str, Any]:
