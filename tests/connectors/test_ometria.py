@@ -262,3 +262,8 @@ def test_driftwatch_toml_accepts_the_settings() -> None:
 
     with Simulator({}) as sim:
         parse_config({"sources": {"ometria": sim.settings(page_size=100, read_rate=4)}})
+
+
+def test_a_rate_that_is_not_a_whole_number_is_a_clear_error() -> None:
+    with Simulator({}) as sim, pytest.raises(UserError, match=r"read_rate: expected a whole number"):
+        Connector(sim.settings(read_rate=0.5), env=sim.env).pull(["customers"])

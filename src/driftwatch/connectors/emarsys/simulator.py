@@ -65,7 +65,7 @@ class Simulator(base.Simulator):
         self._nonces: set[str] = set()
         self._tokens: dict[str, int] = {}  # token -> requests it has served
         self._started = time.time()
-        self._cache: tuple[tuple[int, bool], list[dict[str, Any]]] | None = None
+        self._cache: tuple[tuple[int, bool], list[dict[str, Any]], dict[str, Any]] | None = None
 
     # --- wiring ---------------------------------------------------------------------------------------
 
@@ -181,15 +181,31 @@ class Simulator(base.Simulator):
         )
 
     def _contacts(self) -> list[dict[str, Any]]:
-        """The contacts, rebuilt only when the customers frame was replaced or the enum fault switched."""
+        return self._current()[0]
+
+    def _by(self, field_id: str) -> dict[str, list[dict[str, Any]]]:
+        """The contacts grouped by the value of one field (several for a key that is not unique)."""
+        contacts, index = self._current()
+        with self._lock:
+            if field_id not in index:
+                grouped: dict[str, list[dict[str, Any]]] = {}
+                for contact in contacts:
+                    grouped.setdefault(str(contact.get(field_id)), []).append(contact)
+                index[field_id] = grouped
+            return index[field_id]
+
+    def _current(self) -> tuple[list[dict[str, Any]], dict[str, dict[str, list[dict[str, Any]]]]]:
+        """Contacts and their indexes, rebuilt only when the customers frame was replaced or the enum fault
+        switched."""
         customers, odd_values = self.dataset.get("customers"), self.faults.unknown_enums
         version = (id(customers), odd_values)
-        if self._cache is None or self._cache[0] != version:
-            contacts = mapping.contacts_from_frame(customers, self.fields)
-            if odd_values:  # an opt-in value outside the documented 1/2
-                contacts = [{**c, self.fields["email_consent"]: "3"} for c in contacts]
-            self._cache = (version, contacts)
-        return self._cache[1]
+        with self._lock:
+            if self._cache is None or self._cache[0] != version:
+                contacts = mapping.contacts_from_frame(customers, self.fields)
+                if odd_values:  # an opt-in value outside the documented 1/2
+                    contacts = [{**c, self.fields["email_consent"]: "3"} for c in contacts]
+                self._cache = (version, contacts, {})
+            return self._cache[1], self._cache[2]
 
     def _query(self, query: dict[str, str]) -> base.Response:
         key = query.get("return", "")
@@ -213,9 +229,7 @@ class Simulator(base.Simulator):
             return reply("", 2004, f"Invalid key field id: {key_id}")
         if unknown := [f for f in fields if f not in known]:
             return reply("", 2006, f"Invalid field id: {', '.join(unknown)}")
-        by_key: dict[str, list[dict[str, Any]]] = {}
-        for contact in self._contacts():
-            by_key.setdefault(str(contact.get(key_id)), []).append(contact)
+        by_key = self._by(key_id)
         result, errors = [], []
         for key in keys:
             found = by_key.get(key, [])

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from driftwatch.connectors._http import HttpClient, HttpSettings, RateLimiter
+from driftwatch.errors import UserError
 
 BASE_URL = "https://api.ometria.com"
 PAGE_SIZE = 250
@@ -34,12 +35,19 @@ def error_text(response: httpx.Response) -> str:
     return str(body)[:300]
 
 
+def _per_second(settings: Mapping[str, Any], key: str, default: int) -> int:
+    value = settings.get(key, default)
+    if not isinstance(value, int) or value < 1:
+        raise UserError(f"sources.ometria.{key}: expected a whole number of requests a second (>= 1), not {value!r}")
+    return value
+
+
 class OmetriaClient:
     def __init__(self, base_url: str, api_key: str, settings: Mapping[str, Any], http_settings: HttpSettings):
         self.page_size = min(int(settings.get("page_size", PAGE_SIZE)), PAGE_SIZE)
         limiters = {
-            "read": RateLimiter([(int(settings.get("read_rate", READ_RATE)), 1.0)]),
-            "push": RateLimiter([(int(settings.get("push_rate", PUSH_RATE)), 1.0)]),
+            "read": RateLimiter([(_per_second(settings, "read_rate", READ_RATE), 1.0)]),
+            "push": RateLimiter([(_per_second(settings, "push_rate", PUSH_RATE), 1.0)]),
         }
         self.http = HttpClient(
             "ometria",
