@@ -17,29 +17,8 @@ from driftwatch.demo._draw import Draw
 
 HOUR = 60.0
 DAY = 24 * HOUR
-CHANNELS = ("web", "store", "mirakl")
-COUNTRIES = (
-    "GB",
-    "GB",
-    "GB",
-    "GB",
-    "GB",
-    "GB",
-    "GB",
-    "FR",
-    "FR",
-    "FR",
-    "DE",
-    "DE",
-    "DE",
-    "DE",
-    "IE",
-    "NL",
-    "NL",
-    "ES",
-    "ES",
-    "ES",
-)
+# weighted: a country appears once per 5 % of customers
+COUNTRIES = ("GB",) * 7 + ("FR",) * 3 + ("DE",) * 4 + ("IE",) + ("NL",) * 2 + ("ES",) * 3
 FIRST_NAMES = (
     "Ada",
     "Ben",
