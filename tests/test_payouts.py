@@ -179,6 +179,22 @@ def test_erp_records_not_paid_by_the_marketplace(loaded: Loaded) -> None:
     assert "SO-4" not in november["record_id"].to_list()
 
 
+def test_unmapped_erp_statuses_are_a_warning_not_a_silent_gap(tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    shutil.copytree(FIXTURE / "retailer", drop)
+    orders = drop / "bluecherry" / "orders.csv"
+    orders.write_text(orders.read_text().replace("SO-4,M-4,mirakl,delivered", "SO-4,M-4,mirakl,60"))
+    with Store(tmp_path / "db.duckdb") as store:
+        load_directory(store, drop, parse_config({}))
+        unmapped = reconcile(store, parse_config({}), OCTOBER)
+        mapped = reconcile(store, parse_config({"statuses": {"bluecherry": {"60": "delivered"}}}), OCTOBER)
+    assert "SO-4" not in unmapped.unmatched_erp["record_id"].to_list()
+    assert unmapped.warnings and "statuses 60 of 1 mirakl order(s)" in unmapped.warnings[0]
+    assert "SO-4" in mapped.unmatched_erp["record_id"].to_list() and not mapped.warnings
+    assert unmapped.tables()["warnings"]["warning"].to_list() == list(unmapped.warnings)
+    assert "warnings" not in mapped.tables()
+
+
 # ------------------------------------------------------------------------------------------------ journal
 
 

@@ -64,6 +64,8 @@ def reconcile_command(app: AppContext, period_text: str, out_dir: Path | None, l
             click.echo(f"locked {period}", err=True)
         else:
             click.echo(f"{period} was already locked on {result.locked_at:%Y-%m-%d}; its close is kept", err=True)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     written = write_outputs(result, out_dir or Path(f"payouts-{period}"))
     if fmt != "table":
         emit(result.summary, fmt)

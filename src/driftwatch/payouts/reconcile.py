@@ -56,7 +56,7 @@ def reconcile(store: Store, cfg: Config, period: Period | str) -> Reconciliation
     close = closes.load_close(store, period)
     if close is None:
         return current
-    return replace(close, variances=closes.variances(close, current))
+    return replace(close, variances=closes.variances(close, current), warnings=current.warnings)
 
 
 def compute(store: Store, cfg: Config, period: Period) -> Reconciliation:
@@ -111,6 +111,21 @@ def compute(store: Store, cfg: Config, period: Period) -> Reconciliation:
         unmatched_erp=unmatched_erp,
         mismatches=mismatches,
         journal_entries=proposed,
+        warnings=_unmapped_statuses(inputs.erp_orders, settings),
+    )
+
+
+def _unmapped_statuses(erp_orders: pl.DataFrame, settings: PayoutSettings) -> tuple[str, ...]:
+    """An ERP status with no canonical mapping hides delivered orders from the not-yet-paid list."""
+    unmapped = erp_orders.filter(
+        (pl.col("channel") == settings.channel) & pl.col("status").is_not_null() & pl.col("canonical_status").is_null()
+    )
+    codes = sorted(unmapped["status"].unique().to_list())
+    if not codes:
+        return ()
+    return (
+        f"{settings.erp} statuses {', '.join(codes)} of {unmapped.height} {settings.channel} order(s) have no "
+        f"canonical mapping: name them in [statuses.{settings.erp}] so delivered orders can be checked for payment",
     )
 
 

@@ -34,10 +34,13 @@ class Reconciliation:
     journal_entries: pl.DataFrame  # proposed, balanced per payout and currency
     locked_at: datetime | None = None
     variances: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=VARIANCE_SCHEMA))
+    warnings: tuple[str, ...] = ()  # what limits this result, e.g. ERP statuses nobody has mapped
 
     def tables(self) -> dict[str, pl.DataFrame]:
-        """Every table by name; a locked period adds what changed since its close."""
+        """Every table by name; a locked period adds what changed since its close, and warnings come last."""
         tables = {name: getattr(self, name) for name in TABLE_KEYS}
         if self.locked_at is not None:
             tables["variances"] = self.variances
+        if self.warnings:
+            tables["warnings"] = pl.DataFrame({"warning": list(self.warnings)}, schema={"warning": pl.String})
         return tables
