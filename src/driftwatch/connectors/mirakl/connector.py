@@ -99,7 +99,7 @@ class Connector(BaseConnector):
     def _orders(self, client: MiraklClient, since: datetime | None) -> list[dict[str, Any]]:
         # Mirakl moves `start_update_date` back a little so that no order is missed: consecutive incremental
         # pulls overlap, and the staging keeps each order once.
-        params = {"start_update_date": _iso(since)} if since else {}
+        params = {"start_update_date": mapping.iso(since)} if since else {}
         return self._offset_listing(
             client, "orders", "/api/orders", "orders", lambda o: o["order_id"], params, listing="OR11"
         )
@@ -107,7 +107,7 @@ class Connector(BaseConnector):
     def _payout_lines(self, client: MiraklClient, since: datetime | None) -> pl.DataFrame:
         # Ascending by last update: a line updated while we page moves behind us and is read again, where
         # the default (newest first) would move it ahead of the page we are on and lose it.
-        params = {"sort": "lastUpdated,ASC", **({"last_updated_from": _iso(since)} if since else {})}
+        params = {"sort": "lastUpdated,ASC", **({"last_updated_from": mapping.iso(since)} if since else {})}
 
         def fetch(cursor: Cursor | None) -> tuple[pl.DataFrame, Cursor | None]:
             token = cursor["page_token"] if cursor else None
@@ -192,7 +192,3 @@ def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:
 def _frame(entity: str, rows: Iterable[dict[str, Any]]) -> pl.DataFrame:
     """Text columns, exactly those Mirakl fills for the entity; the normaliser types them."""
     return pl.DataFrame(list(rows), schema=dict.fromkeys(mapping.COLUMNS[entity], pl.String))
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -19,6 +19,7 @@ Record = Mapping[str, Any]
 Row = dict[str, str | None]
 
 ALL_STOCK_LOCATIONS = "*"
+MARKETPLACE_CHANNEL = "mirakl"
 
 # The canonical columns Mirakl fills, per entity. OF21 carries no update date, so offers have none.
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -132,7 +133,8 @@ def order_to_order(order: Record) -> Row:
     return {
         "order_id": order_key(order),
         "external_id": order["order_id"],
-        "channel": (order.get("channel") or {}).get("code"),
+        # The retailer's sales channel is the marketplace; Mirakl's `channel` is the operator's sub-channel.
+        "channel": MARKETPLACE_CHANNEL,
         # No email: Mirakl hides the customer's address; `customer_notification_email` is a relay.
         "customer_id": (order.get("customer") or {}).get("customer_id"),
         "status": order.get("order_state"),  # raw, new values included: the audit maps them
@@ -263,18 +265,18 @@ def product_to_offer(offer_id: int, product: Record, inventory: Record | None) -
 def order_to_record(order: Record, lines: Iterable[Record], shipment: Record | None) -> dict[str, Any]:
     """An OR11 order; a canonical order_id other than the Mirakl id is the ERP number stored on it."""
     mirakl_id = order.get("external_id") or order["order_id"]
-    shipped_at = _iso((shipment or {}).get("shipped_at") or order.get("updated_at"))
+    shipped_at = iso((shipment or {}).get("shipped_at") or order.get("updated_at"))
     erp_number = order["order_id"] if order["order_id"] != mirakl_id else None
     return {
         "order_id": mirakl_id,
         "commercial_id": mirakl_id.rsplit("-", 1)[0],
         "references": {"order_reference_for_seller": erp_number} if erp_number else {},
-        "channel": {"code": order["channel"], "label": order["channel"]} if order.get("channel") else None,
+        "channel": {"code": "DEFAULT", "label": "Default channel"},
         "customer": {"customer_id": order.get("customer_id"), "firstname": "", "lastname": ""},
         "customer_notification_email": f"{order.get('customer_id')}@relay.marketplace.example",
         "order_state": order.get("status"),
-        "created_date": _iso(order.get("placed_at")),
-        "last_updated_date": _iso(order.get("updated_at")),
+        "created_date": iso(order.get("placed_at")),
+        "last_updated_date": iso(order.get("updated_at")),
         "total_price": order.get("total"),
         "currency_iso_code": order.get("currency"),
         "shipping_carrier_code": shipment.get("carrier") if shipment else None,
@@ -306,7 +308,7 @@ def payout_line_to_transaction(line: Record) -> dict[str, Any]:
     amount = line.get("amount")
     if line_type == "payment" and amount is not None:
         amount = -Decimal(amount)
-    when = _iso(line.get("transaction_date"))
+    when = iso(line.get("transaction_date"))
     return {
         "id": line["line_id"],
         "type": TRANSACTION_TYPES.get(line_type or "", line_type),
@@ -320,9 +322,8 @@ def payout_line_to_transaction(line: Record) -> dict[str, Any]:
     }
 
 
-def _iso(value: Any) -> str | None:
-    if value is None:
-        return None
+def iso(value: datetime | str | None) -> str | None:
+    """A timestamp as Mirakl writes it (ISO 8601, UTC, `Z`); text is passed through."""
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return str(value)
+    return value

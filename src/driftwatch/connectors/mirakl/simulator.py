@@ -202,7 +202,7 @@ class MiraklSimulator(Simulator):
         transactions = self._built(f"transactions by {field}", ("payout_lines",), build)
         if self.faults.unknown_enums:
             # A transaction type Mirakl added after our mapping was written (the oldest line of all).
-            when = _iso(datetime(2000, 1, 1, tzinfo=UTC))
+            when = mapping.iso(datetime(2000, 1, 1, tzinfo=UTC))
             new = {"id": "TL-" + _FUTURE_VALUE, "type": _FUTURE_VALUE, "amount": 0}
             transactions = [{**new, "date_created": when, "last_updated": when}, *transactions]
         return transactions
@@ -217,7 +217,7 @@ class MiraklSimulator(Simulator):
                 document = documents.setdefault(payout, _invoice(payout, line))
                 if line["line_type"] == "payment":
                     document["total_charged_amount"] = line["amount"]
-                    document["payment"] = {"state": "PAID", "transaction_date": _iso(line["transaction_date"])}
+                    document["payment"] = {"state": "PAID", "transaction_date": mapping.iso(line["transaction_date"])}
             return sorted(documents.values(), key=lambda d: (_moment(d["date_created"]), d["id"]))
 
         return self._built("invoices", ("payout_lines",), build)
@@ -254,7 +254,7 @@ def _invoice(payout: str, line: dict[str, Any]) -> dict[str, Any]:
         "type": "AUTO_INVOICE",
         "state": "COMPLETE" if issued else "DRAFT",
         "currency_iso_code": line.get("currency"),
-        "date_created": _iso(line.get("transaction_date")),
+        "date_created": mapping.iso(line.get("transaction_date")),
         "payment": {"state": "PENDING"},
     }
 
@@ -266,10 +266,6 @@ def _is_typed(frame: pl.DataFrame, entity: str) -> bool:
 
 def _moment(value: str | None) -> datetime:
     return mapping.parse_timestamp(value) if value else datetime.min.replace(tzinfo=UTC)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _token(query: dict[str, Any]) -> str:
