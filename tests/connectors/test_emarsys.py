@@ -373,3 +373,22 @@ def test_token_endpoint_outage_is_retried(fast_http, canonical) -> None:
         customers = _connector(sim, fast_http, auth="oauth").pull(["customers"]).frames["customers"]
         assert sim.count(path="/oauth2/token", status=503) == 2
     _assert_same_frame(customers, data["customers"], "customers", canonical)
+
+
+def test_contacts_added_and_changed_while_paging_are_read(fast_http, canonical) -> None:
+    data = dataset(customers=7)
+    later = dataset(customers=9)["customers"]
+    changed = later.with_columns(
+        pl.when(pl.col("customer_id") == "5006")
+        .then(pl.lit("Renamed"))
+        .otherwise(pl.col("first_name"))
+        .alias("first_name")
+    )
+
+    def change(sim: Simulator) -> None:  # contact 5006 (not read yet) renamed, 5007 and 5008 added
+        sim.dataset["customers"] = changed
+
+    with Simulator(data, rate_limits=UNLIMITED, field_ids=EXTRA_FIELDS) as sim:
+        sim.faults.set(between_pages=(1, change))
+        customers = _connector(sim, fast_http).pull(["customers"]).frames["customers"]
+    _assert_same_frame(customers, changed, "customers", canonical)
