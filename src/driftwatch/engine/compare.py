@@ -31,19 +31,29 @@ def run_compare(scope: Scope, spec: CompareSpec) -> pl.LazyFrame | None:
     keys = [k for k in spec.keys if k in expected.collect_schema().names()]
     joined = _join(expected, actual, keys)
     names = joined.collect_schema().names()
-    joined = joined.with_columns(_key_expr(keys, names).alias("_key"), _part_expr(names).alias("_part"))
+    fields = [f for f in spec.fields if f"expected_{f.name}" in names and f"actual_{f.name}" in names]
+    missing = pl.col(_IN_EXPECTED) & pl.col(_IN_ACTUAL).is_null()
+    extra = pl.col(_IN_EXPECTED).is_null() & pl.col(_IN_ACTUAL)
+    both = pl.col(_IN_EXPECTED) & pl.col(_IN_ACTUAL)
+    differs = {f.name: both & _field_differs(scope, f) for f in fields}
+    suspects = [c for c, wanted in ((missing, spec.missing), (extra, spec.extra)) if wanted] + list(differs.values())
+    if not suspects:
+        return None
+    # One pass over the join keeps only rows that differ somehow; everything after works on those few.
+    rows = (
+        joined.filter(pl.any_horizontal(suspects))
+        .with_columns(_key_expr(keys, names).alias("_key"), _part_expr(names).alias("_part"))
+        .collect()
+        .lazy()
+    )
     parts = []
     if spec.missing:
-        rows = joined.filter(pl.col(_IN_EXPECTED) & pl.col(_IN_ACTUAL).is_null())
-        parts.append(_presence(scope, spec, rows, spec.missing, "present", "absent"))
+        parts.append(_presence(scope, spec, rows.filter(missing), spec.missing, "present", "absent"))
     if spec.extra:
-        rows = joined.filter(pl.col(_IN_EXPECTED).is_null() & pl.col(_IN_ACTUAL))
-        parts.append(_presence(scope, spec, rows, spec.extra, "absent", "present"))
-    both = joined.filter(pl.col(_IN_EXPECTED) & pl.col(_IN_ACTUAL))
-    for field in spec.fields:
-        if f"expected_{field.name}" in names and f"actual_{field.name}" in names:
-            parts.append(_field_differences(scope, spec, both, field))
-    return pl.concat(parts, how="vertical") if parts else None
+        parts.append(_presence(scope, spec, rows.filter(extra), spec.extra, "absent", "present"))
+    for field in fields:
+        parts.append(_field_differences(scope, spec, rows.filter(differs[field.name]), field))
+    return pl.concat(parts, how="vertical")
 
 
 def _join(expected: pl.LazyFrame, actual: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
@@ -87,15 +97,18 @@ def _presence(
     )
 
 
-def _field_differences(scope: Scope, spec: CompareSpec, both: pl.LazyFrame, field: FieldSpec) -> pl.LazyFrame:
+def _field_differs(scope: Scope, field: FieldSpec) -> pl.Expr:
     exp, act = pl.col(f"expected_{field.name}"), pl.col(f"actual_{field.name}")
     if field.kind == "status":
         groups = _status_groups(scope)
-        differs = exp.is_not_null() & act.is_not_null() & (exp.replace(groups) != act.replace(groups))
-    else:
-        differs = _differs(field.kind, exp, act, _tolerance(scope, field))
+        return exp.is_not_null() & act.is_not_null() & (exp.replace(groups) != act.replace(groups))
+    return _differs(field.kind, exp, act, _tolerance(scope, field))
+
+
+def _field_differences(scope: Scope, spec: CompareSpec, rows: pl.LazyFrame, field: FieldSpec) -> pl.LazyFrame:
+    exp, act = pl.col(f"expected_{field.name}"), pl.col(f"actual_{field.name}")
     diff = (act - exp) if field.kind in _NUMERIC else pl.lit(None)
-    rows = both.filter(differs).with_columns(exp.alias("expected"), act.alias("actual"), diff.alias("diff"))
+    rows = rows.with_columns(exp.alias("expected"), act.alias("actual"), diff.alias("diff"))
     if field.when:
         rows = rows.filter(_sql(scope, field.when))
     name = pl.lit(field.name)

@@ -2,25 +2,42 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from driftwatch.config import Config, Feed
 from driftwatch.engine.checkfile import CheckSpec
+from driftwatch.entities import ENTITIES
 from driftwatch.store import SnapshotInfo, Store
 
 
 @dataclass
 class AuditContext:
-    """The snapshots of one audit: each (source, entity) is read once and shared by every check."""
+    """The snapshots of one audit. Each (source, entity) is exported once from DuckDB to a parquet file
+    and scanned lazily from there, so a check reads only the columns and rows it needs and the whole
+    audit never holds every table in memory at once. Use it as a context manager: the files go at exit."""
 
     store: Store
     cfg: Config
-    _frames: dict[tuple[str, str], pl.DataFrame | None] = field(default_factory=dict)
+    _files: dict[tuple[str, str], Path | None] = field(default_factory=dict)
     _infos: dict[tuple[str, str], SnapshotInfo | None] = field(default_factory=dict)
+    _memo: dict[tuple, Any] = field(default_factory=dict)
+    _workdir: Path | None = None
+
+    def __enter__(self) -> AuditContext:
+        self._workdir = Path(tempfile.mkdtemp(prefix="driftwatch-audit-"))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
 
     def snapshot(self, source: str, entity: str) -> SnapshotInfo | None:
         if (source, entity) not in self._infos:
@@ -29,11 +46,53 @@ class AuditContext:
 
     def frame(self, source: str, entity: str) -> pl.LazyFrame | None:
         """The latest snapshot's rows, or None when the source was never snapshotted for the entity."""
-        if (source, entity) not in self._frames:
-            info = self.snapshot(source, entity)
-            self._frames[source, entity] = None if info is None else self.store.rows(info)
-        found = self._frames[source, entity]
-        return None if found is None else found.lazy()
+        info = self.snapshot(source, entity)
+        if info is None:
+            return None
+        if (source, entity) not in self._files:
+            self._files[source, entity] = self._export(info)
+        schema = ENTITIES[entity].schema
+        return pl.scan_parquet(self._files[source, entity]).cast({c: schema[c] for c in info.columns})
+
+    def _export(self, info: SnapshotInfo) -> Path:
+        if self._workdir is None:
+            raise RuntimeError("AuditContext is used outside its `with` block")
+        path = self._workdir / f"{info.source}.{info.entity}.parquet"
+        cols = ", ".join(info.columns)
+        self.store.query(
+            f"COPY (SELECT {cols} FROM snap_{info.entity} WHERE snapshot_id = ?) TO '{path}' (FORMAT parquet)",
+            [info.snapshot_id],
+        ).fetchall()
+        return path
+
+    def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """A small result (distinct codes, a flag) computed once per audit, however many checks ask."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    def materialize(self, key: tuple, build: Callable[[], pl.LazyFrame | None]) -> pl.LazyFrame | None:
+        """A derived frame several checks read (event-derived orders, profiles per customer), computed once
+        into a parquet file beside the snapshots and scanned from there."""
+
+        def sink() -> Path | None:
+            frame = build()
+            if frame is None:
+                return None
+            path = self._workdir / f"derived-{len(self._memo)}.parquet"
+            frame.sink_parquet(path)
+            return path
+
+        path = self.memo(("materialized", *key), sink)
+        return None if path is None else pl.scan_parquet(path)
+
+    def distinct(self, source: str, entity: str, column: str) -> pl.LazyFrame:
+        """The distinct values of one column of a snapshot, as a one-column frame."""
+        values = self.memo(
+            ("distinct", source, entity, column),
+            lambda: self.frame(source, entity).select(pl.col(column).unique()).collect(),
+        )
+        return values.lazy()
 
     def has(self, source: str, entity: str, *columns: str) -> bool:
         info = self.snapshot(source, entity)

@@ -17,6 +17,7 @@ from driftwatch.engine.context import Scope
 from driftwatch.engine.findings import FINDING_COLUMNS, as_text
 from driftwatch.engine.views import (
     order_ref_of_lines,
+    raw_statuses,
     source_orders,
     target_locations,
     target_orders,
@@ -152,7 +153,7 @@ def unmapped_codes(scope: Scope) -> pl.LazyFrame | None:
         if orders is None or not scope.ctx.has(source, "orders", "status"):
             continue
         unmapped = (
-            with_canonical_status(orders, scope.cfg.status_map(source))
+            with_canonical_status(orders, scope.cfg.status_map(source), raw_statuses(scope, source))
             .filter(pl.col("status").is_not_null() & pl.col("status_canonical").is_null())
             .group_by("status")
             .agg(pl.len().alias("orders"), pl.col("order_id").min().alias("example"))

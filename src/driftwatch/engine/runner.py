@@ -41,8 +41,8 @@ def audit(store: Store, cfg: Config, *, checks: list[str] | None = None) -> RunR
     started_at = datetime.now(UTC)
     store.migrate()  # the findings tables, if this store was opened before the engine was imported
     chosen = _choose(load_catalogue(cfg), checks)
-    ctx = AuditContext(store, cfg)
-    found = evaluate(ctx, chosen)
+    with AuditContext(store, cfg) as ctx:
+        found = evaluate(ctx, chosen)
     trusted = found.filter(pl.col("check_id") == HEALTH_CHECK).height == 0
     run_id = record_run(
         store,
@@ -68,10 +68,15 @@ def _choose(catalogue: dict[str, CheckSpec], wanted: list[str] | None) -> list[C
 
 def evaluate(ctx: AuditContext, checks: list[CheckSpec]) -> pl.DataFrame:
     """All findings of `checks`, one row per fingerprint, in a stable order."""
-    frames = [frame for check in checks for frame in _run_check(ctx, check)]
-    if not frames:
+    # One plan at a time, on the streaming engine: memory stays bounded by the largest single check.
+    found = [
+        frame.collect(engine="streaming").select(FINDING_COLUMNS)
+        for check in checks
+        for frame in _run_check(ctx, check)
+    ]
+    if not found:
         return empty_findings()
-    found = pl.concat(pl.collect_all(frames), how="vertical").select(FINDING_COLUMNS)
+    found = pl.concat(found, how="vertical")
     return found.sort("check_id", "target", "key", "field", "source", nulls_last=True).unique(
         subset=["check_id", "target", "key", "field"], keep="first", maintain_order=True
     )

@@ -81,9 +81,13 @@ def _pack_ats(component_ats: pl.LazyFrame, packs: pl.LazyFrame, keys: list[str])
     return found.select(pl.col("pack_sku").alias("sku"), *keys[1:], available.cast(pl.Int64).alias("available"))
 
 
-def with_canonical_status(orders: pl.LazyFrame, mapping: dict[str, str]) -> pl.LazyFrame:
-    """Adds `status_canonical` (null where the raw status has no mapping: that is an unmapped code)."""
-    return orders.with_columns(map_statuses("status", mapping, orders).alias("status_canonical"))
+def with_canonical_status(
+    orders: pl.LazyFrame, mapping: dict[str, str], raw_values: pl.LazyFrame | None = None
+) -> pl.LazyFrame:
+    """Adds `status_canonical` (null where the raw status has no mapping: that is an unmapped code).
+    `raw_values` (a frame whose `status` column holds the distinct raw values) spares a pass over orders."""
+    values = orders if raw_values is None else raw_values
+    return orders.with_columns(map_statuses("status", mapping, values).alias("status_canonical"))
 
 
 def net_lifetime_value(
@@ -92,9 +96,12 @@ def net_lifetime_value(
     mapping: dict[str, str],
     *,
     refunded_statuses: tuple[str, ...] = ("refunded",),
+    raw_values: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """Per customer_id: lifetime_value, order_count, last_order_at, net of cancellations and refunds."""
-    counted = with_canonical_status(orders, mapping).filter(pl.col("status_canonical").ne_missing("cancelled"))
+    counted = with_canonical_status(orders, mapping, raw_values).filter(
+        pl.col("status_canonical").ne_missing("cancelled")
+    )
     value = counted.group_by("customer_id").agg(
         pl.col("total").sum().alias("gross"),
         pl.len().cast(pl.Int64).alias("order_count"),
@@ -120,18 +127,23 @@ def orders_from_events(events: pl.LazyFrame) -> pl.LazyFrame:
     """Orders of a platform that keeps events, not orders. The status is the latest lifecycle event's
     metric (placed, fulfilled, cancelled); refund events make it `order_refunded` only once they add up to
     the whole order, since a partial refund leaves the order what it was."""
-    ranked = events.filter(pl.col("order_id").is_not_null()).with_columns(
-        pl.col("metric").replace_strict(_EVENT_ORDER, default=-1, return_dtype=pl.Int64).alias("_stage")
-    )
     placed, refunded = pl.col("metric") == "order_placed", pl.col("metric") == "order_refunded"
-    orders = ranked.group_by("order_id").agg(
-        pl.when(~refunded).then(pl.col("metric")).sort_by("occurred_at", "_stage").drop_nulls().last().alias("status"),
-        pl.col("value").filter(placed).first().alias("total"),
-        pl.col("value").filter(refunded).sum().alias("_refunded"),
-        refunded.any().alias("_any_refund"),
-        pl.col("occurred_at").filter(placed).min().alias("placed_at"),
-        pl.col("occurred_at").max().alias("updated_at"),
-        pl.col("email").drop_nulls().first().alias("email"),
+    stage = pl.col("metric").replace_strict(_EVENT_ORDER, default=0, return_dtype=pl.Int64)
+    # Latest first by time, then by lifecycle stage: one sortable number per event, refunds left out.
+    rank = pl.when(~refunded).then(pl.col("occurred_at").dt.epoch("us") * 4 + stage)
+    orders = (
+        events.filter(pl.col("order_id").is_not_null())
+        .with_columns(rank.alias("_rank"))
+        .group_by("order_id")
+        .agg(
+            pl.col("metric").get(pl.col("_rank").arg_max()).alias("status"),
+            pl.col("value").filter(placed).first().alias("total"),
+            pl.col("value").filter(refunded).sum().alias("_refunded"),
+            refunded.any().alias("_any_refund"),
+            pl.col("occurred_at").filter(placed).min().alias("placed_at"),
+            pl.col("occurred_at").max().alias("updated_at"),
+            pl.col("email").drop_nulls().first().alias("email"),
+        )
     )
     whole = pl.col("_any_refund") & (pl.col("_refunded") >= pl.col("total"))
     return orders.with_columns(
@@ -149,10 +161,19 @@ def present(frame: pl.LazyFrame, columns: list[str]) -> list[str]:
 
 def target_locations(scope: Scope) -> bool:
     """Whether the target keeps stock per location (else it publishes one figure, location "*")."""
-    inventory = scope.target_frame("inventory")
-    if inventory is None:
+    if scope.target_frame("inventory") is None:
         return False
-    return inventory.filter(pl.col("location") != ALL_LOCATIONS).select(pl.len()).collect().item() > 0
+    locations = scope.ctx.distinct(scope.target, "inventory", "location").collect()["location"]
+    return bool((locations != ALL_LOCATIONS).any())
+
+
+def raw_statuses(scope: Scope, source: str) -> pl.LazyFrame | None:
+    """The distinct raw order statuses of a source (for a platform keeping events: its event metrics)."""
+    if scope.ctx.has(source, "orders", "status"):
+        return scope.ctx.distinct(source, "orders", "status")
+    if scope.ctx.has(source, "events"):
+        return scope.ctx.distinct(source, "events", "metric").rename({"metric": "status"})
+    return pl.LazyFrame(schema={"status": pl.String})
 
 
 def source_orders(scope: Scope) -> pl.LazyFrame | None:
@@ -165,7 +186,7 @@ def source_orders(scope: Scope) -> pl.LazyFrame | None:
         orders = orders.filter(~pl.col("channel").is_in(scope.cfg.audit.marketplaces) | pl.col("channel").is_null())
     else:
         orders = orders.filter(pl.col("channel").is_in(channels))
-    orders = with_canonical_status(orders, scope.cfg.status_map(scope.source))
+    orders = with_canonical_status(orders, scope.cfg.status_map(scope.source), raw_statuses(scope, scope.source))
     ref = "external_id" if scope.marketplace else "order_id"
     return orders.filter(pl.col(ref).is_not_null()).with_columns(
         pl.col(ref).alias("order_ref"), pl.col("order_id").alias("key")
@@ -174,6 +195,11 @@ def source_orders(scope: Scope) -> pl.LazyFrame | None:
 
 def target_orders(scope: Scope) -> pl.LazyFrame | None:
     """The target's orders (derived from its events where it keeps no orders), with `order_ref`."""
+    key = ("target_orders", scope.target, scope.marketplace, scope.feeds_entity("orders"), scope.feeds_entity("events"))
+    return scope.ctx.materialize(key, lambda: _target_orders(scope))
+
+
+def _target_orders(scope: Scope) -> pl.LazyFrame | None:
     orders = scope.target_frame("orders")
     if orders is None:
         events = scope.target_frame("events")
@@ -182,7 +208,7 @@ def target_orders(scope: Scope) -> pl.LazyFrame | None:
         orders = orders_from_events(events)
     if "status" not in orders.collect_schema().names():
         orders = orders.with_columns(pl.lit(None, pl.String).alias("status"))  # e.g. sales data lines
-    orders = with_canonical_status(orders, scope.cfg.status_map(scope.target))
+    orders = with_canonical_status(orders, scope.cfg.status_map(scope.target), raw_statuses(scope, scope.target))
     if scope.marketplace:
         return orders.with_columns(pl.col("external_id").alias("order_ref"), pl.col("external_id").alias("key"))
     return orders.with_columns(pl.col("order_id").alias("order_ref"), pl.col("order_id").alias("key"))
@@ -363,28 +389,33 @@ def source_customer_master(scope: Scope) -> pl.LazyFrame | None:
 def target_customer_master(scope: Scope) -> pl.LazyFrame | None:
     """One row per ERP customer: the most recently updated profile, how many profiles there are, and
     whether any of them is subscribed (one subscribed duplicate is enough to mail an opted-out person)."""
+    key = (
+        "customer_master",
+        scope.source,
+        scope.target,
+        scope.feeds_entity("customers"),
+        scope.option("require_email"),
+    )
+    return scope.ctx.materialize(key, lambda: _customer_master(scope))
+
+
+def _customer_master(scope: Scope) -> pl.LazyFrame | None:
     profiles = target_profiles(scope)
     if profiles is None:
         return None
     names = profiles.collect_schema().names()
-    cols = present(
-        profiles,
-        [
-            "email",
-            "first_name",
-            "last_name",
-            "postcode",
-            "country",
-            "merged_into",
-            "lifetime_value",
-            "order_count",
-            "last_order_at",
-        ],
-    )
-    order = pl.col("updated_at") if "updated_at" in names else pl.col("customer_id")
-    latest = [pl.col(c).sort_by(order).last() for c in cols]
+    columns = ["email", "first_name", "last_name", "postcode", "country", "merged_into", "lifetime_value",
+               "order_count", "last_order_at"]  # fmt: skip
+    cols = present(profiles, columns)
+    newest = pl.col("updated_at") if "updated_at" in names else pl.col("customer_id")
     consent = [pl.col(c).max() for c in present(profiles, ["email_consent", "sms_consent"])]
-    master = profiles.group_by("customer_ref").agg(*latest, *consent, pl.len().cast(pl.Int64).alias("profiles"))
+    per_customer = profiles.group_by("customer_ref").agg(*consent, pl.len().cast(pl.Int64).alias("profiles"))
+    latest = (
+        profiles.filter(newest == newest.max().over("customer_ref"))
+        .unique("customer_ref", keep="any")
+        .select("customer_ref", *cols)
+    )
+    master = per_customer.join(latest, on="customer_ref", how="left")
     if "merged_into" not in cols:
         # A platform that cannot record a merge reflects it by no longer keeping the merged profile.
         master = master.with_columns(pl.lit(None, pl.String).alias("merged_into"))
@@ -403,6 +434,7 @@ def source_customer_value(scope: Scope) -> pl.LazyFrame | None:
         scope.source_frame("returns"),
         scope.cfg.status_map(scope.source),
         refunded_statuses=tuple(scope.option("refunded_statuses")),
+        raw_values=raw_statuses(scope, scope.source),
     )
     return (
         customers.select("customer_id", "customer_ref", "key")
