@@ -190,7 +190,8 @@ def findings(store: Store, run_id: str | None = None, status: str | None = None)
         raise UserError(f"unknown status {status!r}: expected one of {', '.join(STATUSES)}")
     run_id = run_id or latest_run_id(store)
     if run_id is None:
-        return pl.DataFrame(schema={c: FINDING_SCHEMA.get(c, pl.String()) for c in STORED_COLUMNS})
+        schema = {c: FINDING_SCHEMA.get(c, pl.String()) for c in STORED_COLUMNS}
+        return pl.DataFrame(schema={**schema, "acknowledged": pl.Boolean(), "muted": pl.Boolean()})
     if not store.query("SELECT 1 FROM audit_runs WHERE run_id = ?", [run_id]).fetchall():
         raise UserError(f"no audit run {run_id!r} in {store.path}")
     where = "AND f.status = ?" if status else ""

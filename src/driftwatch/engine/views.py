@@ -281,9 +281,13 @@ def source_ats(scope: Scope) -> pl.LazyFrame | None:
         inventory, scope.source_frame("pack_components"), locations=locations, by_location=by_location
     )
     products = scope.source_frame("products")
-    if products is not None:
-        ats = ats.join(products.select(present(products, ["sku", "price", "currency"])), on="sku", how="left")
-    return ats
+    if products is None:
+        return ats
+    priced = products.select(present(products, ["sku", "price", "currency"]))
+    if by_location:
+        return ats.join(priced, on="sku", how="left")
+    # A SKU the ERP knows but holds no stock row for has nothing to sell, wherever it is published.
+    return priced.join(ats, on="sku", how="left").with_columns(pl.col("available").fill_null(0))
 
 
 @view
