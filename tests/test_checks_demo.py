@@ -244,3 +244,29 @@ def test_cli_exit_codes_and_json(drifted, clean, tmp_path):
         _invoke(*base, *drift_db, "audit", "--check", "nope")
     listed = _invoke(*base, "checks", "list", "--format", "json")
     assert len(json.loads(listed.output)) == 17
+
+
+def test_options_are_overridden_per_target_from_the_config(drifted, drift_run):
+    store = drift_run[0]
+    cfg = demo_config(drifted)
+    cfg.raw["checks"] = {"stock_parity": {"targets": {"klaviyo": {"stock_tolerance": 1000}}}}
+    found = audit(store, cfg, checks=["stock_parity"]).findings.filter(pl.col("status") != "resolved")
+    assert "klaviyo" not in set(found["target"])
+    assert {"mirakl", "ometria", "emarsys"} <= set(found["target"])
+
+
+def test_a_sku_without_erp_stock_rows_published_downstream_is_an_oversell_risk(clean, tmp_path):
+    copy = tmp_path / "copy"
+    _copy_tree(clean, copy)
+    sku = pl.read_csv(copy / "klaviyo" / "inventory.csv", infer_schema=False).filter(
+        pl.col("available").cast(pl.Int64) > 0
+    )["sku"][0]
+    style, colour, size = sku.split("-")
+    _rewrite(copy / "bluecherry" / "inventory.csv", lambda f: f.filter(
+        ~((pl.col("Style") == style) & (pl.col("Color #") == colour) & (pl.col("Size") == size))
+    ))  # fmt: skip
+    with loaded_store(tmp_path / "nostock.duckdb", copy) as store:
+        found = audit(store, demo_config(copy), checks=["stock_parity"]).findings
+    oversold = found.filter(pl.col("check_id") == "stock_parity")
+    assert set(oversold["key"]) >= {sku}
+    assert set(oversold.filter(pl.col("key") == sku)["severity"]) == {"critical"}
