@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -9,9 +11,11 @@ from decimal import Decimal
 import polars as pl
 import pytest
 
+from driftwatch.config import parse_config
 from driftwatch.connectors import SIMULATORS, get
 from driftwatch.connectors.emarsys import Connector, Simulator
-from driftwatch.connectors.emarsys.client import wsse_header
+from driftwatch.connectors.emarsys.client import EmarsysClient, WsseAuth, wsse_header
+from driftwatch.demo.generator import generate
 from driftwatch.errors import UserError
 from driftwatch.normalize import coerce
 
@@ -146,9 +150,6 @@ def test_registry_gives_the_emarsys_connector() -> None:
 def test_wsse_digest_is_base64_of_the_hex_sha1() -> None:
     header = wsse_header("user", "secret", nonce="abc", created="2026-11-23T10:00:00Z")
     # sha1("abc2026-11-23T10:00:00Zsecret") as hex, then base64 of that hex text
-    import base64
-    import hashlib
-
     hex_digest = hashlib.sha1(b"abc2026-11-23T10:00:00Zsecret").hexdigest()
     assert f'PasswordDigest="{base64.b64encode(hex_digest.encode()).decode()}"' in header
 
@@ -217,8 +218,6 @@ def test_error_inside_http_200_is_a_user_error(fast_http) -> None:
 
 
 def test_more_than_1000_keys_is_refused_by_emarsys(fast_http) -> None:
-    from driftwatch.connectors.emarsys.client import EmarsysClient, WsseAuth
-
     with Simulator(dataset(), rate_limits=UNLIMITED, field_ids=EXTRA_FIELDS) as sim:
         env, settings = sim.env, sim.settings(**fast_http)
         connector = Connector(settings, env=env)
@@ -248,8 +247,6 @@ def test_a_page_size_over_the_batch_limit_is_capped(fast_http) -> None:
 
 
 def test_unknown_opt_in_value_is_quarantined_not_a_crash(fast_http) -> None:
-    from driftwatch.normalize import coerce
-
     with Simulator(dataset(), rate_limits=UNLIMITED, field_ids=EXTRA_FIELDS) as sim:
         sim.faults.set(unknown_enums=True)
         customers = _connector(sim, fast_http).pull(["customers"]).frames["customers"]
@@ -314,8 +311,6 @@ def test_missing_credential_names_the_variable() -> None:
 
 
 def test_round_trip_of_the_demo_retailer(tmp_path, fast_http) -> None:
-    from driftwatch.demo.generator import generate
-
     generate(tmp_path, seed=11)
     with Simulator.from_snapshot_dir(tmp_path, rate_limits=UNLIMITED) as sim:
         pulled = Connector(sim.settings(**fast_http), env=sim.env).pull()
@@ -359,8 +354,6 @@ def test_sales_file_with_only_the_standard_columns(fast_http) -> None:
 
 
 def test_driftwatch_toml_accepts_the_settings() -> None:
-    from driftwatch.config import parse_config
-
     with Simulator({}) as sim:
         for auth in ("wsse", "oauth"):
             parse_config({"sources": {"emarsys": sim.settings(auth=auth)}})

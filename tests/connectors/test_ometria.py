@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
-from driftwatch.connectors import get
+from driftwatch.config import parse_config
+from driftwatch.connectors import SIMULATORS, get
 from driftwatch.connectors.ometria import Connector, Simulator
 from driftwatch.connectors.ometria.mapping import CANCELLED_BUT_VALID
 from driftwatch.connectors.ometria.simulator import UNKNOWN_STATUS
+from driftwatch.demo.generator import generate
 from driftwatch.errors import UserError
 from driftwatch.normalize import coerce
 
@@ -117,8 +119,6 @@ def _assert_same(pulled, data, canonical) -> None:
 
 
 def test_registry_gives_the_ometria_connector() -> None:
-    from driftwatch.connectors import SIMULATORS
-
     assert get("ometria") is Connector
     assert SIMULATORS["ometria"] is Simulator
 
@@ -242,8 +242,6 @@ def test_missing_key_names_the_variable_not_a_value() -> None:
 
 
 def test_round_trip_of_the_demo_retailer(tmp_path, fast_http) -> None:
-    from driftwatch.demo.generator import generate
-
     generate(tmp_path, seed=11)
     with Simulator.from_snapshot_dir(tmp_path, rate_limits=UNLIMITED) as sim:
         pulled = Connector(sim.settings(read_rate=1000, **fast_http), env=sim.env).pull()
@@ -258,8 +256,6 @@ def test_round_trip_of_the_demo_retailer(tmp_path, fast_http) -> None:
 
 
 def test_driftwatch_toml_accepts_the_settings() -> None:
-    from driftwatch.config import parse_config
-
     with Simulator({}) as sim:
         parse_config({"sources": {"ometria": sim.settings(page_size=100, read_rate=4)}})
 
