@@ -202,7 +202,7 @@ def trade_frames(trade: Trade, chunk: TradeChunk) -> Frames:
     frames["klaviyo", "customers"] = marketing.select(
         customer_id=pl.Series(_ulids(klaviyo_draw, marketing["customer_idx"].to_numpy())),
         erp_customer_id="customer_id",
-        email="email",
+        email=_as_typed(klaviyo_draw, marketing["customer_idx"]),
         **_same(CONSENT_COLUMNS + PROFILE_COLUMNS + VALUE_COLUMNS),
     )
     frames["ometria", "customers"] = marketing.select(
@@ -235,6 +235,18 @@ def trade_frames(trade: Trade, chunk: TradeChunk) -> Frames:
     frames.update(_order_copies(trade, chunk))
     frames["klaviyo", "events"] = _events(trade, chunk)
     return frames
+
+
+def _as_typed(draw: Draw, idx: pl.Series) -> pl.Expr:
+    """Emails as some customers typed them (capitals, a stray space): the same address once normalised."""
+    typed = draw.uniform(idx.to_numpy() + (1 << 41))
+    return (
+        pl.when(pl.Series(typed < 0.1))
+        .then(pl.col("email").str.to_titlecase())
+        .when(pl.Series(typed < 0.15))
+        .then(pl.col("email") + " ")
+        .otherwise(pl.col("email"))
+    )
 
 
 def _same(columns: list[str]) -> dict[str, str]:

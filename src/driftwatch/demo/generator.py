@@ -28,8 +28,9 @@ Topology (what each source holds)
   (external_id "MRK-000123-A"; order_id is the ERP number stored on the order, or the Mirakl id when
   the ERP never got the order, as the mirakl connector does), shipments (tracking), payout_lines;
   `_commission_rates.json` holds the agreed 15 % on the order amount.
-- klaviyo: customers with an email (profile id "01H...", erp_customer_id), products, inventory ("*"),
-  events order_placed / order_fulfilled / order_cancelled / order_refunded for non-marketplace orders.
+- klaviyo: customers with an email (profile id "01H...", erp_customer_id; some emails as typed, with
+  capitals or a trailing space), products, inventory ("*"), events order_placed / order_fulfilled /
+  order_cancelled / order_refunded for non-marketplace orders.
 - ometria: customers (its customer_id is the ERP id), orders and order_lines of web and store,
   products, inventory ("*").
 - emarsys: products, inventory ("*"), the web customers (contact id, erp_customer_id) and web orders
