@@ -6,6 +6,7 @@ never values in this file, only the names of environment variables that hold the
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,8 @@ _TOP_LEVEL = (
     "repair",
     "payouts",
 )
-_SECRET_WORDS = ("key", "secret", "password", "token")
+# Setting names that hold a credential. A name such as `project_key` or `listing_field` is not one.
+_SECRET_NAME = re.compile(r"(^key$|api_?key|secret|password|passphrase|token|private_key|access_key)", re.IGNORECASE)
 TARGETS = tuple(s for s in SOURCES if s not in SYSTEMS_OF_RECORD)
 
 
@@ -151,7 +153,7 @@ def _check_secrets(table: dict[str, Any], prefix: str, problems: _Problems) -> N
         elif (
             isinstance(value, str)
             and not key.endswith("_env")
-            and any(word in key.lower() for word in _SECRET_WORDS)
+            and _SECRET_NAME.search(key)
             and "column_map" not in prefix
         ):
             problems.add(

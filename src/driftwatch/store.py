@@ -27,7 +27,12 @@ DEFAULT_PATH = Path("driftwatch.duckdb")
 
 # Modules that own tables register their migrations on import; the store imports them before migrating
 # so that whichever part opens the store first, every table exists.
-TABLE_OWNERS: tuple[str, ...] = ()
+TABLE_OWNERS: tuple[str, ...] = (
+    "driftwatch.engine.findings",
+    "driftwatch.alerts.ledger",
+    "driftwatch.payouts.closes",
+    "driftwatch.repair.journal",
+)
 
 _SQL_TYPES = {
     "code": "VARCHAR",
