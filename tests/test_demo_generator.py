@@ -39,6 +39,11 @@ def drifted(tmp_path_factory) -> Path:
     return generate(tmp_path_factory.mktemp("drifted"), captured_at=CAPTURED).out_dir
 
 
+@pytest.fixture(scope="module")
+def drifted_parquet(tmp_path_factory) -> Path:
+    return generate(tmp_path_factory.mktemp("parquet"), captured_at=CAPTURED, file_format="parquet").out_dir
+
+
 def read(directory: Path, source: str, entity: str) -> pl.DataFrame:
     """A written file as text, the way an export arrives."""
     return pl.read_csv(directory / source / f"{entity}.csv", infer_schema=False)
@@ -218,8 +223,10 @@ def test_every_file_uses_canonical_columns_and_every_source_has_a_manifest(clean
             assert set(entity.key) <= set(header), path
 
 
-def test_both_retailers_load_through_the_file_drop_reader_without_a_quarantined_row(tmp_path, clean, drifted):
-    for directory in (clean, drifted):
+def test_every_retailer_loads_through_the_file_drop_reader_without_a_quarantined_row(
+    tmp_path, clean, drifted, drifted_parquet
+):
+    for directory in (clean, drifted, drifted_parquet):
         codes = json.loads((directory / "bluecherry" / "_status_map.json").read_text())
         with Store(tmp_path / f"{directory.name}.duckdb") as store:
             report = load_directory(store, directory, parse_config({"statuses": {"bluecherry": codes}}))
@@ -227,14 +234,14 @@ def test_both_retailers_load_through_the_file_drop_reader_without_a_quarantined_
         assert {(f.source, f.entity) for f in report.files} >= {("bluecherry", "products"), ("mirakl", "payout_lines")}
 
 
-def test_parquet_holds_the_same_values_as_csv(tmp_path, clean):
-    parquet = generate(tmp_path / "pq", drift=False, captured_at=CAPTURED, file_format="parquet").out_dir
+def test_parquet_holds_the_same_values_as_csv(drifted, drifted_parquet):
     for source, entity, money in (("mirakl", "payout_lines", "amount"), ("bluecherry", "orders", "total")):
-        from_parquet = pl.read_parquet(parquet / source / f"{entity}.parquet")
+        from_parquet = pl.read_parquet(drifted_parquet / source / f"{entity}.parquet")
         assert from_parquet.schema[money] == pl.Decimal(18, 4)
-        from_csv = read(clean, source, entity)
+        from_csv = read(drifted, source, entity)
         assert from_parquet.height == from_csv.height
         assert (from_parquet[money] == from_csv[money].cast(pl.Decimal(18, 4))).all()
+    assert (drifted_parquet / "answer_key.csv").read_bytes() == (drifted / "answer_key.csv").read_bytes()
 
 
 # --- the clean retailer ---------------------------------------------------------------------------------
