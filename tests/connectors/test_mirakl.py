@@ -221,7 +221,7 @@ def test_an_undocumented_order_state_is_kept_raw():
     assert_same(pulled.frames, dataset)
 
 
-def test_the_client_keeps_under_the_documented_ceilings_so_only_a_storm_gives_429():
+def test_the_client_keeps_under_the_call_ceilings_the_simulator_enforces():
     # OR11 once per listing window, TL02 per call: the simulator enforces them as the documentation says.
     window = 0.4
     ceilings = {"OR11": [(1, window)], "TL02": [(3, window)]}
@@ -406,10 +406,17 @@ def test_no_log_line_or_error_carries_the_key(caplog, assert_no_secret):
     assert_no_secret(key, str(error.value))
 
 
-def test_mirakl_error_json_reaches_the_user():
+@pytest.mark.parametrize(
+    ("path", "settings", "message"),
+    [
+        ("/v2", {}, "404: No resource found for GET /v2/api/offers"),
+        ("", {"offset_page_size": 500}, "400: max must be between 1 and 100"),
+    ],
+)
+def test_mirakl_error_json_reaches_the_user(path, settings, message):
     with Simulator(make_dataset()) as sim:
-        connector = Connector(sim.settings(**FAST, base_url=sim.url + "/v2"), env=sim.env)
-        with pytest.raises(UserError, match="No resource found for GET /v2/api/offers"):
+        connector = Connector(sim.settings(**FAST, **settings, base_url=sim.url + path), env=sim.env)
+        with pytest.raises(UserError, match=message):
             connector.pull(["products"])
 
 
