@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -326,6 +329,36 @@ def test_an_interrupted_pull_resumes_from_its_last_page(tmp_path, monkeypatch, e
     assert frame.select(ENTITIES[entity].key).is_duplicated().sum() == 0
     assert_same(pulled.frames, dataset)
     assert not (tmp_path / "mirakl" / entity).exists()
+
+
+_PULL_IN_A_CHILD = """
+import json, sys
+from pathlib import Path
+from driftwatch.connectors.mirakl import Connector
+settings, env, checkpoints = json.loads(sys.argv[1]), json.loads(sys.argv[2]), Path(sys.argv[3])
+Connector(settings, env=env, checkpoint_dir=checkpoints).pull(["orders"])
+"""
+
+
+def test_a_killed_pull_resumes_without_losing_or_repeating_an_order(tmp_path):
+    dataset = make_dataset(orders=20)
+    with Simulator(dataset, rate_limits=NO_CEILINGS) as sim:
+        settings = sim.settings(**FAST, offset_page_size=3)
+        child = subprocess.Popen(
+            [sys.executable, "-c", _PULL_IN_A_CHILD, json.dumps(settings), json.dumps(sim.env), str(tmp_path)]
+        )
+        # The fifth page is never answered: the process dies while it waits for it.
+        sim.faults.set(between_pages=(5, lambda _: child.kill()))
+        assert child.wait(timeout=60) == -signal.SIGKILL
+        staged = list((tmp_path / "mirakl" / "orders").glob("page-*.parquet"))
+        assert len(staged) == 4
+        before = len(sim.requests)
+        pulled = Connector(settings, env=sim.env, checkpoint_dir=tmp_path).pull(["orders"])
+        # Pages of 3 after the first re-read the previous page's last order: 3 + 2 + 2 + 2 orders were staged,
+        # and the resumed listing re-reads the ninth to check nothing moved.
+        assert sim.requests[before].query["offset"] == "8", "resumed after the fourth page"
+    assert pulled.frames["orders"]["order_id"].is_duplicated().sum() == 0
+    assert_same(pulled.frames, dataset)
 
 
 def test_incremental_pulls_overlap_and_keep_each_order_once():

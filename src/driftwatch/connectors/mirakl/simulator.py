@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -45,10 +46,10 @@ class MiraklSimulator(Simulator):
         *,
         rate_limits: dict[str, Windows] | None = None,
         retry_after: RetryAfterStyle = "none",
-        api_key: str = "shop-key-7f3a9c01-5e2b-4d8e-a6f0-31c2b9d4e857",
+        api_key: str | None = None,
     ):
         super().__init__(dataset, rate_limits=rate_limits, retry_after=retry_after)
-        self.api_key = api_key
+        self.api_key = api_key or f"shop-{secrets.token_hex(16)}"
         self.unnumbered_documents = False
         self.carriers_by_name = False
         self._cache: dict[str, tuple[tuple[pl.DataFrame | None, ...], list[Record]]] = {}
