@@ -331,6 +331,29 @@ def test_an_interrupted_pull_resumes_from_its_last_page(tmp_path, monkeypatch, e
     assert not (tmp_path / "mirakl" / entity).exists()
 
 
+def test_a_resumed_seek_token_that_expired_reads_the_lines_again(tmp_path, monkeypatch):
+    dataset = make_dataset(payouts=3)
+    with Simulator(dataset, rate_limits=NO_CEILINGS) as sim:
+        real = MiraklClient.seek_page
+
+        def dies_on_the_third_page(self, path, params, token, **kwargs):
+            if sim.count(path=path) == 2:
+                raise KeyboardInterrupt("killed")
+            return real(self, path, params, token, **kwargs)
+
+        with monkeypatch.context() as patched:
+            patched.setattr(MiraklClient, "seek_page", dies_on_the_third_page)
+            with pytest.raises(KeyboardInterrupt):
+                connect(sim, tmp_path, seek_page_size=4).pull(["payout_lines"])
+        state = tmp_path / "mirakl" / "payout_lines" / "state.json"
+        saved = json.loads(state.read_text())
+        state.write_text(json.dumps({**saved, "cursor": {"page_token": "expired"}}))
+
+        pulled = connect(sim, tmp_path, seek_page_size=4).pull(["payout_lines"])
+        assert sim.count(path="/api/sellerpayment/transactions_logs", status=400) == 1
+    assert_same(pulled.frames, dataset)
+
+
 _PULL_IN_A_CHILD = """
 import json, sys
 from pathlib import Path

@@ -12,6 +12,7 @@ stopped; a record seen twice (overlapping incremental pulls, records moving whil
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -24,7 +25,11 @@ from driftwatch.connectors.base import BaseConnector, Cursor, Pulled
 from driftwatch.connectors.mirakl import mapping
 from driftwatch.connectors.mirakl.client import OFFSET_PAGE_SIZE, SEEK_PAGE_SIZE, MiraklClient, call_limiters
 from driftwatch.entities import ENTITIES
+from driftwatch.errors import UserError
 
+log = logging.getLogger(__name__)
+
+TL02_PATH = "/api/sellerpayment/transactions_logs"
 OFFER_ENTITIES = frozenset({"products", "inventory"})
 ORDER_ENTITIES = frozenset({"orders", "order_lines", "shipments"})
 RECORD = "record"  # the staged column holding one raw record as JSON (money as exact text)
@@ -111,7 +116,14 @@ class Connector(BaseConnector):
 
         def fetch(cursor: Cursor | None) -> tuple[pl.DataFrame, Cursor | None]:
             token = cursor["page_token"] if cursor else None
-            page, following = client.seek_page("/api/sellerpayment/transactions_logs", params, token, limited_as="TL02")
+            try:
+                page, following = client.seek_page(TL02_PATH, params, token, limited_as="TL02")
+            except UserError as refused:
+                if token is None:
+                    raise
+                # A token saved by an interrupted pull may have expired: read the listing again instead.
+                log.warning("%s; reading the transaction lines again from the start", refused)
+                return _staged("line_id", [], lambda t: t["id"]), {"page_token": None}
             return _staged("line_id", page, lambda t: t["id"]), ({"page_token": following} if following else None)
 
         lines = _records(self.paginate("payout_lines", fetch, params=params))
