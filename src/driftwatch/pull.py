@@ -60,7 +60,7 @@ def _pull_one(
     store: Store, cfg: Config, source: str, env: Mapping[str, str], checkpoint_dir: Path | None, progress: bool | None
 ) -> list[PullResult]:
     connector = connectors.get(source)(cfg.source(source), env=env, checkpoint_dir=checkpoint_dir, progress=progress)
-    pulled = connector.pull()
+    pulled = connector.pull(entities_to_pull(cfg, source, connector.entities))
     timezone = cfg.source(source).get("timezone", "UTC")
     incoming = []
     for entity, frame in pulled.frames.items():
@@ -76,6 +76,40 @@ def _pull_one(
         PullResult(source, snap.entity, snap.frame.height, r.snapshot.quarantined_rows, r.loaded)
         for snap, r in zip(incoming, stored, strict=True)
     ]
+
+
+def entities_to_pull(cfg: Config, source: str, provided: tuple[str, ...]) -> list[str]:
+    """What the audit reads of this source: a target's fed entities; for a system of record also what the
+    checks of those entities read besides (packs for stock, returns for lifetime value, ...). A source's own
+    `entities` setting overrides both. Pulling more would spend the platform's rate limits on unread data."""
+    wanted = cfg.source(source).get("entities")
+    if wanted is None:
+        needed = _entities_read(cfg, source)
+        wanted = [e for e in provided if e in needed] if needed else list(provided)
+    unknown = [e for e in wanted if e not in provided]
+    if unknown:
+        raise UserError(
+            f"sources.{source}.entities: {source} cannot provide {', '.join(unknown)}; "
+            f"it provides {', '.join(provided)}"
+        )
+    return list(wanted)
+
+
+def _entities_read(cfg: Config, source: str) -> set[str]:
+    from driftwatch.engine import load_catalogue
+
+    needed: set[str] = set()
+    for feed in cfg.feeds:
+        if source == feed.target:
+            needed |= set(feed.entities)
+        if source == feed.source:
+            needed |= set(feed.entities)
+            for check in load_catalogue(cfg).values():
+                if isinstance(check.applies_to, str):  # checks of a source's own data: only what it feeds
+                    needed |= set(check.reads) & set(feed.entities)
+                elif set(check.applies_to) & set(feed.entities):
+                    needed |= set(check.reads)
+    return needed
 
 
 def results_frame(results: list[PullResult]) -> pl.DataFrame:

@@ -197,7 +197,13 @@ class Store:
         return self.connection.cursor().execute(sql, params or [])
 
     def frame(self, sql: str, params: list | None = None) -> pl.DataFrame:
-        return self.connection.cursor().sql(sql, params=params or None).pl()
+        frame = self.connection.cursor().sql(sql, params=params or None).pl()
+        # DuckDB names UTC "Etc/UTC"; polars will not compare that with "UTC", so every frame speaks "UTC".
+        return frame.with_columns(
+            pl.col(name).dt.convert_time_zone("UTC")
+            for name, dtype in frame.schema.items()
+            if isinstance(dtype, pl.Datetime) and dtype.time_zone not in (None, "UTC")
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from driftwatch.cli import payouts, pull, repair, snapshots
+from driftwatch.cli import alert, audit, payouts, pull, repair, report, run, snapshots
 from driftwatch.cli._common import AppContext
 from driftwatch.errors import UserError
 
@@ -45,7 +45,7 @@ def cli(ctx: click.Context, config_path: Path | None, db_path: Path | None) -> N
     ctx.call_on_close(app.close)
 
 
-for module in (snapshots, pull, repair, payouts):
+for module in (snapshots, pull, audit, report, alert, run, repair, payouts):
     module.register(cli)
 
 

@@ -1,0 +1,50 @@
+"""`driftwatch run`: the nightly job in one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from driftwatch.alerts import preview
+from driftwatch.cli._common import AppContext, emit, pass_app
+from driftwatch.nightly import run_nightly
+from driftwatch.pull import results_frame
+
+
+@click.command("run")
+@click.option(
+    "--checkpoints",
+    type=click.Path(path_type=Path),
+    default=Path(".driftwatch/pulls"),
+    show_default=True,
+    help="Where interrupted pulls keep their pages, to resume without re-reading.",
+)
+@click.option("--no-alerts", is_flag=True, help="Plan the alerts and print them instead of sending.")
+@pass_app
+def run_command(app: AppContext, checkpoints: Path, no_alerts: bool) -> None:
+    """Pull every configured source, audit, write the HTML report, send the alerts.
+
+    Exit codes for the scheduler: 0 no drift at or above audit.fail_on; 1 drift; 2 usage or configuration
+    error; 3 the job is incomplete (a source could not be pulled or an alert could not be delivered; what
+    did arrive is stored and audited).
+
+    \b
+    Example (cron, 02:30 every night):
+      30 2 * * *  cd /srv/driftwatch && driftwatch run >> driftwatch.log 2>&1
+    """
+    result = run_nightly(app.store, app.config, checkpoint_dir=checkpoints, send_alerts=not no_alerts)
+    emit(results_frame(result.pulls), "table", title="Pulled")
+    open_count = sum(result.run.counts.values())
+    trust = "" if result.run.trusted else "  ** UNTRUSTED: snapshot_health failed **"
+    click.echo(f"audit {result.run.run_id}: {open_count} open finding(s){trust}")
+    click.echo(f"report: {result.report}")
+    if no_alerts:
+        click.echo(preview(result.alerts.plan))
+    for failed in result.alerts.failed:
+        click.secho(f"alert delivery failed: {failed.route} → {failed.destination}: {failed.error}", fg="red")
+    raise click.exceptions.Exit(result.exit_code(app.config.audit.fail_on))
+
+
+def register(group: click.Group) -> None:
+    group.add_command(run_command)

@@ -1,0 +1,132 @@
+"""`make demo`: the nightly job, end to end, on the demo retailer.
+
+It generates the retailer (with drift injected and an answer key), serves every platform's copy from a
+loopback simulator of that platform's API, and then does what a nightly `driftwatch run` does: pull
+through the real connectors, audit, write the HTML report and preview the alerts. Last, it scores the
+audit against the answer key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import tomli_w
+
+from driftwatch.alerts import preview
+from driftwatch.config import load_config
+from driftwatch.connectors import PLATFORMS, SIMULATORS
+from driftwatch.demo.generator import generate
+from driftwatch.errors import UserError
+from driftwatch.nightly import run_nightly
+from driftwatch.pull import results_frame
+from driftwatch.store import Store
+
+# What feeds what in the demo retailer: BlueCherry feeds every target, except that Emarsys takes its
+# customers and web orders from the commercetools storefront.
+FEEDS = [
+    {"source": "bluecherry", "target": "mirakl",
+     "entities": ["products", "inventory", "orders", "order_lines", "shipments", "payout_lines"]},
+    {"source": "bluecherry", "target": "klaviyo", "entities": ["customers", "products", "inventory", "events"]},
+    {"source": "bluecherry", "target": "ometria",
+     "entities": ["customers", "orders", "order_lines", "products", "inventory"]},
+    {"source": "bluecherry", "target": "emarsys", "entities": ["products", "inventory"]},
+    {"source": "commercetools", "target": "emarsys", "entities": ["customers", "orders", "order_lines"],
+     "channels": ["web"]},
+]  # fmt: skip
+ANSWER_KEY_COLUMNS = ["check_id", "target", "key"]
+
+
+def demo_config(snapshot_dir: Path, sources: dict[str, dict[str, Any]], out_dir: Path) -> dict[str, Any]:
+    """The demo's driftwatch.toml: its topology, BlueCherry's status codes and the agreed commission."""
+    codes = json.loads((snapshot_dir / "bluecherry" / "_status_map.json").read_text(encoding="utf-8"))
+    rates = json.loads((snapshot_dir / "mirakl" / "_commission_rates.json").read_text(encoding="utf-8"))
+    return {
+        "store": {"path": "driftwatch.duckdb"},
+        "audit": {"fail_on": "high"},
+        "feeds": FEEDS,
+        "sources": sources,
+        "statuses": {"bluecherry": codes},
+        "payouts": {"commission": {"default": rates["default"], "shipping": rates.get("base") != "order_amount"}},
+        "report": {"out_dir": "reports"},
+        "alerts": {"routes": [
+            {"name": "ops", "url_env": ["DRIFTWATCH_OPS_WEBHOOK"], "min_severity": "high"},
+            {"name": "cx", "url_env": ["DRIFTWATCH_CX_SLACK"], "teams": ["cx", "crm"]},
+        ]},
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("out/demo"))
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    try:
+        return run_demo(args.out, args.seed)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run_demo(out: Path, seed: int) -> int:
+    if out.exists():
+        shutil.rmtree(out)  # every demo starts from nothing, so it shows what a first night looks like
+    snapshots = out / "snapshots"
+    captured_at = datetime.now(UTC).replace(microsecond=0)
+    say(f"1. generating the demo retailer into {snapshots}")
+    generate(snapshots, seed=seed, captured_at=captured_at)
+    with ExitStack() as stack:
+        simulators = {name: stack.enter_context(SIMULATORS[name].from_snapshot_dir(snapshots)) for name in PLATFORMS}
+        say("2. serving " + ", ".join(f"{name} on {sim.url}" for name, sim in simulators.items()))
+        sources = {name: sim.settings() for name, sim in simulators.items()}
+        sources["bluecherry"] = {"path": str((snapshots / "bluecherry").resolve())}
+        config_path = out / "driftwatch.toml"
+        config_path.write_text(tomli_w.dumps(demo_config(snapshots, sources, out)), encoding="utf-8")
+        cfg = load_config(config_path)
+        # Credentials live only in this process's environment, as they would on a real host.
+        env = {k: v for sim in simulators.values() for k, v in sim.env.items()}
+        say(f"3. nightly job with {config_path}: pull every source, audit, report, alerts (preview)")
+        with Store(cfg.store_path) as store:
+            result = run_nightly(store, cfg, env=env, checkpoint_dir=out / "checkpoints", send_alerts=False)
+    print(results_frame(result.pulls))
+    print_findings(result.run.findings)
+    say(f"4. report: {result.report.resolve()}")
+    say("5. alerts each route would receive:")
+    print(preview(result.alerts.plan))
+    score(result.run.findings, snapshots / "answer_key.csv")
+    return 0
+
+
+def print_findings(findings: pl.DataFrame) -> None:
+    summary = (
+        findings.filter(pl.col("status") != "resolved")
+        .pivot(on="severity", index=["check_id", "target"], values="key", aggregate_function="len")
+        .fill_null(0)
+        .sort("check_id", "target")
+    )
+    columns = ["check_id", "target", *[s for s in ("critical", "high", "medium", "low") if s in summary.columns]]
+    with pl.Config(tbl_rows=100, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+        print(summary.select(columns))
+
+
+def score(findings: pl.DataFrame, answer_key: Path) -> None:
+    expected = pl.read_csv(answer_key, infer_schema=False).select(ANSWER_KEY_COLUMNS).unique()
+    found = findings.select(ANSWER_KEY_COLUMNS).unique()
+    hits = expected.join(found, on=ANSWER_KEY_COLUMNS, how="semi").height
+    extra = found.join(expected, on=ANSWER_KEY_COLUMNS, how="anti").height
+    say(f"6. answer key: {hits} of {expected.height} injected drifts found, {extra} finding(s) not in the key")
+
+
+def say(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""The nightly job: pull every source, audit, write the report, send the alerts."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from driftwatch.alerts.run import AlertOutcome, alert_run
+from driftwatch.config import Config
+from driftwatch.engine import RunResult, audit
+from driftwatch.engine.findings import SEVERITIES
+from driftwatch.pull import PullResult, pull_sources
+from driftwatch.report.build import build_report, report_settings
+from driftwatch.store import Store
+
+EXIT_OK, EXIT_DRIFT, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class NightlyResult:
+    pulls: list[PullResult]
+    run: RunResult
+    report: Path
+    alerts: AlertOutcome
+
+    @property
+    def failed_pulls(self) -> list[PullResult]:
+        return [p for p in self.pulls if p.error]
+
+    def exit_code(self, fail_on: str) -> int:
+        """3 when a source or an alert delivery failed (the job is incomplete), else 1 on drift, else 0."""
+        if self.failed_pulls or self.alerts.failed:
+            return EXIT_INCOMPLETE
+        worst = SEVERITIES[: SEVERITIES.index(fail_on) + 1]
+        return EXIT_DRIFT if any(self.run.counts[s] for s in worst) else EXIT_OK
+
+
+def run_nightly(
+    store: Store,
+    cfg: Config,
+    *,
+    env: Mapping[str, str] = os.environ,
+    checkpoint_dir: Path | None = None,
+    send_alerts: bool = True,
+    progress: bool | None = None,
+) -> NightlyResult:
+    """A failed pull does not stop the job: the audit runs on what is stored, and snapshot_health and
+    stock_staleness say what is missing or old."""
+    pulls = pull_sources(store, cfg, env=env, checkpoint_dir=checkpoint_dir, progress=progress)
+    result = audit(store, cfg)
+    report = build_report(store, report_settings(cfg), result.run_id)
+    alerts = alert_run(store, cfg, run_id=result.run_id, send=send_alerts)
+    return NightlyResult(pulls, result, report, alerts)
