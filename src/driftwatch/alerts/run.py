@@ -1,0 +1,44 @@
+"""Alerting a stored run: configuration, owners and the report link gathered for `plan_alerts`/`deliver`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from driftwatch.alerts.dispatch import Outgoing, deliver, plan_alerts
+from driftwatch.alerts.ledger import Delivery
+from driftwatch.alerts.routes import parse_alerts
+from driftwatch.config import Config
+from driftwatch.engine import load_catalogue
+from driftwatch.report.build import build_report, load_run, report_settings
+from driftwatch.store import Store
+
+
+@dataclass(frozen=True)
+class AlertOutcome:
+    plan: list[Outgoing]
+    deliveries: list[Delivery]
+
+    @property
+    def failed(self) -> list[Delivery]:
+        return [d for d in self.deliveries if d.status == "failed"]
+
+
+def alert_run(
+    store: Store, cfg: Config, *, run_id: str | None = None, report_link: str | None = None, send: bool = True
+) -> AlertOutcome:
+    """Plan (and unless `send` is false, deliver) the alerts of a run (default: the latest).
+
+    Without `report_link` the digest links to the run's report, which is written first if it is missing
+    so that no alert points at nothing.
+    """
+    settings = parse_alerts(cfg.raw)
+    reports = report_settings(cfg)
+    run, found = load_run(store, run_id)
+    if report_link is None:
+        path = reports.path_for(run.run_id)
+        if send and not path.exists():
+            build_report(store, reports, run.run_id, path)
+        report_link = reports.link_for(path)
+    owners = {check_id: spec.owner for check_id, spec in load_catalogue(cfg).items()}
+    plan = plan_alerts(store, settings, run, found, report_link=report_link, owners=owners, mask=reports.mask_emails)
+    return AlertOutcome(plan, deliver(store, settings, run, plan) if send else [])
