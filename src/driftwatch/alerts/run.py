@@ -34,11 +34,19 @@ def alert_run(
     settings = parse_alerts(cfg.raw)
     reports = report_settings(cfg)
     run, found = load_run(store, run_id)
-    if report_link is None:
-        path = reports.path_for(run.run_id)
-        if send and not path.exists():
-            build_report(store, reports, run.run_id, path)
-        report_link = reports.link_for(path)
+    path = reports.path_for(run.run_id)
     owners = {check_id: spec.owner for check_id, spec in load_catalogue(cfg).items()}
-    plan = plan_alerts(store, settings, run, found, report_link=report_link, owners=owners, mask=reports.mask_emails)
-    return AlertOutcome(plan, deliver(store, settings, run, plan) if send else [])
+    plan = plan_alerts(
+        store,
+        settings,
+        run,
+        found,
+        report_link=report_link or reports.link_for(path),
+        owners=owners,
+        mask=reports.mask_emails,
+    )
+    if not send:
+        return AlertOutcome(plan, [])
+    if report_link is None and not path.exists() and any(o.message and o.pending for o in plan):
+        build_report(store, reports, run.run_id, path)
+    return AlertOutcome(plan, deliver(store, settings, run, plan))
