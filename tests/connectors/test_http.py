@@ -278,6 +278,22 @@ def test_staging_without_a_directory_keeps_pages_in_memory():
     ]
 
 
+def test_staging_batches_pages_and_resumes_after_the_last_batch(tmp_path):
+    def stage(flush_rows: int) -> Staging:
+        return Staging(tmp_path, "shop", "products", ("sku",), {"since": None}, flush_rows=flush_rows)
+
+    staging = stage(flush_rows=4)
+    for n in range(3):
+        staging.save(pl.DataFrame({"sku": [f"{n}a", f"{n}b"]}), {"offset": 2 * (n + 1)})
+    # Two pages reached four rows and went to disk together; the third is only in memory.
+    assert len(list((tmp_path / "shop" / "products").glob("page-*.parquet"))) == 1
+    resumed = stage(flush_rows=4)
+    assert resumed.cursor == {"offset": 4}
+    assert sorted(resumed.frame()["sku"]) == ["0a", "0b", "1a", "1b"]
+    resumed.save(pl.DataFrame({"sku": ["2a", "2b"]}), None)  # the last page always goes to disk
+    assert stage(flush_rows=4).done
+
+
 def test_registry_rejects_unknown_sources():
     with pytest.raises(UserError, match="no connector for 'nowhere'"):
         connectors.get("nowhere")

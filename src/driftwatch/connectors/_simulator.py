@@ -302,6 +302,9 @@ def _load(path: Path, entity: str) -> pl.DataFrame:
 def _handler_for(simulator: Simulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the real platforms offer
+        # Headers and body go out as separate writes; with Nagle's algorithm on, each response would wait
+        # for the client's delayed ACK (~40 ms), a latency no real platform adds.
+        disable_nagle_algorithm = True
 
         def _serve(self) -> None:
             parts = urlsplit(self.path)

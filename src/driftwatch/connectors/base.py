@@ -71,11 +71,13 @@ class BaseConnector:
 
     `settings` is the `[sources.<name>]` table of driftwatch.toml: `base_url`, the *names* of the
     environment variables that hold credentials (e.g. `api_key_env = "KLAVIYO_API_KEY"`), and optional
-    HTTP timings (see `HttpSettings`).
+    HTTP timings (see `HttpSettings`), and `checkpoint_rows`.
     """
 
     name: ClassVar[str]
     entities: ClassVar[tuple[str, ...]]
+    # Rows fetched between two writes of the staging (setting `checkpoint_rows`); 0 writes every page.
+    checkpoint_rows: ClassVar[int] = 0
 
     def __init__(
         self,
@@ -117,15 +119,21 @@ class BaseConnector:
         raise NotImplementedError
 
     def paginate(self, entity: str, fetch: FetchPage, *, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
-        """Call `fetch` page after page until it returns no next cursor, staging each page so that an
+        """Call `fetch` page after page until it returns no next cursor, staging the pages so that an
         interrupted pull resumes from its last cursor; returns every record once per entity key."""
-        staging = Staging(self.checkpoint_dir, self.name, entity, ENTITIES[entity].key, dict(params or {}))
+        key = ENTITIES[entity].key
+        flush_rows = int(self.setting("checkpoint_rows", self.checkpoint_rows))
+        staging = Staging(self.checkpoint_dir, self.name, entity, key, dict(params or {}), flush_rows=flush_rows)
         with PageProgress(f"{self.name} {entity}", self.progress) as progress:
-            while not staging.done:
-                rows, cursor = fetch(staging.cursor)
-                page = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(rows, infer_schema_length=None)
-                staging.save(page, cursor)
-                progress.advance(page.height)
+            try:
+                while not staging.done:
+                    rows, cursor = fetch(staging.cursor)
+                    page = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(rows, infer_schema_length=None)
+                    staging.save(page, cursor)
+                    progress.advance(page.height)
+            except BaseException:
+                staging.flush()  # keep what was fetched: the next pull resumes after it
+                raise
         frame = staging.frame()
         staging.clear()
         return frame if frame.width else pl.DataFrame(schema=dict.fromkeys(ENTITIES[entity].columns, pl.String))
