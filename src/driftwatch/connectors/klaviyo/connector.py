@@ -32,6 +32,7 @@ class Connector(BaseConnector):
 
     name = "klaviyo"
     entities = ("customers", "products", "inventory", "events")
+    checkpoint_rows = 5000  # a file per 100-profile page would cost more than fetching it
 
     def __init__(
         self,
