@@ -10,9 +10,11 @@ from pathlib import Path
 import jinja2
 import polars as pl
 
+from driftwatch.engine.findings import SEVERITIES
+from driftwatch.engine.runner import HEALTH_CHECK
 from driftwatch.report import summary
 from driftwatch.report.mask import mask_emails
-from driftwatch.report.summary import SEVERITIES, History, RunInfo
+from driftwatch.report.summary import History, RunInfo
 from driftwatch.report.svg import sparkline, stacked_bars
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[3] / "reports" / "templates"
@@ -41,7 +43,7 @@ def render_report(
     open_rows = summary.open_findings(ordered)
     context = {
         "run": run,
-        "health": _records(open_rows.filter(pl.col("check_id") == summary.HEALTH_CHECK)),
+        "health": _records(open_rows.filter(pl.col("check_id") == HEALTH_CHECK)),
         "statuses": summary.status_counts(findings),
         "severities": summary.severity_counts(findings),
         "severity_names": SEVERITIES,

@@ -12,11 +12,9 @@ from decimal import Decimal
 
 import polars as pl
 
-SEVERITIES = ("critical", "high", "medium", "low")
+from driftwatch.engine.findings import OPEN_STATUSES, SEVERITIES, STATUSES
+
 SEVERITY_RANK = {name: len(SEVERITIES) - i for i, name in enumerate(SEVERITIES)}  # critical 4 .. low 1
-OPEN_STATUSES = ("new", "ongoing", "regressed")
-STATUSES = ("new", "regressed", "ongoing", "resolved")
-HEALTH_CHECK = "snapshot_health"
 
 RUNS_SCHEMA = {"run_id": pl.String, "started_at": pl.Datetime("us", "UTC")}
 COUNTS_SCHEMA = {
