@@ -7,7 +7,7 @@ def __getattr__(name: str) -> Any:
     # Imported on first use: the file-drop loader reads this package's column maps, and the connector in turn
     # reads exports with the loader, so neither may import the other at import time.
     if name == "Connector":
-        from driftwatch.connectors.bluecherry.client import Connector
+        from driftwatch.connectors.bluecherry.connector import Connector
 
         return Connector
     raise AttributeError(name)
