@@ -12,6 +12,15 @@ What it reproduces from the public API reference:
   retention (`deleteDaysAfterCreation`).
 - ErrorResponse bodies (`statusCode`, `message`, `errors[]`), and 502/503 from the edge in HTML
   (`fail_next(..., html=True)`), as the platform's infrastructure sends them.
+- Updates (`POST /{projectKey}/{resource}/{id}` with `{version, actions}`, scope `manage_*`), all
+  actions of a request applied or none: inventory `changeQuantity` (availableQuantity keeps the stock
+  reserved), order `changeOrderState` / `changeShipmentState`, customer `changeEmail` (400 DuplicateField
+  when another customer has it), `setFirstName`, `setLastName`, `addAddress`, `changeAddress`,
+  `setDefaultShippingAddress`, and `setCustomField` / `setCustomType` on all three (400 InvalidOperation
+  for a custom field on a resource without a custom type); at most 500 actions a request; 409
+  ConcurrentModification with `currentVersion` for a stale version (`interfere()` makes another writer
+  change a record just before the next updates land). Each accepted update bumps the version, writes
+  one Message per action and counts in `writes` ("path/id" -> accepted updates).
 """
 
 from __future__ import annotations
@@ -22,6 +31,8 @@ import re
 import secrets
 import threading
 import time
+import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -50,6 +61,10 @@ READ_SCOPES = {
     "messages": "view_messages",
     "": "view_project_settings",
 }
+UPDATABLE = ("customers", "orders", "inventory")
+MAX_UPDATE_ACTIONS = 500
+ORDER_STATES = ("Open", "Confirmed", "Complete", "Cancelled")
+SHIPMENT_STATES = ("Shipped", "Delivered", "Ready", "Pending", "Delayed", "Partial", "Backorder", "Canceled")
 TYPE_IDS = {
     "customers": "customer",
     "orders": "order",
@@ -97,6 +112,8 @@ class CommercetoolsSimulator(Simulator):
         self.messages: list[dict[str, Any]] = []
         self._sequences: dict[str, int] = {}  # the last message sequenceNumber of each resource
         self._edge_errors: list[tuple[int, bool]] = []
+        self._interference: list[Callable[[str, dict[str, Any]], None]] = []
+        self.writes: Counter[str] = Counter()  # "path/id" -> updates accepted
         self._data_lock = threading.RLock()
         for path, records in self.resources.items():
             for record in records.values():
@@ -123,6 +140,12 @@ class CommercetoolsSimulator(Simulator):
         commercetools' JSON or, from the edge, as an HTML page."""
         with self._data_lock:
             self._edge_errors.extend([(status, html)] * count)
+
+    def interfere(self, count: int = 1, change: Callable[[str, dict[str, Any]], None] = lambda path, record: None):
+        """Another writer (a checkout reserving stock, a support agent) changes the record the next `count`
+        updates are about, just before they land: their version is stale and they meet a 409."""
+        with self._data_lock:
+            self._interference.extend([change] * count)
 
     def update(self, path: str, resource_id: str, message_type: str, change: Callable[[dict[str, Any]], None]) -> None:
         """Change a stored resource as the platform would: new version, lastModifiedAt and a Message."""
@@ -155,6 +178,8 @@ class CommercetoolsSimulator(Simulator):
         if time.monotonic() > token["expires"] or (limit is not None and token["uses"] > limit):
             return auth_error(401, "invalid_token", "invalid_token")
         needed = READ_SCOPES.get(_endpoint(request.path))
+        if needed and request.method == "POST":
+            needed = needed.replace("view_", "manage_")
         if needed and not _grants(token["scopes"], needed):
             message = f"Insufficient scope. One of the following scopes is missing: {needed}"
             return auth_error(403, "insufficient_scope", message)
@@ -170,6 +195,8 @@ class CommercetoolsSimulator(Simulator):
         if edge is not None:
             return edge
         parts = request.path.strip("/").split("/")
+        if parts[0] == PROJECT_KEY and len(parts) == 3 and request.method == "POST" and parts[1] in UPDATABLE:
+            return self._update_request(parts[1], parts[2], request)
         if parts[0] != PROJECT_KEY or len(parts) > 2 or request.method != "GET":
             return Response(404, error_body(404, "ResourceNotFound", f"URI '{request.path}' not found."))
         if len(parts) == 1:
@@ -254,6 +281,68 @@ class CommercetoolsSimulator(Simulator):
         self.page_served()
         return Response(200, body)
 
+    # ---------------------------------------------------------------- updates
+
+    def _update_request(self, path: str, resource_id: str, request: Request) -> Response:
+        try:
+            body = request.json()
+            version, actions = int(body["version"]), list(body["actions"])
+        except (ValueError, KeyError, TypeError) as error:
+            return Response(
+                400, error_body(400, "InvalidJsonInput", f"Request body does not contain valid JSON: {error}")
+            )
+        if len(actions) > MAX_UPDATE_ACTIONS:
+            message = f"Too many update actions: {len(actions)}, the maximum is {MAX_UPDATE_ACTIONS}."
+            return Response(400, error_body(400, "InvalidInput", message))
+        with self._data_lock:
+            current = self.resources[path].get(resource_id)
+            if current is None:
+                message = f"The Resource with ID '{resource_id}' was not found."
+                return Response(404, error_body(404, "ResourceNotFound", message))
+            if self._interference:
+                self._interference.pop(0)(path, current)
+                current["version"] += 1
+                current["lastModifiedAt"] = mapping.to_timestamp(datetime.now(UTC))
+            if version != current["version"]:
+                message = (
+                    f"Object {resource_id} has a different version than expected. "
+                    f"Expected: {version} - Actual: {current['version']}."
+                )
+                return Response(
+                    409, error_body(409, "ConcurrentModification", message, currentVersion=current["version"])
+                )
+            record = json.loads(json.dumps(current))  # all actions apply, or none
+            messages = []
+            for action in actions:
+                try:
+                    messages.append(self._apply(path, record, action))
+                except _Rejected as rejected:
+                    return Response(400, error_body(400, rejected.code, rejected.message, **rejected.extra))
+            record["version"] += 1
+            record["lastModifiedAt"] = mapping.to_timestamp(datetime.now(UTC))
+            self.resources[path][resource_id] = record
+            for message_type in messages:
+                self._message(TYPE_IDS[path], record, message_type, record["lastModifiedAt"])
+            self.writes[f"{path}/{resource_id}"] += 1
+            return Response(200, json.loads(json.dumps(record)))
+
+    def _apply(self, path: str, record: dict[str, Any], action: dict[str, Any]) -> str:
+        """Apply one update action to `record`; the name of the Message it produces."""
+        name = action.get("action")
+        prefix = {"inventory": "InventoryEntry", "orders": "Order", "customers": "Customer"}[path]
+        if name == "setCustomField":
+            return prefix + _set_custom_field(record, action)
+        if name == "setCustomType":
+            record["custom"] = {
+                "type": {"typeId": "type", **_type_identifier(action)},
+                "fields": action.get("fields") or {},
+            }
+            return prefix + "CustomTypeSet"
+        handler = _UPDATES.get((path, name))
+        if handler is None:
+            raise _Rejected("InvalidInput", f"Unknown update action '{name}' for {TYPE_IDS[path]}.")
+        return handler(self, record, action)
+
     # ---------------------------------------------------------------- messages
 
     def _message(self, type_id: str, record: dict[str, Any], message_type: str, created_at: str | None) -> None:
@@ -278,6 +367,150 @@ class CommercetoolsSimulator(Simulator):
         oldest = datetime.now(UTC) - timedelta(days=self.retention_days)
         with self._data_lock:
             return [m for m in self.messages if _parse_time(m["createdAt"]) >= oldest]
+
+
+# -------------------------------------------------------------------- update actions
+
+
+class _Rejected(Exception):
+    """An update action the API refuses with 400: its error code, message and extra fields."""
+
+    def __init__(self, code: str, message: str, **extra: Any):
+        super().__init__(message)
+        self.code, self.message, self.extra = code, message, extra
+
+
+def _required(action: dict[str, Any], field: str) -> Any:
+    if action.get(field) is None:
+        raise _Rejected("RequiredField", f"A value is required for field {field}.", field=field)
+    return action[field]
+
+
+def _enum(action: dict[str, Any], field: str, allowed: tuple[str, ...]) -> str:
+    value = _required(action, field)
+    if value not in allowed:
+        raise _Rejected(
+            "InvalidField",
+            f"The value '{value}' is not valid for field '{field}'.",
+            field=field,
+            invalidValue=value,
+            allowedValues=list(allowed),
+        )
+    return value
+
+
+def _type_identifier(action: dict[str, Any]) -> dict[str, str]:
+    identifier = {k: v for k, v in (action.get("type") or {}).items() if k in ("id", "key")}
+    if not identifier:
+        raise _Rejected("RequiredField", "A value is required for field type.", field="type")
+    return identifier
+
+
+def _set_custom_field(record: dict[str, Any], action: dict[str, Any]) -> str:
+    """Set or (without a value) remove a custom field; the suffix of the Message name."""
+    custom = record.get("custom")
+    if custom is None:
+        raise _Rejected("InvalidOperation", "This resource has no custom type: set one with setCustomType.")
+    name, fields = _required(action, "name"), custom.setdefault("fields", {})
+    if action.get("value") is None:
+        if name not in fields:
+            raise _Rejected("InvalidOperation", f"Cannot remove custom field '{name}': it is not set.")
+        del fields[name]
+        return "CustomFieldRemoved"
+    suffix = "CustomFieldChanged" if name in fields else "CustomFieldAdded"
+    fields[name] = action["value"]
+    return suffix
+
+
+def _change_quantity(sim: CommercetoolsSimulator, record: dict[str, Any], action: dict[str, Any]) -> str:
+    quantity = _required(action, "quantity")
+    if not isinstance(quantity, int) or quantity < 0:
+        raise _Rejected("InvalidField", f"The value '{quantity}' is not valid for field 'quantity'.", field="quantity")
+    reserved = record.get("quantityOnStock", 0) - record.get("availableQuantity", 0)
+    record["quantityOnStock"], record["availableQuantity"] = quantity, quantity - reserved
+    return "InventoryEntryQuantitySet"
+
+
+def _change_order_state(sim: CommercetoolsSimulator, record: dict[str, Any], action: dict[str, Any]) -> str:
+    record["orderState"] = _enum(action, "orderState", ORDER_STATES)
+    return "OrderStateChanged"
+
+
+def _change_shipment_state(sim: CommercetoolsSimulator, record: dict[str, Any], action: dict[str, Any]) -> str:
+    record["shipmentState"] = _enum(action, "shipmentState", SHIPMENT_STATES)
+    return "OrderShipmentStateChanged"
+
+
+def _change_email(sim: CommercetoolsSimulator, record: dict[str, Any], action: dict[str, Any]) -> str:
+    email = _required(action, "email")
+    taken = any(
+        other["id"] != record["id"] and str(other.get("email", "")).lower() == email.lower()
+        for other in sim.resources["customers"].values()
+    )
+    if taken:
+        raise _Rejected(
+            "DuplicateField",
+            f"A duplicate value '\"{email}\"' exists for field 'email'.",
+            field="email",
+            duplicateValue=email,
+        )
+    record["email"] = email
+    return "CustomerEmailChanged"
+
+
+def _set_name(field: str, message: str) -> Callable[[CommercetoolsSimulator, dict[str, Any], dict[str, Any]], str]:
+    def apply(sim: CommercetoolsSimulator, record: dict[str, Any], action: dict[str, Any]) -> str:
+        if action.get(field) is None:
+            record.pop(field, None)
+        else:
+            record[field] = action[field]
+        return message
+
+    return apply
+
+
+def _add_address(sim: CommercetoolsSimulator, record: dict[str, Any], action: dict[str, Any]) -> str:
+    address = dict(_required(action, "address"))
+    _required(address, "country")
+    address["id"] = str(uuid.uuid4())
+    record.setdefault("addresses", []).append(address)
+    return "CustomerAddressAdded"
+
+
+def _change_address(sim: CommercetoolsSimulator, record: dict[str, Any], action: dict[str, Any]) -> str:
+    index = _address_index(record, action)
+    address = dict(_required(action, "address"))
+    _required(address, "country")
+    record["addresses"][index] = {**address, "id": record["addresses"][index]["id"]}
+    return "CustomerAddressChanged"
+
+
+def _set_default_shipping(sim: CommercetoolsSimulator, record: dict[str, Any], action: dict[str, Any]) -> str:
+    record["defaultShippingAddressId"] = record["addresses"][_address_index(record, action)]["id"]
+    return "CustomerDefaultShippingAddressSet"
+
+
+def _address_index(record: dict[str, Any], action: dict[str, Any]) -> int:
+    for index, address in enumerate(record.get("addresses") or []):
+        if (action.get("addressId") and address.get("id") == action["addressId"]) or (
+            action.get("addressKey") and address.get("key") == action["addressKey"]
+        ):
+            return index
+    wanted = action.get("addressId") or action.get("addressKey")
+    raise _Rejected("InvalidOperation", f"The customer does not have an address '{wanted}'.")
+
+
+_UPDATES: dict[tuple[str, str], Callable[[CommercetoolsSimulator, dict[str, Any], dict[str, Any]], str]] = {
+    ("inventory", "changeQuantity"): _change_quantity,
+    ("orders", "changeOrderState"): _change_order_state,
+    ("orders", "changeShipmentState"): _change_shipment_state,
+    ("customers", "changeEmail"): _change_email,
+    ("customers", "setFirstName"): _set_name("firstName", "CustomerFirstNameSet"),
+    ("customers", "setLastName"): _set_name("lastName", "CustomerLastNameSet"),
+    ("customers", "addAddress"): _add_address,
+    ("customers", "changeAddress"): _change_address,
+    ("customers", "setDefaultShippingAddress"): _set_default_shipping,
+}
 
 
 # -------------------------------------------------------------------- dataset -> resources
