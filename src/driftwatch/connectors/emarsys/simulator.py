@@ -6,6 +6,14 @@ inside HTTP 200 (an unknown field id: 2006; a key not found: 2008 in `data.error
 more than 5 minutes off, or a replayed nonce is HTTP 401; 1,000 requests a minute per API user, then 429
 with `X-RateLimit-*` headers (the reset as a unix time) and no `Retry-After`.
 
+Contacts are written with `PUT contact/?create_if_not_exists=1` (`key_id` and `contacts[]`, or one contact
+as the body): only the fields sent change; ids come back in `data.ids` (a string for an existing contact,
+an integer for a created one) and per-contact failures in `data.errors`, keyed by the key value, all
+inside HTTP 200 with replyCode 0 (a key held by several contacts: 2010; an opt-in other than 1, 2 or null:
+the simulator answers 2013, its own choice of code). `upsert_races` makes that many creations lose the
+documented race (2006 "already exists", nothing created). Accepted writes change the served contacts, and
+`writes` counts them per contact (by the ERP id it stores, else its Emarsys id).
+
 The catalogue is served as the CSV file Emarsys imports; the sales data is written, as uploaded files, to
 `sales_data_dir` (Emarsys offers no download of it).
 """
@@ -18,7 +26,9 @@ import re
 import secrets
 import shutil
 import tempfile
+import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,6 +38,7 @@ import polars as pl
 from driftwatch.connectors import _simulator as base
 from driftwatch.connectors.emarsys import mapping
 from driftwatch.connectors.emarsys.client import BATCH, wsse_header
+from driftwatch.connectors.emarsys.mapping import text
 
 ENV = {
     "username_env": "EMARSYS_USERNAME",
@@ -38,6 +49,7 @@ ENV = {
 CATALOG_PATH = "/catalog/products.csv"
 MAX_SKEW_SECONDS = 300
 _WSSE = re.compile(r'(\w+)="([^"]*)"')
+OPT_IN_WRITES = (1, 2, "1", "2", None)
 
 
 def reply(data: Any, code: int = 0, text: str = "OK", status: int = 200) -> base.Response:
@@ -66,6 +78,9 @@ class Simulator(base.Simulator):
         self._tokens: dict[str, int] = {}  # token -> requests it has served
         self._started = time.time()
         self._cache: tuple[tuple[int, bool], list[dict[str, Any]], dict[str, Any]] | None = None
+        self._write_lock = threading.Lock()  # one contact write at a time, as Emarsys serialises a key's writes
+        self.writes: Counter[str] = Counter()
+        self.upsert_races = 0
 
     # --- wiring ---------------------------------------------------------------------------------------
 
@@ -176,6 +191,8 @@ class Simulator(base.Simulator):
             return self._query(request.query)
         if request.method == "POST" and endpoint == "contact/getdata":
             return self._getdata(request.json() or {})
+        if request.method == "PUT" and endpoint in ("contact", "contact/"):
+            return self._upsert(request.query, request.json() or {})
         return reply(
             "", 1001, f"Invalid or missing parameters: no endpoint {request.method} {request.path}", status=404
         )
@@ -245,3 +262,67 @@ class Simulator(base.Simulator):
                 )
                 errors.append({"key": key, "errorCode": code, "errorMsg": f"{text}: {key_id}"})
         return reply({"result": result if result or not errors else False, "errors": errors})
+
+    def _upsert(self, query: dict[str, str], body: dict[str, Any]) -> base.Response:
+        contacts = body.get("contacts")
+        if contacts is None:  # the single-contact form: the body is the contact
+            contacts = [{k: v for k, v in body.items() if k not in ("key_id", "contact_list_id")}]
+        if len(contacts) > BATCH:
+            return reply("", 1000, f"Batch is too large: at most {BATCH} contacts per call", status=400)
+        key_id = str(body.get("key_id", "3"))
+        known = {"id", "uid", *self.fields.values()}
+        if key_id not in known:
+            return reply("", 2004, f"Invalid key field id: {key_id}")
+        if unknown := sorted({str(f) for c in contacts for f in c} - known):
+            return reply("", 2006, f"Invalid field id: {', '.join(unknown)}")
+        create = query.get("create_if_not_exists") in ("1", "true")
+        with self._write_lock:
+            current = [dict(c) for c in self._contacts()]
+            by_key: dict[str | None, list[dict[str, Any]]] = {}
+            for contact in current:
+                by_key.setdefault(text(contact.get(key_id)), []).append(contact)
+            ids: list[str | int] = []
+            errors: dict[str, dict[str, str]] = {}
+            for sent in contacts:
+                key = text(sent.get(key_id))
+                outcome = self._write_one(sent, key, key_id, by_key, current, create)
+                if isinstance(outcome, dict):
+                    errors[key or ""] = outcome
+                else:
+                    ids.append(outcome)
+            self.dataset["customers"] = mapping.contacts_frame(current, self.fields)
+        return reply({"ids": ids, **({"errors": errors} if errors else {})})
+
+    def _write_one(
+        self,
+        sent: dict[str, Any],
+        key: str | None,
+        key_id: str,
+        by_key: dict[str | None, list[dict[str, Any]]],
+        current: list[dict[str, Any]],
+        create: bool,
+    ) -> str | int | dict[str, str]:
+        """One contact of an upsert: its id (a string when it existed, an integer when created), or its error."""
+        if key is None:
+            return {"2005": f"No value provided for key field: {key_id}"}
+        opt_in = self.fields["email_consent"]
+        if sent.get(opt_in) not in OPT_IN_WRITES:
+            return {"2013": f"Invalid value for field {opt_in}: only 1, 2 or null are accepted"}
+        found = by_key.get(key, [])
+        if len(found) > 1:
+            return {"2010": f"More contacts found with the external id: {key_id}"}
+        if not found and not create:
+            return {"2008": f"No contact found with the external id: {key_id}"}
+        if not found and self.upsert_races > 0:
+            self.upsert_races -= 1
+            return {"2006": "Contact with the external id already exists"}
+        if found:
+            contact, reply_id = found[0], str(found[0]["id"])
+        else:
+            reply_id = max((int(c["id"]) for c in current if str(c["id"]).isdigit()), default=0) + 1
+            contact = {"id": str(reply_id), key_id: key}
+            current.append(contact)
+            by_key[key] = [contact]
+        contact.update({str(f): text(v) for f, v in sent.items() if str(f) not in ("id", "uid")})
+        self.writes[contact.get(self.fields["erp_customer_id"]) or contact["id"]] += 1
+        return reply_id

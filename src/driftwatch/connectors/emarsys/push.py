@@ -1,0 +1,172 @@
+"""Repairs pushed to Emarsys: contact upserts, 1,000 contacts a call, keyed by the ERP id the integration stores.
+
+`PUT contact/?create_if_not_exists=1` changes only the fields sent, so an action sends its contact's key and
+the one field it repairs (a missing profile: every field of the ERP row that Emarsys has a field for). The
+opt-in (field 31) is written as 1 or 2, never as a boolean. Emarsys reports a refused call inside HTTP 200
+(`replyCode`: the client raises it, since the whole call is wrong) and a refused contact in `data.errors`,
+keyed by its key value: that contact's actions fail with Emarsys' own words. A creation that loses the
+documented upsert race (2006 "already exists", nothing created) is sent once more.
+
+A contact that stores no ERP id was matched by email in the audit: it is updated through its Emarsys id
+(and given the ERP id), never duplicated.
+
+Not pushed here, so a plan holding them is refused before anything is sent: the product catalogue (Emarsys
+imports the whole file from the retailer's host, so the repair is regenerating that file, not an API call)
+and sales-data corrections (uploads add up and are never de-duplicated, so a correction line needs its own
+exactly-once bookkeeping of uploaded files).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from contextlib import closing
+from typing import Any
+
+from driftwatch.connectors.emarsys.client import BASE_URL, BATCH, EmarsysClient
+from driftwatch.connectors.emarsys.connector import Connector
+from driftwatch.connectors.emarsys.mapping import OPT_IN, OPT_IN_VALUES, text
+from driftwatch.repair.plan import Action
+from driftwatch.repair.pushers import PushOutcome
+
+PRESENT, ABSENT = "present", "absent"  # what a finding about a missing profile expects and found
+EMAIL = "email"
+UPSERT_RACE = "2006"  # "Contact with the external id already exists": Emarsys asks for the call to be repeated
+
+
+class Pusher:
+    target = "emarsys"
+    batch_size = BATCH
+    actions = frozenset({"upsert_contact", "update_consent"})
+
+    def __init__(self, settings: Mapping[str, Any], *, env: Mapping[str, str] = os.environ, **_: Any):
+        self._connector = Connector(dict(settings), env=env)  # settings, field ids and credentials, checked once
+        self.fields = self._connector.fields
+        self.key_field = self.fields["erp_customer_id"]
+
+    def push(self, batch: list[Action]) -> dict[str, PushOutcome]:
+        outcomes: dict[str, PushOutcome] = {}
+        contacts: dict[str, dict[str, Any]] = {}  # ERP id -> the fields to write
+        for action in batch:
+            fields = self._fields_of(action)
+            if isinstance(fields, PushOutcome):
+                outcomes[action.action_id] = fields
+            else:
+                contacts.setdefault(action.key, {self.key_field: action.key}).update(fields)
+        with closing(self._client()) as client:
+            by_email = self._matched_by_email(client, batch, contacts)
+            errors = self._upsert(client, contacts, by_email)
+        for action in batch:
+            if action.action_id not in outcomes:
+                error = errors.get(action.key)
+                outcomes[action.action_id] = PushOutcome(error is None, error or "upserted")
+        return outcomes
+
+    def read(self, batch: list[Action]) -> dict[str, str | None]:
+        wanted = sorted({self.fields[a.field] for a in batch if a.field in self.fields} | {self.fields[EMAIL]})
+        with closing(self._client()) as client:
+            found = self._getdata(client, self.key_field, sorted({a.key for a in batch}), wanted)
+            missing = {_email(a): a.key for a in batch if a.key not in found and _email(a)}
+            for email, contact in self._getdata(client, self.fields[EMAIL], sorted(missing), wanted).items():
+                found[missing[email]] = contact
+        return {a.action_id: self._value(found.get(a.key), a.field) for a in batch}
+
+    # --- one batch ----------------------------------------------------------------------------------------
+
+    def _fields_of(self, action: Action) -> dict[str, Any] | PushOutcome:
+        """The Emarsys fields an action writes, or why it cannot be written."""
+        if action.field == "" and action.after == PRESENT:
+            row = {**action.truth, "erp_customer_id": action.key}
+            return {fid: _value_to_write(col, row[col]) for col, fid in self.fields.items() if row.get(col) is not None}
+        if action.field not in self.fields:
+            return PushOutcome(
+                False, f"emarsys keeps no field for {action.field!r}: map it in sources.emarsys.field_ids"
+            )
+        return {self.fields[action.field]: _value_to_write(action.field, action.after)}
+
+    def _matched_by_email(
+        self, client: EmarsysClient, batch: list[Action], contacts: dict[str, dict[str, Any]]
+    ) -> dict[str, str]:
+        """ERP id -> Emarsys id of the contacts that store no ERP id yet but carry the ERP customer's email."""
+        by_key = self._getdata(client, self.key_field, sorted(contacts), [])
+        emails = {_email(a): a.key for a in batch if a.key in contacts and a.key not in by_key and _email(a)}
+        found = self._getdata(client, self.fields[EMAIL], sorted(emails), [])
+        return {emails[email]: str(contact["id"]) for email, contact in found.items()}
+
+    def _upsert(
+        self, client: EmarsysClient, contacts: dict[str, dict[str, Any]], by_email: dict[str, str]
+    ) -> dict[str, str]:
+        """Write the contacts; ERP id -> Emarsys' error for each contact it refused."""
+        errors: dict[str, str] = {}
+        keyed_by_id = [{**fields, "id": by_email[key]} for key, fields in contacts.items() if key in by_email]
+        keyed_by_erp_id = [fields for key, fields in contacts.items() if key not in by_email]
+        erp_id_of = {contact_id: key for key, contact_id in by_email.items()}
+        for contact_id, error in self._put(client, "id", keyed_by_id).items():
+            errors[erp_id_of[contact_id]] = error
+        raced = {}
+        for key, error in self._put(client, self.key_field, keyed_by_erp_id).items():
+            (raced if error.startswith(UPSERT_RACE) else errors)[key] = error
+        if raced:
+            errors.update(self._put(client, self.key_field, [contacts[key] for key in raced]))
+        return errors
+
+    def _put(self, client: EmarsysClient, key_id: str, contacts: list[dict[str, Any]]) -> dict[str, str]:
+        if not contacts:
+            return {}
+        body = {"key_id": key_id, "contacts": contacts}
+        data = client.http.request_json(
+            "PUT", f"{client.api_path}/contact/", params={"create_if_not_exists": 1}, json=body, bucket="api"
+        )["data"]
+        refused = (data or {}).get("errors") or {}
+        return {str(key): "; ".join(f"{code}: {msg}" for code, msg in codes.items()) for key, codes in refused.items()}
+
+    def _getdata(
+        self, client: EmarsysClient, key_id: str, values: list[str], fields: Iterable[str]
+    ) -> dict[str, dict[str, Any]]:
+        """Key value -> the one contact holding it (a key held by several contacts is left out)."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(values), BATCH):
+            chunk = values[start : start + BATCH]
+            data = client.http.request_json(
+                "POST",
+                f"{client.api_path}/contact/getdata",
+                json={"keyId": key_id, "keyValues": chunk, "fields": sorted({*fields, key_id} - {"id"})},
+                bucket="api",
+            )["data"]
+            for contact in (data or {}).get("result") or []:
+                found[self._norm(key_id, contact.get(key_id))] = contact
+        return found
+
+    def _norm(self, key_id: str, value: Any) -> str:
+        """A key value as compared: emails trimmed and lower-cased, as the audit matched them."""
+        return str(value).strip().lower() if key_id == self.fields[EMAIL] else str(value)
+
+    def _value(self, contact: dict[str, Any] | None, field: str) -> str | None:
+        if field == "":
+            return PRESENT if contact else ABSENT
+        if contact is None or field not in self.fields:
+            return None
+        value = text(contact.get(self.fields[field]))
+        return OPT_IN.get(value, value) if field == "email_consent" and value is not None else value
+
+    def _client(self) -> EmarsysClient:
+        c = self._connector
+        return EmarsysClient(
+            c.setting("base_url", BASE_URL),
+            c._auth,
+            api_path=c._api_path,
+            secrets=c._secrets,
+            settings=c.settings,
+            http_settings=c.http_settings,
+        )
+
+
+def _value_to_write(column: str, value: str | None) -> str | int | None:
+    if column == "email_consent" and value is not None:
+        return int(OPT_IN_VALUES[value.strip().lower()])
+    return value
+
+
+def _email(action: Action) -> str | None:
+    email = action.truth.get(EMAIL)
+    return email.strip().lower() if email else None

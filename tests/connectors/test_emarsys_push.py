@@ -1,0 +1,286 @@
+"""Repairs pushed to Emarsys: a real audit of the ERP's customers against a pull from the loopback simulator, a
+plan, and an apply (killed in a subprocess and resumed) that leaves Emarsys equal to the ERP with every
+contact written once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from driftwatch.config import Config, parse_config
+from driftwatch.connectors.emarsys import Simulator
+from driftwatch.connectors.emarsys.push import Pusher
+from driftwatch.engine.runner import audit
+from driftwatch.normalize import coerce
+from driftwatch.pull import pull_sources
+from driftwatch.repair import apply_plan, load_plan, make_plan
+from driftwatch.repair.plan import Action
+from driftwatch.store import IncomingSnapshot, Store
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+STAMP = "2026-11-01T10:00:00+00:00"
+CHECKS = ["customer_master_parity", "consent_parity"]
+ERP_IDS = [f"E{i}" for i in range(1, 9)]
+
+
+def erp_customers() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "customer_id": ERP_IDS,
+            "email": [f"c{i}@example.com" for i in range(1, 9)],
+            "email_consent": ["true", "false", "true", "false", "true", "false", "true", "true"],
+            "first_name": ["Ann", "Bo", "Cy", "Di", "Ed", "Flo", "Gus", "Hal"],
+            "last_name": [f"Last{i}" for i in range(1, 9)],
+            "postcode": [f"N{i} 1AA" for i in range(1, 9)],
+            "country": ["GB"] * 8,
+            "merged_into": [None] * 8,
+            "updated_at": [STAMP] * 8,
+        },
+        schema_overrides={"merged_into": pl.String},
+    )
+
+
+def emarsys_contacts() -> pl.DataFrame:
+    """Emarsys, drifted from the ERP: E1's name, E2 still subscribed, E3's old email, E5's postcode, E6 stored
+    without its ERP id (known by email) under an old surname; E8 never reached Emarsys."""
+    truth = erp_customers().filter(pl.col("customer_id") != "E8")
+    drift = {
+        "E1": {"first_name": "Anne"},
+        "E2": {"email_consent": "true"},
+        "E3": {"email": "old3@example.com"},
+        "E5": {"postcode": "OLD 1"},
+        "E6": {"last_name": "Maiden", "erp_customer_id": None},
+    }
+    rows = []
+    for n, row in enumerate(truth.to_dicts()):
+        erp_id = row["customer_id"]
+        rows.append({**row, "customer_id": str(5000 + n), "erp_customer_id": erp_id, **drift.get(erp_id, {})})
+    return pl.DataFrame(rows, schema=dict.fromkeys(rows[0], pl.String))
+
+
+EXPECTED_PLAN = {
+    ("customer_master_parity", "E1", "first_name", "Ann"),
+    ("consent_parity", "E2", "email_consent", "false"),
+    ("customer_master_parity", "E3", "email", "c3@example.com"),
+    ("customer_master_parity", "E5", "postcode", "N5 1AA"),
+    ("customer_master_parity", "E6", "last_name", "Last6"),
+    ("customer_master_parity", "E8", "", "present"),
+}
+WRITTEN = {"E1", "E2", "E3", "E5", "E6", "E8"}
+
+
+def config(settings: dict) -> dict:
+    return {
+        "sources": {"emarsys": settings},
+        "feeds": [{"source": "bluecherry", "target": "emarsys", "entities": ["customers"]}],
+    }
+
+
+def audited(sim: Simulator, settings: dict, db: Path) -> Config:
+    cfg = parse_config(config(settings))
+    with Store(db) as store:
+        store.ingest([IncomingSnapshot("bluecherry", "customers", NOW, coerce(erp_customers(), "customers").good)])
+        assert all(r.error is None for r in pull_sources(store, cfg, ["emarsys"], env=sim.env, progress=False))
+        assert audit(store, cfg, checks=CHECKS).trusted
+    return cfg
+
+
+def open_drift(sim: Simulator, settings: dict, db: Path) -> set[tuple[str, str, str]]:
+    """(check, key, field) still open after pulling Emarsys again and re-auditing."""
+    cfg = parse_config(config(settings))
+    with Store(db) as store:
+        pull_sources(store, cfg, ["emarsys"], env=sim.env, progress=False)
+        found = audit(store, cfg, checks=CHECKS).findings
+    return {(r["check_id"], r["key"], r["field"]) for r in found.iter_rows(named=True) if r["status"] != "resolved"}
+
+
+@pytest.fixture
+def sim():
+    with Simulator({"customers": emarsys_contacts()}) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def settings(sim, fast_http) -> dict:
+    return sim.settings(**fast_http)
+
+
+def planned(sim: Simulator, settings: dict, tmp_path: Path) -> tuple[Config, Path]:
+    db = tmp_path / "s.duckdb"
+    cfg = audited(sim, settings, db)
+    with Store(db) as store:
+        plan = make_plan(store, cfg, checks=CHECKS)
+    assert {(a.check_id, a.key, a.field, a.after) for a in plan.actions} == EXPECTED_PLAN
+    return cfg, plan.save(tmp_path / "plan.json")
+
+
+def assert_repaired(sim: Simulator, settings: dict, tmp_path: Path, report) -> None:
+    assert dict(sim.writes) == dict.fromkeys(WRITTEN, 1)  # every contact written exactly once
+    assert report.failed == {}
+    assert set(report.verdicts.values()) == {"repaired"}
+    assert open_drift(sim, settings, tmp_path / "s.duckdb") == set()
+
+
+def upserts(sim: Simulator) -> int:
+    return sum(r.method == "PUT" for r in sim.requests)
+
+
+def contact(sim: Simulator, erp_id: str) -> dict:
+    rows = sim.dataset["customers"].filter(pl.col("erp_customer_id") == erp_id)
+    assert rows.height == 1, rows
+    return rows.row(0, named=True)
+
+
+def test_apply_repairs_every_drifted_contact_in_one_upsert(sim, settings, tmp_path):
+    cfg, plan_path = planned(sim, settings, tmp_path)
+    with Store(tmp_path / "s.duckdb") as store:
+        report = apply_plan(store, cfg, load_plan(plan_path), {"emarsys": Pusher(cfg.source("emarsys"), env=sim.env)})
+    assert_repaired(sim, settings, tmp_path, report)
+    assert upserts(sim) == 2  # one keyed by the ERP id, one by the Emarsys id (E6, known by email)
+    assert contact(sim, "E6")["customer_id"] == "5005"  # the email-matched contact, not a duplicate
+    assert contact(sim, "E8")["customer_id"] == "5007"  # created
+    assert contact(sim, "E2")["email_consent"] == "false"
+
+
+CRASHING_APPLY = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    from driftwatch.config import parse_config
+    from driftwatch.connectors.emarsys import push
+    from driftwatch.repair import apply_plan, load_plan
+    from driftwatch.store import Store
+
+    db, plan_path, raw, kill_at, when = sys.argv[1:]
+    original = push.Pusher.push
+    calls = []
+
+    def crashing_push(self, batch):
+        calls.append(batch)
+        if len(calls) == int(kill_at) and when == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        result = original(self, batch)
+        if len(calls) == int(kill_at) and when == "after":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    push.Pusher.push = crashing_push
+    push.Pusher.batch_size = 2
+    cfg = parse_config(json.loads(raw))
+    with Store(db) as store:
+        apply_plan(store, cfg, load_plan(plan_path), {"emarsys": push.Pusher(cfg.source("emarsys"), env=os.environ)})
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("kill_at", "when"),
+    [(1, "before"), (2, "before"), (2, "after")],
+    ids=["before the first push", "between two batches", "after a push, before the journal knew"],
+)
+def test_a_killed_apply_resumes_and_writes_every_contact_once(sim, settings, tmp_path, monkeypatch, kill_at, when):
+    cfg, plan_path = planned(sim, settings, tmp_path)
+    script = tmp_path / "crash.py"
+    script.write_text(CRASHING_APPLY)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "s.duckdb"), str(plan_path), json.dumps(config(settings)),
+         str(kill_at), when],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **sim.env},
+    )  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    written_before = {1: 0, 2: 2}[kill_at] + (2 if when == "after" else 0)
+    assert sum(sim.writes.values()) == written_before
+
+    monkeypatch.setattr(Pusher, "batch_size", 2)
+    with Store(tmp_path / "s.duckdb") as store:
+        report = apply_plan(store, cfg, load_plan(plan_path), {"emarsys": Pusher(cfg.source("emarsys"), env=sim.env)})
+    assert report.settled_in_doubt == (2 if when == "after" else 0)
+    assert report.already_done == (2 if kill_at == 2 else 0)
+    assert_repaired(sim, settings, tmp_path, report)
+
+
+def action(key: str, field: str, after: str, **truth: str) -> Action:
+    return Action(f"id-{key}-{field}", "emarsys", "emarsys", "upsert_contact", "customer_master_parity",
+                  "customers", key, field, None, after, "fp", truth)  # fmt: skip
+
+
+def test_a_contact_emarsys_refuses_fails_with_its_words_and_the_rest_of_the_call_lands(fast_http):
+    contacts = pl.DataFrame(
+        {
+            "customer_id": ["1", "2", "3"],
+            "erp_customer_id": ["E1", "E2", "E2"],  # E2 is held by two contacts: not a usable key
+            "first_name": ["Anne", "Bo", "Bob"],
+        }
+    )
+    with Simulator({"customers": contacts}) as sim:
+        pusher = Pusher(sim.settings(**fast_http), env=sim.env)
+        batch = [action("E1", "first_name", "Ann"), action("E2", "first_name", "Bo")]
+        outcomes = pusher.push(batch)
+        assert outcomes["id-E1-first_name"].ok
+        refused = outcomes["id-E2-first_name"]
+        assert not refused.ok and "2010: More contacts found with the external id" in refused.detail
+        assert dict(sim.writes) == {"E1": 1}
+        assert pusher.read(batch) == {"id-E1-first_name": "Ann", "id-E2-first_name": None}
+
+
+def test_a_field_emarsys_does_not_keep_fails_without_a_call(sim, settings):
+    pusher = Pusher(settings, env=sim.env)
+    outcome = pusher.push([action("E1", "lifetime_value", "10.00")])["id-E1-lifetime_value"]
+    assert not outcome.ok and "field_ids" in outcome.detail
+    assert upserts(sim) == 0
+
+
+def test_opt_in_goes_out_as_1_or_2_and_emarsys_refuses_a_boolean(sim, settings):
+    pusher = Pusher(settings, env=sim.env)
+    assert pusher.push([action("E1", "email_consent", "false")])["id-E1-email_consent"].ok
+    assert contact(sim, "E1")["email_consent"] == "false"
+    with closing(pusher._client()) as client:  # what a careless client would send
+        refused = pusher._put(client, pusher.key_field, [{pusher.key_field: "E1", "31": "true"}])
+    assert refused == {"E1": "2013: Invalid value for field 31: only 1, 2 or null are accepted"}
+    assert contact(sim, "E1")["email_consent"] == "false"
+
+
+@pytest.mark.parametrize("fault", ["503", "429", "upsert race"])
+def test_transient_failures_during_a_push_are_retried_and_write_once(sim, settings, fault):
+    pusher = Pusher(settings, env=sim.env)
+    if fault == "503":
+        sim.faults.set(server_errors=2)
+    elif fault == "429":
+        sim.faults.set(rate_limit_storm=1)
+    else:
+        sim.upsert_races = 1
+    new = action("E9", "", "present", email="c9@example.com", first_name="Ivy", email_consent="true")
+    assert pusher.push([new])["id-E9-"].ok
+    assert dict(sim.writes) == {"E9": 1}
+    assert pusher.read([new]) == {"id-E9-": "present"}
+    assert contact(sim, "E9")["email_consent"] == "true"
+
+
+def test_verify_reports_still_drifting_when_someone_undoes_the_repair(sim, settings, tmp_path):
+    cfg, plan_path = planned(sim, settings, tmp_path)
+
+    def agent_renames_e1(platform, size):
+        customers = sim.dataset["customers"]
+        sim.dataset["customers"] = customers.with_columns(
+            pl.when(pl.col("erp_customer_id") == "E1").then(pl.lit("Anne")).otherwise("first_name").alias("first_name")
+        )
+
+    with Store(tmp_path / "s.duckdb") as store:
+        plan = load_plan(plan_path)
+        pusher = Pusher(cfg.source("emarsys"), env=sim.env)
+        report = apply_plan(store, cfg, plan, {"emarsys": pusher}, on_batch=agent_renames_e1)
+    verdicts = {(a.key, a.field): report.verdicts[a.action_id] for a in plan.actions}
+    assert verdicts.pop(("E1", "first_name")) == "still drifting"
+    assert set(verdicts.values()) == {"repaired"}
