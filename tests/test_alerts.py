@@ -40,8 +40,8 @@ def settings_for(smtp: SmtpSink, monkeypatch, webhook: WebhookSink | None = None
     return parse_alerts({"alerts": {"retry_attempts": 2, "retry_wait_seconds": 0, "routes": routes, **extra}})
 
 
-def audit_day(n: int, rows: list[dict]) -> tuple[RunInfo, pl.DataFrame]:
-    run = RunInfo(f"run-{n}", day(n), trusted=True)
+def audit_day(n: int, rows: list[dict], trusted: bool = True) -> tuple[RunInfo, pl.DataFrame]:
+    run = RunInfo(f"run-{n}", day(n), trusted=trusted)
     return run, findings_frame([{**row, "run_id": run.run_id} for row in rows])
 
 
@@ -156,6 +156,45 @@ def test_regressed_finding_alerts_even_when_the_route_still_knows_it(store, smtp
     alert(store, settings, *audit_day(3, drift("regressed")))
     assert len(smtp.messages) == 2
     assert "(back again)" in smtp.messages[1].get_body().get_content()
+
+
+def test_untrusted_run_alerts_only_its_health_findings_and_keeps_what_routes_know(store, smtp, monkeypatch):
+    settings = parse_alerts({"alerts": {"routes": [{"name": "ops", "urls": smtp.url("ops@example.com")}]}})
+    alert(store, settings, *audit_day(1, drift("new")))
+
+    truncated = finding(
+        "snapshot_health",
+        "bluecherry",
+        "bluecherry/inventory",
+        field="row_count",
+        severity="critical",
+        expected="12000",
+        actual="310",
+    )
+    oversell = finding(
+        "stock_parity", "mirakl", "SKU-200", field="available", severity="critical", expected="0", actual="5"
+    )
+    alert(store, settings, *audit_day(2, [*drift("ongoing"), oversell, truncated], trusted=False))
+    body = smtp.messages[1].get_body().get_content()
+    assert "bluecherry/inventory row_count: expected 12000, bluecherry has 310" in body
+    assert "held back" in body
+    assert "SKU-200" not in body
+
+    # Trusted again: only the finding the route never heard about alerts; the day-one drift stays quiet.
+    alert(store, settings, *audit_day(3, [*drift("ongoing"), {**oversell, "status": "ongoing"}]))
+    body = smtp.messages[2].get_body().get_content()
+    assert "SKU-200" in body and "SKU-100" not in body and "C-1001" not in body
+    assert len(smtp.messages) == 3
+
+
+def test_untrusted_run_never_sends_an_all_clear(store, smtp, monkeypatch):
+    settings = settings_for(smtp, monkeypatch)
+    alert(store, settings, *audit_day(1, drift("new")))
+    # Half the exports are missing: the drift seems gone, but only because nothing was compared.
+    alert(store, settings, *audit_day(2, drift("resolved"), trusted=False))
+    assert smtp.subjects() == ["driftwatch: 1 finding need attention (merch)"]
+    alert(store, settings, *audit_day(3, drift("resolved")))
+    assert smtp.subjects()[-1] == "driftwatch: all clear (merch)"
 
 
 def test_rerunning_alert_for_the_same_run_sends_nothing_twice(store, smtp, webhook, monkeypatch):

@@ -44,7 +44,11 @@ def drift_digest(route: str, run: RunInfo, alerting: pl.DataFrame, link: str, *,
         f"{route} need attention ({summary})."
     ]
     if not run.trusted:
-        lines += ["", "WARNING: the snapshot health check failed for this run; check the snapshots before acting."]
+        lines += [
+            "",
+            "The snapshot health check failed: this run's other findings are held back until the snapshots are "
+            "fixed and audited again.",
+        ]
     for (check, target), group in alerting.group_by("check_id", "target", maintain_order=True):
         lines += ["", f"{check} · {target} ({group.height})"]
         lines += [_line(row, mask) for row in group.head(LINES_PER_GROUP).iter_rows(named=True)]

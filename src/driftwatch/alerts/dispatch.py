@@ -5,6 +5,10 @@ came back (regressed), or when it got worse than the route last saw (higher seve
 a larger difference between the two sides). Ongoing drift stays quiet. When a route's open findings are
 all gone, it gets one all-clear. Only a delivery that reached every destination moves the route's state
 forward, so a failed one is retried on the next `alert` and its findings are never lost.
+
+A run whose snapshots failed their health check is not trusted: a truncated export makes every other
+check scream (or fall silent). Such a run alerts only its snapshot_health findings, never sends an
+all-clear, and leaves what routes know about everything else untouched until a trusted run.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import tenacity
 from driftwatch.alerts import ledger
 from driftwatch.alerts.digest import Message, drift_digest, resolved_notice
 from driftwatch.alerts.routes import AlertSettings, Destination, Route
+from driftwatch.engine.runner import HEALTH_CHECK
 from driftwatch.errors import UserError
 from driftwatch.report.summary import RunInfo, by_attention, open_findings, severity_rank
 from driftwatch.store import Store
@@ -31,6 +36,7 @@ class Outgoing:
     message: Message | None  # None: nothing new for this route
     open_findings: pl.DataFrame  # what the route knows once this is delivered
     pending: tuple[Destination, ...]  # destinations that have not received it yet
+    replaces_state: bool = True  # False: only adds to what the route knows (an untrusted run)
 
 
 def plan_alerts(
@@ -45,6 +51,8 @@ def plan_alerts(
 ) -> list[Outgoing]:
     """What every route would receive for this run; reads the store, sends and changes nothing."""
     current = open_findings(findings)
+    if not run.trusted:
+        current = current.filter(pl.col("check_id") == HEALTH_CHECK)
     return [_plan_route(store, route, run, current, report_link, owners or {}, mask) for route in settings.routes]
 
 
@@ -52,13 +60,12 @@ def deliver(store: Store, settings: AlertSettings, run: RunInfo, plan: list[Outg
     """Send each planned message to its pending destinations, recording every outcome in the store."""
     results = []
     for outgoing in plan:
-        if outgoing.message is None:
-            ledger.remember(store, outgoing.route.name, run.run_id, outgoing.open_findings)
-            continue
-        sent = [_send(store, settings, run, outgoing, destination) for destination in outgoing.pending]
+        sent = [_send(store, settings, run, outgoing, d) for d in outgoing.pending] if outgoing.message else []
         results += sent
         if all(d.status == "sent" for d in sent):
-            ledger.remember(store, outgoing.route.name, run.run_id, outgoing.open_findings)
+            ledger.remember(
+                store, outgoing.route.name, run.run_id, outgoing.open_findings, replace=outgoing.replaces_state
+            )
     return results
 
 
@@ -93,7 +100,7 @@ def _plan_route(
     alerting = _needing_attention(attended, known)
     if alerting.height:
         message = drift_digest(route.name, run, alerting, link, mask=mask)
-    elif mine.height == 0 and known.height:
+    elif mine.height == 0 and known.height and run.trusted:
         message = resolved_notice(route.name, run, known.height, link)
     else:
         message = None
@@ -101,7 +108,7 @@ def _plan_route(
     if message is not None:
         sent = ledger.already_sent(store, run.run_id, route.name)
         pending = tuple(d for d in route.destinations if (message.kind, d.label) not in sent)
-    return Outgoing(route, message, attended, pending)
+    return Outgoing(route, message, attended, pending, replaces_state=run.trusted)
 
 
 def _needing_attention(mine: pl.DataFrame, known: pl.DataFrame) -> pl.DataFrame:

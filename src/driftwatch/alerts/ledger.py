@@ -77,15 +77,18 @@ def known(store: Store, route: str) -> pl.DataFrame:
     return frame.cast(STATE_SCHEMA) if frame.height else pl.DataFrame(schema=STATE_SCHEMA)
 
 
-def remember(store: Store, route: str, run_id: str, open_findings: pl.DataFrame) -> None:
-    """Replace the route's state with the open findings it now knows, as they are in this run."""
+def remember(store: Store, route: str, run_id: str, open_findings: pl.DataFrame, *, replace: bool = True) -> None:
+    """Record the open findings the route now knows, as they are in this run: all it knows (`replace`), or
+    in addition to what it knew."""
     state = with_diff(open_findings).select("fingerprint", "severity", "impact", "diff", pl.lit(run_id).alias("run_id"))
     with store.transaction() as cur:
-        cur.execute("DELETE FROM alert_state WHERE route = ?", [route])
+        if replace:
+            cur.execute("DELETE FROM alert_state WHERE route = ?", [route])
         cur.register("route_state", state)
         try:
             cur.execute(
-                "INSERT INTO alert_state SELECT ?, fingerprint, severity, impact, diff, run_id FROM route_state",
+                "INSERT OR REPLACE INTO alert_state "
+                "SELECT ?, fingerprint, severity, impact, diff, run_id FROM route_state",
                 [route],
             )
         finally:
