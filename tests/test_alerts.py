@@ -96,7 +96,7 @@ def test_noise_bar_five_days_send_one_digest_and_one_all_clear_per_route(store, 
 
     merch_mail = [m for m in smtp.messages if m["To"] == "merch@example.com"]
     assert [str(m["Subject"]) for m in merch_mail] == [
-        "driftwatch: 1 finding need attention (merch)",
+        "driftwatch: 1 finding needs attention (merch)",
         "driftwatch: all clear (merch)",
     ]
     assert webhook.titles() == ["driftwatch: 2 findings need attention (cx)", "driftwatch: all clear (cx)"]
@@ -145,7 +145,7 @@ def test_higher_severity_counts_as_worse(store, smtp, monkeypatch):
     settings = settings_for(smtp, monkeypatch)
     alert(store, settings, *audit_day(1, drift("new", **{"SKU-100": {"severity": "medium"}})))
     alert(store, settings, *audit_day(2, drift("ongoing")))
-    assert smtp.subjects() == ["driftwatch: 1 finding need attention (merch)"] * 2
+    assert smtp.subjects() == ["driftwatch: 1 finding needs attention (merch)"] * 2
     assert "[critical] SKU-100" in smtp.messages[1].get_body().get_content()
 
 
@@ -192,7 +192,7 @@ def test_untrusted_run_never_sends_an_all_clear(store, smtp, monkeypatch):
     alert(store, settings, *audit_day(1, drift("new")))
     # Half the exports are missing: the drift seems gone, but only because nothing was compared.
     alert(store, settings, *audit_day(2, drift("resolved"), trusted=False))
-    assert smtp.subjects() == ["driftwatch: 1 finding need attention (merch)"]
+    assert smtp.subjects() == ["driftwatch: 1 finding needs attention (merch)"]
     alert(store, settings, *audit_day(3, drift("resolved")))
     assert smtp.subjects()[-1] == "driftwatch: all clear (merch)"
 

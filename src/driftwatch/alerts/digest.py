@@ -38,10 +38,10 @@ def drift_digest(route: str, run: RunInfo, alerting: pl.DataFrame, link: str, *,
     reasons = dict(alerting.group_by("reason").len().iter_rows())
     summary = ", ".join(f"{reasons[r]} {_REASON_TEXT[r]}" for r in REASONS if r in reasons)
     count = alerting.height
-    noun = "finding" if count == 1 else "findings"
+    counted = "1 finding needs" if count == 1 else f"{count} findings need"
     lines = [
-        f"driftwatch run {run.run_id} ({run.started_at:%Y-%m-%d %H:%M} UTC): {count} {noun} on route "
-        f"{route} need attention ({summary})."
+        f"driftwatch run {run.run_id} ({run.started_at:%Y-%m-%d %H:%M} UTC): {counted} attention on route "
+        f"{route} ({summary})."
     ]
     if not run.trusted:
         lines += [
@@ -56,7 +56,7 @@ def drift_digest(route: str, run: RunInfo, alerting: pl.DataFrame, link: str, *,
             lines.append(f"- … and {group.height - LINES_PER_GROUP} more in the report")
     lines += ["", f"Report: {link}"]
     urgent = alerting.filter(pl.col("severity").is_in(["critical", "high"])).height > 0
-    title = f"driftwatch: {count} {noun} need attention ({route})"
+    title = f"driftwatch: {counted} attention ({route})"
     return Message("drift", title, "\n".join(lines), count, urgent)
 
 
