@@ -107,24 +107,41 @@ class FixedWindows:
     def __init__(self, windows: Windows):
         self._windows = list(windows)
         self._start = time.monotonic()
-        self._counts: dict[tuple[int, int], int] = {}
+        self._current = [(0, 0)] * len(self._windows)  # per window: (window number, requests counted in it)
         self._lock = threading.Lock()
 
     def hit(self) -> float | None:
         """Count one request; None if allowed, else the seconds until the full window resets."""
         with self._lock:
-            elapsed = time.monotonic() - self._start
-            slots = [(i, int(elapsed // period)) for i, (_, period) in enumerate(self._windows)]
+            elapsed = self._roll()
             waits = [
-                (slot + 1) * self._windows[i][1] - elapsed
-                for i, slot in slots
-                if self._counts.get((i, slot), 0) >= self._windows[i][0]
+                (number + 1) * period - elapsed
+                for (limit, period), (number, count) in zip(self._windows, self._current, strict=True)
+                if count >= limit
             ]
             if waits:
                 return max(waits)
-            for i, slot in slots:
-                self._counts[(i, slot)] = self._counts.get((i, slot), 0) + 1
+            self._current = [(number, count + 1) for number, count in self._current]
             return None
+
+    def status(self) -> list[tuple[int, int, float]]:
+        """Per window: its limit, the requests left in it, and the seconds until it resets."""
+        with self._lock:
+            elapsed = self._roll()
+            return [
+                (limit, max(0, limit - count), (number + 1) * period - elapsed)
+                for (limit, period), (number, count) in zip(self._windows, self._current, strict=True)
+            ]
+
+    def _roll(self) -> float:
+        """Start a fresh count in every window whose period has passed; returns the time elapsed."""
+        elapsed = time.monotonic() - self._start
+        numbers = [int(elapsed // period) for _, period in self._windows]
+        self._current = [
+            (number, count if number == current else 0)
+            for number, (current, count) in zip(numbers, self._current, strict=True)
+        ]
+        return elapsed
 
 
 class Simulator:
@@ -181,6 +198,11 @@ class Simulator:
 
     def rate_limited(self, request: Request) -> Response:
         return self.error(429, "rate limited")
+
+    def limit_headers(self, windows: list[tuple[int, int, float]]) -> dict[str, str]:
+        """Headers describing the rate limit on a response that was not throttled (per window: limit,
+        remaining, seconds to reset); none unless the platform documents some."""
+        return {}
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
         """Connector settings that point at this simulator."""
@@ -241,6 +263,9 @@ class Simulator:
             response = self.error(self.faults.server_error_status, "injected server error")
         if response is None:
             response = self.handle(request)
+            limiter = self._limiters.get(self.bucket(request))
+            if limiter is not None:
+                response.headers.update(self.limit_headers(limiter.status()))
         return response, delay
 
     def _limit(self, request: Request) -> Response | None:

@@ -65,6 +65,8 @@ class Connector(Protocol):
 
     def pull(self, entities: Iterable[str] | None = None, *, since: datetime | None = None) -> Pulled: ...
 
+    def close(self) -> None: ...
+
 
 class BaseConnector:
     """Settings, credentials from the environment, entity selection, and resumable paging.
@@ -92,6 +94,15 @@ class BaseConnector:
         self.checkpoint_dir = checkpoint_dir
         self.progress = progress
         self.http_settings = HttpSettings.from_settings(self.settings)
+
+    def __enter__(self) -> BaseConnector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release connections; a platform connector that holds a client closes it here."""
 
     def setting(self, key: str, default: Any = _REQUIRED) -> Any:
         """A plain setting; without a default, a missing one is a UserError."""
