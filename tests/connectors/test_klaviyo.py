@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
@@ -279,3 +280,15 @@ def test_demo_retailer_round_trips(tmp_path, fast_http, canonical):
         assert set(pulled.frames) == set(sim.dataset) == {"customers", "products", "inventory", "events"}
         assert_same(pulled.frames, sim.dataset, canonical)
         assert sim.count(status=429) == 0
+
+
+def test_rate_limit_headers_describe_the_steady_window_and_429s_carry_none():
+    with Simulator(make_dataset(profiles=5), rate_limits={"profiles": [(5, 10.0), (3, 60.0)]}) as sim:
+        headers = {"Authorization": f"Klaviyo-API-Key {sim.api_key}", "revision": "2026-07-15"}
+        answers = [httpx.get(f"{sim.url}/api/profiles", headers=headers) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert [a.headers["RateLimit-Remaining"] for a in answers[:3]] == ["2", "1", "0"]
+    assert answers[0].headers["RateLimit-Limit"] == "3"
+    assert 0 < int(answers[0].headers["RateLimit-Reset"]) <= 60
+    assert "RateLimit-Limit" not in answers[3].headers
+    assert answers[3].json()["errors"][0]["code"] == "throttled"

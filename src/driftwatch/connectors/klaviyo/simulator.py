@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
 import uuid
 from bisect import bisect_right
@@ -107,7 +108,15 @@ class KlaviyoSimulator(Simulator):
         return Response(status, {"errors": [error]}, content_type=MEDIA_TYPE)
 
     def rate_limited(self, request: Request) -> Response:
-        return self.error(429, "Request was throttled.")
+        return self.error(429, "Request was throttled.")  # and no RateLimit headers, as documented
+
+    def limit_headers(self, windows: list[tuple[int, int, float]]) -> dict[str, str]:
+        limit, remaining, reset = windows[-1]  # the headers describe the steady window
+        return {
+            "RateLimit-Limit": str(limit),
+            "RateLimit-Remaining": str(remaining),
+            "RateLimit-Reset": str(math.ceil(reset)),
+        }
 
     def handle(self, request: Request) -> Response:
         if request.method != "GET":
