@@ -176,21 +176,23 @@ def test_interrupted_pull_resumes_from_the_staged_cursor(klaviyo, connect, canon
     assert not (tmp_path / "klaviyo" / "customers").exists()
 
 
-def test_events_resume_across_metrics(klaviyo, connect, canonical, tmp_path):
+def test_events_resume_across_metrics(klaviyo, connect, canonical):
     connector = connect()
     original = connector.client.page
-    calls = {"n": 0}
+    calls = []
 
     def page_then_die(url, params=None):
-        calls["n"] += 1
-        if calls["n"] == 5:  # metrics listing, then into the second metric's pages
+        calls.append(url)
+        if len(calls) == 5:  # the metrics list, one page of each of three metrics, then the fourth metric
             raise KeyboardInterrupt
         return original(url, params)
 
     connector.client.page = page_then_die
     with pytest.raises(KeyboardInterrupt):
         connector.pull(["events"])
+    before = klaviyo.count(path="/api/events")
     frame = connect().pull(["events"]).frames["events"]
+    assert klaviyo.count(path="/api/events") - before == 1  # only the fourth metric's page
     assert_same({"events": frame}, klaviyo.dataset, canonical)
 
 

@@ -2,8 +2,8 @@
 
 Profiles (with their subscriptions) give `customers`; catalog variants give `products` and `inventory`;
 the order lifecycle metrics (Placed / Fulfilled / Cancelled / Refunded Order) give `events`. Klaviyo has
-no mutable order: the audit derives order status from these events. Every list is staged page by page,
-so an interrupted pull resumes from its last cursor.
+no mutable order: the audit derives order status from these events. Every list is staged as it is
+fetched, so an interrupted pull resumes from its last staged cursor.
 """
 
 from __future__ import annotations
@@ -20,14 +20,13 @@ from driftwatch.connectors.base import BaseConnector, Cursor, Pulled
 from driftwatch.connectors.klaviyo import mapping
 from driftwatch.connectors.klaviyo.client import REVISION, KlaviyoClient, after, all_of
 
-VARIANT_ENTITIES = ("products", "inventory")
-
 
 class Connector(BaseConnector):
     """Settings (`[sources.klaviyo]`): `api_key_env` (the variable holding a private API key); optional
     `base_url` (default https://a.klaviyo.com), `revision`, `rate_limits` ({bucket: [[requests, seconds],
     ...]} for profiles, events, catalog, metrics; default the documented limits), `profile_properties`
-    ({canonical column: custom property} for lifetime_value, order_count, last_order_at), `metrics`
+    ({canonical column: custom property} for lifetime_value, order_count, last_order_at,
+    merged_into), `metrics`
     ({Klaviyo metric name: canonical metric}) and HTTP timings."""
 
     name = "klaviyo"
@@ -61,7 +60,10 @@ class Connector(BaseConnector):
         """`since` narrows customers and events to those updated or occurred since then; the catalog has
         no such filter and is always pulled whole."""
         self._variant_rows = None  # products and inventory share one listing per pull
-        return super().pull(entities, since=since)
+        try:
+            return super().pull(entities, since=since)
+        finally:
+            self._variant_rows = None
 
     def pull_entity(self, entity: str, *, since: datetime | None) -> pl.DataFrame:
         if entity == "customers":
@@ -117,10 +119,10 @@ class Connector(BaseConnector):
         metric_ids = sorted(metric_names)
 
         def fetch(cursor: Cursor | None) -> tuple[pl.DataFrame, Cursor | None]:
-            cursor = cursor or {"metric": 0, "next": None}
             if not metric_ids:
                 return _frame(mapping.COLUMNS["events"], []), None
-            metric_id = metric_ids[cursor["metric"]]
+            cursor = cursor or {"metric": metric_ids[0], "next": None}
+            metric_id = cursor["metric"]
             first = self.client.first_page_params(
                 "events",
                 include="profile",
@@ -130,15 +132,14 @@ class Connector(BaseConnector):
                     "filter": all_of(f'equals(metric_id,"{metric_id}")', after("datetime", since)),
                 },
             )
-            body, following = self._page({"next": cursor["next"]} if cursor["next"] else None, "/api/events", first)
+            body, following = self._page(_next(cursor["next"]), "/api/events", first)
             emails = {p["id"]: (p.get("attributes") or {}).get("email") for p in body.get("included") or []}
             rows = [mapping.event_to_row(e, metric_names, emails) for e in body["data"]]
+            later = metric_ids[metric_ids.index(metric_id) + 1 :]
             if following:
-                upcoming: Cursor | None = {"metric": cursor["metric"], "next": following}
-            elif cursor["metric"] + 1 < len(metric_ids):
-                upcoming = {"metric": cursor["metric"] + 1, "next": None}
+                upcoming: Cursor | None = {"metric": metric_id, "next": following}
             else:
-                upcoming = None
+                upcoming = {"metric": later[0], "next": None} if later else None
             return _frame(mapping.COLUMNS["events"], rows), upcoming
 
         return self.paginate("events", fetch, params={"since": since, "metrics": self.metrics})
