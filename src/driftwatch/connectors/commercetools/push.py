@@ -38,7 +38,8 @@ from __future__ import annotations
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import product
@@ -59,9 +60,10 @@ Update = dict[str, Any]
 ORDER_STATES = ("Confirmed", "Open", "Complete", "Cancelled")  # the order changes are tried in
 SHIPMENT_STATES = ("Pending", "Ready", "Shipped", "Delivered", "Partial", "Delayed", "Backorder", "Canceled")
 CUSTOM_TYPES = {"customer": "customer-fields", "order": "order-fields"}
-CUSTOMER_FIELDS = {"email", "first_name", "last_name", "postcode", "country", "lifetime_value", "order_count",
-                   "last_order_at"}  # fmt: skip
-CONSENT_FIELDS = {"email_consent", "sms_consent"}
+NAME_ACTIONS = {"first_name": ("setFirstName", "firstName"), "last_name": ("setLastName", "lastName")}
+ADDRESS_FIELDS = {"postcode": "postalCode", "country": "country"}
+VALUE_FIELDS = ("lifetime_value", "order_count", "last_order_at")  # custom fields
+CONSENT_FIELDS = ("email_consent", "sms_consent")  # custom fields
 MAX_CONFLICTS = 5  # re-reads after a 409 before the action is reported failed
 DEFAULT_ADDRESS_KEY = "driftwatch-shipping"
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T")
@@ -99,24 +101,27 @@ class Pusher:
     # ---------------------------------------------------------------- the Pusher protocol
 
     def push(self, batch: list[Action]) -> dict[str, PushOutcome]:
-        self.client = self.connector._connect()
-        try:
+        with self._session():
             records = self._records(batch)
             results: dict[str, list[PushOutcome]] = defaultdict(list)
             for (path, record_id), actions in _by_record(batch, records).items():
                 for action_id, outcome in self._write(path, records.resources[path][record_id], actions).items():
                     results[action_id].append(outcome)
-        finally:
-            self.client.close()
         return {a.action_id: _combined(results[a.action_id]) or PushOutcome(False, records.missing(a)) for a in batch}
 
     def read(self, batch: list[Action]) -> dict[str, str | None]:
+        with self._session():
+            records = self._records(batch)
+        return {a.action_id: self._current(a, records) for a in batch}
+
+    @contextmanager
+    def _session(self) -> Iterator[None]:
+        """One HTTP client (and token) per batch, as the connector uses one per pull."""
         self.client = self.connector._connect()
         try:
-            records = self._records(batch)
+            yield
         finally:
             self.client.close()
-        return {a.action_id: self._current(a, records) for a in batch}
 
     # ---------------------------------------------------------------- reading what the actions touch
 
@@ -176,7 +181,8 @@ class Pusher:
             updates: list[Update] = []
             for action in actions:
                 try:
-                    updates += self._updates(path, current, action)
+                    # Actions sharing an update (a postcode and a country: one address) send it once.
+                    updates += [u for u in self._updates(path, current, action, actions) if u not in updates]
                 except Refused as reason:
                     refused[action.action_id] = PushOutcome(False, str(reason))
             sending = [a.action_id for a in actions if a.action_id not in refused]
@@ -206,13 +212,14 @@ class Pusher:
             outcomes = dict.fromkeys((a.action_id for a in actions), stuck)
         return {**outcomes, **refused}
 
-    def _updates(self, path: str, record: Row, action: Action) -> list[Update]:
-        """The update actions that make `record` hold `action.after`; none when it already does."""
+    def _updates(self, path: str, record: Row, action: Action, together: list[Action]) -> list[Update]:
+        """The update actions that make `record` hold `action.after` (and what the actions it goes `together`
+        with need of the same part of the record); none when it already does."""
         if path == "inventory":
             return _stock_updates(record, action)
         if path == "orders":
             return self._order_updates(record, action)
-        return self._customer_updates(record, action)
+        return self._customer_updates(record, action, together)
 
     def _order_updates(self, order: Row, action: Action) -> list[Update]:
         if action.action == "update_order_status":
@@ -243,31 +250,30 @@ class Pusher:
         raw = f"{order_state}/{shipment_state}" if shipment_state else order_state
         return canonical_status(raw, self.status_map)
 
-    def _customer_updates(self, customer: Row, action: Action) -> list[Update]:
+    def _customer_updates(self, customer: Row, action: Action, together: list[Action]) -> list[Update]:
         if action.field == "":  # the customer was missing, and has a profile now
             return []
-        if action.action == "update_consent":
+        if action.action == "update_consent" and action.field in CONSENT_FIELDS:
             fields = {self.names.fields[action.field]: _bool(action.after)}
             if action.truth.get("consent_updated_at"):
                 fields[self.names.fields["consent_updated_at"]] = _timestamp(action.truth["consent_updated_at"])
             return self._custom_updates(customer, "customer", fields)
-        if action.field not in CUSTOMER_FIELDS:
-            raise Refused(f"customer {action.key}: driftwatch cannot set {action.field!r} on commercetools")
-        if action.field == "email":
+        if action.action == "upsert_contact" and action.field == "email":
             if not action.after:
                 raise Refused(f"customer {action.key}: commercetools requires an email")
             same = str(customer.get("email", "")).lower() == action.after.lower()
             return [] if same else [{"action": "changeEmail", "email": action.after}]
-        if action.field in ("first_name", "last_name"):
-            name = "firstName" if action.field == "first_name" else "lastName"
-            if customer.get(name) == action.after:
-                return []
-            return [{"action": f"set{name[0].upper()}{name[1:]}", name: action.after}]
-        if action.field in ("postcode", "country"):
-            return _address_updates(customer, action)
-        return self._custom_updates(
-            customer, "customer", {self.names.fields[action.field]: self._value(customer, action)}
-        )
+        if action.action == "upsert_contact" and action.field in NAME_ACTIONS:
+            update, name = NAME_ACTIONS[action.field]
+            return [] if customer.get(name) == action.after else [{"action": update, name: action.after}]
+        if action.action == "upsert_contact" and action.field in ADDRESS_FIELDS:
+            address = [a for a in together if a.action == "upsert_contact" and a.field in ADDRESS_FIELDS]
+            wanted = {ADDRESS_FIELDS[a.field]: a.after for a in address}
+            return _address_updates(customer, action, wanted)
+        if action.action == "upsert_contact" and action.field in VALUE_FIELDS:
+            value = self._value(customer, action)
+            return self._custom_updates(customer, "customer", {self.names.fields[action.field]: value})
+        raise Refused(f"customer {action.key}: driftwatch cannot set {action.field!r} on commercetools")
 
     def _value(self, customer: Row, action: Action) -> Any:
         """A customer value custom field in its commercetools type."""
@@ -301,7 +307,7 @@ class Pusher:
 
     def _current(self, action: Action, records: Records) -> str | None:
         if action.action == "set_stock":
-            entry = records.entry(action.key)
+            entry = records.entries.get(action.key)
             return None if entry is None else _text(entry.get("availableQuantity"))
         if action.action in ("update_order_status", "upsert_order"):
             order = records.orders.get(action.key)
@@ -315,10 +321,10 @@ class Pusher:
             return "present" if profiles else "absent"
         if not profiles:
             return None
-        if action.action == "update_consent":
-            held = [_custom(p).get(self.names.fields[action.field]) for p in profiles]
+        if action.action == "update_consent":  # any subscribed profile is a subscribed customer
+            held = [mapping.customer_row(p, self.names).get(action.field) for p in profiles]
             known = [v for v in held if v is not None]
-            return None if not known else _text(any(known))
+            return _text(any(known)) if known else None
         return _customer_value(mapping.customer_row(profiles[0], self.names), action.field)
 
 
@@ -340,9 +346,6 @@ class Records:
             if location == mapping.NO_LOCATION:
                 self.entries.setdefault(entry["sku"], entry)
 
-    def entry(self, key: str) -> Row | None:
-        return self.entries.get(key)
-
     def add_orders(self, orders: list[Row], names: mapping.Names) -> None:
         for order in orders:
             self.resources["orders"][order["id"]] = order
@@ -352,7 +355,8 @@ class Records:
                 self.unnumbered[head["external_id"]] = order
 
     def add_customers(self, customers: list[Row], names: mapping.Names, actions: list[Action]) -> None:
-        """Profiles of each ERP customer: those storing its id, else those with its email."""
+        """Profiles of each ERP customer, as the audit matches them: those storing its id, and those storing
+        no ERP id that have its email."""
         unique = {c["id"]: c for c in customers}
         for customer in unique.values():
             self.resources["customers"][customer["id"]] = customer
@@ -371,7 +375,7 @@ class Records:
     def record_of(self, action: Action) -> list[tuple[str, str]]:
         """(path, id) of each record the action changes."""
         if action.action == "set_stock":
-            entry = self.entry(action.key)
+            entry = self.entries.get(action.key)
             return [] if entry is None else [("inventory", entry["id"])]
         if action.action in ("update_order_status", "upsert_order"):
             order = self.orders.get(action.key)
@@ -421,22 +425,19 @@ def _stock_updates(entry: Row, action: Action) -> list[Update]:
     return [{"action": "changeQuantity", "quantity": wanted + reserved}]
 
 
-def _address_updates(customer: Row, action: Action) -> list[Update]:
-    """The default shipping address (the one the audit reads) with the ERP's postcode and country."""
+def _address_updates(customer: Row, action: Action, wanted: Mapping[str, str | None]) -> list[Update]:
+    """The default shipping address (the one the audit reads) with the ERP's postcode and/or country;
+    a customer without an address gets one (commercetools requires its country)."""
     address = dict(mapping._customer_address(customer))
-    column = {"postcode": "postalCode", "country": "country"}[action.field]
-    if address.get(column) == action.after:
+    if all(address.get(column) == value for column, value in wanted.items()):
         return []
     if address:
-        address[column] = action.after
         address_id = address.pop("id")
-        return [{"action": "changeAddress", "addressId": address_id, "address": address}]
-    country = action.after if action.field == "country" else action.truth.get("country")
-    if not country:
+        return [{"action": "changeAddress", "addressId": address_id, "address": {**address, **wanted}}]
+    new = {"postalCode": action.truth.get("postcode"), "country": action.truth.get("country"), **wanted}
+    if not new["country"]:
         raise Refused(f"customer {action.key} has no address, and commercetools needs a country to add one")
-    new = {"key": DEFAULT_ADDRESS_KEY, "country": country}
-    if action.truth.get("postcode") or action.field == "postcode":
-        new["postalCode"] = action.after if action.field == "postcode" else action.truth["postcode"]
+    new = {"key": DEFAULT_ADDRESS_KEY, **{k: v for k, v in new.items() if v is not None}}
     return [
         {"action": "addAddress", "address": new},
         {"action": "setDefaultShippingAddress", "addressKey": DEFAULT_ADDRESS_KEY},

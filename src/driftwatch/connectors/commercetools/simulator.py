@@ -19,8 +19,10 @@ What it reproduces from the public API reference:
   `setDefaultShippingAddress`, and `setCustomField` / `setCustomType` on all three (400 InvalidOperation
   for a custom field on a resource without a custom type); at most 500 actions a request; 409
   ConcurrentModification with `currentVersion` for a stale version (`interfere()` makes another writer
-  change a record just before the next updates land). Each accepted update bumps the version, writes
-  one Message per action and counts in `writes` ("path/id" -> accepted updates).
+  change a record just before the next updates land); `fail_updates()` answers the next updates with an
+  error, before or after applying them (a response lost at the edge after the write committed). Each
+  accepted update bumps the version, writes one Message per action and counts in `writes` ("path/id" ->
+  accepted updates).
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ class CommercetoolsSimulator(Simulator):
         self._sequences: dict[str, int] = {}  # the last message sequenceNumber of each resource
         self._edge_errors: list[tuple[int, bool]] = []
         self._interference: list[Callable[[str, dict[str, Any]], None]] = []
+        self._update_faults: list[tuple[int, bool]] = []
         self.writes: Counter[str] = Counter()  # "path/id" -> updates accepted
         self._data_lock = threading.RLock()
         for path, records in self.resources.items():
@@ -146,6 +149,11 @@ class CommercetoolsSimulator(Simulator):
         updates are about, just before they land: their version is stale and they meet a 409."""
         with self._data_lock:
             self._interference.extend([change] * count)
+
+    def fail_updates(self, count: int, status: int = 503, *, after_applying: bool = False) -> None:
+        """The next `count` updates answer `status`; `after_applying`: once the update is applied."""
+        with self._data_lock:
+            self._update_faults.extend([(status, after_applying)] * count)
 
     def update(self, path: str, resource_id: str, message_type: str, change: Callable[[dict[str, Any]], None]) -> None:
         """Change a stored resource as the platform would: new version, lastModifiedAt and a Message."""
@@ -295,6 +303,9 @@ class CommercetoolsSimulator(Simulator):
             message = f"Too many update actions: {len(actions)}, the maximum is {MAX_UPDATE_ACTIONS}."
             return Response(400, error_body(400, "InvalidInput", message))
         with self._data_lock:
+            status, after_applying = self._update_faults.pop(0) if self._update_faults else (None, False)
+            if status is not None and not after_applying:
+                return self._transient(status)
             current = self.resources[path].get(resource_id)
             if current is None:
                 message = f"The Resource with ID '{resource_id}' was not found."
@@ -324,7 +335,13 @@ class CommercetoolsSimulator(Simulator):
             for message_type in messages:
                 self._message(TYPE_IDS[path], record, message_type, record["lastModifiedAt"])
             self.writes[f"{path}/{resource_id}"] += 1
-            return Response(200, json.loads(json.dumps(record)))
+            return self._transient(status) if status is not None else Response(200, json.loads(json.dumps(record)))
+
+    def _transient(self, status: int) -> Response:
+        if status == 429:
+            return Response(429, error_body(429, "TooManyRequests", "Too many requests."), {"Retry-After": "0"})
+        code = {502: "BadGateway", 503: "OverCapacity"}.get(status, "General")
+        return Response(status, error_body(status, code, "The service is temporarily unavailable."))
 
     def _apply(self, path: str, record: dict[str, Any], action: dict[str, Any]) -> str:
         """Apply one update action to `record`; the name of the Message it produces."""
