@@ -247,6 +247,22 @@ def test_secrets_never_reach_logs_or_errors(shop, fast_http, assert_no_secret, c
     assert_no_secret(SHOP_KEY, str(raised.value))
 
 
+def test_a_write_sent_once_is_never_repeated_after_it_may_have_landed(shop, fast_http):
+    settings = HttpSettings.from_settings(fast_http)
+    with HttpClient("shop", shop.url, settings=settings, headers={"X-Api-Key": SHOP_KEY}) as client:
+        shop.faults.set(server_errors=1)
+        with pytest.raises(UserError, match="503; not sent again"):
+            client.request("POST", "/products", once=True)
+        shop.faults.set(timeouts=1, timeout_delay=0.8)
+        with pytest.raises(UserError, match=r"timed out.*not sent again"):
+            client.request("POST", "/products", once=True)
+        shop.faults.set(rate_limit_storm=2, storm_retry_after=0.01)
+        assert client.request("POST", "/products", once=True).status_code == 200  # a 429 was never applied
+        shop.faults.set(server_errors=1)
+        assert client.request("POST", "/products").status_code == 200  # an idempotent write is retried
+    assert [r.status for r in shop.requests if r.method == "POST"] == [503, 200, 429, 429, 200, 503, 200]
+
+
 def test_retry_after_accepts_seconds_and_http_dates():
     assert retry_after_seconds("2") == 2.0
     assert retry_after_seconds("0.25") == 0.25

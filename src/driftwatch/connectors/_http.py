@@ -129,6 +129,16 @@ def platform_error_text(response: httpx.Response) -> str:
     return response.text.strip()[:300] or response.reason_phrase
 
 
+@dataclass(frozen=True)
+class _Call:
+    method: str
+    url: str
+    bucket: str | None
+    expected: frozenset[int]
+    once: bool
+    kwargs: dict[str, Any]
+
+
 class HttpClient:
     """An httpx.Client with the shared retry, rate-limit and redaction policy.
 
@@ -185,47 +195,67 @@ class HttpClient:
         *,
         bucket: str | None = None,
         expect: Iterable[int] = (),
+        once: bool = False,
         **kwargs: Any,
     ) -> httpx.Response:
-        """Send one request, retried as the policy says. Statuses in `expect` come back instead of raising."""
-        expected = frozenset(expect)
-        return self._retrying()(self._attempt, method, url, bucket, expected, kwargs)
+        """Send one request, retried as the policy says. Statuses in `expect` come back instead of raising.
+
+        `once` marks a write the platform would apply twice if sent twice: it is retried only when it surely
+        never arrived (a 429, a refused connection); after a timeout or a 5xx it may have been applied, so
+        that is a UserError for the caller's journal to settle, never a second send."""
+        call = _Call(method, url, bucket, frozenset(expect), once, kwargs)
+        return self._retrying()(self._attempt, call)
 
     def request_json(
-        self, method: str, url: str, *, bucket: str | None = None, expect: Iterable[int] = (), **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        *,
+        bucket: str | None = None,
+        expect: Iterable[int] = (),
+        once: bool = False,
+        **kwargs: Any,
     ) -> Any:
         """Like `request`, and a body that is not valid JSON (a truncated response) is retried too.
         JSON numbers with a fraction come back as Decimal: money stays exact."""
-        return self._retrying()(self._attempt_json, method, url, bucket, frozenset(expect), kwargs)
+        call = _Call(method, url, bucket, frozenset(expect), once, kwargs)
+        return self._retrying()(self._attempt_json, call)
 
-    def _attempt_json(
-        self, method: str, url: str, bucket: str | None, expected: frozenset[int], kwargs: dict[str, Any]
-    ) -> Any:
-        response = self._attempt(method, url, bucket, expected, kwargs)
+    def _attempt_json(self, call: _Call) -> Any:
+        response = self._attempt(call)
         if not response.content:
             return None
         try:
             return response.json(parse_float=Decimal)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise Retryable(f"{self._where(response.request)}: unreadable JSON ({error})") from None
+            raise self._transient(call, f"{self._where(response.request)}: unreadable JSON ({error})") from None
 
-    def _attempt(
-        self, method: str, url: str, bucket: str | None, expected: frozenset[int], kwargs: dict[str, Any]
-    ) -> httpx.Response:
-        if bucket is not None:
-            self._limiters[bucket].acquire()
-        request = self._http.build_request(method, url, **kwargs)
+    def _attempt(self, call: _Call) -> httpx.Response:
+        if call.bucket is not None:
+            self._limiters[call.bucket].acquire()
+        request = self._http.build_request(call.method, call.url, **call.kwargs)
         try:
             response = self._http.send(request)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+            raise Retryable(f"{self._where(request)}: {self.redact(str(error))}") from None  # never sent
         except httpx.TimeoutException:
-            raise Retryable(f"{self._where(request)}: timed out after {self.settings.timeout:g}s") from None
+            message = f"{self._where(request)}: timed out after {self.settings.timeout:g}s"
+            raise self._transient(call, message) from None
         except httpx.TransportError as error:
-            raise Retryable(f"{self._where(request)}: {self.redact(str(error))}") from None
+            raise self._transient(call, f"{self._where(request)}: {self.redact(str(error))}") from None
         if self._check is not None:
             self._check(response)
-        if response.status_code in expected or response.is_success:
+        if response.status_code in call.expected or response.is_success:
             return response
+        if response.status_code in RETRY_STATUSES and call.once:
+            raise self._transient(call, f"{self._where(request)} -> {response.status_code}")
         return self._fail(response)
+
+    def _transient(self, call: _Call, message: str) -> Exception:
+        """A failure after which the request may have been applied: retried unless it must be sent once."""
+        if call.once:
+            return UserError(f"{message}; not sent again, as it may already have been applied")
+        return Retryable(message)
 
     def _fail(self, response: httpx.Response) -> httpx.Response:
         where = self._where(response.request)
