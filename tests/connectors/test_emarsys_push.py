@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -115,13 +116,24 @@ def settings(sim, fast_http) -> dict:
     return sim.settings(**fast_http)
 
 
-def planned(sim: Simulator, settings: dict, tmp_path: Path) -> tuple[Config, Path]:
-    db = tmp_path / "s.duckdb"
-    cfg = audited(sim, settings, db)
-    with Store(db) as store:
+@pytest.fixture(scope="module")
+def made_plan(tmp_path_factory) -> Path:
+    """The ERP snapshot, a pull of the drifted simulator, an audit and its plan: made once, copied per test."""
+    folder = tmp_path_factory.mktemp("planned")
+    with Simulator({"customers": emarsys_contacts()}) as sim:
+        cfg = audited(sim, sim.settings(), folder / "s.duckdb")
+    with Store(folder / "s.duckdb") as store:
         plan = make_plan(store, cfg, checks=CHECKS)
     assert {(a.check_id, a.key, a.field, a.after) for a in plan.actions} == EXPECTED_PLAN
-    return cfg, plan.save(tmp_path / "plan.json")
+    plan.save(folder / "plan.json")
+    return folder
+
+
+def planned(settings: dict, made_plan: Path, tmp_path: Path) -> tuple[Config, Path]:
+    """A copy of the audited store and its plan, and the configuration that points at this test's simulator."""
+    for made in made_plan.iterdir():
+        shutil.copy(made, tmp_path / made.name)
+    return parse_config(config(settings)), tmp_path / "plan.json"
 
 
 def assert_repaired(sim: Simulator, settings: dict, tmp_path: Path, report) -> None:
@@ -141,8 +153,8 @@ def contact(sim: Simulator, erp_id: str) -> dict:
     return rows.row(0, named=True)
 
 
-def test_apply_repairs_every_drifted_contact_in_one_upsert(sim, settings, tmp_path):
-    cfg, plan_path = planned(sim, settings, tmp_path)
+def test_apply_repairs_every_drifted_contact_in_one_upsert(sim, settings, made_plan, tmp_path):
+    cfg, plan_path = planned(settings, made_plan, tmp_path)
     with Store(tmp_path / "s.duckdb") as store:
         report = apply_plan(store, cfg, load_plan(plan_path), {"emarsys": Pusher(cfg.source("emarsys"), env=sim.env)})
     assert_repaired(sim, settings, tmp_path, report)
@@ -187,8 +199,10 @@ CRASHING_APPLY = textwrap.dedent(
     [(1, "before"), (2, "before"), (2, "after")],
     ids=["before the first push", "between two batches", "after a push, before the journal knew"],
 )
-def test_a_killed_apply_resumes_and_writes_every_contact_once(sim, settings, tmp_path, monkeypatch, kill_at, when):
-    cfg, plan_path = planned(sim, settings, tmp_path)
+def test_a_killed_apply_resumes_and_writes_every_contact_once(
+    sim, settings, made_plan, tmp_path, monkeypatch, kill_at, when
+):
+    cfg, plan_path = planned(settings, made_plan, tmp_path)
     script = tmp_path / "crash.py"
     script.write_text(CRASHING_APPLY)
     proc = subprocess.run(
@@ -268,8 +282,8 @@ def test_transient_failures_during_a_push_are_retried_and_write_once(sim, settin
     assert contact(sim, "E9")["email_consent"] == "true"
 
 
-def test_verify_reports_still_drifting_when_someone_undoes_the_repair(sim, settings, tmp_path):
-    cfg, plan_path = planned(sim, settings, tmp_path)
+def test_verify_reports_still_drifting_when_someone_undoes_the_repair(sim, settings, made_plan, tmp_path):
+    cfg, plan_path = planned(settings, made_plan, tmp_path)
 
     def agent_renames_e1(platform, size):
         customers = sim.dataset["customers"]

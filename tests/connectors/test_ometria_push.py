@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +35,7 @@ STAMP = "2026-11-01T10:00:00+00:00"
 CHECKS = ["customer_master_parity", "consent_parity", "order_status_drift", "order_presence", "order_value_drift"]
 CHECKS += ["catalogue_parity", "stock_parity"]
 ERRORS_AFTER = 0.2  # the simulator validates 0.05 s after accepting
+FAST_RATES = {"read_rate": 100, "push_rate": 100}  # the documented rates are tested once
 
 
 def text_frame(columns: dict[str, list]) -> pl.DataFrame:
@@ -159,15 +161,27 @@ def sim():
 
 @pytest.fixture
 def settings(sim, fast_http) -> dict:
-    return sim.settings(errors_after=ERRORS_AFTER, **fast_http)
+    return sim.settings(errors_after=ERRORS_AFTER, **FAST_RATES, **fast_http)
 
 
-def planned(sim: Simulator, settings: dict, tmp_path: Path) -> tuple[Config, Path]:
-    cfg = audited(sim, settings, tmp_path / "s.duckdb")
-    with Store(tmp_path / "s.duckdb") as store:
+@pytest.fixture(scope="module")
+def made_plan(tmp_path_factory) -> Path:
+    """The ERP snapshot, a pull of the drifted simulator, an audit and its plan: made once, copied per test."""
+    folder = tmp_path_factory.mktemp("planned")
+    with Simulator(ometria(), rate_limits={}) as sim:
+        cfg = audited(sim, sim.settings(**FAST_RATES), folder / "s.duckdb")
+    with Store(folder / "s.duckdb") as store:
         plan = make_plan(store, cfg, checks=CHECKS)
     assert {(a.check_id, a.key, a.field, a.after) for a in plan.actions} == EXPECTED_PLAN
-    return cfg, plan.save(tmp_path / "plan.json")
+    plan.save(folder / "plan.json")
+    return folder
+
+
+def planned(settings: dict, made_plan: Path, tmp_path: Path) -> tuple[Config, Path]:
+    """A copy of the audited store and its plan, and the configuration that points at this test's simulator."""
+    for made in made_plan.iterdir():
+        shutil.copy(made, tmp_path / made.name)
+    return parse_config(config(settings)), tmp_path / "plan.json"
 
 
 EXPECTED_PLAN = {
@@ -202,8 +216,8 @@ def assert_repaired(sim: Simulator, settings: dict, tmp_path: Path, report) -> N
     assert open_drift(sim, settings, tmp_path / "s.duckdb") == set(FAILING)
 
 
-def test_apply_repairs_the_drift_and_reports_what_ometria_rejected_after_accepting(sim, settings, tmp_path):
-    cfg, plan_path = planned(sim, settings, tmp_path)
+def test_apply_repairs_the_drift_and_reports_what_ometria_rejected_after_accepting(sim, settings, made_plan, tmp_path):
+    cfg, plan_path = planned(settings, made_plan, tmp_path)
     with Store(tmp_path / "s.duckdb") as store:
         report = apply_plan(store, cfg, load_plan(plan_path), {"ometria": Pusher(cfg.source("ometria"), env=sim.env)})
     assert_repaired(sim, settings, tmp_path, report)
@@ -249,8 +263,10 @@ CRASHING_APPLY = textwrap.dedent(
     [(1, "before"), (2, "before"), (2, "after")],
     ids=["before the first push", "between two batches", "after a push, before the journal knew"],
 )
-def test_a_killed_apply_resumes_and_writes_every_record_once(sim, settings, tmp_path, monkeypatch, kill_at, when):
-    cfg, plan_path = planned(sim, settings, tmp_path)
+def test_a_killed_apply_resumes_and_writes_every_record_once(
+    sim, settings, made_plan, tmp_path, monkeypatch, kill_at, when
+):
+    cfg, plan_path = planned(settings, made_plan, tmp_path)
     script = tmp_path / "crash.py"
     script.write_text(CRASHING_APPLY)
     proc = subprocess.run(
@@ -284,8 +300,8 @@ def catalogue(n: int) -> dict[str, pl.DataFrame]:
 
 
 def test_a_push_respects_100_records_a_call_and_8_calls_a_second(fast_http):
-    with Simulator(catalogue(1000)) as sim:  # the documented limits, enforced with 429s
-        pusher = Pusher(sim.settings(errors_after=ERRORS_AFTER, **fast_http), env=sim.env)
+    with Simulator(catalogue(1000), rate_limits={"push": [(8, 1.0)]}) as sim:  # over 8 a second: 429s
+        pusher = Pusher(sim.settings(errors_after=ERRORS_AFTER, read_rate=100, **fast_http), env=sim.env)
         batch = [product_action(f"P{i:04d}", "2.50") for i in range(1000)]
         outcomes = pusher.push(batch)
         assert all(o.ok for o in outcomes.values())
@@ -310,7 +326,7 @@ def test_ometria_refuses_a_call_of_more_than_100_records_or_of_mixed_types(fast_
 @pytest.mark.parametrize("fault", ["503", "429"])
 def test_transient_failures_during_a_push_are_retried_and_write_once(fast_http, fault):
     with Simulator(catalogue(3), rate_limits={}) as sim:
-        pusher = Pusher(sim.settings(errors_after=ERRORS_AFTER, **fast_http), env=sim.env)
+        pusher = Pusher(sim.settings(errors_after=ERRORS_AFTER, **FAST_RATES, **fast_http), env=sim.env)
         sim.faults.set(**({"server_errors": 1} if fault == "503" else {"rate_limit_storm": 1}))
         assert pusher.push([product_action("P0001", "3.00")])["id-P0001"].ok
         assert sim.count(path="/v2/push", status=202) == 1
@@ -322,7 +338,7 @@ def test_a_contact_record_ometria_rejects_later_fails_with_its_words_and_the_oth
         {"customer_id": ["om-1", "om-2"], "erp_customer_id": ["E1", "E2"], "email": ["a@x.com", "b@x.com"]}
     )
     with Simulator({"customers": contacts}, rate_limits={}) as sim:
-        pusher = Pusher(sim.settings(errors_after=ERRORS_AFTER, **fast_http), env=sim.env)
+        pusher = Pusher(sim.settings(errors_after=ERRORS_AFTER, **FAST_RATES, **fast_http), env=sim.env)
         batch = [
             Action("bad", "ometria", "ometria", "upsert_contact", "customer_master_parity", "customers", "E1", "email",
                    "a@x.com", "a at x", "fp"),
@@ -339,8 +355,8 @@ def test_a_contact_record_ometria_rejects_later_fails_with_its_words_and_the_oth
         assert pusher.read(batch) == {"bad": "a@x.com", "good": "Bea", "ltv": None}
 
 
-def test_verify_reports_still_drifting_when_someone_undoes_the_repair(sim, settings, tmp_path):
-    cfg, plan_path = planned(sim, settings, tmp_path)
+def test_verify_reports_still_drifting_when_someone_undoes_the_repair(sim, settings, made_plan, tmp_path):
+    cfg, plan_path = planned(settings, made_plan, tmp_path)
 
     def storefront_reprices_s1(platform, size):
         products = sim.dataset["products"]

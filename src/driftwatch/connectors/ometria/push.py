@@ -78,9 +78,12 @@ class Pusher:
     def __init__(self, settings: Mapping[str, Any], *, env: Mapping[str, str] = os.environ, **_: Any):
         self._connector = Connector(dict(settings), env=env)  # settings and the API key, checked once
         self._errors_after = float(settings.get("errors_after", ERRORS_AFTER))
+        # Read once per apply: a contact this pusher creates is keyed by the ERP id, which is where a later
+        # batch would look for it anyway, and a contact found by email keeps its id.
+        self._contacts: pl.DataFrame | None = None
 
     def push(self, batch: list[Action]) -> dict[str, PushOutcome]:
-        contacts = self._held(batch).get("customers")
+        contacts = self._contacts_held() if any(a.action in CONTACT_ACTIONS for a in batch) else None
         outcomes: dict[str, PushOutcome] = {}
         records: dict[RecordKey, Record] = {}
         sent_for: dict[str, list[RecordKey]] = {}
@@ -101,7 +104,7 @@ class Pusher:
         return outcomes
 
     def read(self, batch: list[Action]) -> dict[str, str | None]:
-        held = self._held(batch, everything=True)
+        held = self._held(batch)
         return {a.action_id: _current(a, held) for a in batch}
 
     # --- records ------------------------------------------------------------------------------------------
@@ -143,11 +146,14 @@ class Pusher:
                 refused.setdefault(key, words)
         return refused
 
-    def _held(self, batch: list[Action], *, everything: bool = False) -> dict[str, pl.DataFrame]:
-        """What Ometria holds now, as the connector pulls it: the contacts a push must find (or, for a read,
-        every record type the batch touches)."""
-        wanted = {_entity(a) for a in batch} if everything else {"customers"} & {_entity(a) for a in batch}
-        return self._connector.pull(sorted(wanted)).frames if wanted else {}
+    def _held(self, batch: list[Action]) -> dict[str, pl.DataFrame]:
+        """What Ometria holds now of every record type the batch touches, as the connector pulls it."""
+        return self._connector.pull(sorted({_entity(a) for a in batch})).frames
+
+    def _contacts_held(self) -> pl.DataFrame:
+        if self._contacts is None:
+            self._contacts = self._connector.pull(["customers"]).frames["customers"]
+        return self._contacts
 
     def _client(self) -> OmetriaClient:
         c = self._connector
