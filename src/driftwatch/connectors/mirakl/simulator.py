@@ -7,16 +7,33 @@ an opaque `page_token` that carries the query, since Mirakl ignores other parame
 no `next_page_token` on the last page); OR11's `start_update_date` moved back by a few minutes so that
 consecutive incremental pulls overlap; call ceilings (OR11 once a minute per listing, TL02 20 a minute and
 60 an hour) answered with 429 and, as documented, no `Retry-After` unless asked for.
+
+The write side repair uses: STO01 stock imports (a `;` CSV in `multipart/form-data`) and OF24 offer imports
+(JSON), each once a minute, processed asynchronously (WAITING, RUNNING, then COMPLETE or FAILED after
+`import_seconds`, whether or not anyone polls), polled through STO02 (once every 15 s) and OF02, with the
+rejected lines in a `;` CSV error report (STO03, OF03) whose first two columns are the line number and the
+reason; OF24 resets every field an offer line leaves out and answers a duplicate of a pending import with
+that import's id; OR21 accept, OR23 tracking and OR24 ship, with the documented error codes in `message`.
+Accepted writes change what later reads serve, and `writes` counts them per (operation, record key).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import io
 import json
+import re
 import secrets
-from collections import defaultdict
+import threading
+import time
+from collections import Counter, defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from email.parser import BytesParser
+from email.policy import HTTP
 from typing import Any, ClassVar
 
 import polars as pl
@@ -24,6 +41,7 @@ import polars as pl
 from driftwatch.connectors._simulator import Request, Response, RetryAfterStyle, Simulator, Windows
 from driftwatch.connectors.mirakl import mapping
 from driftwatch.connectors.mirakl.client import CALL_LIMITS, OFFSET_PAGE_SIZE, SEEK_PAGE_SIZE
+from driftwatch.connectors.mirakl.push import RENAMED_FIELDS, SAME_FIELDS, STOCK_COLUMNS, WRITE_CALL_LIMITS
 from driftwatch.entities import ENTITIES
 from driftwatch.normalize import coerce
 
@@ -31,6 +49,36 @@ API_KEY_ENV = "MIRAKL_API_KEY"
 UPDATE_OVERLAP = timedelta(minutes=5)  # how far OR11 moves `start_update_date` back
 _FUTURE_VALUE = "NEW_VALUE_NOT_IN_THE_DOCUMENTATION"
 Record = dict[str, Any]
+PRODUCT_ID_TYPES = frozenset({"SHOP_SKU", "SKU", "EAN", "UPC", "ISBN", "MPN"})
+OF24_REQUIRED = ("shop_sku", "product_id", "product_id_type", "price", "state_code", "update_delete")
+OFFER_REPORT_COLUMNS = {"sku": "shop_sku", "product-id": "product_id", "product-id-type": "product_id_type",
+                        "price": "price", "quantity": "quantity", "state": "state_code",
+                        "update-delete": "update_delete"}  # fmt: skip
+TRACKABLE_STATES = frozenset({"SHIPPING", "SHIPPED", "TO_COLLECT"})
+_WRITE_BUCKETS = (
+    ("POST", re.compile(r"/api/offers"), "OF24"),
+    ("POST", re.compile(r"/api/offers/stock/imports"), "STO01"),
+    ("GET", re.compile(r"/api/offers/imports/[^/]+"), "OF02"),
+    ("GET", re.compile(r"/api/offers/imports/[^/]+/error_report"), "OF03"),
+    ("GET", re.compile(r"/api/offers/stock/imports/[^/]+/status"), "STO02"),
+    ("GET", re.compile(r"/api/offers/stock/imports/[^/]+/error_report"), "STO03"),
+)
+
+
+@dataclass
+class _Import:
+    """One asynchronous import: its parsed lines until processed, then its outcome."""
+
+    import_id: int | str
+    kind: str  # "offers" (OF24) or "stock" (STO01)
+    lines: list[Record]
+    digest: str
+    submitted: float  # monotonic
+    created_at: str
+    failure: str | None = None  # set at submission when the file itself is unreadable
+    status: str = "WAITING"
+    errors: list[Record] = field(default_factory=list)  # the error report's rows
+    counts: Counter[str] = field(default_factory=Counter)
 
 
 class MiraklSimulator(Simulator):
@@ -38,7 +86,7 @@ class MiraklSimulator(Simulator):
     `carriers_by_name`: orders carry the carrier's label (`shipping_company`) instead of its code."""
 
     name = "mirakl"
-    rate_limits: ClassVar[dict[str, Windows]] = CALL_LIMITS
+    rate_limits: ClassVar[dict[str, Windows]] = {**CALL_LIMITS, **WRITE_CALL_LIMITS}
 
     def __init__(
         self,
@@ -53,6 +101,17 @@ class MiraklSimulator(Simulator):
         self.unnumbered_documents = False
         self.carriers_by_name = False
         self._cache: dict[str, tuple[tuple[pl.DataFrame | None, ...], list[Record]]] = {}
+        self.import_seconds = 0.0  # how long an import waits and runs before Mirakl has processed it
+        self.partial_acceptance = False  # the shop may accept some lines of an order and refuse others
+        self.operator_products: set[str] = set()  # catalogue products the shop may offer, beyond its offers
+        self.writes: Counter[tuple[str, str]] = Counter()  # (operation, offer SKU or order id) -> applied
+        self._changed_offers: dict[str, Record | None] = {}  # written offers by SKU (None: deleted)
+        self._changed_orders: dict[str, Record] = {}
+        self._merged_offers: tuple[list[Record], int, list[Record]] | None = None
+        self._built_offer_index: tuple[list[Record], dict[str, Record], set[str]] | None = None
+        self._offer_version = 0
+        self._imports: dict[str, _Import] = {}
+        self._write_lock = threading.RLock()
 
     @property
     def env(self) -> dict[str, str]:
@@ -71,14 +130,24 @@ class MiraklSimulator(Simulator):
             return "OR11"
         if request.path == "/api/sellerpayment/transactions_logs":
             return "TL02"
+        for method, path, operation in _WRITE_BUCKETS:
+            if request.method == method and path.fullmatch(request.path):
+                return operation
         return None
 
     def rate_limited(self, request: Request) -> Response:
         return _error(429, "Too many requests")
 
     def handle(self, request: Request) -> Response:
+        with self._write_lock:  # imports are processed, and writes applied, one request at a time
+            self._process_imports()
+            if request.method != "GET" or "/imports" in request.path:
+                return self._write(request)
+            return self._read(request)
+
+    def _read(self, request: Request) -> Response:
         routes = {
-            "/api/offers": lambda: self._offset(request, "offers", self._offers(), self._dress_offer),
+            "/api/offers": lambda: self._offset(request, "offers", self._listed_offers(request), self._dress_offer),
             "/api/orders": lambda: self._offset(request, "orders", self._orders(request), self._dress_order),
             "/api/invoices": lambda: self._offset(request, "invoices", self._invoices()),
             "/api/shipping/carriers": lambda: Response(body={"carriers": self._carriers()}),
@@ -151,17 +220,40 @@ class MiraklSimulator(Simulator):
         typed = frame if _is_typed(frame, entity) else coerce(frame, entity, origin=f"simulator {entity}").good
         return typed.to_dicts()
 
-    def _offers(self) -> list[Record]:
+    def _built_offers(self) -> list[Record]:
+        """The offers the dataset describes, before any import changed them."""
+
         def build() -> list[Record]:
             stock = {r["sku"]: r for r in self._rows("inventory") if r["location"] == mapping.ALL_STOCK_LOCATIONS}
             products = sorted(self._rows("products"), key=lambda p: p["sku"])
-            offers = [mapping.product_to_offer(i + 1, p, stock.get(p["sku"])) for i, p in enumerate(products)]
-            # OF21's default sort: total price ascending.
-            return sorted(offers, key=lambda o: (o["total_price"] is None, o["total_price"] or 0, o["offer_id"]))
+            offers = [_filled(mapping.product_to_offer(i + 1, p, stock.get(p["sku"]))) for i, p in enumerate(products)]
+            return _by_total_price(offers)
 
         return self._built("offers", ("products", "inventory"), build)
 
-    def _orders(self, request: Request) -> list[Record]:
+    def _offers(self) -> list[Record]:
+        """The offers OF21 serves: the built ones as imports have changed them."""
+        built = self._built_offers()
+        if not self._changed_offers:
+            return built
+        merged = self._merged_offers
+        if merged is None or merged[0] is not built or merged[1] != self._offer_version:
+            offers = {o["shop_sku"]: o for o in built}
+            offers.update(self._changed_offers)
+            merged = self._merged_offers = (
+                built,
+                self._offer_version,
+                _by_total_price([o for o in offers.values() if o is not None]),
+            )
+        return merged[2]
+
+    def _listed_offers(self, request: Request) -> list[Record]:
+        offers = self._offers()
+        if sku := request.query.get("sku"):
+            return [o for o in offers if o["shop_sku"] == sku]
+        return offers
+
+    def _all_orders(self) -> list[Record]:
         def build() -> list[Record]:
             lines, shipments = defaultdict(list), {}
             for line in self._rows("order_lines"):
@@ -180,9 +272,20 @@ class MiraklSimulator(Simulator):
             return sorted(records, key=lambda r: (_moment(r["created_date"]), r["order_id"]))
 
         records = self._built("orders", ("orders", "order_lines", "shipments"), build)
+        if self._changed_orders:
+            records = [self._changed_orders.get(r["order_id"], r) for r in records]
+        return records
+
+    def _orders(self, request: Request) -> list[Record]:
+        records = self._all_orders()
         if since := request.query.get("start_update_date"):
             moved_back = mapping.parse_timestamp(since) - UPDATE_OVERLAP
             records = [r for r in records if _moment(r["last_updated_date"]) >= moved_back]
+        if ids := request.query.get("order_ids"):
+            records = [r for r in records if r["order_id"] in ids.split(",")]
+        if refs := request.query.get("order_references_for_seller"):
+            wanted = set(refs.split(","))
+            records = [r for r in records if (r.get("references") or {}).get("order_reference_for_seller") in wanted]
         return records
 
     def _carriers(self) -> list[Record]:
@@ -222,6 +325,302 @@ class MiraklSimulator(Simulator):
             return sorted(documents.values(), key=lambda d: (_moment(d["date_created"]), d["id"]))
 
         return self._built("invoices", ("payout_lines",), build)
+
+    # --- the write side: imports and order updates ------------------------------------------------------
+
+    def _write(self, request: Request) -> Response:
+        path, method = request.path, request.method
+        if method == "POST" and path == "/api/offers":
+            return self._submit_offers(request)
+        if method == "POST" and path == "/api/offers/stock/imports":
+            return self._submit_stock(request)
+        if method == "PUT" and (match := re.fullmatch(r"/api/orders/([^/]+)/(accept|tracking|ship)", path)):
+            return self._order_update(match[1], match[2], request)
+        if method == "GET" and (match := re.fullmatch(r"/api/offers/(stock/)?imports/([^/]+)(/status)?", path)):
+            stock = bool(match[1])
+            if stock == bool(match[3]):  # STO02 ends in /status, OF02 does not
+                return self._import_status(match[2], "stock" if stock else "offers")
+        if method == "GET" and (match := re.fullmatch(r"/api/offers/(stock/)?imports/([^/]+)/error_report", path)):
+            return self._error_report(match[2], "stock" if match[1] else "offers")
+        return _error(404, f"No resource found for {method} {path}")
+
+    def _submit_offers(self, request: Request) -> Response:
+        try:
+            offers = request.json()["offers"]
+            if not isinstance(offers, list) or not all(isinstance(o, dict) for o in offers):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            return _error(400, "The request body must be a JSON object with an 'offers' array of offers")
+        digest = hashlib.sha256(request.body).hexdigest()
+        for pending in self._imports.values():
+            if pending.kind == "offers" and pending.digest == digest and pending.status in ("WAITING", "RUNNING"):
+                return self._created(pending)  # Mirakl answers a duplicate import with the existing import id
+        return self._created(self._new_import(len(self._imports) + 1, "offers", offers, digest))
+
+    def _submit_stock(self, request: Request) -> Response:
+        upload = _uploaded_file(request)
+        if upload is None:
+            return _error(400, "A multipart/form-data part named 'file' is required")
+        import_id = secrets.token_hex(8)  # STO01's import id is a string, where OF24's is an integer
+        try:
+            frame = pl.read_csv(io.BytesIO(upload), separator=";", infer_schema=False)
+        except (pl.exceptions.PolarsError, ValueError):
+            frame = None
+        digest = hashlib.sha256(upload).hexdigest()
+        if frame is None or tuple(frame.columns) != STOCK_COLUMNS:
+            failure = f"The file header must be {';'.join(STOCK_COLUMNS)}"
+            return self._created(self._new_import(import_id, "stock", [], digest, failure))
+        return self._created(self._new_import(import_id, "stock", frame.to_dicts(), digest))
+
+    def _new_import(
+        self, import_id: int | str, kind: str, lines: list[Record], digest: str, failure: str | None = None
+    ) -> _Import:
+        submitted = time.monotonic()
+        created = _Import(import_id, kind, lines, digest, submitted, mapping.iso(datetime.now(UTC)), failure)
+        self._imports[str(import_id)] = created
+        self._process_imports()
+        return created
+
+    def _created(self, created: _Import) -> Response:
+        where = "stock/imports/{}/status" if created.kind == "stock" else "imports/{}"
+        return Response(
+            201,
+            {"import_id": created.import_id},
+            headers={"Location": f"/api/offers/{where.format(created.import_id)}"},
+        )
+
+    def _process_imports(self) -> None:
+        """Mirakl works through imports on its own: each is processed once `import_seconds` have passed."""
+        now = time.monotonic()
+        for pending in self._imports.values():
+            if pending.status not in ("WAITING", "RUNNING"):
+                continue
+            elapsed = now - pending.submitted
+            if elapsed < self.import_seconds:
+                pending.status = "WAITING" if elapsed < self.import_seconds / 2 else "RUNNING"
+            elif pending.failure is not None:
+                pending.status = "FAILED"
+            else:
+                offers = pending.kind == "offers"
+                apply = self._apply_offer_line if offers else self._apply_stock_line
+                for number, line in enumerate(pending.lines, start=1):
+                    problem = apply(line, pending.counts)
+                    if problem is not None:
+                        echoed = _offer_report_line(line) if offers else line
+                        pending.errors.append({"error-line": str(number), "error-message": problem, **echoed})
+                pending.lines = []
+                pending.status = "COMPLETE"
+
+    def _import_status(self, import_id: str, kind: str) -> Response:
+        found = self._imports.get(import_id)
+        if found is None or found.kind != kind:
+            return _error(404, f"Import {import_id} not found")
+        done = found.status in ("COMPLETE", "FAILED")
+        body: Record = {
+            "import_id": found.import_id,
+            "status": found.status,
+            "date_created": found.created_at,
+            "has_error_report": bool(found.errors),
+            "lines_in_error": len(found.errors),
+            "lines_in_success": found.counts["success"],
+            "shop_id": 2001,
+        }
+        if kind == "offers":
+            body |= {
+                "lines_read": found.counts["success"] + len(found.errors),
+                "lines_in_pending": 0 if done else len(found.lines),
+                "mode": "NORMAL",
+                "type": "MIRAKL",
+                "offer_inserted": found.counts["inserted"],
+                "offer_updated": found.counts["updated"],
+                "offer_deleted": found.counts["deleted"],
+                "reason_status": found.failure,
+            }
+        return Response(body=body)
+
+    def _error_report(self, import_id: str, kind: str) -> Response:
+        found = self._imports.get(import_id)
+        if found is None or found.kind != kind or not found.errors:
+            return _error(404, f"No error report for import {import_id}")
+        report = pl.DataFrame(found.errors, schema=dict.fromkeys(found.errors[0], pl.String))
+        return Response(body=report.write_csv(separator=";", quote_style="always").encode(), content_type="text/csv")
+
+    def _apply_offer_line(self, line: Record, counts: Counter[str]) -> str | None:
+        """Apply one OF24 line, or say why Mirakl rejects it."""
+        missing = [name for name in OF24_REQUIRED if line.get(name) is None]
+        if missing:
+            return f"The field {missing[0]} is required"
+        sku, mode = str(line["shop_sku"]), line["update_delete"] or "update"
+        existing = self._offer(sku)
+        if mode == "delete":
+            if existing is None:
+                return f"The offer with sku {sku} does not exist and cannot be deleted"
+            self._change_offer("OF24", sku, None, counts, "deleted")
+            return None
+        if mode != "update":
+            return f"Invalid update-delete value '{mode}': expected update or delete"
+        problem = _offer_line_problem(line)
+        if problem is None and existing is None and not self._knows_product(line):
+            problem = f"The product {line['product_id']} ({line['product_id_type']}) does not exist in the catalogue"
+        if problem is not None:
+            return problem
+        stored = self._stored_offer(line, existing)
+        self._change_offer("OF24", sku, stored, counts, "updated" if existing else "inserted")
+        return None
+
+    def _apply_stock_line(self, line: Record, counts: Counter[str]) -> str | None:
+        sku, quantity = line.get("offer-sku") or "", line.get("quantity") or ""
+        mode = line.get("update-delete") or "update"
+        existing = self._offer(sku) if sku else None
+        if existing is None:
+            return f"The offer with sku '{sku}' does not exist"
+        if line.get("warehouse-code"):
+            return f"The warehouse '{line['warehouse-code']}' does not exist"
+        if mode not in ("update", "delete"):
+            return f"Invalid update-delete value '{mode}'"
+        if mode == "update" and not quantity.isdigit():
+            return f"The quantity '{quantity}' must be a positive integer"
+        stocked = {**existing, "quantity": int(quantity) if mode == "update" else 0}
+        self._change_offer("STO01", sku, {**stocked, **_activity(stocked)}, counts, "updated")
+        return None
+
+    def _change_offer(self, operation: str, sku: str, offer: Record | None, counts: Counter[str], outcome: str) -> None:
+        self._changed_offers[sku] = offer
+        self._offer_version += 1
+        counts["success"] += 1
+        counts[outcome] += 1
+        self.writes[(operation, sku)] += 1
+
+    def _offer(self, sku: str) -> Record | None:
+        if sku in self._changed_offers:
+            return self._changed_offers[sku]
+        return self._offer_index()[0].get(sku)
+
+    def _offer_index(self) -> tuple[dict[str, Record], set[str]]:
+        """The built offers by SKU and the products they offer, kept while the dataset is unchanged (an
+        import looks up every line it applies)."""
+        built = self._built_offers()
+        index = self._built_offer_index
+        if index is None or index[0] is not built:
+            index = self._built_offer_index = (
+                built,
+                {o["shop_sku"]: o for o in built},
+                {o["product_sku"] for o in built},
+            )
+        return index[1], index[2]
+
+    def _knows_product(self, line: Record) -> bool:
+        product = str(line["product_id"])
+        offered = self._offer_index()[1] | {o["product_sku"] for o in self._changed_offers.values() if o}
+        return line["product_id_type"] in PRODUCT_ID_TYPES and (product in offered or product in self.operator_products)
+
+    def _stored_offer(self, line: Record, existing: Record | None) -> Record:
+        """The offer as OF21 will show it: only what the line says, every other field back to its default."""
+        price = Decimal(str(line["price"]))
+        logistic = line.get("logistic_class")
+        discount = line.get("discount")
+        offer: Record = {
+            "offer_id": existing["offer_id"] if existing else self._next_offer_id(),
+            "shop_sku": str(line["shop_sku"]),
+            "product_sku": existing["product_sku"] if existing else str(line["product_id"]),
+            "product_title": existing.get("product_title") if existing else None,
+            "currency_iso_code": existing["currency_iso_code"] if existing else self._shop_currency(),
+            **{name: line.get(name) for name in SAME_FIELDS},
+            **{old: line.get(new) for old, new in RENAMED_FIELDS.items()},
+            "price": price,
+            "total_price": price,
+            "quantity": int(line.get("quantity") or 0),
+            "state_code": str(line["state_code"]),
+            "offer_additional_fields": line.get("offer_additional_fields") or [],
+            "all_prices": line.get("all_prices") or [],
+            "logistic_class": {"code": logistic, "label": logistic} if logistic else None,
+            "discount": {
+                "discount_price": discount.get("price"),
+                "origin_price": price,
+                "start_date": discount.get("start_date"),
+                "end_date": discount.get("end_date"),
+                "ranges": discount.get("ranges") or [],
+            }
+            if discount
+            else None,
+        }
+        return {**offer, **_activity(offer)}
+
+    def _next_offer_id(self) -> int:
+        offers = [*self._offer_index()[0].values(), *(o for o in self._changed_offers.values() if o)]
+        return max((o["offer_id"] for o in offers), default=0) + 1
+
+    def _shop_currency(self) -> str:
+        offers = self._offer_index()[0].values()
+        return next((o["currency_iso_code"] for o in offers if o.get("currency_iso_code")), "EUR")
+
+    def _order_update(self, order_id: str, verb: str, request: Request) -> Response:
+        order = next((o for o in self._all_orders() if o["order_id"] == order_id), None)
+        if order is None:
+            return _error(404, f"ORDER_NOT_FOUND: order {order_id} does not exist")
+        try:
+            body = request.json() or {}
+        except ValueError:
+            return _error(400, "VALIDATION_ERROR: the body is not JSON")
+        update = {"accept": self._accepted, "tracking": self._tracked, "ship": self._shipped}[verb]
+        changed = update(order, body)
+        if isinstance(changed, Response):
+            return changed
+        self._changed_orders[order_id] = {**changed, "last_updated_date": mapping.iso(datetime.now(UTC))}
+        self.writes[({"accept": "OR21", "tracking": "OR23", "ship": "OR24"}[verb], order_id)] += 1
+        return Response(204)
+
+    def _accepted(self, order: Record, body: Record) -> Record | Response:
+        state = order.get("order_state")
+        if state != "WAITING_ACCEPTANCE":
+            return _error(400, f"ORDER_INVALID_STATE: order {order['order_id']} is {state}, not WAITING_ACCEPTANCE")
+        decisions = body.get("order_lines")
+        if not isinstance(decisions, list):
+            return _error(400, "VALIDATION_ERROR: order_lines is required")
+        if any(d is None for d in decisions):
+            return _error(400, "ORDER_LINE_NULL_ELEMENT: the order lines list contains a null element")
+        if any(not isinstance(d, dict) or "id" not in d or not isinstance(d.get("accepted"), bool) for d in decisions):
+            return _error(400, "VALIDATION_ERROR: each order line needs an id and accepted (true or false)")
+        ids = [d["id"] for d in decisions]
+        known = {line["order_line_id"] for line in order["order_lines"]}
+        if len(set(ids)) != len(ids):
+            return _error(400, "ORDER_LINE_DUPLICATE_ID: the order lines list contains duplicate ids")
+        if unknown := set(ids) - known:
+            return _error(400, f"ORDER_LINE_NOT_FOUND: order line {sorted(unknown)[0]} is not on this order")
+        if known - set(ids):
+            return _error(400, "ORDER_LINE_ACCEPTANCE_DECISION_MISSING: every order line must be accepted or refused")
+        accepted = {d["accepted"] for d in decisions}
+        if len(accepted) > 1 and not self.partial_acceptance:
+            return _error(400, "ORDER_PARTIAL_ACCEPTANCE_DISABLED: partial acceptance is disabled for this shop")
+        now = mapping.iso(datetime.now(UTC))
+        return {**order, "order_state": "SHIPPING" if True in accepted else "REFUSED", "acceptance_decision_date": now}
+
+    def _tracked(self, order: Record, body: Record) -> Record | Response:
+        state = order.get("order_state")
+        if state not in TRACKABLE_STATES:
+            return _error(400, f"ORDER_INVALID_STATE: order {order['order_id']} is {state}: no tracking yet")
+        code, name, tracking = body.get("carrier_code"), body.get("carrier_name"), body.get("tracking_number")
+        if code:
+            if code not in {c["code"] for c in self._carriers()}:
+                return _error(400, f"VALIDATION_ERROR: carrier code '{code}' is not a registered carrier")
+            if not tracking:
+                return _error(400, f"VALIDATION_ERROR: tracking_number is required for carrier '{code}'")
+        elif not name:
+            return _error(400, "VALIDATION_ERROR: carrier_code (registered carrier) or carrier_name is required")
+        return {
+            **order,
+            "shipping_carrier_code": code or None,
+            "shipping_company": None if code else name,
+            "shipping_tracking": tracking,
+        }
+
+    def _shipped(self, order: Record, body: Record) -> Record | Response:
+        state = order.get("order_state")
+        if state != "SHIPPING":
+            return _error(400, f"ORDER_INVALID_STATE: order {order['order_id']} is {state}, not SHIPPING")
+        now = mapping.iso(datetime.now(UTC))
+        lines = [{**line, "shipped_date": line.get("shipped_date") or now} for line in order["order_lines"]]
+        return {**order, "order_state": "SHIPPED", "order_lines": lines}
 
     # --- the switchable quirks, applied to the copy that is served --------------------------------------
 
@@ -282,3 +681,66 @@ def _untoken(token: str) -> dict[str, Any] | None:
 
 def _error(status: int, message: str) -> Response:
     return Response(status, {"status": status, "message": message})
+
+
+def _filled(offer: Record) -> Record:
+    """A served offer with the fields a real shop fills, so that an import that drops them shows."""
+    product = offer.get("product_title") or offer["shop_sku"]
+    extra: Record = {"description": f"{product}, shipped from our own warehouse", "leadtime_to_ship": 2}
+    if "NOT_IN_AVAILABILITY_PERIOD" in offer["inactivity_reasons"]:
+        extra["available_end_date"] = "2026-01-01T00:00:00Z"  # how a shop takes an offer off sale
+    return {**offer, **extra}
+
+
+def _by_total_price(offers: list[Record]) -> list[Record]:
+    # OF21's default sort: total price ascending.
+    return sorted(offers, key=lambda o: (o["total_price"] is None, o["total_price"] or 0, o["offer_id"]))
+
+
+def _activity(offer: Record) -> Record:
+    """`active` and `inactivity_reasons` as Mirakl works them out from the availability period and stock."""
+    now = datetime.now(UTC)
+    start, end = offer.get("available_start_date"), offer.get("available_end_date")
+    if (start and _moment(start) > now) or (end and _moment(end) <= now):
+        reasons = ["NOT_IN_AVAILABILITY_PERIOD"]
+    else:
+        reasons = ["ZERO_QUANTITY"] if not offer.get("quantity") else []
+    return {"active": not reasons, "inactivity_reasons": reasons}
+
+
+def _offer_line_problem(line: Record) -> str | None:
+    """Why Mirakl would reject an offer line's values, if it would."""
+    try:
+        price = Decimal(str(line["price"]))
+    except InvalidOperation:
+        return f"The price '{line['price']}' is not a number"
+    if price < 0:
+        return "The price must be positive"
+    quantity = line.get("quantity")
+    if quantity is not None and (not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 0):
+        return f"The quantity '{quantity}' must be a positive integer"
+    for name in RENAMED_FIELDS.values():
+        if line.get(name) is not None:
+            try:
+                mapping.parse_timestamp(str(line[name]))
+            except ValueError:
+                return f"The date {name} '{line[name]}' is invalid"
+    return None
+
+
+def _offer_report_line(line: Record) -> Record:
+    return {
+        column: None if line.get(name) is None else str(line[name]) for column, name in OFFER_REPORT_COLUMNS.items()
+    }
+
+
+def _uploaded_file(request: Request) -> bytes | None:
+    """The `file` part of a multipart/form-data body."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        return None
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + request.body)
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == "file":
+            return part.get_payload(decode=True)
+    return None
