@@ -207,6 +207,21 @@ def test_rerunning_alert_for_the_same_run_sends_nothing_twice(store, smtp, webho
     assert len(webhook.payloads) == 1
 
 
+def test_alerting_an_older_run_again_sends_nothing_and_keeps_the_newer_state(store, smtp, monkeypatch):
+    settings = settings_for(smtp, monkeypatch)
+    day1 = audit_day(1, drift("new"))
+    alert(store, settings, *day1)
+    alert(store, settings, *audit_day(2, drift("resolved")))
+    assert smtp.subjects()[-1] == "driftwatch: all clear (merch)"
+
+    text = preview(plan_alerts(store, settings, *day1, report_link=LINK, owners=OWNERS))
+    assert "already alerted for the later run run-2" in text
+    assert alert(store, settings, *day1) == []
+    # Had day one wound the state back, this clean day would send a second all-clear.
+    alert(store, settings, *audit_day(3, []))
+    assert len(smtp.messages) == 2
+
+
 def test_failed_delivery_is_retried_recorded_and_delivered_later_without_losing_findings(
     store, smtp, webhook, monkeypatch
 ):

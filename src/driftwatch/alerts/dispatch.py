@@ -37,6 +37,7 @@ class Outgoing:
     open_findings: pl.DataFrame  # what the route knows once this is delivered
     pending: tuple[Destination, ...]  # destinations that have not received it yet
     replaces_state: bool = True  # False: only adds to what the route knows (an untrusted run)
+    superseded_by: str | None = None  # a later run this route was already alerted for: nothing happens
 
 
 def plan_alerts(
@@ -60,12 +61,12 @@ def deliver(store: Store, settings: AlertSettings, run: RunInfo, plan: list[Outg
     """Send each planned message to its pending destinations, recording every outcome in the store."""
     results = []
     for outgoing in plan:
+        if outgoing.superseded_by:
+            continue
         sent = [_send(store, settings, run, outgoing, d) for d in outgoing.pending] if outgoing.message else []
         results += sent
         if all(d.status == "sent" for d in sent):
-            ledger.remember(
-                store, outgoing.route.name, run.run_id, outgoing.open_findings, replace=outgoing.replaces_state
-            )
+            ledger.remember(store, outgoing.route.name, run, outgoing.open_findings, replace=outgoing.replaces_state)
     return results
 
 
@@ -75,7 +76,11 @@ def preview(plan: list[Outgoing]) -> str:
     for outgoing in plan:
         names = ", ".join(d.label for d in outgoing.route.destinations)
         head = f"== route {outgoing.route.name} → {names}"
-        if outgoing.message is None:
+        if outgoing.superseded_by:
+            blocks.append(
+                f"{head}\n(nothing to send: this route was already alerted for the later run {outgoing.superseded_by})"
+            )
+        elif outgoing.message is None:
             blocks.append(f"{head}\n(nothing to send: no new, regressed or worsened findings)")
         elif not outgoing.pending:
             blocks.append(f"{head}\n(already delivered for this run: {outgoing.message.title})")
@@ -93,6 +98,9 @@ def _plan_route(
     owners: Mapping[str, str],
     mask: bool,
 ) -> Outgoing:
+    latest = ledger.latest_run(store, route.name)
+    if latest is not None and latest[1] > run.started_at:
+        return Outgoing(route, None, current.clear(), (), superseded_by=latest[0])
     mine = route.select(current, owners)
     # Acknowledged and muted findings stay open but quiet; the route is all clear only when none are open.
     attended = mine.filter(~pl.col("acknowledged") & ~pl.col("muted"))

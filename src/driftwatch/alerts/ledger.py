@@ -3,7 +3,8 @@
 `alert_state` holds, per route, the open findings the route already knows about (with the severity, impact
 and difference it last saw); a finding alerts when it is not there yet, came back, or got worse.
 `alert_deliveries` records every delivery, sent or failed, per destination, so re-running `alert` for a run
-sends only what has not gone out yet.
+sends only what has not gone out yet. `alert_routes` keeps the latest run each route's state reflects, so
+alerting an older run again cannot wind that state back.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
+from driftwatch.report.summary import RunInfo
 from driftwatch.store import Store, register_migration
 
 DIFF = pl.Decimal(38, 6)
@@ -41,6 +43,18 @@ register_migration(
       diff DECIMAL(38,6),
       run_id VARCHAR NOT NULL,
       PRIMARY KEY (route, fingerprint)
+    );
+    """,
+)
+
+register_migration(
+    201,
+    "latest run alerted per route",
+    """
+    CREATE TABLE alert_routes (
+      route VARCHAR PRIMARY KEY,
+      run_id VARCHAR NOT NULL,
+      started_at TIMESTAMPTZ NOT NULL
     );
     """,
 )
@@ -77,11 +91,14 @@ def known(store: Store, route: str) -> pl.DataFrame:
     return frame.cast(STATE_SCHEMA) if frame.height else pl.DataFrame(schema=STATE_SCHEMA)
 
 
-def remember(store: Store, route: str, run_id: str, open_findings: pl.DataFrame, *, replace: bool = True) -> None:
+def remember(store: Store, route: str, run: RunInfo, open_findings: pl.DataFrame, *, replace: bool = True) -> None:
     """Record the open findings the route now knows, as they are in this run: all it knows (`replace`), or
     in addition to what it knew."""
-    state = with_diff(open_findings).select("fingerprint", "severity", "impact", "diff", pl.lit(run_id).alias("run_id"))
+    state = with_diff(open_findings).select(
+        "fingerprint", "severity", "impact", "diff", pl.lit(run.run_id).alias("run_id")
+    )
     with store.transaction() as cur:
+        cur.execute("INSERT OR REPLACE INTO alert_routes VALUES (?, ?, ?)", [route, run.run_id, run.started_at])
         if replace:
             cur.execute("DELETE FROM alert_state WHERE route = ?", [route])
         cur.register("route_state", state)
@@ -93,6 +110,12 @@ def remember(store: Store, route: str, run_id: str, open_findings: pl.DataFrame,
             )
         finally:
             cur.unregister("route_state")
+
+
+def latest_run(store: Store, route: str) -> tuple[str, datetime] | None:
+    """The run (id, started_at) whose findings the route's state reflects, if any."""
+    rows = store.query("SELECT run_id, started_at FROM alert_routes WHERE route = ?", [route]).fetchall()
+    return rows[0] if rows else None
 
 
 def record(store: Store, delivery: Delivery) -> None:
