@@ -99,6 +99,12 @@ def test_report_opens_with_trust_and_counts_every_finding():
     assert "SKU-002/WH1" in html
 
 
+def test_report_is_self_contained_and_works_offline():
+    html = render_report(RunInfo("run-7", day(7), trusted=True), sample_findings())
+    assert not re.search(r"""<(link|img|iframe)\b|\ssrc=|@import|url\(|https?://""", html)
+    assert "<style>" in html and "<script>" in html and "<svg" in html
+
+
 def test_untrusted_run_says_so_and_lists_the_health_problem():
     findings = pl.concat(
         [
