@@ -298,3 +298,14 @@ def test_verify_reports_still_drifting_when_someone_undoes_the_repair(sim, setti
     verdicts = {(a.key, a.field): report.verdicts[a.action_id] for a in plan.actions}
     assert verdicts.pop(("E1", "first_name")) == "still drifting"
     assert set(verdicts.values()) == {"repaired"}
+
+
+def test_a_contact_with_the_email_but_another_erp_id_is_someone_else(fast_http):
+    contacts = pl.DataFrame({"customer_id": ["1"], "erp_customer_id": ["E9"], "email": ["c1@example.com"]})
+    with Simulator({"customers": contacts}) as sim:
+        pusher = Pusher(sim.settings(**fast_http), env=sim.env)
+        new = action("E1", "", "present", email="c1@example.com", first_name="Ann")
+        assert pusher.read([new]) == {"id-E1-": "absent"}
+        assert pusher.push([new])["id-E1-"].ok
+        assert contact(sim, "E9")["first_name"] is None
+        assert contact(sim, "E1")["customer_id"] == "2"

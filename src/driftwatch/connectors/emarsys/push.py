@@ -67,7 +67,7 @@ class Pusher:
         with closing(self._client()) as client:
             found = self._getdata(client, self.key_field, sorted({a.key for a in batch}), wanted)
             missing = {_email(a): a.key for a in batch if a.key not in found and _email(a)}
-            for email, contact in self._getdata(client, self.fields[EMAIL], sorted(missing), wanted).items():
+            for email, contact in self._by_email(client, sorted(missing), wanted).items():
                 found[missing[email]] = contact
         return {a.action_id: self._value(found.get(a.key), a.field) for a in batch}
 
@@ -90,7 +90,7 @@ class Pusher:
         """ERP id -> Emarsys id of the contacts that store no ERP id yet but carry the ERP customer's email."""
         by_key = self._getdata(client, self.key_field, sorted(contacts), [])
         emails = {_email(a): a.key for a in batch if a.key in contacts and a.key not in by_key and _email(a)}
-        found = self._getdata(client, self.fields[EMAIL], sorted(emails), [])
+        found = self._by_email(client, sorted(emails), [])
         return {emails[email]: str(contact["id"]) for email, contact in found.items()}
 
     def _upsert(
@@ -120,6 +120,11 @@ class Pusher:
         refused = (data or {}).get("errors") or {}
         return {str(key): "; ".join(f"{code}: {msg}" for code, msg in codes.items()) for key, codes in refused.items()}
 
+    def _by_email(self, client: EmarsysClient, emails: list[str], fields: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Email -> the contact with that email that stores no ERP id (one storing another is someone else)."""
+        found = self._getdata(client, self.fields[EMAIL], emails, fields)
+        return {email: contact for email, contact in found.items() if not contact.get(self.key_field)}
+
     def _getdata(
         self, client: EmarsysClient, key_id: str, values: list[str], fields: Iterable[str]
     ) -> dict[str, dict[str, Any]]:
@@ -130,7 +135,7 @@ class Pusher:
             data = client.http.request_json(
                 "POST",
                 f"{client.api_path}/contact/getdata",
-                json={"keyId": key_id, "keyValues": chunk, "fields": sorted({*fields, key_id} - {"id"})},
+                json={"keyId": key_id, "keyValues": chunk, "fields": sorted({*fields, key_id, self.key_field})},
                 bucket="api",
             )["data"]
             for contact in (data or {}).get("result") or []:
