@@ -63,7 +63,8 @@ def deliver(store: Store, settings: AlertSettings, run: RunInfo, plan: list[Outg
     for outgoing in plan:
         if outgoing.superseded_by:
             continue
-        sent = [_send(store, settings, run, outgoing, d) for d in outgoing.pending] if outgoing.message else []
+        message = outgoing.message
+        sent = [_send(store, settings, run, outgoing.route, message, d) for d in outgoing.pending] if message else []
         results += sent
         if all(d.status == "sent" for d in sent):
             ledger.remember(store, outgoing.route.name, run, outgoing.open_findings, replace=outgoing.replaces_state)
@@ -143,14 +144,12 @@ def _needing_attention(mine: pl.DataFrame, known: pl.DataFrame) -> pl.DataFrame:
 
 
 def _send(
-    store: Store, settings: AlertSettings, run: RunInfo, outgoing: Outgoing, destination: Destination
+    store: Store, settings: AlertSettings, run: RunInfo, route: Route, message: Message, destination: Destination
 ) -> ledger.Delivery:
-    message = outgoing.message
-    assert message is not None
     attempts, error = _notify(destination, message, settings)
     delivery = ledger.Delivery(
         run_id=run.run_id,
-        route=outgoing.route.name,
+        route=route.name,
         destination=destination.label,
         kind=message.kind,
         status="sent" if error is None else "failed",

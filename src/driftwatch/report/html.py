@@ -98,6 +98,7 @@ def _check_rows(findings: pl.DataFrame, window: History) -> list[dict]:
     trends = {(check, target): values for check, target, values in window.series(["check_id", "target"]).iter_rows()}
     rows = []
     for (check, target), group in findings.group_by("check_id", "target"):
+        trend = trends.get((check, target), [0] * window.runs.height)
         rows.append(
             {
                 "check_id": check,
@@ -105,11 +106,10 @@ def _check_rows(findings: pl.DataFrame, window: History) -> list[dict]:
                 "severities": summary.severity_counts(group),
                 "statuses": summary.status_counts(group),
                 "money": [format_money(a, c) for c, a in summary.money_at_risk(group).items()],
-                "trend": trends.get((check, target), [0] * window.runs.height),
+                "trend": trend,
+                "spark": sparkline(trend),
             }
         )
-    for row in rows:
-        row["spark"] = sparkline(row["trend"])
     return sorted(rows, key=lambda r: ([-r["severities"][s] for s in SEVERITIES], r["check_id"], r["target"]))
 
 
