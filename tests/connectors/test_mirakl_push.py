@@ -28,6 +28,7 @@ from driftwatch.normalize import coerce
 from driftwatch.pull import pull_sources
 from driftwatch.repair import Journal, apply_plan, load_plan, make_plan
 from driftwatch.repair.plan import Action
+from driftwatch.repair.pushers import PushOutcome
 from driftwatch.store import IncomingSnapshot, Store
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -370,6 +371,14 @@ def test_rejected_lines_are_failed_actions_in_mirakls_words_and_the_rest_of_the_
     assert not outcomes["feed"].ok and "whole stock feed" in outcomes["feed"].detail
     assert outcomes["price"].detail == "The price must be positive"
     assert dict(sim.writes) == {("STO01", "P1"): 1}
+
+
+def test_an_update_to_an_offer_that_is_gone_fails_and_a_gone_offer_is_not_deleted_again(sim, fast_http):
+    batch = [action("p", "update_price", "GONE", "price", "3"), action("d", "deactivate_offer", "GONE", "", "absent")]
+    outcomes = pusher(sim, fast_http).push(batch)
+    assert outcomes["p"] == PushOutcome(False, "offer GONE is not on mirakl: there is nothing to update price")
+    assert outcomes["d"] == PushOutcome(True, "offer GONE is already absent")
+    assert sim.count(path="/api/offers/imports") == 0 and sum(sim.writes.values()) == 0
 
 
 def test_an_unreadable_stock_file_fails_the_whole_import(free_sim):

@@ -231,9 +231,10 @@ class Pusher(Connector):
         current = self._current_offers(client, list(by_sku))
         lines = []
         for sku, sku_actions in by_sku.items():
-            line = self._offer_line(sku, sku_actions, current.get(sku))
-            if line is None:  # nothing to change: e.g. an offer to delete that is already gone
-                outcomes.update({a.action_id: PushOutcome(True, f"{sku} is already absent") for a in sku_actions})
+            offer = current.get(sku)
+            line = self._offer_line(sku, sku_actions, offer)
+            if line is None:
+                outcomes.update({a.action_id: _nothing_to_send(a, offer) for a in sku_actions})
                 continue
             if sku in published and line["update_delete"] != "delete":
                 line["quantity"] = int(published[sku] or 0)  # the stock just imported, not what OF21 showed before
@@ -247,18 +248,17 @@ class Pusher(Connector):
             outcomes.setdefault(a.action_id, result.outcome(_sku(a)))
 
     def _offer_line(self, sku: str, actions: list[Action], offer: Record | None) -> Record | None:
-        """The whole OF24 line for one SKU: the offer as Mirakl holds it (or the ERP's product, for a new
-        offer), with every action's change applied."""
+        """The whole OF24 line for one SKU: the offer as Mirakl holds it (or the ERP's product, for an offer
+        to create), with every action's change applied; None when there is nothing to send."""
+        creating = next((a for a in actions if a.action == "create_offer"), None)
         if offer is None:
-            creating = next((a for a in actions if a.action == "create_offer"), None)
-            if creating is None:
-                if all(a.action == "deactivate_offer" for a in actions):
-                    return None
-                creating = actions[0]  # an update to an offer that is gone: only the ERP's product can rebuild it
-            line = self._new_offer(sku, creating.truth)
-        else:
-            line = whole_offer(offer)
-        for a in actions:
+            # Only a missing offer is created: an update or a deletion of an offer that is gone has no line.
+            return None if creating is None else self._new_offer(sku, creating.truth)
+        changes = [a for a in actions if a.action != "create_offer"]
+        if not changes:
+            return None
+        line = whole_offer(offer)
+        for a in changes:
             _apply(line, a)
         return line
 
@@ -451,13 +451,21 @@ def _apply(line: Record, action: Action) -> None:
         for prices in line.get("all_prices") or ():
             if prices.get("channel_code") is None:  # the default price, which would otherwise win over `price`
                 prices["unit_origin_price"] = price
-    elif action.action == "set_offer_status" or (action.action == "create_offer" and action.truth.get("status")):
-        status = action.after if action.action == "set_offer_status" else action.truth["status"]
-        if status == "discontinued":
+    elif action.action == "set_offer_status":
+        if action.after == "discontinued":
             line["available_ended"] = mapping.iso(datetime.now(UTC))
         else:
             line.pop("available_ended", None)
             line.pop("available_started", None)
+
+
+def _nothing_to_send(action: Action, offer: Record | None) -> PushOutcome:
+    sku = _sku(action)
+    if offer is None and action.action != "deactivate_offer":
+        return PushOutcome(
+            False, f"offer {sku} is not on mirakl: there is nothing to {action.action.replace('_', ' ')}"
+        )
+    return PushOutcome(True, f"offer {sku} is already {PRESENT if offer is not None else ABSENT}")
 
 
 def _offer_value(action: Action, offer: Record | None) -> str | None:

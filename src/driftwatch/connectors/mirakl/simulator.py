@@ -83,7 +83,10 @@ class _Import:
 
 class MiraklSimulator(Simulator):
     """`unnumbered_documents`: TL02 lines name their accounting document by id only (IV01 numbers it).
-    `carriers_by_name`: orders carry the carrier's label (`shipping_company`) instead of its code."""
+    `carriers_by_name`: orders carry the carrier's label (`shipping_company`) instead of its code.
+    Write side: `import_seconds` (how long an import waits and runs), `partial_acceptance` (OR21 may accept
+    some lines and refuse others), `operator_products` (catalogue products an offer may be created for,
+    besides those already offered); `writes` counts the writes applied per (operation, SKU or order id)."""
 
     name = "mirakl"
     rate_limits: ClassVar[dict[str, Windows]] = {**CALL_LIMITS, **WRITE_CALL_LIMITS}
@@ -355,7 +358,8 @@ class MiraklSimulator(Simulator):
         for pending in self._imports.values():
             if pending.kind == "offers" and pending.digest == digest and pending.status in ("WAITING", "RUNNING"):
                 return self._created(pending)  # Mirakl answers a duplicate import with the existing import id
-        return self._created(self._new_import(len(self._imports) + 1, "offers", offers, digest))
+        number = sum(i.kind == "offers" for i in self._imports.values()) + 1
+        return self._created(self._new_import(number, "offers", offers, digest))
 
     def _submit_stock(self, request: Request) -> Response:
         upload = _uploaded_file(request)
