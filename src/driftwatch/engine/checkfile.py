@@ -17,6 +17,7 @@ problem is reported as `FILE: KEY: problem`.
     expected = "erp_products"          # views (engine/views.py)
     actual = "target_products"
     keys = ["sku"]                     # join keys (those the expected view has)
+    part = "lines[{line_no}]"          # optional: names the part of a record, prefixed to the field
     missing = { severity = "medium", repair = "create_offer", when = "expected_status = 'active'",
                 message = "..." }      # rows of the truth the target lacks
     extra = { severity = "low", repair = "deactivate_offer", message = "..." }
@@ -94,6 +95,7 @@ class CompareSpec:
     missing: Outcome | None = None
     extra: Outcome | None = None
     currency: str | None = None  # a column of either view: the findings' currency
+    part: str | None = None  # template naming the part of a record, e.g. "lines[{line_no}]"
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,9 @@ def _entities(r: _Reader, raw: dict, key: str) -> list[str]:
 def _compare(r: _Reader, table: dict, where: str, views: set[str]) -> CompareSpec:
     if not isinstance(table, dict):
         raise r.fail(where.rstrip("."), "expected a table")
-    r.unknown_keys(table, {"entity", "expected", "actual", "keys", "fields", "missing", "extra", "currency"}, where)
+    r.unknown_keys(
+        table, {"entity", "expected", "actual", "keys", "fields", "missing", "extra", "currency", "part"}, where
+    )
     entity = r.choice(table, "entity", where, tuple(ENTITIES))
     for side in ("expected", "actual"):
         if r.get(table, side, where, str) not in views:
@@ -225,6 +229,7 @@ def _compare(r: _Reader, table: dict, where: str, views: set[str]) -> CompareSpe
         missing=_outcome(r, table, "missing", where),
         extra=_outcome(r, table, "extra", where),
         currency=r.get(table, "currency", where, str, None),
+        part=r.get(table, "part", where, str, None),
     )
 
 

@@ -35,24 +35,21 @@ def run_compare(scope: Scope, spec: CompareSpec) -> pl.LazyFrame | None:
     missing = pl.col(_IN_EXPECTED) & pl.col(_IN_ACTUAL).is_null()
     extra = pl.col(_IN_EXPECTED).is_null() & pl.col(_IN_ACTUAL)
     both = pl.col(_IN_EXPECTED) & pl.col(_IN_ACTUAL)
-    differs = {f.name: both & _field_differs(scope, f) for f in fields}
-    suspects = [c for c, wanted in ((missing, spec.missing), (extra, spec.extra)) if wanted] + list(differs.values())
+    # Normalising a value can only make two values equal, never unequal: raw inequality is a cheap first
+    # pass over the whole join, and the exact comparison then runs on the few rows it keeps.
+    raw_unequal = [both & pl.col(f"expected_{f.name}").ne_missing(pl.col(f"actual_{f.name}")) for f in fields]
+    suspects = [c for c, wanted in ((missing, spec.missing), (extra, spec.extra)) if wanted] + raw_unequal
     if not suspects:
         return None
-    # One pass over the join keeps only rows that differ somehow; everything after works on those few.
-    rows = (
-        joined.filter(pl.any_horizontal(suspects))
-        .with_columns(_key_expr(keys, names).alias("_key"), _part_expr(names).alias("_part"))
-        .collect()
-        .lazy()
-    )
+    rows = joined.filter(pl.any_horizontal(suspects)).collect().lazy()
+    rows = rows.with_columns(_key_expr(keys, names).alias("_key"), _part_expr(scope, spec, rows).alias("_part"))
     parts = []
     if spec.missing:
         parts.append(_presence(scope, spec, rows.filter(missing), spec.missing, "present", "absent"))
     if spec.extra:
         parts.append(_presence(scope, spec, rows.filter(extra), spec.extra, "absent", "present"))
     for field in fields:
-        parts.append(_field_differences(scope, spec, rows.filter(differs[field.name]), field))
+        parts.append(_field_differences(scope, spec, rows.filter(both & _field_differs(scope, field)), field))
     return pl.concat(parts, how="vertical")
 
 
@@ -74,9 +71,9 @@ def _key_expr(keys: list[str], names: list[str]) -> pl.Expr:
     return pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator="/", ignore_nulls=True)
 
 
-def _part_expr(names: list[str]) -> pl.Expr:
-    sides = [f"{s}_part" for s in ("expected", "actual") if f"{s}_part" in names]
-    return pl.coalesce(sides) if sides else pl.lit(None, pl.String)
+def _part_expr(scope: Scope, spec: CompareSpec, rows: pl.LazyFrame) -> pl.Expr:
+    """Which part of the record differs (e.g. `lines[2]`), prefixed to the field name."""
+    return pl.lit(None, pl.String) if spec.part is None else _message(scope, rows, spec.part)
 
 
 def _presence(
@@ -217,8 +214,8 @@ def _message(scope: Scope, rows: pl.LazyFrame, template: str) -> pl.Expr:
             continue
         if name in literals:
             pieces.append(pl.lit(literals[name]))
-        elif name == "key":
-            pieces.append(pl.col("_key"))
+        elif name in ("key", "part") and f"_{name}" in schema:
+            pieces.append(pl.col(f"_{name}"))
         elif name in schema:
             pieces.append(as_text(pl.col(name), schema[name]).fill_null("none"))
         else:

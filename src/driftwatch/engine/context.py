@@ -11,22 +11,25 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from polars.io.plugins import register_io_source
 
 from driftwatch.config import Config, Feed
 from driftwatch.engine.checkfile import CheckSpec
 from driftwatch.entities import ENTITIES
 from driftwatch.store import SnapshotInfo, Store
 
+_BATCH_ROWS = 122_880
+
 
 @dataclass
 class AuditContext:
-    """The snapshots of one audit. Each (source, entity) is exported once from DuckDB to a parquet file
-    and scanned lazily from there, so a check reads only the columns and rows it needs and the whole
-    audit never holds every table in memory at once. Use it as a context manager: the files go at exit."""
+    """The snapshots of one audit, each scanned lazily from DuckDB: a check reads only the columns it
+    needs, batch by batch, and the audit never holds every table in memory at once. Frames several checks
+    derive (event-derived orders, profiles per customer) are computed once into parquet files in a
+    scratch directory; use the context as a `with` block so they are removed at the end."""
 
     store: Store
     cfg: Config
-    _files: dict[tuple[str, str], Path | None] = field(default_factory=dict)
     _infos: dict[tuple[str, str], SnapshotInfo | None] = field(default_factory=dict)
     _memo: dict[tuple, Any] = field(default_factory=dict)
     _workdir: Path | None = None
@@ -47,23 +50,7 @@ class AuditContext:
     def frame(self, source: str, entity: str) -> pl.LazyFrame | None:
         """The latest snapshot's rows, or None when the source was never snapshotted for the entity."""
         info = self.snapshot(source, entity)
-        if info is None:
-            return None
-        if (source, entity) not in self._files:
-            self._files[source, entity] = self._export(info)
-        schema = ENTITIES[entity].schema
-        return pl.scan_parquet(self._files[source, entity]).cast({c: schema[c] for c in info.columns})
-
-    def _export(self, info: SnapshotInfo) -> Path:
-        if self._workdir is None:
-            raise RuntimeError("AuditContext is used outside its `with` block")
-        path = self._workdir / f"{info.source}.{info.entity}.parquet"
-        cols = ", ".join(info.columns)
-        self.store.query(
-            f"COPY (SELECT {cols} FROM snap_{info.entity} WHERE snapshot_id = ?) TO '{path}' (FORMAT parquet)",
-            [info.snapshot_id],
-        ).fetchall()
-        return path
+        return None if info is None else _scan(self.store, info)
 
     def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
         """A small result (distinct codes, a flag) computed once per audit, however many checks ask."""
@@ -79,6 +66,8 @@ class AuditContext:
             frame = build()
             if frame is None:
                 return None
+            if self._workdir is None:
+                raise RuntimeError("AuditContext is used outside its `with` block")
             path = self._workdir / f"derived-{len(self._memo)}.parquet"
             frame.sink_parquet(path)
             return path
@@ -105,6 +94,27 @@ class AuditContext:
 
     def snapshot_ids(self) -> list[str]:
         return sorted(info.snapshot_id for info in self._infos.values() if info is not None)
+
+
+def _scan(store: Store, info: SnapshotInfo) -> pl.LazyFrame:
+    """A snapshot as a lazy frame read from DuckDB in Arrow batches, only the columns a plan asks for.
+    Each read has its own cursor, so several scans can run at once."""
+    spec = ENTITIES[info.entity].schema
+    schema = {c: spec[c] for c in info.columns}
+
+    def batches(columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, size: int | None):
+        columns = columns or list(schema)
+        limit = f" LIMIT {int(n_rows)}" if n_rows is not None else ""
+        sql = f"SELECT {', '.join(columns)} FROM snap_{info.entity} WHERE snapshot_id = ?{limit}"
+        cursor = store.connection.cursor()
+        try:
+            for batch in cursor.sql(sql, params=[info.snapshot_id]).to_arrow_reader(size or _BATCH_ROWS):
+                frame = pl.from_arrow(batch).cast({c: schema[c] for c in columns})
+                yield frame if predicate is None else frame.filter(predicate)
+        finally:
+            cursor.close()
+
+    return register_io_source(batches, schema=schema, is_pure=True)
 
 
 @dataclass(frozen=True)

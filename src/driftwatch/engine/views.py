@@ -167,7 +167,7 @@ def target_locations(scope: Scope) -> bool:
     return bool((locations != ALL_LOCATIONS).any())
 
 
-def raw_statuses(scope: Scope, source: str) -> pl.LazyFrame | None:
+def raw_statuses(scope: Scope, source: str) -> pl.LazyFrame:
     """The distinct raw order statuses of a source (for a platform keeping events: its event metrics)."""
     if scope.ctx.has(source, "orders", "status"):
         return scope.ctx.distinct(source, "orders", "status")
@@ -251,8 +251,10 @@ def target_profiles(scope: Scope) -> pl.LazyFrame | None:
     profiles, truth = scope.target_frame("customers"), source_customers(scope)
     if profiles is None or truth is None:
         return None
-    if "erp_customer_id" not in profiles.collect_schema().names():
+    if not scope.ctx.has(scope.target, "customers", "erp_customer_id"):
         profiles = profiles.with_columns(pl.lit(None, pl.String).alias("erp_customer_id"))
+    elif not _profiles_without_erp_id(scope):
+        return profiles.with_columns(pl.col("erp_customer_id").alias("customer_ref"))
     by_email = (
         truth.filter(pl.col("email").is_not_null())
         .group_by("email")
@@ -264,6 +266,14 @@ def target_profiles(scope: Scope) -> pl.LazyFrame | None:
         .drop("_by_email")
         .filter(pl.col("customer_ref").is_not_null())
     )
+
+
+def _profiles_without_erp_id(scope: Scope) -> bool:
+    def count() -> int:
+        frame = scope.ctx.frame(scope.target, "customers")
+        return frame.select(pl.col("erp_customer_id").null_count()).collect().item()
+
+    return scope.ctx.memo(("profiles_without_erp_id", scope.target), count) > 0
 
 
 # -- views named by check files ------------------------------------------------------------------------
@@ -362,11 +372,17 @@ def _lines_of_common_orders(scope: Scope) -> tuple[pl.LazyFrame, pl.LazyFrame] |
     lines, target_lines = scope.source_frame("order_lines"), scope.target_frame("order_lines")
     if truth is None or copy is None or lines is None or target_lines is None:
         return None
-    common = truth.select("order_ref", "key").join(copy.select("order_ref").unique(), on="order_ref", how="semi")
-    part = pl.format("lines[{}]", "line_no").alias("part")
-    expected = lines.join(truth.select("order_id", "order_ref"), on="order_id").join(common, on="order_ref")
-    actual = order_ref_of_lines(scope, target_lines, scope.target_frame("orders")).join(common, on="order_ref")
-    return expected.with_columns(part), actual.with_columns(part)
+    common = truth.select("order_id", "order_ref", "key").join(copy.select("order_ref"), on="order_ref", how="semi")
+    if scope.marketplace:
+        expected = lines.join(common, on="order_id")
+    else:  # order_ref and key are the ERP order number itself
+        expected = lines.join(common.select("order_id"), on="order_id", how="semi").with_columns(
+            pl.col("order_id").alias("order_ref"), pl.col("order_id").alias("key")
+        )
+    actual = order_ref_of_lines(scope, target_lines, scope.target_frame("orders")).join(
+        common.select("order_ref", "key"), on="order_ref"
+    )
+    return expected, actual
 
 
 @view
@@ -413,13 +429,11 @@ def _customer_master(scope: Scope) -> pl.LazyFrame | None:
     cols = present(profiles, columns)
     newest = pl.col("updated_at") if "updated_at" in names else pl.col("customer_id")
     consent = [pl.col(c).max() for c in present(profiles, ["email_consent", "sms_consent"])]
-    per_customer = profiles.group_by("customer_ref").agg(*consent, pl.len().cast(pl.Int64).alias("profiles"))
-    latest = (
-        profiles.filter(newest == newest.max().over("customer_ref"))
-        .unique("customer_ref", keep="any")
-        .select("customer_ref", *cols)
+    profiles = profiles.with_row_index("_row")
+    per_customer = profiles.group_by("customer_ref").agg(
+        pl.col("_row").get(newest.arg_max()), *consent, pl.len().cast(pl.Int64).alias("profiles")
     )
-    master = per_customer.join(latest, on="customer_ref", how="left")
+    master = per_customer.join(profiles.select("_row", *cols), on="_row").drop("_row")
     if "merged_into" not in cols:
         # A platform that cannot record a merge reflects it by no longer keeping the merged profile.
         master = master.with_columns(pl.lit(None, pl.String).alias("merged_into"))
