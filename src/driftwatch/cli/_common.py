@@ -45,6 +45,16 @@ class AppContext:
 pass_app = click.make_pass_decorator(AppContext)
 
 
+def checkpoints_option():
+    return click.option(
+        "--checkpoints",
+        type=click.Path(path_type=Path),
+        default=Path(".driftwatch/pulls"),
+        show_default=True,
+        help="Where interrupted pulls keep their pages, to resume without re-reading.",
+    )
+
+
 def format_option(default: str = "table"):
     return click.option(
         "--format",

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from driftwatch.cli._common import AppContext, emit, format_option, pass_app
-from driftwatch.pull import pull_sources, results_frame
+from driftwatch.cli._common import AppContext, checkpoints_option, emit, format_option, pass_app
+from driftwatch.pull import PullResult, pull_sources, results_frame
 
 EXIT_PULL_FAILED = 1
 
@@ -19,13 +19,7 @@ EXIT_PULL_FAILED = 1
     multiple=True,
     help="Pull only this source (repeatable). Default: every source configured with base_url, path or sftp_url.",
 )
-@click.option(
-    "--checkpoints",
-    type=click.Path(path_type=Path),
-    default=Path(".driftwatch/pulls"),
-    show_default=True,
-    help="Where interrupted pulls keep their pages, to resume without re-reading.",
-)
+@checkpoints_option()
 @format_option()
 @pass_app
 def pull(app: AppContext, sources: tuple[str, ...], checkpoints: Path, fmt: str) -> None:
@@ -39,9 +33,16 @@ def pull(app: AppContext, sources: tuple[str, ...], checkpoints: Path, fmt: str)
       KLAVIYO_API_KEY=pk_... driftwatch pull --source klaviyo
     """
     results = pull_sources(app.store, app.config, sources or None, checkpoint_dir=checkpoints)
-    emit(results_frame(results), fmt, title="Pulled")
+    show_pulls(results, fmt)
     if any(r.error for r in results):
         raise click.exceptions.Exit(EXIT_PULL_FAILED)
+
+
+def show_pulls(results: list[PullResult], fmt: str = "table") -> None:
+    """The pulled snapshots, then each failure in full on stderr (a table cell would cut it short)."""
+    emit(results_frame(results).drop("error") if fmt == "table" else results_frame(results), fmt, title="Pulled")
+    for failed in (r for r in results if r.error):
+        click.secho(f"pull failed: {failed.source}: {failed.error}", fg="red", err=True)
 
 
 def register(group: click.Group) -> None:

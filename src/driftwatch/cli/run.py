@@ -7,19 +7,13 @@ from pathlib import Path
 import click
 
 from driftwatch.alerts import preview
-from driftwatch.cli._common import AppContext, emit, pass_app
+from driftwatch.cli._common import AppContext, checkpoints_option, pass_app
+from driftwatch.cli.pull import show_pulls
 from driftwatch.nightly import run_nightly
-from driftwatch.pull import results_frame
 
 
 @click.command("run")
-@click.option(
-    "--checkpoints",
-    type=click.Path(path_type=Path),
-    default=Path(".driftwatch/pulls"),
-    show_default=True,
-    help="Where interrupted pulls keep their pages, to resume without re-reading.",
-)
+@checkpoints_option()
 @click.option("--no-alerts", is_flag=True, help="Plan the alerts and print them instead of sending.")
 @pass_app
 def run_command(app: AppContext, checkpoints: Path, no_alerts: bool) -> None:
@@ -34,7 +28,7 @@ def run_command(app: AppContext, checkpoints: Path, no_alerts: bool) -> None:
       30 2 * * *  cd /srv/driftwatch && driftwatch run >> driftwatch.log 2>&1
     """
     result = run_nightly(app.store, app.config, checkpoint_dir=checkpoints, send_alerts=not no_alerts)
-    emit(results_frame(result.pulls), "table", title="Pulled")
+    show_pulls(result.pulls)
     open_count = sum(result.run.counts.values())
     trust = "" if result.run.trusted else "  ** UNTRUSTED: snapshot_health failed **"
     click.echo(f"audit {result.run.run_id}: {open_count} open finding(s){trust}")

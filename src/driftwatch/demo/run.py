@@ -58,7 +58,7 @@ def demo_config(snapshot_dir: Path, sources: dict[str, dict[str, Any]], out_dir:
         "report": {"out_dir": "reports"},
         "alerts": {"routes": [
             {"name": "ops", "url_env": ["DRIFTWATCH_OPS_WEBHOOK"], "min_severity": "high"},
-            {"name": "cx", "url_env": ["DRIFTWATCH_CX_SLACK"], "teams": ["cx", "crm"]},
+            {"name": "cx", "url_env": ["DRIFTWATCH_CX_SLACK"], "teams": ["customer-service", "crm", "crm-compliance"]},
         ]},
     }  # fmt: skip
 
