@@ -126,3 +126,19 @@ def test_commercetools_compound_states_pick_the_most_specific():
     assert canonical_status("Cancelled/Shipped", mapping) == "cancelled"
     assert canonical_status("Open", mapping) == "placed"
     assert canonical_status("Confirmed/Backorder", mapping) == "accepted"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[report]\nmask_email = false\n", "[report]: unknown setting(s) mask_email"),
+        ('[[alerts.routes]]\nname = "x"\nurls = ["json://h/"]\nmin_severity = "urgent"\n', "urgent"),
+        ("[repair]\nmax_zero_stock_shar = 0.1\n", "[repair] max_zero_stock_shar: unknown setting"),
+        ('[payouts]\ntolerance = "a lot"\n', "tolerance"),
+    ],
+)
+def test_every_section_is_validated_when_the_config_is_read(tmp_path, text, expected):
+    path = write_config(tmp_path, text)
+    with pytest.raises(UserError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: ") and expected in str(err.value)

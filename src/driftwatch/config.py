@@ -6,6 +6,7 @@ never values in this file, only the names of environment variables that hold the
 
 from __future__ import annotations
 
+import importlib
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -106,7 +107,29 @@ def load_config(path: Path | str | None = None) -> Config:
         raise UserError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(raw, path)
+    cfg = parse_config(raw, path)
+    _validate_sections(cfg)
+    return cfg
+
+
+# Sections owned by other parts, validated where they are read; run at load time so that a mistake is
+# reported when the config is read, not halfway through a nightly job.
+_SECTION_VALIDATORS = {  # section -> (module:function, whether it reads the whole Config or the raw tables)
+    "report": ("driftwatch.report.build:report_settings", "config"),
+    "alerts": ("driftwatch.alerts.routes:parse_alerts", "raw"),
+    "repair": ("driftwatch.repair.guards:settings", "config"),
+    "payouts": ("driftwatch.payouts.settings:payout_settings", "config"),
+}
+
+
+def _validate_sections(cfg: Config) -> None:
+    for section, (target, reads) in _SECTION_VALIDATORS.items():
+        if section in cfg.raw:
+            module, function = target.split(":")
+            try:
+                getattr(importlib.import_module(module), function)(cfg if reads == "config" else cfg.raw)
+            except UserError as exc:
+                raise UserError(f"{cfg.path}: {exc}") from None
 
 
 def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from driftwatch.config import Config
+from driftwatch.errors import UserError
 from driftwatch.repair.plan import Plan
 from driftwatch.store import Store
 
@@ -17,7 +18,13 @@ DEFAULTS = {"max_zero_stock_share": 0.05, "max_consent_changes": 50, "max_action
 
 
 def settings(cfg: Config) -> dict[str, float]:
-    return {**DEFAULTS, **cfg.section("repair")}
+    section = cfg.section("repair")
+    for key, value in section.items():
+        if key not in DEFAULTS:
+            raise UserError(f"[repair] {key}: unknown setting; expected one of {', '.join(DEFAULTS)}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise UserError(f"[repair] {key}: expected a number of at least 0, got {value!r}")
+    return {**DEFAULTS, **section}
 
 
 def untrusted(plan: Plan) -> list[str]:
