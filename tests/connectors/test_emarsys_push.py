@@ -309,3 +309,99 @@ def test_a_contact_with_the_email_but_another_erp_id_is_someone_else(fast_http):
         assert pusher.push([new])["id-E1-"].ok
         assert contact(sim, "E9")["first_name"] is None
         assert contact(sim, "E1")["customer_id"] == "2"
+
+
+CATALOGUE_CHECKS = ["catalogue_parity", "stock_parity"]
+
+
+def erp_catalogue() -> dict[str, pl.DataFrame]:
+    products = pl.DataFrame(
+        {
+            "sku": ["S1", "S2", "S3", "S4"],
+            "name": ["Shirt", "Scarf", "Sock", "Shoe"],
+            "price": ["29.99", "15.00", "4.50", "80.00"],
+            "currency": ["EUR"] * 4,
+            "status": ["active", "discontinued", "active", "active"],
+            "updated_at": [STAMP] * 4,
+        }
+    )
+    inventory = pl.DataFrame(
+        {
+            "sku": ["S1", "S2", "S3", "S4"],
+            "location": ["WH1"] * 4,
+            "on_hand": ["10", "0", "6", "9"],
+            "allocated": ["2", "0", "0", "0"],
+            "safety_stock": ["0"] * 4,
+            "updated_at": [STAMP] * 4,
+        }
+    )  # available-to-sell: 8, 0, 6, 9
+    return {"products": products, "inventory": inventory}
+
+
+def emarsys_catalogue() -> dict[str, pl.DataFrame]:
+    """The catalogue Emarsys imports: S1's old price, S2 still available, S3 never added, S4's old stock, and
+    S9, which the ERP does not know."""
+    products = (
+        erp_catalogue()["products"]
+        .filter(pl.col("sku") != "S3")
+        .with_columns(pl.Series("price", ["24.99", "15.00", "80.00"]), pl.lit("active").alias("status"))
+    )
+    products = pl.concat([products, products.tail(1).with_columns(sku=pl.lit("S9"), name=pl.lit("Sample"))])
+    inventory = pl.DataFrame(
+        {"sku": ["S1", "S2", "S4", "S9"], "location": ["*"] * 4, "available": ["8", "0", "3", "1"]}
+    )
+    return {"products": products, "inventory": inventory}
+
+
+CATALOGUE_PLAN = {
+    ("catalogue_parity", "S1", "price", "29.99"),
+    ("catalogue_parity", "S2", "status", "discontinued"),
+    ("catalogue_parity", "S3", "", "present"),
+    ("catalogue_parity", "S9", "", "absent"),
+    ("stock_parity", "S4", "available", "9"),
+}
+
+
+def catalogue_config(settings: dict) -> dict:
+    feed = {"source": "bluecherry", "target": "emarsys", "entities": ["products", "inventory"]}
+    return {"sources": {"emarsys": settings}, "feeds": [feed]}
+
+
+def catalogue_audit(sim: Simulator, settings: dict, db: Path) -> set[tuple[str, str, str, str]]:
+    """Pull the catalogue, audit it against the ERP: (check, key, field, expected) of what is open."""
+    cfg = parse_config(catalogue_config(settings))
+    with Store(db) as store:
+        store.ingest(
+            IncomingSnapshot("bluecherry", entity, NOW, coerce(frame, entity).good)
+            for entity, frame in erp_catalogue().items()
+        )
+        assert all(r.error is None for r in pull_sources(store, cfg, ["emarsys"], env=sim.env, progress=False))
+        found = audit(store, cfg, checks=CATALOGUE_CHECKS).findings
+    rows = found.filter(pl.col("status") != "resolved").iter_rows(named=True)
+    return {(r["check_id"], r["key"], r["field"], r["expected"]) for r in rows}
+
+
+def test_the_catalogue_file_is_rewritten_whole_with_the_erps_truth(fast_http, tmp_path):
+    with Simulator(emarsys_catalogue()) as sim:
+        settings = sim.settings(**fast_http)
+        assert catalogue_audit(sim, settings, tmp_path / "s.duckdb") == CATALOGUE_PLAN
+        cfg = parse_config(catalogue_config(settings))
+        with Store(tmp_path / "s.duckdb") as store:
+            plan = make_plan(store, cfg, checks=CATALOGUE_CHECKS)
+            report = apply_plan(store, cfg, plan, {"emarsys": Pusher(settings, env=sim.env)})
+        assert report.failed == {} and set(report.verdicts.values()) == {"repaired"}
+        served = pl.read_csv(sim.catalog_file, infer_schema=False)
+        assert sorted(served["item"]) == ["S1", "S2", "S3", "S4"]  # S9 left out: it drops out of Emarsys
+        assert served.filter(pl.col("item") == "S3")["link"].to_list() == ["https://shop.example/S3"]
+        assert served.filter(pl.col("item") == "S4")["title"].to_list() == ["Shoe"]  # the rest of a row is kept
+        assert catalogue_audit(sim, settings, tmp_path / "s.duckdb") == set()
+
+
+def test_without_a_catalogue_file_to_write_the_actions_fail_and_nothing_is_written(fast_http):
+    with Simulator(emarsys_catalogue()) as sim:
+        settings = {k: v for k, v in sim.settings(**fast_http).items() if k != "catalog_file"}
+        price = Action("p", "emarsys", "emarsys", "update_price", "catalogue_parity", "products", "S1", "price",
+                       "24.99", "29.99", "fp")  # fmt: skip
+        outcome = Pusher(settings, env=sim.env).push([price])["p"]
+        assert not outcome.ok and "catalog_file" in outcome.detail
+        assert not sim.catalog_file.exists()

@@ -1,43 +1,61 @@
-"""Repairs pushed to Emarsys: contact upserts, 1,000 contacts a call, keyed by the ERP id the integration stores.
+"""Repairs pushed to Emarsys: contact upserts (1,000 a call) and the regenerated product catalogue file.
 
-`PUT contact/?create_if_not_exists=1` changes only the fields sent, so an action sends its contact's key and
-the one field it repairs (a missing profile: every field of the ERP row that Emarsys has a field for). The
-opt-in (field 31) is written as 1 or 2, never as a boolean. Emarsys reports a refused call inside HTTP 200
-(`replyCode`: the client raises it, since the whole call is wrong) and a refused contact in `data.errors`,
-keyed by its key value: that contact's actions fail with Emarsys' own words. A creation that loses the
-documented upsert race (2006 "already exists", nothing created) is sent once more.
+Contacts: `PUT contact/?create_if_not_exists=1` changes only the fields sent, so an action sends its
+contact's key (the ERP id the integration stores) and the one field it repairs (a missing profile: every
+field of the ERP row that Emarsys has a field for). The opt-in (field 31) is written as 1 or 2, never as a
+boolean. Emarsys reports a refused call inside HTTP 200 (`replyCode`: the client raises it, since the whole
+call is wrong) and a refused contact in `data.errors`, keyed by its key value: that contact's actions fail
+with Emarsys' own words. A creation that loses the documented upsert race (2006 "already exists", nothing
+created) is sent once more. A contact that stores no ERP id was matched by email in the audit: it is
+updated through its Emarsys id (and given the ERP id), never duplicated.
 
-A contact that stores no ERP id was matched by email in the audit: it is updated through its Emarsys id
-(and given the ERP id), never duplicated.
+Catalogue: Emarsys imports the whole file from the retailer's host (`catalog_url`) and drops every product
+the file leaves out, so a repair rewrites that file whole: the file as served now, with the batch's changes
+(a missing product added, using `link_template` for its page, e.g. "https://shop.example/{sku}"; a price,
+an availability or a stock figure changed; a product the ERP does not know left out), written to
+`catalog_file` (where the host serves it from) under a temporary name and renamed into place, so the host
+never serves half a file. Emarsys sees it on its next import.
 
-Not pushed here, so a plan holding them is refused before anything is sent: the product catalogue (Emarsys
-imports the whole file from the retailer's host, so the repair is regenerating that file, not an API call)
-and sales-data corrections (uploads add up and are never de-duplicated, so a correction line needs its own
-exactly-once bookkeeping of uploaded files).
+Not pushed: sales-data corrections. Uploads add up and are never de-duplicated, so a correction line needs
+its own exactly-once bookkeeping of uploaded files; a plan holding `upsert_order` for Emarsys is refused
+before anything is sent.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterable, Mapping
 from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+import polars as pl
 
 from driftwatch.connectors.emarsys.client import BASE_URL, BATCH, EmarsysClient
 from driftwatch.connectors.emarsys.connector import Connector
-from driftwatch.connectors.emarsys.mapping import OPT_IN, OPT_IN_VALUES, text
+from driftwatch.connectors.emarsys.mapping import CATALOGUE_PRODUCT, OPT_IN, OPT_IN_VALUES, catalogue_to_frames, text
 from driftwatch.repair.plan import Action
 from driftwatch.repair.pushers import PushOutcome
 
 PRESENT, ABSENT = "present", "absent"  # what a finding about a missing profile expects and found
 EMAIL = "email"
 UPSERT_RACE = "2006"  # "Contact with the external id already exists": Emarsys asks for the call to be repeated
+CONTACT_ACTIONS = frozenset({"upsert_contact", "update_consent"})
+CATALOGUE_ACTIONS = frozenset({"create_offer", "update_price", "set_offer_status", "deactivate_offer", "set_stock"})
+# what `read` answers for an action that changes a product: (canonical frame, column)
+READ_AS = {
+    "update_price": ("products", "price"),
+    "set_offer_status": ("products", "status"),
+    "set_stock": ("inventory", "available"),
+}
 
 
 class Pusher:
     target = "emarsys"
     batch_size = BATCH
-    actions = frozenset({"upsert_contact", "update_consent"})
+    actions = CONTACT_ACTIONS | CATALOGUE_ACTIONS
 
     def __init__(self, settings: Mapping[str, Any], *, env: Mapping[str, str] = os.environ, **_: Any):
         self._connector = Connector(dict(settings), env=env)  # settings, field ids and credentials, checked once
@@ -45,6 +63,20 @@ class Pusher:
         self.key_field = self.fields["erp_customer_id"]
 
     def push(self, batch: list[Action]) -> dict[str, PushOutcome]:
+        contacts = [a for a in batch if a.action in CONTACT_ACTIONS]
+        products = [a for a in batch if a.action in CATALOGUE_ACTIONS]
+        return {**self._push_contacts(contacts), **self._push_catalogue(products)}
+
+    def read(self, batch: list[Action]) -> dict[str, str | None]:
+        contacts = [a for a in batch if a.action in CONTACT_ACTIONS]
+        products = [a for a in batch if a.action in CATALOGUE_ACTIONS]
+        return {**self._read_contacts(contacts), **self._read_catalogue(products)}
+
+    # --- contacts -----------------------------------------------------------------------------------------
+
+    def _push_contacts(self, batch: list[Action]) -> dict[str, PushOutcome]:
+        if not batch:
+            return {}
         outcomes: dict[str, PushOutcome] = {}
         contacts: dict[str, dict[str, Any]] = {}  # ERP id -> the fields to write
         for action in batch:
@@ -62,7 +94,9 @@ class Pusher:
                 outcomes[action.action_id] = PushOutcome(error is None, error or "upserted")
         return outcomes
 
-    def read(self, batch: list[Action]) -> dict[str, str | None]:
+    def _read_contacts(self, batch: list[Action]) -> dict[str, str | None]:
+        if not batch:
+            return {}
         wanted = sorted({self.fields[a.field] for a in batch if a.field in self.fields} | {self.fields[EMAIL]})
         with closing(self._client()) as client:
             found = self._getdata(client, self.key_field, sorted({a.key for a in batch}), wanted)
@@ -70,8 +104,6 @@ class Pusher:
             for email, contact in self._by_email(client, sorted(missing), wanted).items():
                 found[missing[email]] = contact
         return {a.action_id: self._value(found.get(a.key), a.field) for a in batch}
-
-    # --- one batch ----------------------------------------------------------------------------------------
 
     def _fields_of(self, action: Action) -> dict[str, Any] | PushOutcome:
         """The Emarsys fields an action writes, or why it cannot be written."""
@@ -154,6 +186,68 @@ class Pusher:
         value = text(contact.get(self.fields[field]))
         return OPT_IN.get(value, value) if field == "email_consent" and value is not None else value
 
+    # --- catalogue ----------------------------------------------------------------------------------------
+
+    def _push_catalogue(self, batch: list[Action]) -> dict[str, PushOutcome]:
+        if not batch:
+            return {}
+        target = self._connector.setting("catalog_file", None)
+        if target is None:
+            refusal = PushOutcome(False, "set sources.emarsys.catalog_file: the file the host of catalog_url serves")
+            return dict.fromkeys((a.action_id for a in batch), refusal)
+        catalogue = self._catalogue()
+        rows = {row["item"]: row for row in catalogue.to_dicts()}
+        outcomes = {action.action_id: self._change(rows, action) for action in batch}
+        columns = dict.fromkeys([*catalogue.columns, *(column for row in rows.values() for column in row)], pl.String)
+        _write_whole(Path(target), pl.DataFrame(list(rows.values()), schema=columns))
+        return outcomes
+
+    def _change(self, rows: dict[str, dict[str, str | None]], action: Action) -> PushOutcome:
+        """Apply one action to the catalogue's rows (item -> row)."""
+        sku = _sku(action)
+        if action.action == "deactivate_offer":
+            rows.pop(sku, None)  # a product the file leaves out drops out of Emarsys
+            return PushOutcome(True, "left out of the catalogue file")
+        if action.action == "create_offer":
+            template = self._connector.setting("link_template", None)
+            if template is None:
+                return PushOutcome(False, "set sources.emarsys.link_template: a new product needs its page's link")
+            truth = action.truth
+            row = {column: truth.get(field) for column, field in CATALOGUE_PRODUCT.items() if column != "item"}
+            rows[sku] = {**row, "item": sku, "link": template.format(sku=sku), "available": _available(truth)}
+            return PushOutcome(True, "added to the catalogue file")
+        if sku not in rows:
+            return PushOutcome(False, f"{sku} is not in the catalogue file")
+        if action.action == "set_stock":
+            rows[sku].update(c_stock=action.after, c_stock_updated_at=datetime.now(UTC).isoformat())
+        elif action.action == "update_price":
+            rows[sku]["price"] = action.after
+        else:
+            rows[sku]["available"] = _available({"status": action.after})
+        return PushOutcome(True, "catalogue file rewritten")
+
+    def _read_catalogue(self, batch: list[Action]) -> dict[str, str | None]:
+        if not batch:
+            return {}
+        products, inventory = catalogue_to_frames(self._catalogue(), None)
+        frames = {"products": products, "inventory": inventory}
+        values: dict[str, str | None] = {}
+        for action in batch:
+            sku = _sku(action)
+            if action.action in ("create_offer", "deactivate_offer"):
+                values[action.action_id] = PRESENT if (products["sku"] == sku).any() else ABSENT
+                continue
+            frame, column = READ_AS[action.action]
+            found = frames[frame].filter(pl.col("sku") == sku)
+            values[action.action_id] = found[column][0] if found.height and column in found.columns else None
+        return values
+
+    def _catalogue(self) -> pl.DataFrame:
+        """The catalogue file as the retailer's host serves it to Emarsys, every column as text."""
+        with closing(self._client()) as client:
+            served = client.get_text(self._connector.setting("catalog_url"))
+        return pl.read_csv(io.StringIO(served), infer_schema=False)
+
     def _client(self) -> EmarsysClient:
         c = self._connector
         return EmarsysClient(
@@ -175,3 +269,19 @@ def _value_to_write(column: str, value: str | None) -> str | int | None:
 def _email(action: Action) -> str | None:
     email = action.truth.get(EMAIL)
     return email.strip().lower() if email else None
+
+
+def _sku(action: Action) -> str:
+    return action.key.split("/")[0]  # stock is keyed SKU/location; the catalogue has one figure per SKU
+
+
+def _available(truth: Mapping[str, Any]) -> str:
+    return "false" if truth.get("status") == "discontinued" else "true"
+
+
+def _write_whole(path: Path, catalogue: pl.DataFrame) -> None:
+    """Write under a temporary name, then rename: the host serves the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    catalogue.write_csv(tmp)
+    tmp.replace(path)

@@ -14,8 +14,9 @@ the simulator answers 2013, its own choice of code). `upsert_races` makes that m
 documented race (2006 "already exists", nothing created). Accepted writes change the served contacts, and
 `writes` counts them per contact (by the ERP id it stores, else its Emarsys id).
 
-The catalogue is served as the CSV file Emarsys imports; the sales data is written, as uploaded files, to
-`sales_data_dir` (Emarsys offers no download of it).
+The catalogue is served as the CSV file Emarsys imports: generated from the dataset until the integration
+writes one to `catalog_file` (the retailer's host serves what is there); the sales data is written, as
+uploaded files, to `sales_data_dir` (Emarsys offers no download of it).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ ENV = {
     "client_secret_env": "EMARSYS_CLIENT_SECRET",
 }
 CATALOG_PATH = "/catalog/products.csv"
+SHOP = "https://shop.example"
 MAX_SKEW_SECONDS = 300
 _WSSE = re.compile(r'(\w+)="([^"]*)"')
 OPT_IN_WRITES = (1, 2, "1", "2", None)
@@ -74,6 +76,7 @@ class Simulator(base.Simulator):
             "EMARSYS_CLIENT_SECRET": secrets.token_hex(12),
         }
         self.sales_data_dir: Path | None = None
+        self.catalog_file: Path | None = None
         self._nonces: set[str] = set()
         self._tokens: dict[str, int] = {}  # token -> requests it has served
         self._started = time.time()
@@ -94,19 +97,23 @@ class Simulator(base.Simulator):
             "auth_url": f"{self.url}/oauth2/token",
             "catalog_url": f"{self.url}{CATALOG_PATH}",
             "sales_data_dir": str(self.sales_data_dir),
+            "catalog_file": str(self.catalog_file),
+            "link_template": f"{SHOP}/{{sku}}",
             "field_ids": self.fields,
         }
         return super().settings(**{**wiring, **overrides})
 
     def __enter__(self) -> Simulator:
         self.sales_data_dir = Path(tempfile.mkdtemp(prefix="emarsys-sales-"))
+        self.catalog_file = Path(tempfile.mkdtemp(prefix="emarsys-catalog-")) / "products.csv"
         self.upload_sales_data("sales_initial.csv")
         return super().__enter__()
 
     def __exit__(self, *exc: object) -> None:
         super().__exit__(*exc)
-        if self.sales_data_dir is not None:
-            shutil.rmtree(self.sales_data_dir, ignore_errors=True)
+        for folder in (self.sales_data_dir, self.catalog_file and self.catalog_file.parent):
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def upload_sales_data(self, file_name: str, lines: pl.DataFrame | None = None) -> Path:
         """Add a sales-data file as an integration uploads it (by default, the dataset's orders)."""
@@ -182,10 +189,15 @@ class Simulator(base.Simulator):
                 self._tokens[token] = 0
             return base.Response(200, {"access_token": token, "token_type": "bearer", "expires_in": 3600})
         if request.path == CATALOG_PATH:
-            catalogue = mapping.catalogue_from_frames(
-                self.dataset.get("products"), self.dataset.get("inventory"), "https://shop.example"
-            )
-            return base.Response(200, catalogue.write_csv().encode(), content_type="text/csv; charset=utf-8")
+            if self.catalog_file is not None and self.catalog_file.exists():
+                body = self.catalog_file.read_bytes()
+            else:
+                body = (
+                    mapping.catalogue_from_frames(self.dataset.get("products"), self.dataset.get("inventory"), SHOP)
+                    .write_csv()
+                    .encode()
+                )
+            return base.Response(200, body, content_type="text/csv; charset=utf-8")
         endpoint = re.sub(r"^/api/v[23]/", "", request.path)
         if request.method == "GET" and endpoint == "contact/query/":
             return self._query(request.query)
