@@ -6,7 +6,10 @@ rate limiter gets to that floor (target: within 10%) and how many 429s it provok
 the first). The simulator runs in its own process, as a platform would, so that serving pages does not
 compete with the connector for the interpreter.
 
-    .venv/bin/python bench/pull_klaviyo.py [--profiles 100000] [--json results.json]
+    .venv/bin/python bench/pull_klaviyo.py [--profiles 100000] [--json bench/results/pull_klaviyo.json]
+
+The machine's load is recorded with the figures: the connector's per-request work (parsing, mapping,
+staging) decides how close to the floor the pull gets once the steady window has reset.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import json
 import math
 import multiprocessing as mp
+import os
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -93,6 +97,9 @@ def main() -> None:
         "minimum_s": round(floor, 2),
         "ratio": round(elapsed / floor, 3) if floor else None,
         "responses_429": throttled,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
         "limits": {"burst_per_s": RATE_LIMITS["profiles"][0][0], "steady_per_min": RATE_LIMITS["profiles"][1][0]},
     }
     print(json.dumps(figures, indent=2))

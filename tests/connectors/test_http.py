@@ -263,6 +263,14 @@ def test_a_write_sent_once_is_never_repeated_after_it_may_have_landed(shop, fast
     assert [r.status for r in shop.requests if r.method == "POST"] == [503, 200, 429, 429, 200, 503, 200]
 
 
+def test_progress_shows_records_and_pages_only_when_asked(shop, fast_http, tmp_path, capsys):
+    ShopConnector(shop.settings(**fast_http), env=shop.env, progress=True).pull()
+    shown = capsys.readouterr().err
+    assert "shop products" in shown and "35 records" in shown and "4 pages" in shown
+    ShopConnector(shop.settings(**fast_http), env=shop.env, progress=False).pull()
+    assert capsys.readouterr().err == ""
+
+
 def test_retry_after_accepts_seconds_and_http_dates():
     assert retry_after_seconds("2") == 2.0
     assert retry_after_seconds("0.25") == 0.25
