@@ -5,7 +5,7 @@ an ephemeral port. It enforces the platform's documented rate limits and can be 
 the real platform does (`sim.faults.set(...)`). Every request is logged for assertions.
 
 A platform subclasses `Simulator`, sets `name` and `rate_limits`, and implements `handle` (and usually
-`authenticate`, `bucket` and `error`):
+`authenticate`, `bucket`, `error` and `limit_headers`):
 
     with KlaviyoSimulator({"customers": frame}) as sim:
         connector = Connector(sim.settings(), env=sim.env)
