@@ -59,8 +59,10 @@ def pull_sources(
 def _pull_one(
     store: Store, cfg: Config, source: str, env: Mapping[str, str], checkpoint_dir: Path | None, progress: bool | None
 ) -> list[PullResult]:
-    connector = connectors.get(source)(cfg.source(source), env=env, checkpoint_dir=checkpoint_dir, progress=progress)
-    pulled = connector.pull(entities_to_pull(cfg, source, connector.entities))
+    with connectors.get(source)(
+        cfg.source(source), env=env, checkpoint_dir=checkpoint_dir, progress=progress
+    ) as connector:
+        pulled = connector.pull(entities_to_pull(cfg, source, connector.entities))
     timezone = cfg.source(source).get("timezone", "UTC")
     incoming = []
     for entity, frame in pulled.frames.items():
