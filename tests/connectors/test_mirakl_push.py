@@ -406,7 +406,7 @@ def test_a_429_or_5xx_answering_the_import_is_retried_and_the_import_made_once(s
 
 
 def test_the_simulator_refuses_a_second_import_within_the_minute_and_the_pusher_never_asks(fast_http):
-    ceilings = {"STO01": [(1, 0.5)], "STO02": [(1, 0.5)]}
+    ceilings = {"STO01": [(1, 0.2)], "STO02": [(1, 0.2)]}
     file = {"file": ("s.csv", b'"offer-sku";"quantity";"warehouse-code";"update-delete"\n"P1";"4";"";""\n')}
     with Simulator(shop(), rate_limits=ceilings) as sim:
         client = httpx.Client(base_url=sim.url, headers={"Authorization": sim.api_key})

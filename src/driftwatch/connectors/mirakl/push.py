@@ -10,6 +10,8 @@ Mirakl specifics this module owns:
   fields changed. Several actions on one SKU become one line, so that none undoes another.
 - An import still unprocessed when `import_timeout` runs out stops the apply with its actions in doubt: the
   next apply reads the offers and settles them instead of importing again.
+- A submission retried after its answer was lost is a second, identical import: OF24 answers a duplicate of
+  a pending import with that import's id, and a stock line sets the same absolute quantity again.
 
 What each repair action does:
 - set_stock (key "SKU", or "SKU/warehouse"): a STO01 line with the ERP's available-to-sell.
