@@ -18,6 +18,7 @@ problem is reported as `FILE: KEY: problem`.
     actual = "target_products"
     keys = ["sku"]                     # join keys (those the expected view has)
     part = "lines[{line_no}]"          # optional: names the part of a record, prefixed to the field
+    group = "order_ref"                # optional: first compare per-group digests (e.g. lines per order)
     missing = { severity = "medium", repair = "create_offer", when = "expected_status = 'active'",
                 message = "..." }      # rows of the truth the target lacks
     extra = { severity = "low", repair = "deactivate_offer", message = "..." }
@@ -96,6 +97,7 @@ class CompareSpec:
     extra: Outcome | None = None
     currency: str | None = None  # a column of either view: the findings' currency
     part: str | None = None  # template naming the part of a record, e.g. "lines[{line_no}]"
+    group: str | None = None  # a key column: compare row by row only in groups whose digests differ
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,9 @@ def _compare(r: _Reader, table: dict, where: str, views: set[str]) -> CompareSpe
     if not isinstance(table, dict):
         raise r.fail(where.rstrip("."), "expected a table")
     r.unknown_keys(
-        table, {"entity", "expected", "actual", "keys", "fields", "missing", "extra", "currency", "part"}, where
+        table,
+        {"entity", "expected", "actual", "keys", "fields", "missing", "extra", "currency", "part", "group"},
+        where,
     )
     entity = r.choice(table, "entity", where, tuple(ENTITIES))
     for side in ("expected", "actual"):
@@ -230,7 +234,15 @@ def _compare(r: _Reader, table: dict, where: str, views: set[str]) -> CompareSpe
         extra=_outcome(r, table, "extra", where),
         currency=r.get(table, "currency", where, str, None),
         part=r.get(table, "part", where, str, None),
+        group=_group(r, table, where, keys),
     )
+
+
+def _group(r: _Reader, table: dict, where: str, keys: list[str]) -> str | None:
+    group = r.get(table, "group", where, str, None)
+    if group is not None and group not in keys:
+        raise r.fail(f"{where}group", f"{group!r} must be one of the keys ({', '.join(keys)})")
+    return group
 
 
 def _outcome(r: _Reader, table: dict, key: str, where: str) -> Outcome | None:

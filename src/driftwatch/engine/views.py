@@ -178,6 +178,11 @@ def raw_statuses(scope: Scope, source: str) -> pl.LazyFrame:
 
 def source_orders(scope: Scope) -> pl.LazyFrame | None:
     """The system of record's orders that the target is meant to receive, with `order_ref` to join on."""
+    key = ("source_orders", scope.source, scope.channels(), scope.marketplace)
+    return scope.ctx.materialize(key, lambda: _source_orders(scope))
+
+
+def _source_orders(scope: Scope) -> pl.LazyFrame | None:
     orders = scope.source_frame("orders")
     if orders is None:
         return None
@@ -372,7 +377,10 @@ def _lines_of_common_orders(scope: Scope) -> tuple[pl.LazyFrame, pl.LazyFrame] |
     lines, target_lines = scope.source_frame("order_lines"), scope.target_frame("order_lines")
     if truth is None or copy is None or lines is None or target_lines is None:
         return None
-    common = truth.select("order_id", "order_ref", "key").join(copy.select("order_ref"), on="order_ref", how="semi")
+    common = scope.ctx.materialize(
+        ("common_orders", scope.source, scope.target, scope.channels(), scope.marketplace),
+        lambda: truth.select("order_id", "order_ref", "key").join(copy.select("order_ref"), on="order_ref", how="semi"),
+    )
     if scope.marketplace:
         expected = lines.join(common, on="order_id")
     else:  # order_ref and key are the ERP order number itself
