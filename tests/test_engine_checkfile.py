@@ -70,6 +70,9 @@ def test_a_valid_file_loads(tmp_path):
         (('id = "price_only"', 'id = "Price Only"'), "id", "lower_snake_case"),
         (('id = "price_only"', 'id = "price_only"\nrule = "stock_staleness"'), "rule", "exactly one of them"),
         (("tolerance = 0.05", "tolerance = true"), "compare[0].fields[0].tolerance", "expected text or a number"),
+        (("tolerance = 0.05", 'tolerance = "slack"'), "compare[0].fields[0].tolerance", "no option 'slack'"),
+        (('kind = "money"', 'kind = "money"\nwhen = "diff > {limit}"'), "compare[0].fields[0].when", "{limit}"),
+        (('keys = ["sku"]', 'keys = ["sku"]\ngroup = "style"'), "compare[0].group", "must be one of the keys"),
     ],
 )
 def test_a_bad_file_is_an_error_naming_file_and_key(tmp_path, change, key, problem):

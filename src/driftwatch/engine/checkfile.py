@@ -40,6 +40,7 @@ problem is reported as `FILE: KEY: problem`.
 from __future__ import annotations
 
 import re
+import string
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,6 +185,8 @@ def load_check(path: Path, views: set[str], rules: set[str]) -> CheckSpec:
     )
     if (rule is None) == (not compares):
         raise r.fail("rule", "a check has either a rule or [[compare]] tables (exactly one of them)")
+    options = r.get(raw, "options", "", dict, {})
+    _check_option_names(r, compares, options)
     return CheckSpec(
         id=check_id,
         title=r.get(raw, "title", "", str),
@@ -194,8 +197,25 @@ def load_check(path: Path, views: set[str], rules: set[str]) -> CheckSpec:
         description=r.get(raw, "description", "", str, "").strip(),
         rule=rule,
         compares=compares,
-        options=r.get(raw, "options", "", dict, {}),
+        options=options,
     )
+
+
+def _check_option_names(r: _Reader, compares: tuple[CompareSpec, ...], options: dict[str, Any]) -> None:
+    """Every {name} in a SQL expression and every named tolerance is an option the file declares."""
+    for i, spec in enumerate(compares):
+        where = f"compare[{i}]."
+        sql = [(f"{where}{side}.when", o.when) for side, o in (("missing", spec.missing), ("extra", spec.extra)) if o]
+        for j, f in enumerate(spec.fields):
+            at = f"{where}fields[{j}]."
+            sql += [(f"{at}when", f.when), (f"{at}impact", f.impact)]
+            sql += [(f"{at}rules[{k}].when", rule.when) for k, rule in enumerate(f.rules)]
+            if isinstance(f.tolerance, str) and f.tolerance not in options:
+                raise r.fail(f"{at}tolerance", f"no option {f.tolerance!r} in [options]")
+        for key, text in sql:
+            for _, name, _, _ in string.Formatter().parse(text or ""):
+                if name is not None and name not in options:
+                    raise r.fail(key, f"{{{name}}} names no option in [options]")
 
 
 def _entities(r: _Reader, raw: dict, key: str) -> list[str]:
