@@ -16,9 +16,10 @@ an availability or a stock figure changed; a product the ERP does not know left 
 `catalog_file` (where the host serves it from) under a temporary name and renamed into place, so the host
 never serves half a file. Emarsys sees it on its next import.
 
-Not pushed: sales-data corrections. Uploads add up and are never de-duplicated, so a correction line needs
-its own exactly-once bookkeeping of uploaded files; a plan holding `upsert_order` for Emarsys is refused
-before anything is sent.
+Not pushed: sales-data corrections (`upsert_order`; a plan holding one for Emarsys is refused before anything
+is sent). Uploads add up and are never de-duplicated, an ordered quantity is the sum of the positive lines
+(a negative line reads as a cancellation or return, never as a smaller order), and a missing order's action
+carries its header but not its lines: no correction line can express those repairs faithfully.
 """
 
 from __future__ import annotations

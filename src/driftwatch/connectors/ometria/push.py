@@ -12,8 +12,9 @@ whose records failed get Ometria's own words. Pushes and the errors read share t
   count and last order date from orders, and takes SMS consent only through its `optin:sms` collections:
   those actions fail with the reason, nothing is sent for them.
 - Orders are keyed by the ERP order number. A cancellation is `status: "cancelled"` with `is_valid: false`
-  (without it Ometria keeps counting the revenue); any other status restores `is_valid: true`. Line items
-  are replaced whole by a push, so a repair of one line is not pushed.
+  (without it Ometria keeps counting the revenue); any other status restores `is_valid: true`. A pushed
+  `lineitems` replaces the order's line items, and an action carries one ERP line, so line repairs fail
+  with that reason rather than drop the order's other lines.
 - Products are keyed by SKU: a missing product, its price, its active flag, its stock level.
 
 `read` pulls the records' current state through the connector, as the audit saw them.
@@ -138,11 +139,8 @@ class Pusher:
             errors = client.http.request_json("GET", "/v2/push/_errors", bucket="push") or []
         refused: dict[RecordKey, str] = {}
         for error in errors:
-            keys = sent.get(error.get("request_id"), [])
-            named = (error.get("@type"), str(error.get("id")))
             words = f"{error.get('error_message')} at {error.get('error_path')}"
-            # An error that does not name its record could be any record of its call.
-            for key in [named] if named in keys else keys if error.get("id") is None else []:
+            for key in _culprits(error, sent.get(error.get("request_id"), [])):
                 refused.setdefault(key, words)
         return refused
 
@@ -158,6 +156,14 @@ class Pusher:
     def _client(self) -> OmetriaClient:
         c = self._connector
         return OmetriaClient(c.setting("base_url", BASE_URL), c.credential("api_key_env"), c.settings, c.http_settings)
+
+
+def _culprits(error: Record, keys: list[RecordKey]) -> list[RecordKey]:
+    """The records of a call an error is about: the one it names, or any of them when it names none."""
+    if error.get("id") is None:
+        return keys
+    named = (error.get("@type"), str(error["id"]))
+    return [named] if named in keys else []
 
 
 # --- what one action sends ------------------------------------------------------------------------------
