@@ -405,3 +405,11 @@ def test_without_a_catalogue_file_to_write_the_actions_fail_and_nothing_is_writt
         outcome = Pusher(settings, env=sim.env).push([price])["p"]
         assert not outcome.ok and "catalog_file" in outcome.detail
         assert not sim.catalog_file.exists()
+
+
+def test_the_push_also_goes_through_api_v3_with_oauth(sim, fast_http):
+    pusher = Pusher(sim.settings(auth="oauth", **fast_http), env=sim.env)
+    update = action("E1", "first_name", "Ann")
+    assert pusher.push([update])["id-E1-first_name"].ok
+    assert pusher.read([update]) == {"id-E1-first_name": "Ann"}
+    assert [r.path for r in sim.requests if r.method == "PUT"] == ["/api/v3/contact/"]
