@@ -113,7 +113,7 @@ def shop() -> dict[str, pl.DataFrame]:
     }
 
 
-# What the ERP's truth asks of Mirakl (check, key, field, after), and the two actions Mirakl cannot take.
+# What the ERP's truth asks of Mirakl (check, key, field, after), and the action Mirakl cannot take.
 EXPECTED_PLAN = {
     ("acceptance_sla", "SO1", "acceptance"),
     ("catalogue_parity", "P3", "price"),
@@ -130,7 +130,6 @@ EXPECTED_PLAN = {
 }
 FAILING = {
     ("catalogue_parity", "P7", ""): "The product P7 (SHOP_SKU) does not exist in the catalogue",
-    ("tracking_sync", "SO5", "tracking_number"): "no carrier code to post tracking T5 with",
 }
 WRITES = {
     ("STO01", "P1"): 1,
@@ -143,6 +142,8 @@ WRITES = {
     ("OR23", "MRK-2"): 1,
     ("OR24", "MRK-2"): 1,
     ("OR23", "MRK-3"): 1,
+    ("OR23", "MRK-5"): 1,  # carrier and tracking from the ERP's shipment of the order
+    ("OR24", "MRK-5"): 1,
 }
 
 

@@ -149,24 +149,37 @@ def _action(row: dict[str, Any], truth: dict[str, Any]) -> Action:
 
 
 def _truth_row(store: Store, finding: dict[str, Any]) -> dict[str, Any]:
-    """The system of record's row behind a finding, when its key names one row of its entity."""
+    """The system of record's row behind a finding: by the entity's own key, or, for a finding keyed by
+    the ERP order number (a shipment's tracking), the order's row whose field holds the expected value."""
     entity, source = finding["entity"], finding["source"]
-    if entity not in ENTITIES or not source:
+    info = store.latest_snapshot(source, entity) if entity in ENTITIES and source else None
+    if info is None:
         return {}
     spec = ENTITIES[entity]
     parts = finding["key"].split("/")
-    if len(parts) < len(spec.key):
-        return {}
-    info = store.latest_snapshot(source, entity)
-    if info is None:
-        return {}
-    where = " AND ".join(f"{col} = ?" for col in spec.key)
-    rows = store.frame(
-        f"SELECT * EXCLUDE (snapshot_id) FROM snap_{entity} WHERE snapshot_id = ? AND {where}",
-        [info.snapshot_id, *parts[: len(spec.key)]],
+    if len(parts) >= len(spec.key):
+        rows = _rows_where(store, info, dict(zip(spec.key, parts, strict=False)))
+        if rows.height == 1:
+            return _as_text(rows)
+    if "order_id" in info.columns and "order_id" not in spec.key:
+        rows = _rows_where(store, info, {"order_id": parts[0]})
+        field, expected = finding["field"], finding["expected"]
+        if rows.height > 1 and field in rows.columns and expected is not None:
+            rows = rows.filter(pl.col(field).cast(pl.String) == expected)
+        if rows.height >= 1:
+            return _as_text(rows.head(1))
+    return {}
+
+
+def _rows_where(store: Store, info: Any, equals: dict[str, str]) -> pl.DataFrame:
+    where = " AND ".join(f"{col} = ?" for col in equals)
+    return store.frame(
+        f"SELECT * EXCLUDE (snapshot_id) FROM snap_{info.entity} WHERE snapshot_id = ? AND {where}",
+        [info.snapshot_id, *equals.values()],
     ).select(info.columns)
-    if rows.height != 1:
-        return {}
+
+
+def _as_text(rows: pl.DataFrame) -> dict[str, Any]:
     return {k: (None if v is None else str(v)) for k, v in rows.row(0, named=True).items()}
 
 
