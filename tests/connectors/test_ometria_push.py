@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from contextlib import closing
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -314,11 +313,10 @@ def test_a_push_respects_100_records_a_call_and_8_calls_a_second(fast_http):
 def test_ometria_refuses_a_call_of_more_than_100_records_or_of_mixed_types(fast_http):
     with Simulator({}, rate_limits={}) as sim:
         pusher = Pusher(sim.settings(**fast_http), env=sim.env)
-        with closing(pusher._client()) as client:
-            products = [{"@type": "product", "id": str(i)} for i in range(101)]
-            too_many = client.http.request("POST", "/v2/push", json=products, expect=[400])
-            mixed = [*products[:1], {"@type": "contact", "id": "1"}]
-            mixed = client.http.request("POST", "/v2/push", json=mixed, expect=[400])
+        products = [{"@type": "product", "id": str(i)} for i in range(101)]
+        too_many = pusher.client.http.request("POST", "/v2/push", json=products, expect=[400])
+        mixed = [*products[:1], {"@type": "contact", "id": "1"}]
+        mixed = pusher.client.http.request("POST", "/v2/push", json=mixed, expect=[400])
     assert "at most 100 records" in too_many.json()["message"]
     assert "one record type" in mixed.json()["message"]
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterable, Mapping
-from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,6 +61,7 @@ class Pusher:
         self._connector = Connector(dict(settings), env=env)  # settings, field ids and credentials, checked once
         self.fields = self._connector.fields
         self.key_field = self.fields["erp_customer_id"]
+        self.client = self._new_client()  # one client for every batch: one rate limiter, one OAuth token
 
     def push(self, batch: list[Action]) -> dict[str, PushOutcome]:
         contacts = [a for a in batch if a.action in CONTACT_ACTIONS]
@@ -86,9 +86,8 @@ class Pusher:
                 outcomes[action.action_id] = fields
             else:
                 contacts.setdefault(action.key, {self.key_field: action.key}).update(fields)
-        with closing(self._client()) as client:
-            by_email = self._matched_by_email(client, batch, contacts)
-            errors = self._upsert(client, contacts, by_email)
+        by_email = self._matched_by_email(self.client, batch, contacts)
+        errors = self._upsert(self.client, contacts, by_email)
         for action in batch:
             if action.action_id not in outcomes:
                 error = errors.get(action.key)
@@ -99,11 +98,10 @@ class Pusher:
         if not batch:
             return {}
         wanted = sorted({self.fields[a.field] for a in batch if a.field in self.fields} | {self.fields[EMAIL]})
-        with closing(self._client()) as client:
-            found = self._getdata(client, self.key_field, sorted({a.key for a in batch}), wanted)
-            missing = {_email(a): a.key for a in batch if a.key not in found and _email(a)}
-            for email, contact in self._by_email(client, sorted(missing), wanted).items():
-                found[missing[email]] = contact
+        found = self._getdata(self.client, self.key_field, sorted({a.key for a in batch}), wanted)
+        missing = {_email(a): a.key for a in batch if a.key not in found and _email(a)}
+        for email, contact in self._by_email(self.client, sorted(missing), wanted).items():
+            found[missing[email]] = contact
         return {a.action_id: self._value(found.get(a.key), a.field) for a in batch}
 
     def _fields_of(self, action: Action) -> dict[str, Any] | PushOutcome:
@@ -245,11 +243,10 @@ class Pusher:
 
     def _catalogue(self) -> pl.DataFrame:
         """The catalogue file as the retailer's host serves it to Emarsys, every column as text."""
-        with closing(self._client()) as client:
-            served = client.get_text(self._connector.setting("catalog_url"))
+        served = self.client.get_text(self._connector.setting("catalog_url"))
         return pl.read_csv(io.StringIO(served), infer_schema=False)
 
-    def _client(self) -> EmarsysClient:
+    def _new_client(self) -> EmarsysClient:
         c = self._connector
         return EmarsysClient(
             c.setting("base_url", BASE_URL),

@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from contextlib import closing
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -82,6 +81,11 @@ class Pusher:
         # Read once per apply: a contact this pusher creates is keyed by the ERP id, which is where a later
         # batch would look for it anyway, and a contact found by email keeps its id.
         self._contacts: pl.DataFrame | None = None
+        c = self._connector
+        # One client for every batch, so that one limiter keeps all of them under the push rate.
+        self.client = OmetriaClient(
+            c.setting("base_url", BASE_URL), c.credential("api_key_env"), c.settings, c.http_settings
+        )
 
     def push(self, batch: list[Action]) -> dict[str, PushOutcome]:
         contacts = self._contacts_held() if any(a.action in CONTACT_ACTIONS for a in batch) else None
@@ -128,15 +132,15 @@ class Pusher:
         if not records:
             return {}
         sent: dict[str, list[RecordKey]] = {}  # request_id -> the records of that call
-        with closing(self._client()) as client:
-            for kind in sorted({r["@type"] for r in records}):
-                of_kind = [r for r in records if r["@type"] == kind]
-                for start in range(0, len(of_kind), PUSH_BATCH):
-                    chunk = of_kind[start : start + PUSH_BATCH]
-                    answer = client.http.request_json("POST", "/v2/push", json=_json(chunk), bucket="push")
-                    sent[answer["request_id"]] = [(kind, str(r["id"])) for r in chunk]
-            time.sleep(self._errors_after)  # Ometria validates after answering: its verdicts come later
-            errors = client.http.request_json("GET", "/v2/push/_errors", bucket="push") or []
+        http = self.client.http
+        for kind in sorted({r["@type"] for r in records}):
+            of_kind = [r for r in records if r["@type"] == kind]
+            for start in range(0, len(of_kind), PUSH_BATCH):
+                chunk = of_kind[start : start + PUSH_BATCH]
+                answer = http.request_json("POST", "/v2/push", json=_json(chunk), bucket="push")
+                sent[answer["request_id"]] = [(kind, str(r["id"])) for r in chunk]
+        time.sleep(self._errors_after)  # Ometria validates after answering: its verdicts come later
+        errors = http.request_json("GET", "/v2/push/_errors", bucket="push") or []
         refused: dict[RecordKey, str] = {}
         for error in errors:
             words = f"{error.get('error_message')} at {error.get('error_path')}"
@@ -152,10 +156,6 @@ class Pusher:
         if self._contacts is None:
             self._contacts = self._connector.pull(["customers"]).frames["customers"]
         return self._contacts
-
-    def _client(self) -> OmetriaClient:
-        c = self._connector
-        return OmetriaClient(c.setting("base_url", BASE_URL), c.credential("api_key_env"), c.settings, c.http_settings)
 
 
 def _culprits(error: Record, keys: list[RecordKey]) -> list[RecordKey]:
