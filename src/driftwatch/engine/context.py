@@ -69,7 +69,7 @@ class AuditContext:
             if self._workdir is None:
                 raise RuntimeError("AuditContext is used outside its `with` block")
             path = self._workdir / f"derived-{len(self._memo)}.parquet"
-            frame.sink_parquet(path)
+            frame.sink_parquet(path, compression="lz4")  # written once, read a few times: fast beats small
             return path
 
         path = self.memo(("materialized", *key), sink)

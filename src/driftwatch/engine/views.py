@@ -25,6 +25,8 @@ View = Callable[[Scope], pl.LazyFrame | None]
 VIEWS: dict[str, View] = {}
 
 ALL_LOCATIONS = "*"
+# What the order checks read of an order; derived order frames keep only these.
+_ORDER_COLUMNS = ("order_ref", "key", "status_canonical", "total", "currency", "placed_at")
 # When two events of one order share a timestamp, the later stage of the lifecycle wins.
 _EVENT_ORDER = {"order_placed": 0, "order_fulfilled": 1, "order_cancelled": 2, "order_refunded": 3}
 
@@ -193,9 +195,10 @@ def _source_orders(scope: Scope) -> pl.LazyFrame | None:
         orders = orders.filter(pl.col("channel").is_in(channels))
     orders = with_canonical_status(orders, scope.cfg.status_map(scope.source), raw_statuses(scope, scope.source))
     ref = "external_id" if scope.marketplace else "order_id"
-    return orders.filter(pl.col(ref).is_not_null()).with_columns(
+    orders = orders.filter(pl.col(ref).is_not_null()).with_columns(
         pl.col(ref).alias("order_ref"), pl.col("order_id").alias("key")
     )
+    return orders.select(present(orders, [*_ORDER_COLUMNS, "order_id", "updated_at"]))
 
 
 def target_orders(scope: Scope) -> pl.LazyFrame | None:
@@ -214,9 +217,9 @@ def _target_orders(scope: Scope) -> pl.LazyFrame | None:
     if "status" not in orders.collect_schema().names():
         orders = orders.with_columns(pl.lit(None, pl.String).alias("status"))  # e.g. sales data lines
     orders = with_canonical_status(orders, scope.cfg.status_map(scope.target), raw_statuses(scope, scope.target))
-    if scope.marketplace:
-        return orders.with_columns(pl.col("external_id").alias("order_ref"), pl.col("external_id").alias("key"))
-    return orders.with_columns(pl.col("order_id").alias("order_ref"), pl.col("order_id").alias("key"))
+    ref = "external_id" if scope.marketplace else "order_id"
+    orders = orders.with_columns(pl.col(ref).alias("order_ref"), pl.col(ref).alias("key"))
+    return orders.select(present(orders, [*_ORDER_COLUMNS, "status"]))
 
 
 def order_ref_of_lines(scope: Scope, lines: pl.LazyFrame, orders: pl.LazyFrame) -> pl.LazyFrame:
