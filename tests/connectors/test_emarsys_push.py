@@ -260,7 +260,7 @@ def test_opt_in_goes_out_as_1_or_2_and_emarsys_refuses_a_boolean(sim, settings):
     assert pusher.push([action("E1", "email_consent", "false")])["id-E1-email_consent"].ok
     assert contact(sim, "E1")["email_consent"] == "false"
     careless = [{pusher.key_field: "E1", "31": "true"}]  # what a careless client would send
-    refused = pusher._put(pusher.client, pusher.key_field, careless)
+    refused = pusher._put(pusher.key_field, careless)
     assert refused == {"E1": "2013: Invalid value for field 31: only 1, 2 or null are accepted"}
     assert contact(sim, "E1")["email_consent"] == "false"
 

@@ -86,8 +86,8 @@ class Pusher:
                 outcomes[action.action_id] = fields
             else:
                 contacts.setdefault(action.key, {self.key_field: action.key}).update(fields)
-        by_email = self._matched_by_email(self.client, batch, contacts)
-        errors = self._upsert(self.client, contacts, by_email)
+        by_email = self._matched_by_email(batch, contacts)
+        errors = self._upsert(contacts, by_email)
         for action in batch:
             if action.action_id not in outcomes:
                 error = errors.get(action.key)
@@ -98,9 +98,9 @@ class Pusher:
         if not batch:
             return {}
         wanted = sorted({self.fields[a.field] for a in batch if a.field in self.fields} | {self.fields[EMAIL]})
-        found = self._getdata(self.client, self.key_field, sorted({a.key for a in batch}), wanted)
+        found = self._getdata(self.key_field, sorted({a.key for a in batch}), wanted)
         missing = {_email(a): a.key for a in batch if a.key not in found and _email(a)}
-        for email, contact in self._by_email(self.client, sorted(missing), wanted).items():
+        for email, contact in self._by_email(sorted(missing), wanted).items():
             found[missing[email]] = contact
         return {a.action_id: self._value(found.get(a.key), a.field) for a in batch}
 
@@ -115,57 +115,51 @@ class Pusher:
             )
         return {self.fields[action.field]: _value_to_write(action.field, action.after)}
 
-    def _matched_by_email(
-        self, client: EmarsysClient, batch: list[Action], contacts: dict[str, dict[str, Any]]
-    ) -> dict[str, str]:
+    def _matched_by_email(self, batch: list[Action], contacts: dict[str, dict[str, Any]]) -> dict[str, str]:
         """ERP id -> Emarsys id of the contacts that store no ERP id yet but carry the ERP customer's email."""
-        by_key = self._getdata(client, self.key_field, sorted(contacts), [])
+        by_key = self._getdata(self.key_field, sorted(contacts), [])
         emails = {_email(a): a.key for a in batch if a.key in contacts and a.key not in by_key and _email(a)}
-        found = self._by_email(client, sorted(emails), [])
+        found = self._by_email(sorted(emails), [])
         return {emails[email]: str(contact["id"]) for email, contact in found.items()}
 
-    def _upsert(
-        self, client: EmarsysClient, contacts: dict[str, dict[str, Any]], by_email: dict[str, str]
-    ) -> dict[str, str]:
+    def _upsert(self, contacts: dict[str, dict[str, Any]], by_email: dict[str, str]) -> dict[str, str]:
         """Write the contacts; ERP id -> Emarsys' error for each contact it refused."""
         errors: dict[str, str] = {}
         keyed_by_id = [{**fields, "id": by_email[key]} for key, fields in contacts.items() if key in by_email]
         keyed_by_erp_id = [fields for key, fields in contacts.items() if key not in by_email]
         erp_id_of = {contact_id: key for key, contact_id in by_email.items()}
-        for contact_id, error in self._put(client, "id", keyed_by_id).items():
+        for contact_id, error in self._put("id", keyed_by_id).items():
             errors[erp_id_of[contact_id]] = error
         raced = {}
-        for key, error in self._put(client, self.key_field, keyed_by_erp_id).items():
+        for key, error in self._put(self.key_field, keyed_by_erp_id).items():
             (raced if error.startswith(UPSERT_RACE) else errors)[key] = error
         if raced:
-            errors.update(self._put(client, self.key_field, [contacts[key] for key in raced]))
+            errors.update(self._put(self.key_field, [contacts[key] for key in raced]))
         return errors
 
-    def _put(self, client: EmarsysClient, key_id: str, contacts: list[dict[str, Any]]) -> dict[str, str]:
+    def _put(self, key_id: str, contacts: list[dict[str, Any]]) -> dict[str, str]:
         if not contacts:
             return {}
         body = {"key_id": key_id, "contacts": contacts}
-        data = client.http.request_json(
-            "PUT", f"{client.api_path}/contact/", params={"create_if_not_exists": 1}, json=body, bucket="api"
+        data = self.client.http.request_json(
+            "PUT", f"{self.client.api_path}/contact/", params={"create_if_not_exists": 1}, json=body, bucket="api"
         )["data"]
         refused = (data or {}).get("errors") or {}
         return {str(key): "; ".join(f"{code}: {msg}" for code, msg in codes.items()) for key, codes in refused.items()}
 
-    def _by_email(self, client: EmarsysClient, emails: list[str], fields: Iterable[str]) -> dict[str, dict[str, Any]]:
+    def _by_email(self, emails: list[str], fields: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Email -> the contact with that email that stores no ERP id (one storing another is someone else)."""
-        found = self._getdata(client, self.fields[EMAIL], emails, fields)
+        found = self._getdata(self.fields[EMAIL], emails, fields)
         return {email: contact for email, contact in found.items() if not contact.get(self.key_field)}
 
-    def _getdata(
-        self, client: EmarsysClient, key_id: str, values: list[str], fields: Iterable[str]
-    ) -> dict[str, dict[str, Any]]:
+    def _getdata(self, key_id: str, values: list[str], fields: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Key value -> the one contact holding it (a key held by several contacts is left out)."""
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(values), BATCH):
             chunk = values[start : start + BATCH]
-            data = client.http.request_json(
+            data = self.client.http.request_json(
                 "POST",
-                f"{client.api_path}/contact/getdata",
+                f"{self.client.api_path}/contact/getdata",
                 json={"keyId": key_id, "keyValues": chunk, "fields": sorted({*fields, key_id, self.key_field})},
                 bucket="api",
             )["data"]
