@@ -7,6 +7,17 @@ is a 400 naming the parameter), `filter` (`equals`, `greater-than`, ... and `and
 `sort`, JSON:API `errors[]`, and the per-endpoint burst and steady fixed-window rate limits (429s carry
 no RateLimit headers). Cursors seek past the last record served, so a record inserted or moved behind
 the cursor while paging is not served again in that pass, as with a real cursor.
+
+The write side repair uses, each answering in Klaviyo's shapes and limits and applied to the dataset so a
+later pull sees it: catalog variant bulk update jobs (at most 100 variants, 500 jobs in progress; 202, then
+`queued`, `processing` and `complete` as `job_seconds` pass, whether or not anyone polls, with per-row
+`errors[]` pointing at the rows it could not apply); profile subscription bulk create and delete jobs (at
+most 1000 and 100 profiles; 202 with no body and nothing to poll; `consented_at` only with
+`historical_import`; with `double_opt_in` a subscribe waits for a confirmation that never comes);
+`POST /api/events` (202, applied after `job_seconds`; a second event with the same `unique_id` for a
+profile and metric is dropped); `PATCH /api/profiles/{id}` (never changes consent) and
+`POST /api/profile-import` (an upsert by id, external id or email). `writes` counts the writes applied
+per (operation, record key).
 """
 
 from __future__ import annotations
@@ -16,10 +27,14 @@ import hashlib
 import json
 import math
 import re
+import threading
+import time
 import uuid
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import urlencode
@@ -29,6 +44,14 @@ import polars as pl
 from driftwatch.connectors._simulator import Request, Response, Simulator
 from driftwatch.connectors.klaviyo import mapping
 from driftwatch.connectors.klaviyo.client import BUCKETS, MEDIA_TYPE, RATE_LIMITS
+from driftwatch.connectors.klaviyo.push import (
+    SUBSCRIBE_PER_JOB,
+    UNSUBSCRIBE_PER_JOB,
+    VARIANTS_PER_JOB,
+    WRITE_BUCKETS,
+    WRITE_RATE_LIMITS,
+)
+from driftwatch.entities import ENTITIES
 
 API_KEY = "pk_simulated_4f1c2b7a9e0d"
 MAX_PAGE_SIZE = {"/api/profiles": 100, "/api/events": 1000, "/api/catalog-variants": 100}
@@ -47,6 +70,12 @@ METRIC_IDS = {
 }
 UNKNOWN_CONSENT = "PENDING"  # a state the documentation does not list (the `unknown_enums` fault)
 REVISION_FORMAT = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[A-Za-z0-9]+)?$")
+JOB_PATH = "/api/catalog-variant-bulk-update-jobs"
+VARIANT_ROWS = "/data/attributes/variants/data"
+MAX_JOBS_IN_PROGRESS = 500
+JOB_LIFETIME = timedelta(days=7)
+EARLIEST_EVENT = datetime(1990, 1, 1, tzinfo=UTC)
+_NO_SKUS = pl.DataFrame(schema={"sku": pl.String})
 CONDITION = re.compile(r"([a-z-]+)\(([\w.]+),((?:\"[^\"]*\"|'[^']*'|[^(),])*)\)")
 
 Entry = tuple[tuple[str, str], dict[str, Any], dict[str, Any]]  # (sort key, resource, filterable values)
@@ -60,13 +89,20 @@ class BadRequest(Exception):
 
 class KlaviyoSimulator(Simulator):
     name = "klaviyo"
-    rate_limits: ClassVar = RATE_LIMITS
+    rate_limits: ClassVar = {**RATE_LIMITS, **WRITE_RATE_LIMITS}
 
     def __init__(self, dataset: Mapping[str, pl.DataFrame] | None = None, *, api_key: str = API_KEY, **kwargs: Any):
         super().__init__(dataset, **kwargs)
         self.api_key = api_key
         # (path, sort, filter) -> (what it was built from, entries, their sort keys)
         self._cache: dict[tuple[str, str, str], tuple[list[Any], list[Entry], list[tuple[str, str]]]] = {}
+        self.job_seconds = 0.0  # how long an accepted write waits before Klaviyo applies it
+        self.double_opt_in = False  # the account's opt-in setting: a subscribe waits for confirmation
+        self.writes: Counter[tuple[str, str]] = Counter()  # (operation, record key) -> writes applied
+        self.dropped_events = 0  # events Klaviyo dropped as duplicates of a `unique_id`
+        self._jobs: dict[str, _Job] = {}
+        self._unique_ids: set[tuple[str, str, str]] = set()  # (unique_id, profile, metric) seen
+        self._write_lock = threading.RLock()
 
     def __enter__(self) -> KlaviyoSimulator:
         # Build each list in its default order now, so no request (and no benchmark) pays for it.
@@ -92,10 +128,19 @@ class KlaviyoSimulator(Simulator):
         return None
 
     def bucket(self, request: Request) -> str | None:
-        return BUCKETS.get(request.path)
+        resource = "/".join(request.path.split("/")[:3])  # /api/profiles/{id} counts as /api/profiles
+        return {**BUCKETS, **WRITE_BUCKETS}.get(resource)
 
-    def error(self, status: int, message: str, *, code: str | None = None, parameter: str | None = None) -> Response:
-        source = {"parameter": parameter} if parameter else {"pointer": "/data/"}
+    def error(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        parameter: str | None = None,
+        pointer: str = "/data/",
+    ) -> Response:
+        source = {"parameter": parameter} if parameter else {"pointer": pointer}
         codes = {400: "invalid", 404: "not_found", 405: "method_not_allowed", 429: "throttled"}
         error = {
             "id": str(uuid.uuid4()),
@@ -119,8 +164,10 @@ class KlaviyoSimulator(Simulator):
         }
 
     def handle(self, request: Request) -> Response:
-        if request.method != "GET":
-            return self.error(405, f"Method {request.method} is not simulated.")
+        with self._write_lock:  # accepted writes are applied, in order, before any request is answered
+            self.apply_due()
+            if request.method != "GET" or request.path.startswith(JOB_PATH):
+                return self._write(request)
         if request.path == "/api/metrics":
             return Response(
                 200, {"data": self._metrics(), "links": {"self": self._link(request, {})}}, content_type=MEDIA_TYPE
@@ -131,6 +178,279 @@ class KlaviyoSimulator(Simulator):
             return self._list(request)
         except BadRequest as bad:
             return self.error(400, str(bad), parameter=bad.parameter)
+
+    # --- writes ---------------------------------------------------------------------------------------------
+
+    def _write(self, request: Request) -> Response:
+        routes: dict[tuple[str, str], Callable[[dict[str, Any]], Response]] = {
+            ("POST", JOB_PATH): self._submit_variants,
+            ("POST", "/api/profile-subscription-bulk-create-jobs"): lambda data: self._submit_consent(data, True),
+            ("POST", "/api/profile-subscription-bulk-delete-jobs"): lambda data: self._submit_consent(data, False),
+            ("POST", "/api/events"): self._submit_event,
+            ("POST", "/api/profile-import"): self._import_profile,
+        }
+        try:
+            if request.method == "GET" and request.path.startswith(f"{JOB_PATH}/"):
+                return self._job_status(request.path.removeprefix(f"{JOB_PATH}/"))
+            if request.method == "PATCH" and request.path.startswith("/api/profiles/"):
+                return self._patch_profile(request.path.removeprefix("/api/profiles/"), _data(request))
+            route = routes.get((request.method, request.path))
+            if route is None:
+                return self.error(405, f"Method {request.method} is not simulated for {request.path}.")
+            return route(_data(request))
+        except Invalid as bad:
+            return self.error(400, str(bad), pointer=bad.pointer)
+
+    def _queue(self, kind: str, payload: Any, *, total: int = 1, historical: bool = False) -> _Job:
+        job = _Job(uuid.uuid4().hex[:20], kind, payload, time.monotonic(), datetime.now(UTC), total, historical)
+        self._jobs[job.job_id] = job
+        return job
+
+    def apply_due(self) -> None:
+        """Apply, in the order accepted, every accepted write whose processing time has come (every request
+        does this first; a test calls it to see what Klaviyo made of the writes it accepted)."""
+        now = time.monotonic()
+        for job in self._jobs.values():
+            if job.completed_at is None and now - job.submitted >= self.job_seconds:
+                apply = (
+                    self._apply_variants
+                    if job.kind == "variants"
+                    else self._apply_event
+                    if job.kind == "event"
+                    else self._apply_consent
+                )
+                apply(job)
+                job.completed_at = datetime.now(UTC)
+
+    # catalog variant bulk update jobs
+
+    def _submit_variants(self, data: dict[str, Any]) -> Response:
+        _expect_type(data, "catalog-variant-bulk-update-job")
+        rows = _rows(data, ("variants", "data"), VARIANTS_PER_JOB, "variants")
+        for i, row in enumerate(rows):
+            if row.get("type") != "catalog-variant" or not row.get("id") or not isinstance(row.get("attributes"), dict):
+                raise Invalid("Each variant needs type catalog-variant, an id and attributes.", f"{VARIANT_ROWS}/{i}")
+        in_progress = sum(job.kind == "variants" and job.completed_at is None for job in self._jobs.values())
+        if in_progress >= MAX_JOBS_IN_PROGRESS:
+            raise Invalid(f"At most {MAX_JOBS_IN_PROGRESS} catalog bulk jobs may be in progress.", "/data")
+        job = self._queue("variants", rows, total=len(rows))
+        return Response(202, self._job_document(job), content_type=MEDIA_TYPE)
+
+    def _job_status(self, job_id: str) -> Response:
+        job = self._jobs.get(job_id)
+        if job is None or job.kind != "variants":
+            return self.error(404, f"A catalog variant bulk update job with id {job_id} does not exist.")
+        return Response(200, self._job_document(job), content_type=MEDIA_TYPE)
+
+    def _job_document(self, job: _Job) -> dict[str, Any]:
+        done = job.completed_at is not None
+        if done:
+            status = "complete"
+        else:
+            status = "processing" if time.monotonic() - job.submitted >= self.job_seconds / 2 else "queued"
+        link = {"self": f"{self.url}{JOB_PATH}/{job.job_id}"}
+        attributes = {
+            "status": status,
+            "created_at": job.created_at,
+            "total_count": job.total,
+            "completed_count": job.total - len(job.errors) if done else 0,
+            "failed_count": len(job.errors),
+            "completed_at": job.completed_at,
+            "errors": job.errors,
+            "expires_at": job.created_at + JOB_LIFETIME,
+        }
+        return {
+            "data": {
+                "type": "catalog-variant-bulk-update-job",
+                "id": job.job_id,
+                "attributes": attributes,
+                "links": link,
+            },
+            "links": link,
+        }
+
+    def _apply_variants(self, job: _Job) -> None:
+        known = {sku for name in ("products", "inventory") for sku in self.dataset.get(name, _NO_SKUS)["sku"]}
+        now = datetime.now(UTC)
+        for i, row in enumerate(job.payload):
+            sku = row["id"].removeprefix(mapping.VARIANT_PREFIX)
+            if not row["id"].startswith(mapping.VARIANT_PREFIX) or sku not in known:
+                job.errors.append(_job_error("not_found", f"A catalog variant with id {row['id']} does not exist.", i))
+                continue
+            attributes = row["attributes"]
+            quantity = attributes.get("inventory_quantity")
+            if "inventory_quantity" in attributes and not _is_number(quantity):
+                job.errors.append(
+                    _job_error("invalid", "inventory_quantity must be a number.", i, "/inventory_quantity")
+                )
+                continue
+            if quantity is not None:
+                self._upsert_row(
+                    "inventory", {"sku": sku, "location": "*"}, {"available": int(quantity), "updated_at": now}
+                )
+            product = {"price": attributes.get("price"), "name": attributes.get("title")}
+            if "published" in attributes:
+                product["status"] = "active" if attributes["published"] else "discontinued"
+            product = {k: v for k, v in product.items() if v is not None}
+            if product:
+                self._upsert_row("products", {"sku": sku}, product)
+            self.writes[("variant", sku)] += 1
+
+    # subscription bulk jobs
+
+    def _submit_consent(self, data: dict[str, Any], subscribe: bool) -> Response:
+        kind = "profile-subscription-bulk-create-job" if subscribe else "profile-subscription-bulk-delete-job"
+        _expect_type(data, kind)
+        rows = _rows(data, ("profiles", "data"), SUBSCRIBE_PER_JOB if subscribe else UNSUBSCRIBE_PER_JOB, "profiles")
+        historical = bool((data.get("attributes") or {}).get("historical_import"))
+        wanted = "SUBSCRIBED" if subscribe else "UNSUBSCRIBED"
+        for i, row in enumerate(rows):
+            where = f"/data/attributes/profiles/data/{i}/attributes"
+            attributes = row.get("attributes") or {}
+            if not (attributes.get("email") or attributes.get("phone_number") or (subscribe and row.get("id"))):
+                raise Invalid("A profile needs an email or a phone number.", where)
+            marketing = _get(attributes, "subscriptions", "email", "marketing")
+            if marketing and marketing.get("consent") != wanted:
+                raise Invalid(f"consent must be {wanted}.", f"{where}/subscriptions/email/marketing/consent")
+            consented_at = marketing.get("consented_at")
+            if consented_at is not None and not historical:
+                raise Invalid("consented_at is only accepted with historical_import.", f"{where}/subscriptions")
+            if historical and (_moment(consented_at) is None or _moment(consented_at) > datetime.now(UTC)):
+                raise Invalid("historical_import needs consented_at, in the past.", f"{where}/subscriptions")
+        self._queue("subscribe" if subscribe else "unsubscribe", rows, historical=historical)
+        return Response(202)
+
+    def _apply_consent(self, job: _Job) -> None:
+        subscribe = job.kind == "subscribe"
+        if subscribe and self.double_opt_in and not job.historical:
+            return  # each person is sent a confirmation; nobody is subscribed until they confirm
+        now = datetime.now(UTC)
+        for row in job.payload:
+            attributes = row.get("attributes") or {}
+            marketing = _get(attributes, "subscriptions", "email", "marketing")
+            if not marketing:
+                continue  # channels other than email are not simulated
+            profile_id = self._find_profile(row.get("id"), None, attributes.get("email"))
+            if profile_id is None and not subscribe:
+                continue
+            profile_id = profile_id or _new_profile_id()
+            when = _moment(marketing.get("consented_at")) or now
+            values = {"email_consent": subscribe, "consent_updated_at": when, "updated_at": now}
+            if attributes.get("email"):
+                values["email"] = attributes["email"].strip().lower()
+            self._upsert_row("customers", {"customer_id": profile_id}, values)
+            self.writes[("consent", profile_id)] += 1
+
+    # events
+
+    def _submit_event(self, data: dict[str, Any]) -> Response:
+        _expect_type(data, "event")
+        attributes = data.get("attributes") or {}
+        name = _get(attributes, "metric", "data", "attributes").get("name")
+        if not isinstance(name, str) or not name or len(name) >= 128:
+            raise Invalid("A metric name (under 128 characters) is required.", "/data/attributes/metric")
+        profile = _get(attributes, "profile", "data", "attributes")
+        if not any(profile.get(k) for k in ("id", "email", "phone_number")):
+            raise Invalid("The profile needs an id, email or phone_number.", "/data/attributes/profile")
+        if not isinstance(attributes.get("properties"), dict):
+            raise Invalid("properties is required.", "/data/attributes/properties")
+        if "time" in attributes:
+            when = _moment(attributes["time"])
+            if when is None or not EARLIEST_EVENT <= when <= datetime.now(UTC) + timedelta(days=365):
+                raise Invalid("time must be a datetime after 1990 and at most a year ahead.", "/data/attributes/time")
+        if "value" in attributes and not _is_number(attributes["value"]):
+            raise Invalid("value must be a number.", "/data/attributes/value")
+        self._queue("event", attributes)
+        return Response(202)
+
+    def _apply_event(self, job: _Job) -> None:
+        attributes = job.payload
+        name = attributes["metric"]["data"]["attributes"]["name"]
+        profile = attributes["profile"]["data"]["attributes"]
+        email = profile.get("email") or self._email_of(profile.get("id"))
+        when = (_moment(attributes.get("time")) or datetime.now(UTC)).replace(microsecond=0)
+        unique_id = str(attributes.get("unique_id") or when.isoformat())
+        seen = (unique_id, str(profile.get("id") or email), name)
+        if seen in self._unique_ids:
+            self.dropped_events += 1  # only the first event with this unique_id is kept
+            return
+        self._unique_ids.add(seen)
+        metric = mapping.METRICS.get(name)
+        if metric is None:
+            return  # other metrics are recorded, not served by this simulator
+        value = attributes.get("value")
+        row = {
+            "metric": metric,
+            "order_id": _text_or_none(attributes["properties"].get(mapping.ORDER_ID_PROPERTY)),
+            "email": None if email is None else email.strip().lower(),
+            "occurred_at": when,
+            "value": None if value is None else Decimal(str(value)),
+        }
+        self._upsert_row("events", {"event_id": _new_profile_id()}, row)
+        self.writes[("event", f"{name}/{unique_id}")] += 1
+
+    # profiles
+
+    def _patch_profile(self, profile_id: str, data: dict[str, Any]) -> Response:
+        _expect_type(data, "profile")
+        if data.get("id") != profile_id:
+            raise Invalid("data.id must be the id of the profile in the URL.", "/data/id")
+        if self._find_profile(profile_id, None, None) is None:
+            return self.error(404, f"A profile with id {profile_id} does not exist.")
+        values = _profile_values(data.get("attributes") or {})  # `subscriptions` is not a PATCH field
+        self._upsert_row("customers", {"customer_id": profile_id}, {**values, "updated_at": datetime.now(UTC)})
+        self.writes[("profile", profile_id)] += 1
+        return Response(200, {"data": self._profile_resource(profile_id)}, content_type=MEDIA_TYPE)
+
+    def _import_profile(self, data: dict[str, Any]) -> Response:
+        _expect_type(data, "profile")
+        attributes = data.get("attributes") or {}
+        if not (data.get("id") or any(attributes.get(k) for k in ("email", "phone_number", "external_id"))):
+            raise Invalid("One of id, email, phone_number or external_id is required.", "/data/attributes")
+        values = _profile_values(attributes)
+        found = self._find_profile(data.get("id"), attributes.get("external_id"), attributes.get("email"))
+        profile_id = found or _new_profile_id()
+        self._upsert_row("customers", {"customer_id": profile_id}, {**values, "updated_at": datetime.now(UTC)})
+        self.writes[("profile", profile_id)] += 1
+        return Response(200 if found else 201, {"data": self._profile_resource(profile_id)}, content_type=MEDIA_TYPE)
+
+    def _find_profile(self, profile_id: str | None, external_id: str | None, email: str | None) -> str | None:
+        customers = self.dataset.get("customers")
+        if customers is None:
+            return None
+        for column, value in (("customer_id", profile_id), ("erp_customer_id", external_id), ("email", email)):
+            if value and column in customers.columns:
+                value = value.strip().lower() if column == "email" else value
+                found = customers.filter(pl.col(column) == value)["customer_id"]
+                if found.len():
+                    return found[0]
+        return None
+
+    def _email_of(self, profile_id: str | None) -> str | None:
+        customers = self.dataset.get("customers")
+        if customers is None or not profile_id:
+            return None
+        emails = customers.filter(pl.col("customer_id") == profile_id)["email"]
+        return emails[0] if emails.len() else None
+
+    def _profile_resource(self, profile_id: str) -> dict[str, Any]:
+        row = self.dataset["customers"].filter(pl.col("customer_id") == profile_id).row(0, named=True)
+        return self._profile(row)[0]
+
+    def _upsert_row(self, entity: str, key: dict[str, Any], values: dict[str, Any]) -> None:
+        """Set `values` on the row of `entity` with this key, adding the row (and any missing column)."""
+        schema = ENTITIES[entity].schema
+        frame = self.dataset.get(entity, pl.DataFrame(schema={c: schema[c] for c in key}))
+        missing = [c for c in (*key, *values) if c not in frame.columns]
+        frame = frame.with_columns(pl.lit(None, schema[c]).alias(c) for c in missing)
+        match = pl.all_horizontal([pl.col(c) == v for c, v in key.items()])
+        if frame.select(match.any()).item():
+            frame = frame.with_columns(
+                pl.when(match).then(pl.lit(v, frame.schema[c])).otherwise(pl.col(c)).alias(c) for c, v in values.items()
+            )
+        else:
+            frame = pl.concat([frame, pl.DataFrame([{**key, **values}], schema=frame.schema)])
+        self.dataset[entity] = frame  # a new frame: the list caches see the change
 
     # --- lists ----------------------------------------------------------------------------------------------
 
@@ -233,6 +553,128 @@ class KlaviyoSimulator(Simulator):
 
     def _link(self, request: Request, query: Mapping[str, str]) -> str:
         return f"{self.url}{request.path}" + (f"?{urlencode(query)}" if query else "")
+
+
+@dataclass
+class _Job:
+    """An accepted asynchronous write: a catalog job, a subscription job or an event."""
+
+    job_id: str
+    kind: str  # variants, subscribe, unsubscribe, event
+    payload: Any
+    submitted: float  # monotonic
+    created_at: datetime
+    total: int
+    historical: bool
+    completed_at: datetime | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Invalid(Exception):
+    """A write Klaviyo refuses with a 400 whose `source.pointer` names the offending part of the body."""
+
+    def __init__(self, detail: str, pointer: str):
+        super().__init__(detail)
+        self.pointer = pointer
+
+
+def _data(request: Request) -> dict[str, Any]:
+    try:
+        body = request.json()
+    except ValueError:
+        raise Invalid("The request body is not valid JSON.", "/") from None
+    if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
+        raise Invalid("The request body needs a data object.", "/data")
+    return body["data"]
+
+
+def _expect_type(data: dict[str, Any], kind: str) -> None:
+    if data.get("type") != kind:
+        raise Invalid(f"data.type must be {kind}.", "/data/type")
+
+
+def _rows(data: dict[str, Any], path: tuple[str, ...], limit: int, what: str) -> list[dict[str, Any]]:
+    rows = _get(data.get("attributes") or {}, *path[:-1]).get(path[-1])
+    pointer = "/data/attributes/" + "/".join(path)
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        raise Invalid(f"{what} must be a non-empty list of objects.", pointer)
+    if len(rows) > limit:
+        raise Invalid(f"A job accepts at most {limit} {what}; this one has {len(rows)}.", pointer)
+    return rows
+
+
+def _get(data: Any, *keys: str) -> dict[str, Any]:
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+def _job_error(code: str, detail: str, row: int, within: str = "") -> dict[str, Any]:
+    pointer = f"{VARIANT_ROWS}/{row}{'/attributes' + within if within else ''}"
+    return {"id": str(uuid.uuid4()), "code": code, "title": detail.split(".")[0], "detail": detail,
+            "source": {"pointer": pointer}}  # fmt: skip
+
+
+def _profile_values(attributes: dict[str, Any]) -> dict[str, Any]:
+    """Canonical customer columns from profile attributes: a field left out is kept, a null clears it."""
+    values: dict[str, Any] = {}
+    for name, column in (("external_id", "erp_customer_id"), ("first_name", "first_name"), ("last_name", "last_name")):
+        if name in attributes:
+            values[column] = _text_or_none(attributes[name])
+    if "email" in attributes:
+        email = attributes["email"]
+        if email is not None and (not isinstance(email, str) or "@" not in email or " " in email.strip()):
+            raise Invalid(f"Invalid email address: {email}", "/data/attributes/email")
+        values["email"] = None if email is None else email.strip().lower()
+    location = attributes.get("location") or {}
+    for name, column in (("zip", "postcode"), ("country", "country")):
+        if name in location:
+            values[column] = _text_or_none(location[name])
+    properties = attributes.get("properties") or {}
+    for column, name in mapping.PROFILE_PROPERTIES.items():
+        if name in properties:
+            values[column] = _property(column, properties[name])
+    return values
+
+
+def _property(column: str, value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        if column == "lifetime_value":
+            return Decimal(str(value))
+        if column == "order_count":
+            return int(value)
+    except (ArithmeticError, ValueError):
+        raise Invalid(f"{column} must be a number.", f"/data/attributes/properties/{column}") from None
+    if column == "last_order_at":
+        moment = _moment(value)
+        if moment is None:
+            raise Invalid(f"{column} must be a datetime.", f"/data/attributes/properties/{column}")
+        return moment
+    return str(value)
+
+
+def _moment(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | Decimal | float) and not isinstance(value, bool)
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _new_profile_id() -> str:
+    return "01" + uuid.uuid4().hex[:24].upper()
 
 
 def _page_size(value: str | None, default: int, maximum: int) -> int:
