@@ -457,3 +457,26 @@ def test_updates_need_the_manage_scope(tmp_path, fast_http):
         with pytest.raises(Exception, match="insufficient_scope"):
             pusher.push([stock_action("S2/WH1", "5")])
         assert sum(sim.writes.values()) == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "wanted", "sent", "held"),
+    [
+        ("Complete/Shipped", "partially_shipped", ["changeOrderState", "changeShipmentState"], "Confirmed/Partial"),
+        ("Confirmed/Shipped", "placed", ["changeOrderState", "changeShipmentState"], "Open/Pending"),
+        ("Open", "cancelled", ["changeOrderState"], "Cancelled"),
+        ("Confirmed/Delivered", "returned", [], "Confirmed/Delivered"),
+    ],
+)
+def test_an_order_status_takes_the_fewest_state_changes_that_mean_it(fast_http, raw, wanted, sent, held):
+    orders = storefront()["orders"].head(1).with_columns(pl.lit(raw).alias("status"))
+    with Simulator({"orders": orders}) as sim:
+        pusher = Pusher(sim.settings(**fast_http), env=sim.env)
+        action = Action("id", "commercetools", "commercetools", "update_order_status", "order_status_drift", "orders",
+                        "W1", "status", None, wanted, "fp")  # fmt: skip
+        outcome = pusher.push([action])["id"]
+        assert outcome.ok if sent else "'returned'" in outcome.detail, outcome.detail
+        order = sim.resources["orders"][mapping.stable_id("order", "W1")]
+        assert mapping.order_rows(order, mapping.Names())[0]["status"] == held
+        changes = [m["type"] for m in sim.messages if m["type"].startswith("Order") and m["type"] != "OrderCreated"]
+        assert changes == [{"changeOrderState": "OrderStateChanged"}.get(s, "OrderShipmentStateChanged") for s in sent]

@@ -13,8 +13,10 @@ What each repair action does:
   `availableQuantity` = `quantityOnStock` - reserved, and that is what the audit compares, so the
   quantity sent is the ERP's available-to-sell plus what the entry has reserved.
 - update_order_status: `changeOrderState` and/or `changeShipmentState`, the fewest changes whose raw
-  "orderState/shipmentState" maps to the ERP's canonical status (through the configured status map).
-  `returned` and `refunded` live in returnInfo, not in the order's states, and are refused.
+  "orderState/shipmentState" maps to the ERP's canonical status (through the status map given as
+  `status_map`, else the shipped defaults). `returned` and `refunded` live in returnInfo, not in the
+  order's states, and are refused. `transitionState` is not used: custom State machines are
+  project-specific, and the audit reads orderState and shipmentState.
 - upsert_order, order missing: the storefront's order (`orderNumber` = the ERP's external_id) gets the
   ERP's number in the `erpOrderNumber` custom field, which is how the audit finds it. Creating an order,
   and changing its totals or lines (Order Edits), are refused: driftwatch does not rewrite what a
@@ -31,6 +33,9 @@ A resource without a custom type gets one with `setCustomType` (type keys: `cust
 Settings, besides the connector's (`[sources.commercetools]`): `currency` for a lifetime value on a
 customer that has none yet; `custom_types = {customer = "...", order = "..."}`. The API client needs
 `manage_products`, `manage_orders` and `manage_customers` for the resources it repairs.
+
+commercetools documents quantities as eventually consistent (up to 10 s): a verify straight after a push
+may still read the old availableQuantity and say "still drifting"; the next audit is the judge.
 """
 
 from __future__ import annotations
@@ -57,7 +62,8 @@ from driftwatch.statuses import canonical_status, merged_map
 Row = dict[str, Any]
 Update = dict[str, Any]
 
-ORDER_STATES = ("Confirmed", "Open", "Complete", "Cancelled")  # the order changes are tried in
+# Every value of the two enums, in the order they are tried when a status needs changing.
+ORDER_STATES = ("Confirmed", "Open", "Complete", "Cancelled")
 SHIPMENT_STATES = ("Pending", "Ready", "Shipped", "Delivered", "Partial", "Delayed", "Backorder", "Canceled")
 CUSTOM_TYPES = {"customer": "customer-fields", "order": "order-fields"}
 NAME_ACTIONS = {"first_name": ("setFirstName", "firstName"), "last_name": ("setLastName", "lastName")}
@@ -419,9 +425,12 @@ def _combined(outcomes: list[PushOutcome]) -> PushOutcome | None:
 
 def _stock_updates(entry: Row, action: Action) -> list[Update]:
     wanted = int(Decimal(action.after or "0"))
-    reserved = int(entry.get("quantityOnStock", 0)) - int(entry.get("availableQuantity", 0))
-    if int(entry.get("availableQuantity", 0)) == wanted:
+    available = int(entry.get("availableQuantity", 0))
+    if available == wanted:
         return []
+    # Both quantities are eventually consistent (up to 10 s): a stale pair must never pass for a negative
+    # reservation and push the stock below what the ERP can sell.
+    reserved = max(0, int(entry.get("quantityOnStock", 0)) - available)
     return [{"action": "changeQuantity", "quantity": wanted + reserved}]
 
 
