@@ -347,6 +347,16 @@ def test_a_stock_job_is_polled_to_completion_and_splits_at_100_variants(fast_htt
         assert sum(sim.writes.values()) == 150
 
 
+def test_a_push_keeps_within_the_documented_job_limits(fast_http):
+    limits = {"catalog_jobs": [(4, 0.5)]}  # the documented 75/s would need thousands of variants to reach
+    with Simulator(catalogue(300), rate_limits=limits) as sim:
+        sim.job_seconds = 0.05
+        pusher = Pusher(sim.settings(poll_seconds=0.01, job_timeout=5, rate_limits=limits, **fast_http), env=sim.env)
+        assert all(o.ok for o in pusher.push([stock_action(f"P{i:04d}", "2") for i in range(300)]).values())
+        assert sim.count(status=429) == 0
+        assert sim.count(path="/api/catalog-variant-bulk-update-jobs", status=202) == 3
+
+
 def test_klaviyo_refuses_oversized_jobs_and_consent_dates_without_a_historical_import(fast_http):
     with Simulator(catalogue(1), rate_limits={}) as sim:
         http = Pusher(sim.settings(**fast_http), env=sim.env)._http
@@ -416,6 +426,8 @@ def test_a_subscribe_that_waits_for_double_opt_in_fails_and_says_why(fast_http):
         outcomes = pusher.push([consent_action("E0", "true"), consent_action("E1", "false")])
     assert not outcomes["id-E0"].ok and "double opt-in" in outcomes["id-E0"].detail
     assert outcomes["id-E1"].ok
+    polls = [r.query.get("filter") for r in sim.requests if r.path == "/api/profiles" and "filter" in r.query]
+    assert set(polls) == {'any(id,["K0","K1"])', 'any(id,["K0"])'}  # only the profiles still waiting
     assert sim.dataset["customers"]["email_consent"].to_list() == [False, False]
 
 

@@ -46,6 +46,7 @@ from driftwatch.repair.pushers import PushOutcome
 VARIANTS_PER_JOB = 100
 SUBSCRIBE_PER_JOB = 1000
 UNSUBSCRIBE_PER_JOB = 100
+PROFILES_PER_PAGE = 100
 # Documented limits of the writes (x-klaviyo-ratelimit): catalog bulk jobs and their status share one
 # bucket here, and subscription jobs have their own; profile writes and event creation share the read
 # buckets of their resource.
@@ -185,8 +186,10 @@ class Pusher:
                 outcomes[action.action_id] = PushOutcome(False, f"{reason}: not pushed")
             elif wanted not in targets:
                 outcomes[action.action_id] = PushOutcome(False, f"not an opt-in: {action.after!r}")
-            elif not (mine := _profiles_of(action, profiles).to_dicts()):
-                outcomes[action.action_id] = PushOutcome(False, f"Klaviyo has no profile for customer {action.key}")
+            elif not (mine := _profiles_of(action, profiles).filter(pl.col("email").is_not_null()).to_dicts()):
+                outcomes[action.action_id] = PushOutcome(
+                    False, f"Klaviyo has no profile with an email for {action.key}"
+                )
             else:
                 targets[wanted] += mine
                 sent_for[action.action_id] = [p["customer_id"] for p in mine]
@@ -236,13 +239,26 @@ class Pusher:
     def _await_consent(self, wanted_of: Mapping[str, str]) -> set[str]:
         """Read the profiles until each shows the opt-in it was sent; the ids that never did."""
         deadline = time.monotonic() + self._timeout
+        waiting = set(wanted_of)
         while True:
-            self._profiles = None
-            held = dict(zip(*self._profiles_held().select("customer_id", "email_consent"), strict=True))
-            waiting = {pid for pid, wanted in wanted_of.items() if held.get(pid) != wanted}
+            held = self._consents(sorted(waiting))
+            waiting = {pid for pid in waiting if held.get(pid) != wanted_of[pid]}
             if not waiting or time.monotonic() > deadline:
+                self._profiles = None  # consent changed: read the profiles again when next needed
                 return waiting
             time.sleep(self._poll)
+
+    def _consents(self, ids: list[str]) -> dict[str, str | None]:
+        """Email opt-in of these profiles now, read by id, a page of 100 at a time."""
+        client, held = self._connector.client, {}
+        for start in range(0, len(ids), PROFILES_PER_PAGE):
+            chosen = json.dumps(ids[start : start + PROFILES_PER_PAGE], separators=(",", ":"))
+            params = {"additional-fields[profile]": "subscriptions", "filter": f"any(id,{chosen})"}
+            body, _ = client.page("/api/profiles", client.first_page_params("profiles", **params))
+            for profile in body["data"]:
+                row = mapping.profile_to_customer(profile)
+                held[row["customer_id"]] = row["email_consent"]
+        return held
 
     # --- profiles -----------------------------------------------------------------------------------------
 
@@ -349,7 +365,7 @@ class Pusher:
     def _send(self, method: str, path: str, body: Json, *, bucket: str | None = None) -> httpx.Response:
         """A single-record write; a 4xx about the record comes back for its action to fail with."""
         return self._http.request(
-            method, path, bucket=bucket or WRITE_BUCKETS.get(path), expect=range(400, 429), **_body(body)
+            method, path, bucket=bucket or WRITE_BUCKETS.get(path), expect=(400, 404, 409), **_body(body)
         )
 
 

@@ -70,13 +70,14 @@ METRIC_IDS = {
 }
 UNKNOWN_CONSENT = "PENDING"  # a state the documentation does not list (the `unknown_enums` fault)
 REVISION_FORMAT = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[A-Za-z0-9]+)?$")
+ALL_BUCKETS = {**BUCKETS, **WRITE_BUCKETS}
 JOB_PATH = "/api/catalog-variant-bulk-update-jobs"
 VARIANT_ROWS = "/data/attributes/variants/data"
 MAX_JOBS_IN_PROGRESS = 500
 JOB_LIFETIME = timedelta(days=7)
 EARLIEST_EVENT = datetime(1990, 1, 1, tzinfo=UTC)
 _NO_SKUS = pl.DataFrame(schema={"sku": pl.String})
-CONDITION = re.compile(r"([a-z-]+)\(([\w.]+),((?:\"[^\"]*\"|'[^']*'|[^(),])*)\)")
+CONDITION = re.compile(r"([a-z-]+)\(([\w.]+),(\[[^\]]*\]|(?:\"[^\"]*\"|'[^']*'|[^(),])*)\)")
 
 Entry = tuple[tuple[str, str], dict[str, Any], dict[str, Any]]  # (sort key, resource, filterable values)
 
@@ -129,7 +130,7 @@ class KlaviyoSimulator(Simulator):
 
     def bucket(self, request: Request) -> str | None:
         resource = "/".join(request.path.split("/")[:3])  # /api/profiles/{id} counts as /api/profiles
-        return {**BUCKETS, **WRITE_BUCKETS}.get(resource)
+        return ALL_BUCKETS.get(resource)
 
     def error(
         self,
@@ -702,6 +703,7 @@ def _condition(op: str, field: str, expected: Any) -> Callable[[dict[str, Any]],
         "greater-or-equal": lambda a, b: a >= b,
         "less-than": lambda a, b: a < b,
         "less-or-equal": lambda a, b: a <= b,
+        "any": lambda a, b: isinstance(b, list) and a in b,
     }
     if op not in compare:
         raise BadRequest(f"Unsupported filter operator '{op}'.", "filter")
@@ -709,6 +711,11 @@ def _condition(op: str, field: str, expected: Any) -> Callable[[dict[str, Any]],
 
 
 def _literal(value: str) -> Any:
+    if value.startswith("["):  # `any(field,["a","b"])`
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise BadRequest(f"Invalid filter value '{value}'.", "filter") from None
     if value[:1] in "\"'" and value[-1:] == value[:1]:
         return value[1:-1]
     try:
