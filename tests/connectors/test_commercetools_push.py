@@ -108,26 +108,15 @@ def storefront() -> dict[str, pl.DataFrame]:
             truth.with_columns(
                 pl.col("customer_id").str.replace("E", "c"),
                 pl.col("customer_id").alias("erp_customer_id"),
-                pl.when(pl.col("customer_id") == "E1").then(pl.lit("Anne")).otherwise("first_name").alias("first_name"),
-                pl.when(pl.col("customer_id") == "E2")
-                .then(pl.lit("true"))
-                .otherwise("email_consent")
-                .alias("email_consent"),
-                pl.when(pl.col("customer_id") == "E3")
-                .then(pl.lit("old3@example.com"))
-                .when(pl.col("customer_id") == "E4")
-                .then(pl.lit("old4@example.com"))
-                .otherwise("email")
-                .alias("email"),
-                pl.when(pl.col("customer_id") == "E5").then(pl.lit("OLD 1")).otherwise("postcode").alias("postcode"),
-                pl.when(pl.col("customer_id") == "E7")
-                .then(pl.lit("999.00"))
-                .otherwise(pl.lit("0"))
-                .alias("lifetime_value"),
-                pl.when(pl.col("customer_id") == "E7").then(pl.lit("3")).otherwise(pl.lit("0")).alias("order_count"),
-                pl.when(pl.col("customer_id") == "E7").then(pl.lit(RECENT)).alias("last_order_at"),
+                drifted("first_name", {"E1": "Anne"}),
+                drifted("email_consent", {"E2": "true"}),
+                drifted("email", {"E3": "old3@example.com", "E4": "old4@example.com"}),
+                drifted("postcode", {"E5": "OLD 1"}),
+                drifted("lifetime_value", {"E7": "999.00"}, otherwise="0"),
+                drifted("order_count", {"E7": "3"}, otherwise="0"),
+                drifted("last_order_at", {"E7": RECENT}, otherwise=None),
             ),
-            pl.DataFrame(  # someone the ERP does not know holds the address E4 should move to
+            pl.DataFrame(  # someone the ERP does not know holds the email E4 should move to
                 {"customer_id": ["c9"], "erp_customer_id": ["E9"], "email": ["taken@example.com"]}
             ),
         ],
@@ -141,6 +130,12 @@ def storefront() -> dict[str, pl.DataFrame]:
         pl.lit("c7").alias("customer_id"),
     )
     return {"inventory": inventory, "customers": customers, "orders": orders}
+
+
+def drifted(column: str, values: dict[str, str], **fallback: str | None) -> pl.Expr:
+    """`column` with other values for some ERP customers (and `otherwise` for the rest, if given)."""
+    rest = pl.lit(fallback["otherwise"], pl.String) if fallback else pl.col(column).cast(pl.String)
+    return pl.col("customer_id").replace_strict(values, default=rest, return_dtype=pl.String).alias(column)
 
 
 def config(sim: Simulator, http: dict) -> dict:
