@@ -43,7 +43,8 @@ def pusher_for(target: str, cfg: Config, *, env: Mapping[str, str] | None = None
     except ModuleNotFoundError:
         raise UserError(f"{target}: driftwatch cannot push repairs to this platform yet") from None
     kwargs: dict[str, Any] = {"env": env} if env is not None else {}
-    return module.Pusher(cfg.source(target), **kwargs, **options)
+    # A pusher that turns a canonical status back into the platform's own needs the user's mapping too.
+    return module.Pusher(cfg.source(target), status_map=cfg.status_map(target), **kwargs, **options)
 
 
 def outbox_path(settings: Mapping[str, Any], default: str) -> Path:
