@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -244,7 +245,9 @@ class Simulator:
     def __enter__(self) -> Simulator:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name=f"{self.name}-simulator", daemon=True).start()
+        # A short poll interval: shutdown() waits up to one interval, and tests start many simulators.
+        serve = partial(self._server.serve_forever, poll_interval=0.05)
+        threading.Thread(target=serve, name=f"{self.name}-simulator", daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
