@@ -210,17 +210,11 @@ class KlaviyoSimulator(Simulator):
     def apply_due(self) -> None:
         """Apply, in the order accepted, every accepted write whose processing time has come (every request
         does this first; a test calls it to see what Klaviyo made of the writes it accepted)."""
+        appliers = {"variants": self._apply_variants, "event": self._apply_event}
         now = time.monotonic()
         for job in self._jobs.values():
             if job.completed_at is None and now - job.submitted >= self.job_seconds:
-                apply = (
-                    self._apply_variants
-                    if job.kind == "variants"
-                    else self._apply_event
-                    if job.kind == "event"
-                    else self._apply_consent
-                )
-                apply(job)
+                appliers.get(job.kind, self._apply_consent)(job)
                 job.completed_at = datetime.now(UTC)
 
     # catalog variant bulk update jobs
