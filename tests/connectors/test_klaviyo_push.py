@@ -13,6 +13,7 @@ import sys
 import textwrap
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -255,6 +256,10 @@ def test_apply_repairs_the_drift_through_klaviyos_jobs_and_events(sim, settings,
     events = sim.dataset["events"].filter(pl.col("order_id") == "W1", pl.col("metric") == "order_fulfilled")
     assert events["occurred_at"].to_list() == [EARLIER]  # at the ERP's dispatch time, on the order's profile
     assert events["email"].to_list() == ["c1@example.com"]
+    values = dict(
+        sim.dataset["events"].filter(pl.col("metric") != "order_placed").select("order_id", "value").iter_rows()
+    )
+    assert values == {"W1": Decimal(100), "W2": Decimal(30), "W3": None}  # a refund's amount is not the order's
     new = sim.dataset["customers"].filter(pl.col("erp_customer_id") == "E5").row(0, named=True)
     assert (new["email"], new["first_name"], new["postcode"]) == ("c5@example.com", "Ed", "N5 1AA")
 
@@ -497,3 +502,24 @@ def test_verify_reports_still_drifting_when_someone_undoes_the_repair(sim, setti
         "failed"
     }
     assert set(verdicts.values()) == {"repaired"}
+
+
+def contact_action(action_id: str, field: str, value: str) -> Action:
+    return Action(action_id, "klaviyo", "klaviyo", "upsert_contact", "customer_master_parity", "customers", "E0",
+                  field, None, value, "fp")  # fmt: skip
+
+
+def test_profile_fields_are_patched_and_a_rejected_one_fails_with_klaviyos_words(fast_http):
+    with Simulator(profiles(["true"]), rate_limits={}) as sim:
+        pusher = Pusher(sim.settings(**fast_http), env=sim.env)
+        batch = [
+            contact_action("ltv", "lifetime_value", "90.50"),
+            contact_action("zip", "postcode", "N1 9GU"),
+            contact_action("bad", "email", "e0 at example"),
+        ]
+        outcomes = pusher.push(batch)
+        assert outcomes["ltv"].ok and outcomes["zip"].ok
+        assert outcomes["bad"].detail == "invalid: Invalid email address: e0 at example"
+        assert pusher.read(batch) == {"ltv": "90.5", "zip": "N1 9GU", "bad": "e0@example.com"}
+    row = sim.dataset["customers"].row(0, named=True)
+    assert (row["lifetime_value"], row["postcode"]) == (Decimal("90.5"), "N1 9GU")  # a custom property, a number
