@@ -243,6 +243,8 @@ def test_apply_repairs_the_drift_through_klaviyos_jobs_and_events(sim, settings,
     cfg, plan_path = planned(settings, made_plan, tmp_path)
     with Store(tmp_path / "s.duckdb") as store:
         report = apply_plan(store, cfg, load_plan(plan_path), {"klaviyo": Pusher(cfg.source("klaviyo"), env=sim.env)})
+    listings = [r for r in sim.requests if r.path == "/api/profiles" and "filter" not in r.query]
+    assert len(listings) == 2  # all profiles read once for the pushes, once to verify
     assert_repaired(sim, settings, tmp_path, report)
     posts = Counter(r.path for r in sim.requests if r.method != "GET")
     assert posts == {

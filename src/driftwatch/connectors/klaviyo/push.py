@@ -94,7 +94,7 @@ class Pusher:
         self._list_id = settings.get("subscribe_list_id")
         self._backfill = bool(settings.get("backfill_events", False))
         self._metric_names = {canonical: name for name, canonical in self._connector.metrics.items()}
-        # Read once per apply, refreshed by the pushes that change them.
+        # Read once per apply; the pushes keep them up to date with what they changed.
         self._profiles: pl.DataFrame | None = None
         self._events: pl.DataFrame | None = None
 
@@ -244,7 +244,7 @@ class Pusher:
             held = self._consents(sorted(waiting))
             waiting = {pid for pid in waiting if held.get(pid) != wanted_of[pid]}
             if not waiting or time.monotonic() > deadline:
-                self._profiles = None  # consent changed: read the profiles again when next needed
+                self._remember_consents({pid: wanted for pid, wanted in wanted_of.items() if pid not in waiting})
                 return waiting
             time.sleep(self._poll)
 
@@ -265,7 +265,6 @@ class Pusher:
     def _upsert_contacts(self, actions: list[Action]) -> dict[str, PushOutcome]:
         profiles = self._profiles_held()
         outcomes = {a.action_id: self._upsert_contact(a, profiles) for a in actions}
-        self._profiles = None  # created profiles have ids only Klaviyo knows
         # An import cannot set consent: a new profile of an opted-in customer is subscribed after it.
         opted_in = [
             replace(a, field="email_consent", after="true")
@@ -302,7 +301,9 @@ class Pusher:
         response = self._send("POST", "/api/profile-import", {"data": {"type": "profile", "attributes": attributes}})
         if response.status_code >= 400:
             return PushOutcome(False, error_text(response))
-        return PushOutcome(True, f"profile {response.json()['data']['id']} imported")
+        profile = response.json()["data"]
+        self._remember_profile(profile)  # its id is Klaviyo's: a subscribe that follows needs it
+        return PushOutcome(True, f"profile {profile['id']} imported")
 
     def _profile_attributes(self, column: str, value: str | None) -> Json | None:
         if column in PROFILE_ATTRIBUTES:
@@ -315,6 +316,20 @@ class Pusher:
             kind = PROPERTY_TYPES.get(column, str)
             return {"properties": {self._connector.properties[column]: None if value is None else kind(value)}}
         return None
+
+    def _remember_consents(self, consents: Mapping[str, str]) -> None:
+        ids = pl.col("customer_id")
+        self._profiles = self._profiles_held().with_columns(
+            pl.when(ids.is_in(list(consents)))
+            .then(ids.replace(consents))
+            .otherwise("email_consent")
+            .alias("email_consent")
+        )
+
+    def _remember_profile(self, profile: Json) -> None:
+        row = mapping.profile_to_customer(profile, self._connector.properties)
+        held = self._profiles_held()
+        self._profiles = pl.concat([held, pl.DataFrame([row], schema=held.schema)])
 
     def _profiles_held(self) -> pl.DataFrame:
         if self._profiles is None:
