@@ -43,7 +43,8 @@ def run_compare(scope: Scope, spec: CompareSpec) -> pl.LazyFrame | None:
     suspects = [c for c, wanted in ((missing, spec.missing), (extra, spec.extra)) if wanted] + raw_unequal
     if not suspects:
         return None
-    rows = joined.filter(pl.any_horizontal(suspects)).collect().lazy()
+    # Rechunked: polars 2.1's string kernels can panic on the many-chunk columns a filtered join leaves.
+    rows = joined.filter(pl.any_horizontal(suspects)).collect().rechunk().lazy()
     rows = rows.with_columns(_key_expr(keys, names).alias("_key"), _part_expr(scope, spec, rows).alias("_part"))
     parts = []
     if spec.missing:

@@ -51,28 +51,35 @@ def findings_from(
     currency: pl.Expr | None = None,
     target: str | None = None,
 ) -> pl.LazyFrame:
-    """Shape rule output as findings; `expected` and `actual` may be of any type (they become text)."""
-    shaped = rows.with_columns(expected.alias("_expected"), actual.alias("_actual"))
-    schema = shaped.collect_schema()
+    """Shape rule output as findings; `expected` and `actual` may be of any type (they become text).
+
+    The rows are collected, rechunked and formatted eagerly: they are few, and polars 2.1 intermittently
+    panics in its string kernels on the many-chunk columns a filtered join leaves behind."""
+    shaped = rows.with_columns(expected.alias("_expected"), actual.alias("_actual")).collect().rechunk()
+    schema = shaped.schema
 
     def lit(value: pl.Expr | str) -> pl.Expr:
         return pl.lit(value) if isinstance(value, str) else value
 
-    return shaped.select(
-        pl.lit(scope.check.id).alias("check_id"),
-        lit(severity).alias("severity"),
-        pl.lit(scope.source, pl.String).alias("source"),
-        pl.lit(target or scope.target, pl.String).alias("target"),
-        pl.lit(entity).alias("entity"),
-        key.cast(pl.String).alias("key"),
-        lit(field).alias("field"),
-        as_text(pl.col("_expected"), schema["_expected"]).alias("expected"),
-        as_text(pl.col("_actual"), schema["_actual"]).alias("actual"),
-        (impact if impact is not None else pl.lit(None)).cast(MONEY).alias("impact"),
-        (currency if currency is not None else pl.lit(None)).cast(pl.String).alias("currency"),
-        message.alias("message"),
-        pl.lit(repair, pl.String).alias("repair_action"),
-    ).select(FINDING_COLUMNS)
+    return (
+        shaped.select(
+            pl.lit(scope.check.id).alias("check_id"),
+            lit(severity).alias("severity"),
+            pl.lit(scope.source, pl.String).alias("source"),
+            pl.lit(target or scope.target, pl.String).alias("target"),
+            pl.lit(entity).alias("entity"),
+            key.cast(pl.String).alias("key"),
+            lit(field).alias("field"),
+            as_text(pl.col("_expected"), schema["_expected"]).alias("expected"),
+            as_text(pl.col("_actual"), schema["_actual"]).alias("actual"),
+            (impact if impact is not None else pl.lit(None)).cast(MONEY).alias("impact"),
+            (currency if currency is not None else pl.lit(None)).cast(pl.String).alias("currency"),
+            message.alias("message"),
+            pl.lit(repair, pl.String).alias("repair_action"),
+        )
+        .select(FINDING_COLUMNS)
+        .lazy()
+    )
 
 
 def _text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
@@ -510,15 +517,17 @@ def payout_matching(scope: Scope) -> pl.LazyFrame | None:
     order_lines = scope.source_frame("order_lines")
     if lines is None or orders is None or order_lines is None:
         return None
-    merchandise = order_lines.group_by("order_id").agg(
-        ((pl.col("qty_ordered") - _zero("qty_cancelled")) * pl.col("unit_price")).sum().alias("merchandise")
+    # Only the ERP orders the payouts name: the marketplace's share of the order book.
+    paid = orders.join(lines.select("external_id").unique(), on="external_id", how="semi").select(
+        "external_id", pl.col("order_id").alias("erp_order"), "total"
     )
-    erp = (
-        orders.filter(pl.col("external_id").is_not_null())
-        .join(merchandise, on="order_id", how="left")
-        .select("external_id", pl.col("order_id").alias("erp_order"), "total", "merchandise")
+    merchandise = (
+        order_lines.join(paid.select(pl.col("erp_order").alias("order_id")), on="order_id", how="semi")
+        .group_by("order_id")
+        .agg(((pl.col("qty_ordered") - _zero("qty_cancelled")) * pl.col("unit_price")).sum().alias("merchandise"))
     )
-    tied = lines.join(erp, on="external_id", how="left")
+    erp = paid.join(merchandise, left_on="erp_order", right_on="order_id", how="left")
+    tied = lines.join(erp, on="external_id", how="left").collect().lazy()  # read by every part below
     parts = [_orphan_lines(scope, tied), _amounts(scope, tied), _commission(scope, tied)]
     returns = scope.source_frame("returns")
     if returns is not None:
