@@ -54,7 +54,7 @@ RESULT_SCHEMA = {
     "rows_per_side": pl.Int64, "entity": pl.String, "tool": pl.String, "median_s": pl.Float64, "min_s": pl.Float64,
     "max_s": pl.Float64, "runs": pl.Int64, "peak_mib": pl.Int64, "precision": pl.Float64, "recall": pl.Float64,
     "true_pos": pl.Int64, "false_pos": pl.Int64, "false_neg": pl.Int64, "load_s": pl.Float64, "measured_at": pl.String,
-    "load_avg": pl.String,
+    "load_avg": pl.Float64,
 }  # fmt: skip
 
 
@@ -307,27 +307,32 @@ def measure_once(python: Path, tool: str, data: Path, entity: str, keys_out: Pat
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure(tool: str, data: Path, entity: str, runs: int) -> dict:
-    python = ensure_datacompy_venv() if tool == "datacompy" else Path(sys.executable)
-    keys_out = data / f"keys-{tool}-{entity}.parquet"
-    walls, peaks = [], []
+def measure(tools: list[str], data: Path, entity: str, runs: int) -> dict[str, dict]:
+    """Per tool: a warm-up, then `runs` timed runs. The tools take turns run by run, so on a shared machine
+    a burst of someone else's load falls on all of them rather than on whichever ran at that moment."""
+    python = {tool: ensure_datacompy_venv() if tool == "datacompy" else Path(sys.executable) for tool in tools}
+    keys_out = {tool: data / f"keys-{tool}-{entity}.parquet" for tool in tools}
+    runs_of: dict[str, list[dict]] = {tool: [] for tool in tools}
     for attempt in range(runs + 1):  # the first is the warm-up
-        run = measure_once(python, tool, data, entity, keys_out)
-        if attempt:
-            walls.append(run["wall_s"])
-            peaks.append(run["peak_mib"])
+        for tool in tools:
+            load_1min = os.getloadavg()[0]
+            run = measure_once(python[tool], tool, data, entity, keys_out[tool])
+            if attempt:
+                runs_of[tool].append({**run, "load_1min": load_1min})
+    return {tool: _summary(runs_of[tool], keys_out[tool]) for tool in tools}
+
+
+def _summary(runs: list[dict], keys_out: Path) -> dict:
+    walls = [r["wall_s"] for r in runs]
     return {
         "median_s": round(statistics.median(walls), 3),
         "min_s": round(min(walls), 3),
         "max_s": round(max(walls), 3),
-        "runs": runs,
-        "peak_mib": max(peaks),
+        "runs": len(runs),
+        "peak_mib": max(r["peak_mib"] for r in runs),
+        "load_avg": round(statistics.mean(r["load_1min"] for r in runs), 2),
         "keys": pl.read_parquet(keys_out)["key"],
     }
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def bench_size(rows: int, data_root: Path, runs: int, tools: list[str], entities: list[str]) -> list[dict]:
@@ -345,14 +350,12 @@ def bench_size(rows: int, data_root: Path, runs: int, tools: list[str], entities
     rows_out = []
     for entity in entities:
         truth = manifest.filter(pl.col("entity") == entity)
-        for tool in tools:
-            print(f"{gen.size_label(rows)} {entity} {tool} (load {load_average()}) ...", flush=True)
-            result = measure(tool, data, entity, runs)
+        print(f"{gen.size_label(rows)} {entity}: {', '.join(tools)} (load {os.getloadavg()[0]:.2f}) ...", flush=True)
+        for tool, result in measure(tools, data, entity, runs).items():
             keys = result.pop("keys")
             row = {"rows_per_side": rows, "entity": entity, "tool": tool, **result, **score(keys, truth),
                    "load_s": load_s if tool == "driftwatch" else None,
-                   "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                   "load_avg": load_average()}  # fmt: skip
+                   "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}  # fmt: skip
             print(json.dumps(row), flush=True)
             rows_out.append(row)
             kinds = detection_by_kind(keys, truth).with_columns(
@@ -397,15 +400,18 @@ def write_markdown(results: pl.DataFrame, detection: pl.DataFrame) -> None:
     lines = [
         "# driftwatch against datacompy and DuckDB",
         "",
-        f"Machine: {machine()}. Shared with other work: the load average at the start of each measurement "
-        "is in the last column (2 cores, so anything above 2 means the figures are slower than an idle machine's).",
+        f"Machine: {machine()}. The machine was shared with other work: `load` is the mean 1-minute load "
+        f"average taken before each timed run (above {os.cpu_count()}, other processes were competing for the "
+        "cores, so times are slower and noisier than on an idle machine). The tools take turns run by run, so "
+        "they share the same disturbance.",
         "",
         "Median wall time of the timed runs after one warm-up, each run in a fresh process; peak = the child's "
         "max resident memory. Precision and recall are per key against the generator's manifest. driftwatch's "
-        "time excludes loading the snapshots into its store (load_s, once per size, both entities).",
+        "time excludes loading the snapshots into its store (load_s, once per size, both entities); the "
+        "duplicate keys it reports are the rows it quarantined at that load, not findings of the timed checks.",
         "",
         "| rows per side | entity | tool | median s | min–max s | peak MiB | precision | recall | FP | FN | "
-        "× DuckDB time | load s | load avg |",
+        "× DuckDB time | load s | load |",
         "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     floor = {(r["rows_per_side"], r["entity"]): r["median_s"] for r in results.iter_rows(named=True)
@@ -417,7 +423,7 @@ def write_markdown(results: pl.DataFrame, detection: pl.DataFrame) -> None:
         lines.append(
             f"| {gen.size_label(r['rows_per_side'])} | {r['entity']} | {r['tool']} | {r['median_s']:.2f} | "
             f"{r['min_s']:.2f}–{r['max_s']:.2f} | {r['peak_mib']} | {r['precision']:.4f} | {r['recall']:.4f} | "
-            f"{r['false_pos']} | {r['false_neg']} | {ratio} | {load_s} | {r['load_avg']} |"
+            f"{r['false_pos']} | {r['false_neg']} | {ratio} | {load_s} | {r['load_avg']:.1f} |"
         )
     lines += ["", "Keys reported per injected kind (report = a correct comparison flags it):", ""]
     wide = detection.with_columns(pl.format("{}/{}", "reported", "injected").alias("cell")).pivot(
@@ -443,6 +449,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tools", nargs="+", default=list(TOOLS), choices=TOOLS)
     parser.add_argument("--entities", nargs="+", default=list(ENTITIES), choices=ENTITIES)
+    parser.add_argument("--markdown", action="store_true", help="only rewrite results.md from the CSV files")
     parser.add_argument("--load", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=4, metavar=("TOOL", "DATA", "ENTITY", "KEYS_OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -452,6 +459,9 @@ def main() -> None:
     if args.child:
         tool, data, entity, keys_out = args.child
         child(tool, Path(data), entity, Path(keys_out))
+        return
+    if args.markdown:
+        write_markdown(pl.read_csv(RESULTS / "results.csv"), pl.read_csv(RESULTS / "detection.csv"))
         return
     for size in args.rows:
         rows = bench_size(gen.parse_rows(size), args.data, args.runs, args.tools, args.entities)
