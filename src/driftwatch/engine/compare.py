@@ -9,6 +9,7 @@ and `when` filters are SQL expressions over `expected`, `actual`, `diff` and the
 
 from __future__ import annotations
 
+import re
 import string
 from decimal import Decimal
 
@@ -34,6 +35,10 @@ def run_compare(scope: Scope, spec: CompareSpec) -> pl.LazyFrame | None:
     joined = _join(expected, actual, keys)
     names = joined.collect_schema().names()
     fields = [f for f in spec.fields if f"expected_{f.name}" in names and f"actual_{f.name}" in names]
+    # A column one side does not hold is not compared (above), but the check's `when`, impact and message
+    # expressions may still name it: they read it as null (an ERP that records no merges, or no prices).
+    named = set(re.findall(r"\b(?:expected|actual)_\w+", repr(spec)))
+    joined = joined.with_columns(pl.lit(None).alias(c) for c in sorted(named - set(names)))
     missing = pl.col(_IN_EXPECTED) & pl.col(_IN_ACTUAL).is_null()
     extra = pl.col(_IN_EXPECTED).is_null() & pl.col(_IN_ACTUAL)
     both = pl.col(_IN_EXPECTED) & pl.col(_IN_ACTUAL)

@@ -438,7 +438,8 @@ def _customer_master(scope: Scope) -> pl.LazyFrame | None:
     columns = ["email", "first_name", "last_name", "postcode", "country", "merged_into", "lifetime_value",
                "order_count", "last_order_at"]  # fmt: skip
     cols = present(profiles, columns)
-    newest = pl.col("updated_at") if "updated_at" in names else pl.col("customer_id")
+    # A profile with no update time still counts: it just loses to any that has one.
+    newest = pl.col("updated_at").dt.epoch("us").fill_null(-(2**62)) if "updated_at" in names else pl.col("customer_id")
     consent = [pl.col(c).max() for c in present(profiles, ["email_consent", "sms_consent"])]
     profiles = profiles.with_row_index("_row")
     per_customer = profiles.group_by("customer_ref").agg(
