@@ -9,6 +9,7 @@ same findings.
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from datetime import datetime
 
 import polars as pl
@@ -22,6 +23,7 @@ from driftwatch.engine.views import (
     target_locations,
     target_orders,
     with_canonical_status,
+    zero_if_null,
 )
 from driftwatch.entities import MONEY, SOURCES
 
@@ -524,7 +526,9 @@ def payout_matching(scope: Scope) -> pl.LazyFrame | None:
     merchandise = (
         order_lines.join(paid.select(pl.col("erp_order").alias("order_id")), on="order_id", how="semi")
         .group_by("order_id")
-        .agg(((pl.col("qty_ordered") - _zero("qty_cancelled")) * pl.col("unit_price")).sum().alias("merchandise"))
+        .agg(
+            ((pl.col("qty_ordered") - zero_if_null("qty_cancelled")) * pl.col("unit_price")).sum().alias("merchandise")
+        )
     )
     erp = paid.join(merchandise, left_on="erp_order", right_on="order_id", how="left")
     tied = lines.join(erp, on="external_id", how="left").collect().lazy()  # read by every part below
@@ -536,10 +540,6 @@ def payout_matching(scope: Scope) -> pl.LazyFrame | None:
     if journal is not None:
         parts.append(_unbooked(scope, tied, journal))
     return pl.concat(parts)
-
-
-def _zero(col: str) -> pl.Expr:
-    return pl.col(col).fill_null(0)
 
 
 def _payout_findings(
@@ -611,8 +611,8 @@ def _amounts(scope: Scope, tied: pl.LazyFrame) -> pl.LazyFrame:
         )
         .with_columns(expected.alias("expected"))
     )
-    limit = pl.lit(float(scope.option("money_tolerance")))
-    wrong = per_order.filter((pl.col("amount") - pl.col("expected")).abs().cast(pl.Float64) > limit)
+    limit = _money(scope.option("money_tolerance"))
+    wrong = per_order.filter((pl.col("amount") - pl.col("expected")).abs() > limit)
     return _payout_findings(
         scope,
         wrong,
@@ -631,9 +631,13 @@ def _amounts(scope: Scope, tied: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+def _money(value: object) -> pl.Expr:
+    return pl.lit(Decimal(str(value))).cast(MONEY)
+
+
 def _commission(scope: Scope, tied: pl.LazyFrame) -> pl.LazyFrame:
     """Commission at the agreed rate on the ERP's order amount; refunded commission on the refund."""
-    rate = float(scope.option("commission_rate"))
+    rate = Decimal(str(scope.option("commission_rate")))
     refunds = (
         tied.filter(pl.col("line_type") == "refund")
         .group_by("external_id")
@@ -652,10 +656,9 @@ def _commission(scope: Scope, tied: pl.LazyFrame) -> pl.LazyFrame:
         .join(refunds, on="external_id", how="left")
     )
     base = pl.when(pl.col("line_type") == "commission").then(-pl.col("merchandise")).otherwise(-pl.col("refunded"))
-    agreed = (base.cast(pl.Float64) * rate).round(2)
-    limit = float(scope.option("money_tolerance"))
+    agreed = (base * pl.lit(rate)).round(2).cast(MONEY)  # money stays exact: no float on the way
     off = charged.with_columns(agreed.alias("agreed")).filter(
-        (pl.col("amount").cast(pl.Float64) - pl.col("agreed")).abs() > limit + 1e-9
+        (pl.col("amount") - pl.col("agreed")).abs() > _money(scope.option("money_tolerance"))
     )
     return _payout_findings(
         scope,
@@ -668,11 +671,11 @@ def _commission(scope: Scope, tied: pl.LazyFrame) -> pl.LazyFrame:
             _text(pl.col("amount"), MONEY),
             "line_type",
             "external_id",
-            pl.lit(f"{rate * 100:g}"),
-            _text(pl.col("agreed"), pl.Float64()),
+            pl.lit(f"{rate * 100:f}".rstrip("0").rstrip(".")),
+            _text(pl.col("agreed"), MONEY),
         ),
         "dispute_commission",
-        (pl.col("amount").cast(pl.Float64) - pl.col("agreed")).abs(),
+        (pl.col("amount") - pl.col("agreed")).abs(),
     )
 
 

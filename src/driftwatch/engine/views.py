@@ -39,7 +39,7 @@ def view(fn: View) -> View:
 # -- derived figures ----------------------------------------------------------------------------------
 
 
-def _zero(col: str) -> pl.Expr:
+def zero_if_null(col: str) -> pl.Expr:
     return pl.col(col).fill_null(0)
 
 
@@ -54,7 +54,9 @@ def available_to_sell(
     keys = ["sku", "location"] if by_location else ["sku"]
     if locations is not None:
         inventory = inventory.filter(pl.col("location").is_in(locations))
-    free = pl.max_horizontal(pl.lit(0), _zero("on_hand") - _zero("allocated") - _zero("safety_stock"))
+    free = pl.max_horizontal(
+        pl.lit(0), zero_if_null("on_hand") - zero_if_null("allocated") - zero_if_null("safety_stock")
+    )
     base = inventory.group_by(keys).agg(free.sum().cast(pl.Int64).alias("available"))
     if packs is None:
         return base
@@ -323,8 +325,8 @@ def source_stock_formula(scope: Scope) -> pl.LazyFrame | None:
     inventory = scope.ctx.frame(scope.source, "inventory")
     if inventory is None or not scope.ctx.has(scope.source, "inventory", "available"):
         return None
-    formula = _zero("on_hand") - _zero("allocated") - _zero("safety_stock")
-    return inventory.select("sku", "location", formula.alias("available"), _zero("on_order").alias("on_order"))
+    formula = zero_if_null("on_hand") - zero_if_null("allocated") - zero_if_null("safety_stock")
+    return inventory.select("sku", "location", formula.alias("available"), zero_if_null("on_order").alias("on_order"))
 
 
 @view
