@@ -9,8 +9,8 @@ same findings.
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal
 from datetime import datetime
+from decimal import Decimal
 
 import polars as pl
 
@@ -48,7 +48,7 @@ def findings_from(
     actual: pl.Expr,
     severity: pl.Expr | str,
     message: pl.Expr,
-    repair: str | None = None,
+    repair: pl.Expr | str | None = None,
     impact: pl.Expr | None = None,
     currency: pl.Expr | None = None,
     target: str | None = None,
@@ -77,7 +77,7 @@ def findings_from(
             (impact if impact is not None else pl.lit(None)).cast(MONEY).alias("impact"),
             (currency if currency is not None else pl.lit(None)).cast(pl.String).alias("currency"),
             message.alias("message"),
-            pl.lit(repair, pl.String).alias("repair_action"),
+            (repair if isinstance(repair, pl.Expr) else pl.lit(repair, pl.String)).alias("repair_action"),
         )
         .select(FINDING_COLUMNS)
         .lazy()
@@ -242,14 +242,9 @@ def acceptance_sla(scope: Scope) -> pl.LazyFrame | None:
                 _text(pl.col("deadline"), TS),
             )
         ),
-        repair=None,
+        repair=pl.when(in_erp).then(pl.lit("accept_order")).otherwise(pl.lit("import_order_to_erp")),
         impact=pl.col("total"),
         currency=pl.col("currency"),
-    ).with_columns(
-        pl.when(pl.col("severity") == "high")
-        .then(pl.lit("accept_order"))
-        .otherwise(pl.lit("import_order_to_erp"))
-        .alias("repair_action")
     )
 
 
