@@ -19,6 +19,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -85,7 +86,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scale", type=int, default=100)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--workdir", type=Path, default=Path("bench/results"))
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "driftwatch-bench",
+        help="where the generated retailer and its store are kept between runs (reused when present)",
+    )  # fmt: skip
     parser.add_argument("--audit-only", nargs=2, metavar=("SNAPSHOT_DIR", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.audit_only:
