@@ -74,3 +74,26 @@ def test_run_exit_codes_tell_the_scheduler_what_happened(tmp_path, served):
     assert "pull failed: klaviyo: sources.klaviyo: environment variable KLAVIYO_API_KEY" in down.output
     for value in env.values():
         assert value not in down.output  # no credential in what the job prints
+
+
+def test_the_console_command_exits_0_on_clean_data_1_on_drift_2_on_bad_input(tmp_path):
+    import subprocess
+    import sys
+
+    import tomli_w
+
+    from driftwatch.demo.run import demo_config
+
+    def audit(snapshots, *extra):
+        config = tmp_path / f"{snapshots.name}.toml"
+        config.write_text(tomli_w.dumps(demo_config(snapshots, {}, tmp_path)))
+        db = tmp_path / f"{snapshots.name}.duckdb"
+        command = [sys.executable, "-m", "driftwatch", "--config", str(config), "--db", str(db),
+                   "audit", "--snapshots", str(snapshots), *extra]  # fmt: skip
+        return subprocess.run(command, capture_output=True, text=True, check=False)
+
+    assert audit(generate(tmp_path / "clean", drift=False).out_dir).returncode == 0
+    drifted = audit(generate(tmp_path / "drifted").out_dir)
+    assert drifted.returncode == 1, drifted.stderr
+    bad = audit(tmp_path / "drifted", "--check", "no_such_check")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr

@@ -51,7 +51,8 @@ for module in (snapshots, pull, audit, report, alert, run, repair, payouts):
 
 def main() -> None:
     try:
-        cli.main(standalone_mode=False)
+        # Outside standalone mode click returns a command's exit code instead of exiting with it.
+        code = cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(EXIT_USAGE)
@@ -63,3 +64,4 @@ def main() -> None:
         sys.exit(EXIT_USAGE)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
