@@ -224,6 +224,10 @@ class Store:
         with self.transaction() as cur:
             for snap in incoming:
                 results.append(self._ingest_one(cur, snap))
+        if any(r.loaded for r in results):
+            # Fold the write-ahead log into the file now: otherwise the next process to open the store
+            # (the nightly audit) replays it, and a large load makes that replay cost gigabytes of memory.
+            self.query("CHECKPOINT")
         return results
 
     def _ingest_one(self, cur: duckdb.DuckDBPyConnection, snap: IncomingSnapshot) -> IngestResult:
