@@ -8,12 +8,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import tomli_w
 from click.testing import CliRunner
 
 from driftwatch.cli import audit as audit_cli
 from driftwatch.cli import cli
 from driftwatch.config import parse_config
 from driftwatch.demo.generator import generate
+from driftwatch.demo.run import demo_config as demo_tables
 from driftwatch.engine import acknowledge, audit, findings
 from driftwatch.errors import UserError
 from driftwatch.filedrop import load_directory
@@ -21,22 +23,11 @@ from driftwatch.store import Store
 
 CAPTURED = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
 KEY = ["check_id", "target", "key"]
-FEEDS = [
-    {"source": "bluecherry", "target": "mirakl",
-     "entities": ["products", "inventory", "orders", "order_lines", "shipments", "payout_lines"]},
-    {"source": "bluecherry", "target": "klaviyo", "entities": ["customers", "products", "inventory", "events"]},
-    {"source": "bluecherry", "target": "ometria",
-     "entities": ["customers", "orders", "order_lines", "products", "inventory"]},
-    {"source": "bluecherry", "target": "emarsys", "entities": ["products", "inventory"]},
-    {"source": "commercetools", "target": "emarsys", "entities": ["customers", "orders", "order_lines"],
-     "channels": ["web"]},
-]  # fmt: skip
 
 
 def demo_config(snapshot_dir: Path):
     """The demo topology, with BlueCherry's status codes from the mapping the export came with."""
-    codes = json.loads((snapshot_dir / "bluecherry" / "_status_map.json").read_text())
-    return parse_config({"statuses": {"bluecherry": codes}, "feeds": FEEDS})
+    return parse_config(demo_tables(snapshot_dir))
 
 
 def loaded_store(path: Path, *dirs: Path) -> Store:
@@ -226,11 +217,7 @@ def _invoke(*args: str):
 
 def test_cli_exit_codes_and_json(drifted, clean, tmp_path):
     config = tmp_path / "driftwatch.toml"
-    codes = json.loads((drifted / "bluecherry" / "_status_map.json").read_text())
-    lines = ["[statuses.bluecherry]", *[f'"{raw}" = "{canonical}"' for raw, canonical in codes.items()]]
-    for feed in FEEDS:
-        lines += ["[[feeds]]", *[f"{k} = {json.dumps(v)}" for k, v in feed.items()]]
-    config.write_text("\n".join(lines) + "\n")
+    config.write_text(tomli_w.dumps(demo_tables(drifted)))
     base = ["--config", str(config)]
     clean_run = _invoke(*base, "--db", str(tmp_path / "clean.duckdb"), "audit", "--snapshots", str(clean))
     assert clean_run.exit_code == 0, clean_run.output

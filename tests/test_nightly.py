@@ -48,7 +48,7 @@ def write_config(tmp_path, snapshots, sims) -> str:
     sources = {name: sim.settings() for name, sim in sims.items()}
     sources["bluecherry"] = {"path": str(snapshots / "bluecherry")}
     sources["mirakl"]["call_limits"] = {"OR11": [[100, 1]], "TL02": [[100, 1]]}
-    raw = demo_config(snapshots, sources, tmp_path)
+    raw = demo_config(snapshots, sources)
     raw["alerts"] = {"routes": []}
     path = tmp_path / "driftwatch.toml"
     path.write_text(tomli_w.dumps(json.loads(json.dumps(raw))))
@@ -86,7 +86,7 @@ def test_the_console_command_exits_0_on_clean_data_1_on_drift_2_on_bad_input(tmp
 
     def audit(snapshots, *extra):
         config = tmp_path / f"{snapshots.name}.toml"
-        config.write_text(tomli_w.dumps(demo_config(snapshots, {}, tmp_path)))
+        config.write_text(tomli_w.dumps(demo_config(snapshots)))
         db = tmp_path / f"{snapshots.name}.duckdb"
         command = [sys.executable, "-m", "driftwatch", "--config", str(config), "--db", str(db),
                    "audit", "--snapshots", str(snapshots), *extra]  # fmt: skip

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 from driftwatch.config import Config, parse_config
 from driftwatch.demo.generator import generate
+from driftwatch.demo.run import demo_config as demo_tables
 from driftwatch.filedrop import load_directory
 from driftwatch.payouts import Reconciliation, reconcile
 from driftwatch.store import Store
@@ -21,10 +21,7 @@ SOURCES = ("bluecherry", "mirakl")  # all a payout reconciliation reads
 
 def demo_config(drop: Path) -> Config:
     """The demo's own status codes and agreed commission, as a finance team would configure them."""
-    statuses = json.loads((drop / "bluecherry" / "_status_map.json").read_text())
-    rates = json.loads((drop / "mirakl" / "_commission_rates.json").read_text())
-    commission = {"default": rates["default"], "shipping": rates.get("base") != "order_amount"}
-    return parse_config({"statuses": {"bluecherry": statuses}, "payouts": {"commission": commission}})
+    return parse_config(demo_tables(drop))
 
 
 def reconciled_months(tmp: Path, *, drift: bool) -> tuple[dict[str, Reconciliation], Path]:

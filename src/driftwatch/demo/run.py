@@ -44,15 +44,16 @@ FEEDS = [
 ANSWER_KEY_COLUMNS = ["check_id", "target", "key"]
 
 
-def demo_config(snapshot_dir: Path, sources: dict[str, dict[str, Any]], out_dir: Path) -> dict[str, Any]:
-    """The demo's driftwatch.toml: its topology, BlueCherry's status codes and the agreed commission."""
+def demo_config(snapshot_dir: Path, sources: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The demo's driftwatch.toml as tables: its topology, BlueCherry's status codes (from the mapping the
+    export came with), the agreed commission, and how to reach each source."""
     codes = json.loads((snapshot_dir / "bluecherry" / "_status_map.json").read_text(encoding="utf-8"))
     rates = json.loads((snapshot_dir / "mirakl" / "_commission_rates.json").read_text(encoding="utf-8"))
     return {
         "store": {"path": "driftwatch.duckdb"},
         "audit": {"fail_on": "high"},
         "feeds": FEEDS,
-        "sources": sources,
+        "sources": sources or {},
         "statuses": {"bluecherry": codes},
         "payouts": {"commission": {"default": rates["default"], "shipping": rates.get("base") != "order_amount"}},
         "report": {"out_dir": "reports"},
@@ -88,7 +89,7 @@ def run_demo(out: Path, seed: int) -> int:
         sources = {name: sim.settings() for name, sim in simulators.items()}
         sources["bluecherry"] = {"path": str((snapshots / "bluecherry").resolve())}
         config_path = out / "driftwatch.toml"
-        config_path.write_text(tomli_w.dumps(demo_config(snapshots, sources, out)), encoding="utf-8")
+        config_path.write_text(tomli_w.dumps(demo_config(snapshots, sources)), encoding="utf-8")
         cfg = load_config(config_path)
         # Credentials live only in this process's environment, as they would on a real host.
         env = {k: v for sim in simulators.values() for k, v in sim.env.items()}
