@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
+from killed_apply import kill_apply
 
 from driftwatch.config import Config, default_feeds
 from driftwatch.connectors.bluecherry.push import Pusher as BlueCherryPusher
@@ -146,51 +142,22 @@ def test_untrusted_runs_stale_plans_and_drastic_plans_are_refused(tmp_path, cfg)
         )
 
 
-CRASHING_APPLY = textwrap.dedent(
-    """
-    import os, signal, sys
-    from driftwatch.config import Config, default_feeds
-    from driftwatch.connectors.bluecherry import push
-    from driftwatch.repair import apply_plan, load_plan
-    from driftwatch.store import Store
-
-    db, plan_path, outbox, when = sys.argv[1:]
-    original = push.Pusher.push
-    calls = []
-
-    def crashing_push(self, batch):
-        calls.append(batch)
-        if len(calls) == 2 and when == "before":
-            os.kill(os.getpid(), signal.SIGKILL)
-        result = original(self, batch)
-        if len(calls) == 2 and when == "after":
-            os.kill(os.getpid(), signal.SIGKILL)
-        return result
-
-    push.Pusher.push = crashing_push
-    push.Pusher.batch_size = 1
-    cfg = Config(feeds=default_feeds(), raw={"sources": {"bluecherry": {"outbox": outbox}}})
-    with Store(db) as store:
-        apply_plan(store, cfg, load_plan(plan_path), {"bluecherry": push.Pusher(cfg.source("bluecherry"))})
-    """
-)
-
-
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_a_killed_apply_resumes_without_pushing_anything_twice(tmp_path, cfg, when):
     audited_store(tmp_path / "s.duckdb", fee_findings(4))
     with Store(tmp_path / "s.duckdb") as store:
         plan_path = make_plan(store, cfg).save(tmp_path / "plan.json")
-    script = tmp_path / "crash.py"
-    script.write_text(CRASHING_APPLY)
-    proc = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "s.duckdb"), str(plan_path), str(tmp_path / "outbox"), when],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    config = {"sources": {"bluecherry": {"outbox": str(tmp_path / "outbox")}}}
+    kill_apply(
+        "bluecherry",
+        db=tmp_path / "s.duckdb",
+        plan_path=plan_path,
+        config=config,
+        batch_size=1,
+        kill_at=2,
+        when=when,
+        env={},
     )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
     pushed_before_resume = len(outbox_files(tmp_path / "outbox"))
     assert pushed_before_resume == (1 if when == "before" else 2)
 

@@ -4,18 +4,13 @@ every record written once."""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
+from killed_apply import KILL_IDS, KILL_POINTS, kill_apply
 
 from driftwatch.config import Config, parse_config
 from driftwatch.connectors.commercetools import Simulator, mapping
@@ -263,57 +258,21 @@ def test_apply_repairs_every_drift_it_can_and_reports_the_rest_with_the_platform
     assert "OrderStateChanged" in {m["type"] for m in sim.messages}
 
 
-CRASHING_APPLY = textwrap.dedent(
-    """
-    import json, os, signal, sys
-    from driftwatch.config import parse_config
-    from driftwatch.connectors.commercetools import push
-    from driftwatch.repair import apply_plan, load_plan
-    from driftwatch.store import Store
-
-    db, plan_path, raw, kill_at, when = sys.argv[1:]
-    original = push.Pusher.push
-    calls = []
-
-    def crashing_push(self, batch):
-        calls.append(batch)
-        if len(calls) == int(kill_at) and when == "before":
-            os.kill(os.getpid(), signal.SIGKILL)
-        result = original(self, batch)
-        if len(calls) == int(kill_at) and when == "after":
-            os.kill(os.getpid(), signal.SIGKILL)
-        return result
-
-    push.Pusher.push = crashing_push
-    push.Pusher.batch_size = 4
-    cfg = parse_config(json.loads(raw))
-    with Store(db) as store:
-        pusher = push.Pusher(cfg.source("commercetools"), env=os.environ)
-        apply_plan(store, cfg, load_plan(plan_path), {"commercetools": pusher})
-    """
-)
-
-
-@pytest.mark.parametrize(
-    ("kill_at", "when"),
-    [(1, "before"), (2, "before"), (2, "after")],
-    ids=["before the first push", "between two batches", "after a push, before the journal knew"],
-)
+@pytest.mark.parametrize(("kill_at", "when"), KILL_POINTS, ids=KILL_IDS)
 def test_a_killed_apply_resumes_and_writes_every_record_once(
     sim, tmp_path, monkeypatch, kill_at, when, fast_http, template
 ):
     cfg, plan_path = planned(sim, tmp_path, fast_http, template)
-    script = tmp_path / "crash.py"
-    script.write_text(CRASHING_APPLY)
-    proc = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "s.duckdb"), str(plan_path), json.dumps(config(sim, fast_http)),
-         str(kill_at), when],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, **sim.env},
-    )  # fmt: skip
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    kill_apply(
+        "commercetools",
+        db=tmp_path / "s.duckdb",
+        plan_path=plan_path,
+        config=config(sim, fast_http),
+        batch_size=4,
+        kill_at=kill_at,
+        when=when,
+        env=sim.env,
+    )
     assert (sum(sim.writes.values()) > 0) == (when == "after" or kill_at > 1)
 
     monkeypatch.setattr(Pusher, "batch_size", 4)

@@ -4,18 +4,13 @@ contact written once."""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
+from killed_apply import KILL_IDS, KILL_POINTS, kill_apply
 
 from driftwatch.config import Config, parse_config
 from driftwatch.connectors.emarsys import Simulator
@@ -163,56 +158,21 @@ def test_apply_repairs_every_drifted_contact_in_one_upsert(sim, settings, made_p
     assert contact(sim, "E2")["email_consent"] == "false"
 
 
-CRASHING_APPLY = textwrap.dedent(
-    """
-    import json, os, signal, sys
-    from driftwatch.config import parse_config
-    from driftwatch.connectors.emarsys import push
-    from driftwatch.repair import apply_plan, load_plan
-    from driftwatch.store import Store
-
-    db, plan_path, raw, kill_at, when = sys.argv[1:]
-    original = push.Pusher.push
-    calls = []
-
-    def crashing_push(self, batch):
-        calls.append(batch)
-        if len(calls) == int(kill_at) and when == "before":
-            os.kill(os.getpid(), signal.SIGKILL)
-        result = original(self, batch)
-        if len(calls) == int(kill_at) and when == "after":
-            os.kill(os.getpid(), signal.SIGKILL)
-        return result
-
-    push.Pusher.push = crashing_push
-    push.Pusher.batch_size = 2
-    cfg = parse_config(json.loads(raw))
-    with Store(db) as store:
-        apply_plan(store, cfg, load_plan(plan_path), {"emarsys": push.Pusher(cfg.source("emarsys"), env=os.environ)})
-    """
-)
-
-
-@pytest.mark.parametrize(
-    ("kill_at", "when"),
-    [(1, "before"), (2, "before"), (2, "after")],
-    ids=["before the first push", "between two batches", "after a push, before the journal knew"],
-)
+@pytest.mark.parametrize(("kill_at", "when"), KILL_POINTS, ids=KILL_IDS)
 def test_a_killed_apply_resumes_and_writes_every_contact_once(
     sim, settings, made_plan, tmp_path, monkeypatch, kill_at, when
 ):
     cfg, plan_path = planned(settings, made_plan, tmp_path)
-    script = tmp_path / "crash.py"
-    script.write_text(CRASHING_APPLY)
-    proc = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "s.duckdb"), str(plan_path), json.dumps(config(settings)),
-         str(kill_at), when],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, **sim.env},
-    )  # fmt: skip
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    kill_apply(
+        "emarsys",
+        db=tmp_path / "s.duckdb",
+        plan_path=plan_path,
+        config=config(settings),
+        batch_size=2,
+        kill_at=kill_at,
+        when=when,
+        env=sim.env,
+    )
     written_before = {1: 0, 2: 2}[kill_at] + (2 if when == "after" else 0)
     assert sum(sim.writes.values()) == written_before
 

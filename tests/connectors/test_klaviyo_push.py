@@ -4,13 +4,7 @@ once, through the catalog variant job, the subscription jobs, profile writes and
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import textwrap
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -18,6 +12,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from killed_apply import KILL_IDS, KILL_POINTS, kill_apply
 
 from driftwatch.config import Config, parse_config
 from driftwatch.connectors.klaviyo import Simulator
@@ -266,56 +261,21 @@ def test_apply_repairs_the_drift_through_klaviyos_jobs_and_events(sim, settings,
     assert (new["email"], new["first_name"], new["postcode"]) == ("c5@example.com", "Ed", "N5 1AA")
 
 
-CRASHING_APPLY = textwrap.dedent(
-    """
-    import json, os, signal, sys
-    from driftwatch.config import parse_config
-    from driftwatch.connectors.klaviyo import push
-    from driftwatch.repair import apply_plan, load_plan
-    from driftwatch.store import Store
-
-    db, plan_path, raw, kill_at, when = sys.argv[1:]
-    original = push.Pusher.push
-    calls = []
-
-    def crashing_push(self, batch):
-        calls.append(batch)
-        if len(calls) == int(kill_at) and when == "before":
-            os.kill(os.getpid(), signal.SIGKILL)
-        result = original(self, batch)
-        if len(calls) == int(kill_at) and when == "after":
-            os.kill(os.getpid(), signal.SIGKILL)
-        return result
-
-    push.Pusher.push = crashing_push
-    push.Pusher.batch_size = 4
-    cfg = parse_config(json.loads(raw))
-    with Store(db) as store:
-        apply_plan(store, cfg, load_plan(plan_path), {"klaviyo": push.Pusher(cfg.source("klaviyo"), env=os.environ)})
-    """
-)
-
-
-@pytest.mark.parametrize(
-    ("kill_at", "when"),
-    [(1, "before"), (2, "before"), (2, "after")],
-    ids=["before the first push", "between two batches", "after a push, before the journal knew"],
-)
+@pytest.mark.parametrize(("kill_at", "when"), KILL_POINTS, ids=KILL_IDS)
 def test_a_killed_apply_resumes_and_writes_every_record_once(
     sim, settings, made_plan, tmp_path, monkeypatch, kill_at, when
 ):
     cfg, plan_path = planned(settings, made_plan, tmp_path)
-    script = tmp_path / "crash.py"
-    script.write_text(CRASHING_APPLY)
-    proc = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "s.duckdb"), str(plan_path), json.dumps(config(settings)),
-         str(kill_at), when],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, **sim.env},
-    )  # fmt: skip
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    kill_apply(
+        "klaviyo",
+        db=tmp_path / "s.duckdb",
+        plan_path=plan_path,
+        config=config(settings),
+        batch_size=4,
+        kill_at=kill_at,
+        when=when,
+        env=sim.env,
+    )
     # batch 1: E2, E3 (consent), E4 (SMS: not sent), E1; batch 2: E5 (created, subscribed), W1, W2, W3;
     # batch 3: W4 (no profile to send it to), S2, S3, S4
     sim.apply_due()  # what Klaviyo accepted before the kill, applied

@@ -4,19 +4,14 @@ once, and that reports the records Ometria accepted and then rejected."""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import textwrap
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
 import pytest
+from killed_apply import KILL_IDS, KILL_POINTS, kill_apply
 
 from driftwatch.config import Config, parse_config
 from driftwatch.connectors.ometria import Simulator
@@ -227,56 +222,21 @@ def test_apply_repairs_the_drift_and_reports_what_ometria_rejected_after_accepti
     assert sim.dataset["customers"].filter(pl.col("customer_id") == "om-E5")["erp_customer_id"].to_list() == ["E5"]
 
 
-CRASHING_APPLY = textwrap.dedent(
-    """
-    import json, os, signal, sys
-    from driftwatch.config import parse_config
-    from driftwatch.connectors.ometria import push
-    from driftwatch.repair import apply_plan, load_plan
-    from driftwatch.store import Store
-
-    db, plan_path, raw, kill_at, when = sys.argv[1:]
-    original = push.Pusher.push
-    calls = []
-
-    def crashing_push(self, batch):
-        calls.append(batch)
-        if len(calls) == int(kill_at) and when == "before":
-            os.kill(os.getpid(), signal.SIGKILL)
-        result = original(self, batch)
-        if len(calls) == int(kill_at) and when == "after":
-            os.kill(os.getpid(), signal.SIGKILL)
-        return result
-
-    push.Pusher.push = crashing_push
-    push.Pusher.batch_size = 4
-    cfg = parse_config(json.loads(raw))
-    with Store(db) as store:
-        apply_plan(store, cfg, load_plan(plan_path), {"ometria": push.Pusher(cfg.source("ometria"), env=os.environ)})
-    """
-)
-
-
-@pytest.mark.parametrize(
-    ("kill_at", "when"),
-    [(1, "before"), (2, "before"), (2, "after")],
-    ids=["before the first push", "between two batches", "after a push, before the journal knew"],
-)
+@pytest.mark.parametrize(("kill_at", "when"), KILL_POINTS, ids=KILL_IDS)
 def test_a_killed_apply_resumes_and_writes_every_record_once(
     sim, settings, made_plan, tmp_path, monkeypatch, kill_at, when
 ):
     cfg, plan_path = planned(settings, made_plan, tmp_path)
-    script = tmp_path / "crash.py"
-    script.write_text(CRASHING_APPLY)
-    proc = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "s.duckdb"), str(plan_path), json.dumps(config(settings)),
-         str(kill_at), when],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, **sim.env},
-    )  # fmt: skip
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    kill_apply(
+        "ometria",
+        db=tmp_path / "s.duckdb",
+        plan_path=plan_path,
+        config=config(settings),
+        batch_size=4,
+        kill_at=kill_at,
+        when=when,
+        env=sim.env,
+    )
     # batch 1: S1, S2, S3, E2; batch 2: E1, E5, E6, W4 (rejected later); batch 3: W1, W2, W3, S4
     assert sum(sim.writes.values()) == {(1, "before"): 0, (2, "before"): 4, (2, "after"): 7}[(kill_at, when)]
 
