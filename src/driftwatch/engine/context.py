@@ -23,10 +23,12 @@ _BATCH_ROWS = 122_880
 
 @dataclass
 class AuditContext:
-    """The snapshots of one audit, each scanned lazily from DuckDB: a check reads only the columns it
-    needs, batch by batch, and the audit never holds every table in memory at once. Frames several checks
-    derive (event-derived orders, profiles per customer) are computed once into parquet files in a
-    scratch directory; use the context as a `with` block so they are removed at the end."""
+    """The snapshots of one audit. Each snapshot is streamed out of DuckDB once, batch by batch, into a
+    parquet file in a scratch directory, and every check scans that file: checks read the same snapshots
+    many times, and a parquet scan reads only the columns and row groups a plan asks for, in parallel,
+    where a DuckDB read goes through Python batch by batch. The audit never holds every table in memory
+    at once. Frames several checks derive (event-derived orders, profiles per customer) are computed once
+    into parquet files the same way; use the context as a `with` block so they are removed at the end."""
 
     store: Store
     cfg: Config
@@ -50,7 +52,9 @@ class AuditContext:
     def frame(self, source: str, entity: str) -> pl.LazyFrame | None:
         """The latest snapshot's rows, or None when the source was never snapshotted for the entity."""
         info = self.snapshot(source, entity)
-        return None if info is None else _scan(self.store, info)
+        if info is None:
+            return None
+        return self.materialize(("snapshot", source, entity), lambda: _scan(self.store, info))
 
     def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
         """A small result (distinct codes, a flag) computed once per audit, however many checks ask."""
