@@ -260,8 +260,14 @@ def fulfilment_events(scope: Scope) -> pl.LazyFrame | None:
     due = _due_before(scope, "events")
     lag = scope.hours("allowed_lag_hours")
     refs = orders.select("order_id", "order_ref", "key", "status_canonical", "updated_at", "total", "currency")
-    first_event = (
-        events.filter(pl.col("order_id").is_not_null()).group_by("order_id", "metric").agg(pl.col("occurred_at").min())
+    # Read by three joins below: the events are grouped once, not once per join.
+    first_event = scope.ctx.materialize(
+        ("first_events", scope.target),
+        lambda: (
+            events.filter(pl.col("order_id").is_not_null())
+            .group_by("order_id", "metric")
+            .agg(pl.col("occurred_at").min())
+        ),
     )
 
     def event(metric: str) -> pl.LazyFrame:
@@ -270,14 +276,22 @@ def fulfilment_events(scope: Scope) -> pl.LazyFrame | None:
         )
 
     shipped = shipments.group_by("order_id").agg(pl.col("shipped_at").min())
-    fulfilment = refs.join(shipped, on="order_id", how="left").join(
-        event("order_fulfilled"), on="order_ref", how="left"
-    )
     ship, sent = pl.col("shipped_at"), pl.col("order_fulfilled")
+    unsent = ship.is_not_null() & sent.is_null() & (ship <= due)
+    early = sent.is_not_null() & (ship.is_null() | (sent < ship))
+    late = sent > ship + lag
+    # One join over every order; the three findings below read the few rows it keeps.
+    fulfilment = (
+        refs.join(shipped, on="order_id", how="left")
+        .join(event("order_fulfilled"), on="order_ref", how="left")
+        .filter(unsent | early | late.fill_null(False))
+        .collect()
+        .lazy()
+    )
     parts = [
         _event_findings(
             scope,
-            fulfilment.filter(ship.is_not_null() & sent.is_null() & (ship <= due)),
+            fulfilment.filter(unsent),
             "order_fulfilled",
             ship,
             sent,
@@ -287,7 +301,7 @@ def fulfilment_events(scope: Scope) -> pl.LazyFrame | None:
         ),
         _event_findings(
             scope,
-            fulfilment.filter(sent.is_not_null() & (ship.is_null() | (sent < ship))),
+            fulfilment.filter(early),
             "order_fulfilled",
             ship,
             sent,
@@ -298,7 +312,7 @@ def fulfilment_events(scope: Scope) -> pl.LazyFrame | None:
         ),
         _event_findings(
             scope,
-            fulfilment.filter(sent > ship + lag),
+            fulfilment.filter(late),
             "order_fulfilled",
             ship,
             sent,
