@@ -38,6 +38,7 @@ def run_compare(scope: Scope, spec: CompareSpec) -> pl.LazyFrame | None:
     # A column one side does not hold is not compared (above), but the check's `when`, impact and message
     # expressions may still name it: they read it as null (an ERP that records no merges, or no prices).
     named = set(re.findall(r"\b(?:expected|actual)_\w+", repr(spec)))
+    joined = joined.select(_read_columns(spec, keys, fields, named, names))
     joined = joined.with_columns(pl.lit(None).alias(c) for c in sorted(named - set(names)))
     missing = pl.col(_IN_EXPECTED) & pl.col(_IN_ACTUAL).is_null()
     extra = pl.col(_IN_EXPECTED).is_null() & pl.col(_IN_ACTUAL)
@@ -84,6 +85,20 @@ def _differing_groups(
     )
     groups = both.filter(differs).select(spec.group).collect().lazy()
     return expected.join(groups, on=spec.group, how="semi"), actual.join(groups, on=spec.group, how="semi")
+
+
+def _read_columns(
+    spec: CompareSpec, keys: list[str], fields: list[FieldSpec], named: set[str], names: list[str]
+) -> list[str]:
+    """The joined columns the findings read: the keys, the compared fields, the record's own key, the
+    currency and whatever the check's expressions and messages name. The join carries no others, so a
+    check comparing two columns of a wide view does not drag the rest through it."""
+    sides = ("expected", "actual")
+    wanted = {*keys, _IN_EXPECTED, _IN_ACTUAL, *named, *(f"{side}_key" for side in sides)}
+    wanted |= {f"{side}_{f.name}" for f in fields for side in sides}
+    if spec.currency:
+        wanted |= {f"{side}_{spec.currency}" for side in sides}
+    return [c for c in names if c in wanted]
 
 
 def _join(expected: pl.LazyFrame, actual: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
