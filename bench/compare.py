@@ -382,10 +382,23 @@ def machine() -> str:
 
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return (
+        f"driftwatch {driftwatch_revision()}, "
         f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), {mem_gib:.0f} GiB RAM, "
         f"Python {platform.python_version()}, polars {pl.__version__}, duckdb {duckdb.__version__}, "
         f"datacompy 1.1.0 (its own venv, polars {_datacompy_polars()})"
     )
+
+
+def driftwatch_revision() -> str:
+    """The commit the driftwatch under test comes from. To measure a fixed commit while the work tree
+    changes, export it (git archive HEAD src checks | tar -x -C DIR), run with PYTHONPATH=DIR/src and
+    BENCH_DRIFTWATCH_REVISION=<commit>."""
+    if os.environ.get("BENCH_DRIFTWATCH_REVISION"):
+        return os.environ["BENCH_DRIFTWATCH_REVISION"]
+    git = ["git", "-C", str(BENCH.parent)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "src", "checks"], capture_output=True, text=True).stdout
+    return f"{commit or '?'}{' + uncommitted changes' if dirty.strip() else ''}"
 
 
 def _datacompy_polars() -> str:
