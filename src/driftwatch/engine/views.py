@@ -461,12 +461,17 @@ def source_customer_value(scope: Scope) -> pl.LazyFrame | None:
         return None
     if "customer_id" not in orders.collect_schema().names():
         return None
-    value = net_lifetime_value(
-        orders,
-        scope.source_frame("returns"),
-        scope.cfg.status_map(scope.source),
-        refunded_statuses=tuple(scope.option("refunded_statuses")),
-        raw_values=raw_statuses(scope, scope.source),
+    refunded = tuple(scope.option("refunded_statuses"))
+    # The same for every target the source feeds: a pass over all its orders, made once.
+    value = scope.ctx.materialize(
+        ("customer_value", scope.source, refunded),
+        lambda: net_lifetime_value(
+            orders,
+            scope.source_frame("returns"),
+            scope.cfg.status_map(scope.source),
+            refunded_statuses=refunded,
+            raw_values=raw_statuses(scope, scope.source),
+        ),
     )
     return (
         customers.select("customer_id", "customer_ref", "key")
