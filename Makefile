@@ -24,8 +24,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
+# On demand, never in CI: the three-way comparison at 1M rows per side, then the whole audit at scale 100.
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/compare.py --rows 1M
+	$(BIN)/python bench/audit_scale.py --scale 100
 
 clean:
 	rm -rf $(VENV) out
