@@ -6,7 +6,7 @@
 Scale 1 is ~300 SKUs x 3 warehouses, 600 customers, ~1,440 orders / ~3,400 lines; scale 3334 is ~1M SKUs,
 2M customers, ~4.8M orders / ~11.3M lines. The retailer is generated once as parquet and loaded once into
 a DuckDB store (both timed, neither counted); each audit then runs in a fresh process, so its peak
-resident memory (getrusage ru_maxrss) is the audit's own: reading the latest snapshots out of DuckDB,
+resident memory (VmHWM, see compare.peak_rss_mib) is the audit's own: reading the latest snapshots out of DuckDB,
 every check, and storing the findings. Prints one JSON object with the median wall time, the median
 CPU time (steadier when other work shares the machine) and the peak.
 """
@@ -23,23 +23,15 @@ import tempfile
 import time
 from pathlib import Path
 
-FEEDS = [
-    {"source": "bluecherry", "target": "mirakl",
-     "entities": ["products", "inventory", "orders", "order_lines", "shipments", "payout_lines"]},
-    {"source": "bluecherry", "target": "klaviyo", "entities": ["customers", "products", "inventory", "events"]},
-    {"source": "bluecherry", "target": "ometria",
-     "entities": ["customers", "orders", "order_lines", "products", "inventory"]},
-    {"source": "bluecherry", "target": "emarsys", "entities": ["products", "inventory"]},
-    {"source": "commercetools", "target": "emarsys", "entities": ["customers", "orders", "order_lines"],
-     "channels": ["web"]},
-]  # fmt: skip
+from compare import peak_rss_mib  # the same peak measure as the three-way comparison
 
 
 def _config(snapshot_dir: Path):
+    """The demo retailer's own configuration, the one `make demo` writes."""
     from driftwatch.config import parse_config
+    from driftwatch.demo.run import demo_config
 
-    codes = json.loads((snapshot_dir / "bluecherry" / "_status_map.json").read_text())
-    return parse_config({"statuses": {"bluecherry": codes}, "feeds": FEEDS})
+    return parse_config(demo_config(snapshot_dir))
 
 
 def prepare(workdir: Path, scale: int) -> tuple[Path, Path, dict]:
@@ -72,12 +64,12 @@ def audit_once(snapshot_dir: Path, db: Path) -> dict:
         started = time.perf_counter()
         result = audit(store, _config(snapshot_dir))
         wall = time.perf_counter() - started
-    usage = resource.getrusage(resource.RUSAGE_SELF)  # ru_maxrss is in KiB on Linux
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "wall_s": round(wall, 2),
         # CPU time of the whole process (start-up included): the steadier figure on a shared machine
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
-        "peak_mib": round(usage.ru_maxrss / 1024),
+        "peak_mib": peak_rss_mib(),
         "findings": result.findings.height,
     }
 
