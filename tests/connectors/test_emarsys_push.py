@@ -11,6 +11,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 from killed_apply import KILL_IDS, KILL_POINTS, kill_apply
+from push_scenario import audit_against, push_config
+from push_scenario import open_drift as scenario_open_drift
 
 from driftwatch.config import Config, parse_config
 from driftwatch.connectors.emarsys import Simulator
@@ -75,28 +77,15 @@ WRITTEN = {"E1", "E2", "E3", "E5", "E6", "E8"}
 
 
 def config(settings: dict) -> dict:
-    return {
-        "sources": {"emarsys": settings},
-        "feeds": [{"source": "bluecherry", "target": "emarsys", "entities": ["customers"]}],
-    }
+    return push_config("emarsys", settings, ["customers"])
 
 
 def audited(sim: Simulator, settings: dict, db: Path) -> Config:
-    cfg = parse_config(config(settings))
-    with Store(db) as store:
-        store.ingest([IncomingSnapshot("bluecherry", "customers", NOW, coerce(erp_customers(), "customers").good)])
-        assert all(r.error is None for r in pull_sources(store, cfg, ["emarsys"], env=sim.env, progress=False))
-        assert audit(store, cfg, checks=CHECKS).trusted
-    return cfg
+    return audit_against("emarsys", sim, config(settings), db, {"customers": erp_customers()}, NOW, CHECKS)
 
 
 def open_drift(sim: Simulator, settings: dict, db: Path) -> set[tuple[str, str, str]]:
-    """(check, key, field) still open after pulling Emarsys again and re-auditing."""
-    cfg = parse_config(config(settings))
-    with Store(db) as store:
-        pull_sources(store, cfg, ["emarsys"], env=sim.env, progress=False)
-        found = audit(store, cfg, checks=CHECKS).findings
-    return {(r["check_id"], r["key"], r["field"]) for r in found.iter_rows(named=True) if r["status"] != "resolved"}
+    return scenario_open_drift("emarsys", sim, config(settings), db, CHECKS)
 
 
 @pytest.fixture

@@ -13,17 +13,17 @@ from pathlib import Path
 import polars as pl
 import pytest
 from killed_apply import KILL_IDS, KILL_POINTS, kill_apply
+from push_scenario import audit_against, push_config
+from push_scenario import open_drift as scenario_open_drift
 
 from driftwatch.config import Config, parse_config
 from driftwatch.connectors.klaviyo import Simulator
 from driftwatch.connectors.klaviyo.push import Pusher
-from driftwatch.engine.runner import audit
 from driftwatch.errors import UserError
 from driftwatch.normalize import coerce
-from driftwatch.pull import pull_sources
 from driftwatch.repair import apply_plan, load_plan, make_plan
 from driftwatch.repair.plan import Action
-from driftwatch.store import IncomingSnapshot, Store
+from driftwatch.store import Store
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 EARLIER = NOW - timedelta(days=3)
@@ -133,30 +133,15 @@ def klaviyo() -> dict[str, pl.DataFrame]:
 
 
 def config(settings: dict) -> dict:
-    entities = ["customers", "products", "inventory", "events"]
-    return {
-        "sources": {"klaviyo": settings},
-        "feeds": [{"source": "bluecherry", "target": "klaviyo", "entities": entities}],
-    }
+    return push_config("klaviyo", settings, ["customers", "products", "inventory", "events"])
 
 
 def audited(sim: Simulator, settings: dict, db: Path) -> Config:
-    cfg = parse_config(config(settings))
-    with Store(db) as store:
-        store.ingest(
-            IncomingSnapshot("bluecherry", entity, NOW, coerce(frame, entity).good) for entity, frame in erp().items()
-        )
-        assert all(r.error is None for r in pull_sources(store, cfg, ["klaviyo"], env=sim.env, progress=False))
-        assert audit(store, cfg, checks=CHECKS).trusted
-    return cfg
+    return audit_against("klaviyo", sim, config(settings), db, erp(), NOW, CHECKS)
 
 
 def open_drift(sim: Simulator, settings: dict, db: Path) -> set[tuple[str, str, str]]:
-    cfg = parse_config(config(settings))
-    with Store(db) as store:
-        pull_sources(store, cfg, ["klaviyo"], env=sim.env, progress=False)
-        found = audit(store, cfg, checks=CHECKS).findings
-    return {(r["check_id"], r["key"], r["field"]) for r in found.iter_rows(named=True) if r["status"] != "resolved"}
+    return scenario_open_drift("klaviyo", sim, config(settings), db, CHECKS)
 
 
 def without_s4(dataset: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:

@@ -12,17 +12,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 from killed_apply import KILL_IDS, KILL_POINTS, kill_apply
+from push_scenario import audit_against, push_config
+from push_scenario import open_drift as scenario_open_drift
 
 from driftwatch.config import Config, parse_config
 from driftwatch.connectors.ometria import Simulator
 from driftwatch.connectors.ometria.push import Pusher
-from driftwatch.engine.runner import audit
-from driftwatch.normalize import coerce
-from driftwatch.pull import pull_sources
 from driftwatch.repair import apply_plan, load_plan, make_plan
 from driftwatch.repair.plan import Action
 from driftwatch.repair.pushers import PushOutcome
-from driftwatch.store import IncomingSnapshot, Store
+from driftwatch.store import Store
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 STAMP = "2026-11-01T10:00:00+00:00"
@@ -121,30 +120,15 @@ def ometria() -> dict[str, pl.DataFrame]:
 
 
 def config(settings: dict) -> dict:
-    entities = ["customers", "orders", "products", "inventory"]
-    return {
-        "sources": {"ometria": settings},
-        "feeds": [{"source": "bluecherry", "target": "ometria", "entities": entities}],
-    }
+    return push_config("ometria", settings, ["customers", "orders", "products", "inventory"])
 
 
 def audited(sim: Simulator, settings: dict, db: Path) -> Config:
-    cfg = parse_config(config(settings))
-    with Store(db) as store:
-        store.ingest(
-            IncomingSnapshot("bluecherry", entity, NOW, coerce(frame, entity).good) for entity, frame in erp().items()
-        )
-        assert all(r.error is None for r in pull_sources(store, cfg, ["ometria"], env=sim.env, progress=False))
-        assert audit(store, cfg, checks=CHECKS).trusted
-    return cfg
+    return audit_against("ometria", sim, config(settings), db, erp(), NOW, CHECKS)
 
 
 def open_drift(sim: Simulator, settings: dict, db: Path) -> set[tuple[str, str, str]]:
-    cfg = parse_config(config(settings))
-    with Store(db) as store:
-        pull_sources(store, cfg, ["ometria"], env=sim.env, progress=False)
-        found = audit(store, cfg, checks=CHECKS).findings
-    return {(r["check_id"], r["key"], r["field"]) for r in found.iter_rows(named=True) if r["status"] != "resolved"}
+    return scenario_open_drift("ometria", sim, config(settings), db, CHECKS)
 
 
 @pytest.fixture
