@@ -1,0 +1,89 @@
+"""normalize.coerce: typed input (parquet, JSON numbers) means exactly what the same values written as text mean."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+from driftwatch.normalize import coerce
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def test_typed_columns_mean_what_their_text_means():
+    as_text = pl.DataFrame(
+        {
+            "order_id": ["A1", "A2", "A3"],
+            "placed_at": ["2026-11-01T10:00:00+01:00", "2026-07-01T09:30:00", "2026-03-08"],
+            "total": ["19.90", "1,200", "7"],
+        }
+    )
+    typed = pl.DataFrame(
+        {
+            "order_id": ["A1", "A2", "A3"],
+            "placed_at": [
+                datetime(2026, 11, 1, 9, 0, tzinfo=UTC),
+                datetime(2026, 7, 1, 9, 30, tzinfo=NEW_YORK),
+                datetime(2026, 3, 8, 0, 0, tzinfo=NEW_YORK),
+            ],
+            "total": [Decimal("19.90"), Decimal("1200"), Decimal("7")],
+        },
+        schema_overrides={"total": pl.Decimal(18, 2)},
+    )
+    naive = typed.with_columns(
+        # 04:00 EST on the night the clocks go back is 09:00 UTC
+        pl.Series("placed_at", [datetime(2026, 11, 1, 4, 0), datetime(2026, 7, 1, 9, 30), datetime(2026, 3, 8)])
+    )
+    from_text = coerce(as_text, "orders", naive_timezone="America/New_York")
+    assert from_text.bad.height == 0
+    for frame in (typed, naive):
+        got = coerce(frame, "orders", naive_timezone="America/New_York")
+        assert got.bad.height == 0
+        assert got.good.equals(from_text.good)
+    assert from_text.good["placed_at"].to_list() == [
+        datetime(2026, 11, 1, 9, 0, tzinfo=UTC),
+        datetime(2026, 7, 1, 13, 30, tzinfo=UTC),  # 09:30 EDT
+        datetime(2026, 3, 8, 5, 0, tzinfo=UTC),  # midnight EST
+    ]
+
+
+def test_a_date_column_is_midnight_in_the_source_timezone():
+    frame = pl.DataFrame({"order_id": ["A1"], "placed_at": [date(2026, 1, 15)]})
+    got = coerce(frame, "orders", naive_timezone="America/New_York")
+    assert got.good["placed_at"].to_list() == [datetime(2026, 1, 15, 5, 0, tzinfo=UTC)]
+
+
+def test_mixed_timestamp_formats_in_one_column_each_parse_and_nonsense_is_reported_once():
+    values = [
+        "2026-11-01T10:00:00Z",
+        "2026-11-01 10:00:00",
+        "11/01/2026 10:00",
+        "2026-11-01T10:00:00.250-08:00",
+        "11/01/2026",
+        "31/31/2026",
+        None,
+    ]
+    frame = pl.DataFrame({"order_id": [f"A{i}" for i in range(len(values))], "placed_at": values})
+    got = coerce(frame, "orders", first_line=2)
+    parsed = dict(zip(got.good["order_id"], got.good["placed_at"], strict=True))
+    assert parsed == {
+        "A0": datetime(2026, 11, 1, 10, 0, tzinfo=UTC),
+        "A1": datetime(2026, 11, 1, 10, 0, tzinfo=UTC),
+        "A2": datetime(2026, 11, 1, 10, 0, tzinfo=UTC),
+        "A3": datetime(2026, 11, 1, 18, 0, 0, 250000, tzinfo=UTC),
+        "A4": datetime(2026, 11, 1, 0, 0, tzinfo=UTC),
+        "A6": None,
+    }
+    assert got.bad.select("line", "column", "value").rows() == [(7, "placed_at", "31/31/2026")]
+
+
+def test_a_typed_number_that_does_not_fit_is_quarantined_not_wrapped():
+    frame = pl.DataFrame(
+        {"sku": ["S1", "S2"], "location": ["W1", "W1"], "on_hand": pl.Series([5, 2**63 + 1], dtype=pl.UInt64)}
+    )
+    got = coerce(frame, "inventory", first_line=1)
+    assert got.good["on_hand"].to_list() == [5]
+    assert got.bad.select("line", "column", "reason").rows() == [(2, "on_hand", "not a valid whole number")]
