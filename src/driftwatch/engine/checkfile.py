@@ -21,7 +21,10 @@ problem is reported as `FILE: KEY: problem`.
     group = "order_ref"                # optional: first compare per-group digests (e.g. lines per order)
     missing = { severity = "medium", repair = "create_offer", when = "expected_status = 'active'",
                 message = "..." }      # rows of the truth the target lacks
-    extra = { severity = "low", repair = "deactivate_offer", message = "..." }
+    extra = { severity = "low", repair = "deactivate_offer", message = "...",
+              rules = [...],           # as a field's rules, over expected_<col> / actual_<col>
+              field = "available", expected = "0", actual = "actual_available" }
+                                       # optional: the values shown (and pushed) instead of absent/present
 
     [[compare.fields]]
     name = "price"
@@ -72,6 +75,13 @@ class Outcome:
     message: str
     when: str | None = None
     impact: str | None = None
+    rules: tuple[SeverityRule, ...] = ()
+    # What the finding shows for a record one side lacks: by default the words present/absent; a check
+    # that can say what the truth holds instead (a quantity) names the field and the SQL for each side,
+    # and a repair then pushes that value.
+    field: str | None = None
+    expected: str | None = None
+    actual: str | None = None
 
 
 @dataclass(frozen=True)
@@ -270,13 +280,19 @@ def _outcome(r: _Reader, table: dict, key: str, where: str) -> Outcome | None:
     if item is None:
         return None
     where = f"{where}{key}."
-    r.unknown_keys(item, {"severity", "repair", "message", "when", "impact"}, where)
+    r.unknown_keys(
+        item, {"severity", "repair", "message", "when", "impact", "rules", "field", "expected", "actual"}, where
+    )
     return Outcome(
         severity=r.choice(item, "severity", where, SEVERITIES),
         repair=r.get(item, "repair", where, str, None),
         message=r.get(item, "message", where, str),
         when=r.get(item, "when", where, str, None),
         impact=r.get(item, "impact", where, str, None),
+        rules=_rules(r, item, where),
+        field=r.get(item, "field", where, str, None),
+        expected=r.get(item, "expected", where, str, None),
+        actual=r.get(item, "actual", where, str, None),
     )
 
 
@@ -286,6 +302,20 @@ def _field(r: _Reader, item: dict, where: str) -> FieldSpec:
     r.unknown_keys(
         item, {"name", "kind", "tolerance", "when", "severity", "rules", "impact", "repair", "message"}, where
     )
+    return FieldSpec(
+        name=r.get(item, "name", where, str),
+        kind=r.choice(item, "kind", where, FIELD_KINDS),
+        severity=r.choice(item, "severity", where, SEVERITIES),
+        message=r.get(item, "message", where, str),
+        tolerance=r.get(item, "tolerance", where, (str, int, float), None),
+        when=r.get(item, "when", where, str, None),
+        rules=_rules(r, item, where),
+        impact=r.get(item, "impact", where, str, None),
+        repair=r.get(item, "repair", where, str, None),
+    )
+
+
+def _rules(r: _Reader, item: dict, where: str) -> tuple[SeverityRule, ...]:
     rules = []
     for i, rule in enumerate(r.get(item, "rules", where, list, [])):
         rule_where = f"{where}rules[{i}]."
@@ -299,17 +329,7 @@ def _field(r: _Reader, item: dict, where: str) -> FieldSpec:
                 r.get(rule, "message", rule_where, str, None),
             )
         )
-    return FieldSpec(
-        name=r.get(item, "name", where, str),
-        kind=r.choice(item, "kind", where, FIELD_KINDS),
-        severity=r.choice(item, "severity", where, SEVERITIES),
-        message=r.get(item, "message", where, str),
-        tolerance=r.get(item, "tolerance", where, (str, int, float), None),
-        when=r.get(item, "when", where, str, None),
-        rules=tuple(rules),
-        impact=r.get(item, "impact", where, str, None),
-        repair=r.get(item, "repair", where, str, None),
-    )
+    return tuple(rules)
 
 
 def load_checks(dirs: list[Path], views: set[str], rules: set[str]) -> dict[str, CheckSpec]:

@@ -129,14 +129,17 @@ def _presence(
 ) -> pl.LazyFrame:
     if outcome.when:
         rows = rows.filter(_sql(scope, outcome.when))
-    rows = rows.with_columns(pl.lit(expected).alias("expected"), pl.lit(actual).alias("actual"))
+    rows = rows.with_columns(
+        (_sql(scope, outcome.expected) if outcome.expected else pl.lit(expected)).alias("expected"),
+        (_sql(scope, outcome.actual) if outcome.actual else pl.lit(actual)).alias("actual"),
+    )
     return _finish(
         scope,
         spec,
         rows,
-        field=pl.col("_part").fill_null(""),
-        severity=pl.lit(outcome.severity),
-        message=_message(scope, rows, outcome.message),
+        field=_field_name(outcome.field) if outcome.field else pl.col("_part").fill_null(""),
+        severity=_severity(scope, outcome.rules, outcome.severity),
+        message=_rule_messages(scope, rows, outcome.rules, outcome.message),
         impact=_impact(scope, outcome.impact),
         repair=outcome.repair,
     )
@@ -156,17 +159,22 @@ def _field_differences(scope: Scope, spec: CompareSpec, rows: pl.LazyFrame, fiel
     rows = rows.with_columns(exp.alias("expected"), act.alias("actual"), diff.alias("diff"))
     if field.when:
         rows = rows.filter(_sql(scope, field.when))
-    name = pl.lit(field.name)
     return _finish(
         scope,
         spec,
         rows,
-        field=pl.when(pl.col("_part").is_null()).then(name).otherwise(pl.format("{}.{}", "_part", name)),
+        field=_field_name(field.name),
         severity=_severity(scope, field.rules, field.severity),
         message=_rule_messages(scope, rows, field.rules, field.message),
         impact=_impact(scope, field.impact),
         repair=field.repair,
     )
+
+
+def _field_name(name: str) -> pl.Expr:
+    """The field, prefixed with the part of the record it belongs to (`lines[2].qty`)."""
+    literal = pl.lit(name)
+    return pl.when(pl.col("_part").is_null()).then(literal).otherwise(pl.format("{}.{}", "_part", literal))
 
 
 def _differs(kind: str, exp: pl.Expr, act: pl.Expr, tolerance: float | None) -> pl.Expr:

@@ -300,14 +300,28 @@ def source_ats(scope: Scope) -> pl.LazyFrame | None:
     ats = available_to_sell(
         inventory, scope.source_frame("pack_components"), locations=locations, by_location=by_location
     )
+    ats = ats.with_columns(pl.lit(True).alias("stocked"))
     products = scope.source_frame("products")
+    if products is not None:
+        priced = products.select(present(products, ["sku", "price", "currency"]))
+        if by_location:
+            ats = ats.join(priced, on="sku", how="left")
+        else:
+            # A SKU the ERP knows but holds no stock row for has nothing to sell, wherever it is published.
+            ats = priced.join(ats, on="sku", how="left").with_columns(
+                pl.col("available").fill_null(0), pl.col("stocked").fill_null(False)
+            )
+    return ats.with_columns(_listed_on_target(scope, pl.col("stocked")).alias("listed"))
+
+
+def _listed_on_target(scope: Scope, otherwise: pl.Expr) -> pl.Expr:
+    """Whether the target is meant to publish stock for the SKU: it lists the SKU in its catalogue (a SKU it
+    does not list is catalogue_parity's finding, not one stock finding per location), or, for a target whose
+    catalogue is not snapshotted, `otherwise`."""
+    products = scope.target_frame("products")
     if products is None:
-        return ats
-    priced = products.select(present(products, ["sku", "price", "currency"]))
-    if by_location:
-        return ats.join(priced, on="sku", how="left")
-    # A SKU the ERP knows but holds no stock row for has nothing to sell, wherever it is published.
-    return priced.join(ats, on="sku", how="left").with_columns(pl.col("available").fill_null(0))
+        return otherwise
+    return pl.col("sku").is_in(scope.ctx.distinct(scope.target, "products", "sku").collect()["sku"].implode())
 
 
 @view
@@ -316,7 +330,15 @@ def target_stock(scope: Scope) -> pl.LazyFrame | None:
     if inventory is None:
         return None
     cols = ["sku", "location", "available"] if target_locations(scope) else ["sku", "available"]
-    return inventory.select(cols)
+    return inventory.select(*cols, _known_to_erp(scope).alias("known"))
+
+
+def _known_to_erp(scope: Scope) -> pl.Expr:
+    """Whether a SKU the target publishes stock for is one the ERP knows: one it does not know is
+    catalogue_parity's finding wherever both catalogues are snapshotted."""
+    if scope.source_frame("products") is None or scope.target_frame("products") is None:
+        return pl.lit(True)
+    return pl.col("sku").is_in(scope.ctx.distinct(scope.source, "products", "sku").collect()["sku"].implode())
 
 
 @view
