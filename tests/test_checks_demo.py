@@ -17,6 +17,8 @@ from driftwatch.config import parse_config
 from driftwatch.demo.generator import generate
 from driftwatch.demo.run import demo_config as demo_tables
 from driftwatch.engine import acknowledge, audit, findings
+from driftwatch.engine.context import AuditContext
+from driftwatch.engine.runner import evaluate, load_catalogue
 from driftwatch.errors import UserError
 from driftwatch.filedrop import load_directory
 from driftwatch.store import Store
@@ -170,6 +172,20 @@ def test_auditing_one_check_never_resolves_another(drifted, tmp_path):
         only = audit(store, cfg, checks=["stock_parity"]).findings
     assert set(only["check_id"]) == {"stock_parity"}
     assert set(only["status"]) == {"ongoing"}
+
+
+def test_a_check_finds_the_same_alone_as_beside_the_checks_it_shares_joins_with(drifted, drift_run):
+    """Checks comparing the same two views share one join; a view option one check overrides keeps its own."""
+    store, _ = drift_run
+    cfg = demo_config(drifted)
+    cfg.raw["checks"] = {"consent_parity": {"require_email": False}}
+    catalogue = load_catalogue(cfg)
+    with AuditContext(store, cfg, compares=[s for c in catalogue.values() for s in c.compares]) as ctx:
+        together = evaluate(ctx, list(catalogue.values()))
+    for check in catalogue.values():
+        with AuditContext(store, cfg) as ctx:
+            alone = evaluate(ctx, [check])
+        assert together.filter(pl.col("check_id") == check.id).equals(alone), check.id
 
 
 def test_a_truncated_snapshot_makes_the_run_untrusted(clean, tmp_path):

@@ -9,6 +9,7 @@ and `when` filters are SQL expressions over `expected`, `actual`, `diff` and the
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import string
 from decimal import Decimal
@@ -26,32 +27,19 @@ _NUMERIC = ("money", "int")
 
 
 def run_compare(scope: Scope, spec: CompareSpec) -> pl.LazyFrame | None:
-    expected, actual = VIEWS[spec.expected](scope), VIEWS[spec.actual](scope)
-    if expected is None or actual is None:
+    rows = _suspects(scope, spec)
+    if rows is None:
         return None
-    keys = [k for k in spec.keys if k in expected.collect_schema().names()]
-    if spec.group is not None:
-        expected, actual = _differing_groups(expected, actual, spec, keys)
-    joined = _join(expected, actual, keys)
-    names = joined.collect_schema().names()
+    names = rows.columns
+    keys = [k for k in spec.keys if k in names]
     fields = [f for f in spec.fields if f"expected_{f.name}" in names and f"actual_{f.name}" in names]
     # A column one side does not hold is not compared (above), but the check's `when`, impact and message
     # expressions may still name it: they read it as null (an ERP that records no merges, or no prices).
-    named = set(re.findall(r"\b(?:expected|actual)_\w+", repr(spec)))
-    joined = joined.select(_read_columns(spec, keys, fields, named, names))
-    joined = joined.with_columns(pl.lit(None).alias(c) for c in sorted(named - set(names)))
+    rows = rows.lazy().with_columns(pl.lit(None).alias(c) for c in sorted(_named(spec) - set(names)))
+    rows = rows.with_columns(_key_expr(keys, names).alias("_key"), _part_expr(scope, spec, rows).alias("_part"))
     missing = pl.col(_IN_EXPECTED) & pl.col(_IN_ACTUAL).is_null()
     extra = pl.col(_IN_EXPECTED).is_null() & pl.col(_IN_ACTUAL)
     both = pl.col(_IN_EXPECTED) & pl.col(_IN_ACTUAL)
-    # Normalising a value can only make two values equal, never unequal: raw inequality is a cheap first
-    # pass over the whole join, and the exact comparison then runs on the few rows it keeps.
-    raw_unequal = [both & pl.col(f"expected_{f.name}").ne_missing(pl.col(f"actual_{f.name}")) for f in fields]
-    suspects = [c for c, wanted in ((missing, spec.missing), (extra, spec.extra)) if wanted] + raw_unequal
-    if not suspects:
-        return None
-    # Rechunked: polars 2.1's string kernels can panic on the many-chunk columns a filtered join leaves.
-    rows = joined.filter(pl.any_horizontal(suspects)).collect().rechunk().lazy()
-    rows = rows.with_columns(_key_expr(keys, names).alias("_key"), _part_expr(scope, spec, rows).alias("_part"))
     parts = []
     if spec.missing:
         parts.append(_presence(scope, spec, rows.filter(missing), spec.missing, "present", "absent"))
@@ -59,11 +47,80 @@ def run_compare(scope: Scope, spec: CompareSpec) -> pl.LazyFrame | None:
         parts.append(_presence(scope, spec, rows.filter(extra), spec.extra, "absent", "present"))
     for field in fields:
         parts.append(_field_differences(scope, spec, rows.filter(both & _field_differs(scope, field)), field))
-    return pl.concat(parts, how="vertical")
+    return pl.concat(parts, how="vertical") if parts else None
+
+
+def _suspects(scope: Scope, spec: CompareSpec) -> pl.DataFrame | None:
+    """The joined rows that may hold a finding of `spec`, or of any other comparison of the audit over the
+    same two views and keys (the three order checks all join the ERP's orders to the target's): the join,
+    the costliest step, runs once for all of them. Keyed by the options the views read, so two checks that
+    configure a view differently never share it."""
+    reading = _ReadOptions(scope.options)
+    view_scope = dataclasses.replace(scope, options=reading)
+    expected, actual = VIEWS[spec.expected](view_scope), VIEWS[spec.actual](view_scope)
+    if expected is None or actual is None:
+        return None
+    together = [s for s in scope.ctx.compares if _same_join(s, spec)] if spec in scope.ctx.compares else [spec]
+    options = tuple(sorted((name, repr(scope.options.get(name))) for name in reading.read))
+    key = ("suspects", scope.source, scope.target, scope.feed, tuple(together), options)
+    return scope.ctx.memo(key, lambda: _join_suspects(expected, actual, together))
+
+
+def _same_join(a: CompareSpec, b: CompareSpec) -> bool:
+    return (a.expected, a.actual, a.keys, a.group) == (b.expected, b.actual, b.keys, b.group)
+
+
+class _ReadOptions(dict):
+    """A check's options that remember which of them a view asked for."""
+
+    def __init__(self, options: dict) -> None:
+        super().__init__(options)
+        self.read: set[str] = set()
+
+    def __contains__(self, name: object) -> bool:
+        self.read.add(str(name))
+        return super().__contains__(name)
+
+    def __getitem__(self, name: str):
+        self.read.add(name)
+        return super().__getitem__(name)
+
+    def get(self, name: str, default=None):
+        self.read.add(name)
+        return super().get(name, default)
+
+
+def _join_suspects(expected: pl.LazyFrame, actual: pl.LazyFrame, specs: list[CompareSpec]) -> pl.DataFrame | None:
+    keys = [k for k in specs[0].keys if k in expected.collect_schema().names()]
+    fields = list(dict.fromkeys(f.name for spec in specs for f in spec.fields))
+    if specs[0].group is not None:
+        expected, actual = _differing_groups(expected, actual, specs[0].group, keys, fields)
+    joined = _join(expected, actual, keys)
+    names = joined.collect_schema().names()
+    fields = [f for f in fields if f"expected_{f}" in names and f"actual_{f}" in names]
+    named = set().union(*(_named(spec) for spec in specs))
+    joined = joined.select(_read_columns(specs, keys, fields, named, names))
+    missing = pl.col(_IN_EXPECTED) & pl.col(_IN_ACTUAL).is_null()
+    extra = pl.col(_IN_EXPECTED).is_null() & pl.col(_IN_ACTUAL)
+    both = pl.col(_IN_EXPECTED) & pl.col(_IN_ACTUAL)
+    # Normalising a value can only make two values equal, never unequal: raw inequality is a cheap first
+    # pass over the whole join, and the exact comparison then runs on the few rows it keeps.
+    suspects = [both & pl.col(f"expected_{f}").ne_missing(pl.col(f"actual_{f}")) for f in fields]
+    suspects += [missing] if any(spec.missing for spec in specs) else []
+    suspects += [extra] if any(spec.extra for spec in specs) else []
+    if not suspects:
+        return None
+    # Rechunked: polars 2.1's string kernels can panic on the many-chunk columns a filtered join leaves.
+    return joined.filter(pl.any_horizontal(suspects)).collect().rechunk()
+
+
+def _named(spec: CompareSpec) -> set[str]:
+    """The joined columns a check's expressions and messages name."""
+    return set(re.findall(r"\b(?:expected|actual)_\w+", repr(spec)))
 
 
 def _differing_groups(
-    expected: pl.LazyFrame, actual: pl.LazyFrame, spec: CompareSpec, keys: list[str]
+    expected: pl.LazyFrame, actual: pl.LazyFrame, group: str, keys: list[str], fields: list[str]
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Both sides restricted to the groups (e.g. orders, for their lines) whose digests differ.
 
@@ -72,32 +129,29 @@ def _differing_groups(
     group streams in little memory; only the few differing groups meet in the row-by-row join.
     """
     names = set(expected.collect_schema().names()) & set(actual.collect_schema().names())
-    cols = [c for c in keys if c != spec.group] + [f.name for f in spec.fields if f.name in names]
+    cols = [c for c in keys if c != group] + [f for f in fields if f in names]
 
     def digest(frame: pl.LazyFrame) -> pl.LazyFrame:
-        return frame.group_by(spec.group).agg(
-            pl.struct(cols).hash(seed=0).sum().alias("_digest"), pl.len().alias("_rows")
-        )
+        return frame.group_by(group).agg(pl.struct(cols).hash(seed=0).sum().alias("_digest"), pl.len().alias("_rows"))
 
-    both = digest(expected).join(digest(actual), on=spec.group, how="full", coalesce=True, suffix="_actual")
+    both = digest(expected).join(digest(actual), on=group, how="full", coalesce=True, suffix="_actual")
     differs = pl.col("_digest").ne_missing(pl.col("_digest_actual")) | pl.col("_rows").ne_missing(
         pl.col("_rows_actual")
     )
-    groups = both.filter(differs).select(spec.group).collect().lazy()
-    return expected.join(groups, on=spec.group, how="semi"), actual.join(groups, on=spec.group, how="semi")
+    groups = both.filter(differs).select(group).collect().lazy()
+    return expected.join(groups, on=group, how="semi"), actual.join(groups, on=group, how="semi")
 
 
 def _read_columns(
-    spec: CompareSpec, keys: list[str], fields: list[FieldSpec], named: set[str], names: list[str]
+    specs: list[CompareSpec], keys: list[str], fields: list[str], named: set[str], names: list[str]
 ) -> list[str]:
     """The joined columns the findings read: the keys, the compared fields, the record's own key, the
-    currency and whatever the check's expressions and messages name. The join carries no others, so a
+    currency and whatever the checks' expressions and messages name. The join carries no others, so a
     check comparing two columns of a wide view does not drag the rest through it."""
     sides = ("expected", "actual")
     wanted = {*keys, _IN_EXPECTED, _IN_ACTUAL, *named, *(f"{side}_key" for side in sides)}
-    wanted |= {f"{side}_{f.name}" for f in fields for side in sides}
-    if spec.currency:
-        wanted |= {f"{side}_{spec.currency}" for side in sides}
+    wanted |= {f"{side}_{f}" for f in fields for side in sides}
+    wanted |= {f"{side}_{spec.currency}" for spec in specs if spec.currency for side in sides}
     return [c for c in names if c in wanted]
 
 

@@ -14,7 +14,7 @@ import polars as pl
 from polars.io.plugins import register_io_source
 
 from driftwatch.config import Config, Feed
-from driftwatch.engine.checkfile import CheckSpec
+from driftwatch.engine.checkfile import CheckSpec, CompareSpec
 from driftwatch.entities import ENTITIES
 from driftwatch.store import SnapshotInfo, Store
 
@@ -32,6 +32,8 @@ class AuditContext:
 
     store: Store
     cfg: Config
+    # Every comparison the audit will run, so the ones joining the same two views can share the join.
+    compares: list[CompareSpec] = field(default_factory=list)
     _infos: dict[tuple[str, str], SnapshotInfo | None] = field(default_factory=dict)
     _memo: dict[tuple, Any] = field(default_factory=dict)
     _workdir: Path | None = None

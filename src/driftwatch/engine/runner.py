@@ -41,7 +41,7 @@ def audit(store: Store, cfg: Config, *, checks: list[str] | None = None) -> RunR
     started_at = datetime.now(UTC)
     store.migrate()  # the findings tables, if this store was opened before the engine was imported
     chosen = _choose(load_catalogue(cfg), checks)
-    with AuditContext(store, cfg) as ctx:
+    with AuditContext(store, cfg, compares=[spec for check in chosen for spec in check.compares]) as ctx:
         found = evaluate(ctx, chosen)
     trusted = found.filter(pl.col("check_id") == HEALTH_CHECK).height == 0
     run_id = record_run(
