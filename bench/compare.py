@@ -126,7 +126,7 @@ def load_driftwatch(data: Path) -> float:
         for source, entity, path in files:
             frame = pl.read_parquet(path)
             coerced = coerce(frame, entity, origin=str(path), first_line=1)
-            store.ingest([IncomingSnapshot(source, entity, gen.CAPTURED_AT, coerced.good, coerced.bad, str(path))])
+            store.ingest([IncomingSnapshot.from_coerced(source, entity, gen.CAPTURED_AT, coerced, str(path))])
             lines = coerced.bad["line"].unique().implode()
             if entity != "products":
                 name = "stock" if entity == "inventory" else entity

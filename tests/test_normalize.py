@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from driftwatch.normalize import coerce
+from driftwatch.store import IncomingSnapshot, Store
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -87,3 +88,17 @@ def test_a_typed_number_that_does_not_fit_is_quarantined_not_wrapped():
     got = coerce(frame, "inventory", first_line=1)
     assert got.good["on_hand"].to_list() == [5]
     assert got.bad.select("line", "column", "reason").rows() == [(2, "on_hand", "not a valid whole number")]
+
+
+def test_the_store_takes_the_rows_that_passed_without_a_copy_and_knows_them_again(tmp_path):
+    frame = pl.DataFrame({"order_id": ["A1", "A2", "A2", "A3"], "total": ["1.00", "2.00", "3.00", "x"]})
+    coerced = coerce(frame, "orders")
+    assert coerced.good["order_id"].to_list() == ["A1"]  # both copies of A2 and the unparseable A3 held back
+    captured = datetime(2026, 11, 23, tzinfo=UTC)
+    lean = IncomingSnapshot.from_coerced("ometria", "orders", captured, coerced)
+    copied = IncomingSnapshot("ometria", "orders", captured, coerced.good, coerced.bad)
+    assert (lean.row_count, lean.content_hash()) == (1, copied.content_hash())
+    with Store(tmp_path / "s.duckdb") as store:
+        first, again = store.ingest([lean])[0], store.ingest([copied])[0]
+        assert store.latest("ometria", "orders")["order_id"].to_list() == ["A1"]
+    assert first.loaded and not again.loaded and first.snapshot.row_count == 1

@@ -68,7 +68,7 @@ def _file_result(path: Path, snap: IncomingSnapshot, result: IngestResult) -> Fi
         path,
         snap.source,
         snap.entity,
-        snap.frame.height,
+        snap.row_count,
         result.snapshot.quarantined_rows,
         result.loaded,
         result.snapshot.snapshot_id,
@@ -99,7 +99,7 @@ def _read_source(source_dir: Path, cfg: Config) -> list[tuple[IncomingSnapshot, 
             first_line=first_line,
             naive_timezone=settings.get("timezone", "UTC"),
         )
-        snaps.append((IncomingSnapshot(source, entity_name, captured_at, coerced.good, coerced.bad, str(path)), path))
+        snaps.append((IncomingSnapshot.from_coerced(source, entity_name, captured_at, coerced, str(path)), path))
     return snaps
 
 

@@ -70,12 +70,10 @@ def _pull_one(
         # a person can open; an API pull counts records from 1.
         origin, first_line = getattr(connector, "origin", lambda e: (f"{source} {e}", 1))(entity)
         coerced = coerce(frame, entity, origin=origin, first_line=first_line, naive_timezone=timezone)
-        incoming.append(
-            IncomingSnapshot(source, entity, pulled.captured_at, coerced.good, coerced.bad, f"pull:{source}")
-        )
+        incoming.append(IncomingSnapshot.from_coerced(source, entity, pulled.captured_at, coerced, f"pull:{source}"))
     stored = store.ingest(incoming)
     return [
-        PullResult(source, snap.entity, snap.frame.height, r.snapshot.quarantined_rows, r.loaded)
+        PullResult(source, snap.entity, snap.row_count, r.snapshot.quarantined_rows, r.loaded)
         for snap, r in zip(incoming, stored, strict=True)
     ]
 

@@ -21,7 +21,7 @@ import polars as pl
 
 from driftwatch.entities import ENTITIES, Entity
 from driftwatch.errors import UserError
-from driftwatch.normalize import QUARANTINE_SCHEMA
+from driftwatch.normalize import QUARANTINE_SCHEMA, Coerced
 
 DEFAULT_PATH = Path("driftwatch.duckdb")
 
@@ -122,12 +122,27 @@ class IncomingSnapshot:
     frame: pl.DataFrame
     quarantine: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=QUARANTINE_SCHEMA))
     origin: str | None = None
+    keep: pl.Series | None = None  # per row of `frame`: store it (None: every row)
+
+    @classmethod
+    def from_coerced(
+        cls, source: str, entity: str, captured_at: datetime, coerced: Coerced, origin: str | None = None
+    ) -> IncomingSnapshot:
+        """The rows that passed, without copying them out of the rest."""
+        return cls(source, entity, captured_at, coerced.rows, coerced.bad, origin, coerced.keep)
+
+    @property
+    def row_count(self) -> int:
+        return self.frame.height if self.keep is None else int(self.keep.sum())
 
     def content_hash(self) -> str:
         # Order-insensitive: a re-export that lists the same rows in another order is the same snapshot.
         digest = hashlib.sha256()
         digest.update(repr(sorted(self.frame.schema.items())).encode())
-        row_hashes = self.frame.select(sorted(self.frame.columns)).hash_rows(seed=0).sort().rechunk()
+        row_hashes = self.frame.select(sorted(self.frame.columns)).hash_rows(seed=0)
+        if self.keep is not None:
+            row_hashes = row_hashes.filter(self.keep)
+        row_hashes = row_hashes.sort().rechunk()
         for buffer in row_hashes.to_arrow().buffers():
             if buffer is not None:
                 digest.update(buffer)
@@ -244,7 +259,7 @@ class Store:
             source=snap.source,
             entity=snap.entity,
             captured_at=snap.captured_at,
-            row_count=snap.frame.height,
+            row_count=snap.row_count,
             quarantined_rows=snap.quarantine.select("line").n_unique() if snap.quarantine.height else 0,
             content_hash=content_hash,
             columns=tuple(snap.frame.columns),
@@ -266,11 +281,12 @@ class Store:
             ],
         )
         cols = ", ".join(info.columns)
-        cur.register("incoming_rows", snap.frame)
+        keep = pl.repeat(True, snap.frame.height, eager=True) if snap.keep is None else snap.keep
+        cur.register("incoming_rows", snap.frame.with_columns(keep.alias("_keep")))  # no copy of the rows
         cur.register("incoming_bad", snap.quarantine)
         try:
             cur.execute(
-                f"INSERT INTO snap_{snap.entity} (snapshot_id, {cols}) SELECT ?, {cols} FROM incoming_rows",
+                f"INSERT INTO snap_{snap.entity} (snapshot_id, {cols}) SELECT ?, {cols} FROM incoming_rows WHERE _keep",
                 [info.snapshot_id],
             )
             cur.execute(
