@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -54,7 +55,7 @@ RESULT_SCHEMA = {
     "rows_per_side": pl.Int64, "entity": pl.String, "tool": pl.String, "median_s": pl.Float64, "min_s": pl.Float64,
     "max_s": pl.Float64, "runs": pl.Int64, "peak_mib": pl.Int64, "precision": pl.Float64, "recall": pl.Float64,
     "true_pos": pl.Int64, "false_pos": pl.Int64, "false_neg": pl.Int64, "load_s": pl.Float64, "measured_at": pl.String,
-    "load_avg": pl.Float64,
+    "load_avg": pl.Float64, "failed": pl.String,
 }  # fmt: skip
 
 
@@ -299,27 +300,39 @@ def ensure_datacompy_venv() -> Path:
 
 
 def measure_once(python: Path, tool: str, data: Path, entity: str, keys_out: Path) -> dict:
-    """{wall_s, peak_mib} of one run in a fresh process."""
+    """{wall_s, peak_mib} of one run in a fresh process, or {failed: why} when it did not complete."""
     cmd = [str(python), __file__, "--child", tool, str(data), entity, str(keys_out)]
+    started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"{tool} {entity} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    if done.returncode == 0:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    after = f"after {time.perf_counter() - started:.0f} s"
+    if done.returncode == -signal.SIGKILL or "MemoryError" in done.stderr or "memory allocation" in done.stderr:
+        return {"failed": f"out of memory {after} (killed, or an allocation refused)"}
+    last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"failed": f"exit {done.returncode} {after}: {last[:200]}"}
 
 
 def measure(tools: list[str], data: Path, entity: str, runs: int) -> dict[str, dict]:
     """Per tool: a warm-up, then `runs` timed runs. The tools take turns run by run, so on a shared machine
-    a burst of someone else's load falls on all of them rather than on whichever ran at that moment."""
+    a burst of someone else's load falls on all of them rather than on whichever ran at that moment. A tool
+    whose run does not complete (out of memory at 50M rows) is recorded as failed and not run again."""
     python = {tool: ensure_datacompy_venv() if tool == "datacompy" else Path(sys.executable) for tool in tools}
     keys_out = {tool: data / f"keys-{tool}-{entity}.parquet" for tool in tools}
     runs_of: dict[str, list[dict]] = {tool: [] for tool in tools}
+    failed: dict[str, str] = {}
     for attempt in range(runs + 1):  # the first is the warm-up
-        for tool in tools:
+        for tool in (t for t in tools if t not in failed):
             load_1min = os.getloadavg()[0]
             run = measure_once(python[tool], tool, data, entity, keys_out[tool])
-            if attempt:
+            if "failed" in run:
+                failed[tool] = run["failed"]
+                print(f"  {tool}: {run['failed']}", flush=True)
+            elif attempt:
                 runs_of[tool].append({**run, "load_1min": load_1min})
-    return {tool: _summary(runs_of[tool], keys_out[tool]) for tool in tools}
+    return {
+        tool: {"failed": failed[tool]} if tool in failed else _summary(runs_of[tool], keys_out[tool]) for tool in tools
+    }
 
 
 def _summary(runs: list[dict], keys_out: Path) -> dict:
@@ -352,12 +365,15 @@ def bench_size(rows: int, data_root: Path, runs: int, tools: list[str], entities
         truth = manifest.filter(pl.col("entity") == entity)
         print(f"{gen.size_label(rows)} {entity}: {', '.join(tools)} (load {os.getloadavg()[0]:.2f}) ...", flush=True)
         for tool, result in measure(tools, data, entity, runs).items():
-            keys = result.pop("keys")
-            row = {"rows_per_side": rows, "entity": entity, "tool": tool, **result, **score(keys, truth),
+            keys = result.pop("keys", None)
+            row = {"rows_per_side": rows, "entity": entity, "tool": tool, **result,
+                   **(score(keys, truth) if keys is not None else {}),
                    "load_s": load_s if tool == "driftwatch" else None,
                    "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}  # fmt: skip
             print(json.dumps(row), flush=True)
             rows_out.append(row)
+            if keys is None:
+                continue
             kinds = detection_by_kind(keys, truth).with_columns(
                 pl.lit(rows).alias("rows_per_side"), pl.lit(entity).alias("entity"), pl.lit(tool).alias("tool")
             )
@@ -430,11 +446,15 @@ def write_markdown(results: pl.DataFrame, detection: pl.DataFrame) -> None:
     floor = {(r["rows_per_side"], r["entity"]): r["median_s"] for r in results.iter_rows(named=True)
              if r["tool"] == "duckdb"}  # fmt: skip
     for r in results.iter_rows(named=True):
+        size = gen.size_label(r["rows_per_side"])
+        if r.get("failed"):
+            lines.append(f"| {size} | {r['entity']} | {r['tool']} | did not complete: {r['failed']} |" + " |" * 9)
+            continue
         base = floor.get((r["rows_per_side"], r["entity"]))
         ratio = f"{r['median_s'] / base:.2f}" if base else ""
         load_s = "" if r["load_s"] is None else f"{r['load_s']:.1f}"
         lines.append(
-            f"| {gen.size_label(r['rows_per_side'])} | {r['entity']} | {r['tool']} | {r['median_s']:.2f} | "
+            f"| {size} | {r['entity']} | {r['tool']} | {r['median_s']:.2f} | "
             f"{r['min_s']:.2f}–{r['max_s']:.2f} | {r['peak_mib']} | {r['precision']:.4f} | {r['recall']:.4f} | "
             f"{r['false_pos']} | {r['false_neg']} | {ratio} | {load_s} | {r['load_avg']:.1f} |"
         )

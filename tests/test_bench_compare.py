@@ -114,3 +114,20 @@ def test_duckdb_floor_reports_exactly_the_manifest(snapshots):
         _, keys = compare.run_duckdb(snapshots, entity)
         assert compare.score(keys, _manifest(snapshots, entity))["precision"] == 1.0, entity
         assert compare.score(keys, _manifest(snapshots, entity))["recall"] == 1.0, entity
+
+
+def test_driftwatch_reports_exactly_the_manifest(snapshots):
+    compare.load_driftwatch(snapshots)
+    for entity in compare.ENTITIES:
+        _, keys = compare.run_driftwatch(snapshots, entity)
+        assert compare.score(keys, _manifest(snapshots, entity)) | {"true_pos": 0} == {
+            "precision": 1.0, "recall": 1.0, "true_pos": 0, "false_pos": 0, "false_neg": 0
+        }, entity  # fmt: skip
+
+
+def test_a_run_killed_for_memory_is_recorded_as_failed_not_raised(tmp_path):
+    killed = tmp_path / "python"
+    killed.write_text("#!/bin/sh\nkill -9 $$\n")
+    killed.chmod(0o755)
+    run = compare.measure_once(killed, "datacompy", tmp_path, "orders", tmp_path / "keys.parquet")
+    assert run["failed"].startswith("out of memory after")
