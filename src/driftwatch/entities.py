@@ -225,17 +225,17 @@ _VALUE_RULES: dict[tuple[str, str], pa.Check] = {
 }
 
 
-def model(entity: Entity, present: list[str] | None = None) -> pa.DataFrameSchema:
-    """The pandera schema for an entity, restricted to the columns a snapshot actually has."""
+def model(entity: Entity, present: list[str] | None = None, *, unique: bool = True) -> pa.DataFrameSchema:
+    """The pandera schema for an entity, restricted to the columns a snapshot actually has; `unique=False`
+    leaves out the uniqueness of the key, for validating a large snapshot slice by slice."""
     present = list(entity.columns) if present is None else present
-    unique = list(entity.key)
     columns = {}
     for col in present:
         kind = entity.columns[col]
         checks = [rule] if (rule := _VALUE_RULES.get((entity.name, col))) is not None else []
         nullable = col not in entity.key and col not in entity.required
         columns[col] = pa.Column(DTYPES[kind], checks=checks, nullable=nullable)
-    return pa.DataFrameSchema(columns, unique=unique, name=entity.name, strict=True)
+    return pa.DataFrameSchema(columns, unique=list(entity.key) if unique else None, name=entity.name, strict=True)
 
 
 def entity(name: str) -> Entity:
