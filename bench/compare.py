@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
+from argparse import SUPPRESS
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -110,34 +111,48 @@ def driftwatch_config():
 
 
 def load_driftwatch(data: Path) -> float:
-    """Load the four snapshots into data/driftwatch.duckdb once; keeps the quarantined keys for scoring."""
-    from driftwatch.normalize import coerce
-    from driftwatch.store import IncomingSnapshot, Store
+    """Load the five snapshots into data/driftwatch.duckdb once; keeps the quarantined keys for scoring.
 
+    Each file is loaded by its own process, as a nightly job loading one source's drop at a time would:
+    a process that has held a 50M-row snapshot keeps much of that memory from the allocator afterwards."""
     db, quarantined = data / "driftwatch.duckdb", data / "driftwatch_quarantine.parquet"
     if db.exists() and quarantined.exists():
         return json.loads((data / "driftwatch_load.json").read_text())["load_s"]
     db.unlink(missing_ok=True)
-    started, bad_keys = time.perf_counter(), []
+    started, parts = time.perf_counter(), []
     files = [(gen.SOURCE, "products", data / gen.SOURCE / "products.parquet")]
     for entity in ENTITIES:
         sides = zip((gen.SOURCE, gen.TARGET), _paths(data, entity), strict=True)
         files += [(source, FILES[entity], path) for source, path in sides]
-    with Store(db) as store:
-        for source, entity, path in files:
-            frame = pl.read_parquet(path)
-            coerced = coerce(frame, entity, origin=str(path), first_line=1)
-            store.ingest([IncomingSnapshot.from_coerced(source, entity, gen.CAPTURED_AT, coerced, str(path))])
-            lines = coerced.bad["line"].unique().implode()
-            if entity != "products":
-                name = "stock" if entity == "inventory" else entity
-                bad = frame.with_row_index("line", offset=1).filter(pl.col("line").is_in(lines))
-                bad_keys.append(bad.select(pl.lit(name).alias("entity"), _key_expr(name)))
-            del frame, coerced
-    pl.concat(bad_keys).write_parquet(quarantined)
+    for i, (source, entity, path) in enumerate(files):
+        part = data / f"driftwatch_quarantine-{i}.parquet"
+        one = [sys.executable, __file__, "--load-file", str(db), source, entity, str(path), str(part)]
+        done = subprocess.run(one, capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"loading {path} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+        parts.append(part)
+    pl.concat([pl.read_parquet(part) for part in parts]).write_parquet(quarantined)
+    for part in parts:
+        part.unlink()
     load_s = round(time.perf_counter() - started, 2)
     (data / "driftwatch_load.json").write_text(json.dumps({"load_s": load_s}))
     return load_s
+
+
+def load_one_file(db: Path, source: str, entity: str, path: Path, bad_keys_out: Path) -> None:
+    from driftwatch.normalize import coerce
+    from driftwatch.store import IncomingSnapshot, Store
+
+    frame = pl.read_parquet(path)
+    coerced = coerce(frame, entity, origin=str(path), first_line=1)
+    with Store(db) as store:
+        store.ingest([IncomingSnapshot.from_coerced(source, entity, gen.CAPTURED_AT, coerced, str(path))])
+    keys = pl.DataFrame(schema={"entity": pl.String, "key": pl.String})
+    if entity != "products":
+        name = "stock" if entity == "inventory" else entity
+        bad = frame.with_row_index("line", offset=1).filter(pl.col("line").is_in(coerced.bad["line"].implode()))
+        keys = bad.select(pl.lit(name).alias("entity"), _key_expr(name))
+    keys.write_parquet(bad_keys_out)
 
 
 def _key_expr(entity: str) -> pl.Expr:
@@ -484,8 +499,13 @@ def main() -> None:
     parser.add_argument("--entities", nargs="+", default=list(ENTITIES), choices=ENTITIES)
     parser.add_argument("--markdown", action="store_true", help="only rewrite results.md from the CSV files")
     parser.add_argument("--load", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--load-file", nargs=5, metavar=("DB", "SOURCE", "ENTITY", "PATH", "OUT"), help=SUPPRESS)
     parser.add_argument("--child", nargs=4, metavar=("TOOL", "DATA", "ENTITY", "KEYS_OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.load_file:
+        db, source, entity, path, out = args.load_file
+        load_one_file(Path(db), source, entity, Path(path), Path(out))
+        return
     if args.load:
         print(json.dumps({"load_s": load_driftwatch(args.load)}))
         return
