@@ -39,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
@@ -140,17 +141,18 @@ def load_driftwatch(data: Path) -> float:
 
 
 def load_one_file(db: Path, source: str, entity: str, path: Path, bad_keys_out: Path) -> None:
-    from driftwatch.normalize import coerce
+    from driftwatch.normalize import coerce_batches
     from driftwatch.store import IncomingSnapshot, Store
 
-    frame = pl.read_parquet(path)
-    coerced = coerce(frame, entity, origin=str(path), first_line=1)
+    batches = (pl.from_arrow(batch) for batch in pq.ParquetFile(path).iter_batches(batch_size=1_000_000))
+    coerced = coerce_batches(batches, entity, origin=str(path), first_line=1)
     with Store(db) as store:
         store.ingest([IncomingSnapshot.from_coerced(source, entity, gen.CAPTURED_AT, coerced, str(path))])
     keys = pl.DataFrame(schema={"entity": pl.String, "key": pl.String})
     if entity != "products":
         name = "stock" if entity == "inventory" else entity
-        bad = frame.with_row_index("line", offset=1).filter(pl.col("line").is_in(coerced.bad["line"].implode()))
+        bad = pl.scan_parquet(path).with_row_index("line", offset=1)
+        bad = bad.filter(pl.col("line").is_in(coerced.bad["line"].implode())).collect()
         keys = bad.select(pl.lit(name).alias("entity"), _key_expr(name))
     keys.write_parquet(bad_keys_out)
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from driftwatch.normalize import coerce
+from driftwatch.normalize import coerce, coerce_batches
 from driftwatch.store import IncomingSnapshot, Store
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -102,3 +102,15 @@ def test_the_store_takes_the_rows_that_passed_without_a_copy_and_knows_them_agai
         first, again = store.ingest([lean])[0], store.ingest([copied])[0]
         assert store.latest("ometria", "orders")["order_id"].to_list() == ["A1"]
     assert first.loaded and not again.loaded and first.snapshot.row_count == 1
+
+
+def test_batches_are_one_snapshot_with_lines_counted_across_them():
+    whole = pl.DataFrame({"order_id": ["A1", "A2", "A3", "A1", "A5"], "total": ["1.00", "2.00", "x", "4.00", "5.00"]})
+    batches = [whole.slice(0, 2), whole.slice(2, 2), whole.slice(4, 1)]
+    together = coerce(whole, "orders", first_line=2)
+    batched = coerce_batches(batches, "orders", first_line=2)
+    assert batched.good.equals(together.good)
+    assert batched.bad.equals(together.bad)
+    # A1 repeats across batches (lines 2 and 5); A3's total (line 4) is reported where the file has it.
+    assert batched.bad.select("line", "column").rows() == [(2, "order_id"), (4, "total"), (5, "order_id")]
+    assert batched.good["order_id"].to_list() == ["A2", "A5"]

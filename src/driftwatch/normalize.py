@@ -7,6 +7,7 @@ dropped silently: it comes back in `bad` with its line, column, value and reason
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -70,21 +71,44 @@ def coerce(
     every reported problem points at the line a person would open. Naive timestamps are read in
     `naive_timezone` (an ERP export usually speaks local time) and stored in UTC.
     """
+    slices = (frame.slice(offset, _VALIDATE_ROWS) for offset in range(0, max(frame.height, 1), _VALIDATE_ROWS))
+    return coerce_batches(slices, entity_name, origin=origin, first_line=first_line, naive_timezone=naive_timezone)
+
+
+def coerce_batches(
+    batches: Iterable[pl.DataFrame],
+    entity_name: str,
+    *,
+    origin: str = "",
+    first_line: int = 2,
+    naive_timezone: str = "UTC",
+) -> Coerced:
+    """`coerce` over a file read in batches (consecutive rows, same columns): only one batch of the raw
+    input is held at a time, so a snapshot of tens of millions of rows needs memory for its parsed rows,
+    not for those and the raw text besides. Duplicate keys are found across all batches."""
     spec = entity(entity_name)
-    _check_columns(frame, spec, origin)
-    frame = frame.with_row_index(LINE, offset=first_line).with_columns(pl.col(LINE).cast(pl.Int64))
-    parsed = frame.select(
-        LINE,
-        *[
-            _parse(col, kind, naive_timezone, frame.schema[col]).alias(col)
-            for col, kind in spec.columns.items()
-            if col in frame.columns
-        ],
-    )
-    parse_errors = _parse_errors(frame, parsed, spec, origin)
+    parsed_parts, parse_errors, line = [], [], first_line
+    for raw in batches:
+        _check_columns(raw, spec, origin)
+        raw = raw.with_row_index(LINE, offset=line).with_columns(pl.col(LINE).cast(pl.Int64))
+        parsed = raw.select(
+            LINE,
+            *[
+                _parse(col, kind, naive_timezone, raw.schema[col]).alias(col)
+                for col, kind in spec.columns.items()
+                if col in raw.columns
+            ],
+        )
+        parse_errors.append(_parse_errors(raw, parsed, spec, origin))
+        parsed_parts.append(parsed)
+        line += raw.height
+    if not parsed_parts:
+        raise DataError(f"{origin}: no rows to read, not even a header")
+    parsed = pl.concat(parsed_parts, rechunk=False)
+    parse_problems = pl.concat(parse_errors)
     # A value that failed to parse is null now; report it once, as unparseable, not again as missing.
-    rule_errors = _rule_errors(parsed, spec, origin).join(parse_errors, on=["line", "column"], how="anti")
-    bad = pl.concat([parse_errors, rule_errors]).sort("line", "column")
+    rule_errors = _rule_errors(parsed, spec, origin).join(parse_problems, on=["line", "column"], how="anti")
+    bad = pl.concat([parse_problems, rule_errors]).sort("line", "column")
     keep = ~parsed[LINE].is_in(bad["line"].unique().implode()).alias("keep")
     return Coerced(parsed.drop(LINE), bad, keep)
 
@@ -294,4 +318,4 @@ def _reason(check: str, key_desc: str) -> str:
     return check
 
 
-__all__ = ["DTYPES", "QUARANTINE_SCHEMA", "Coerced", "coerce", "empty_quarantine"]
+__all__ = ["DTYPES", "QUARANTINE_SCHEMA", "Coerced", "coerce", "coerce_batches", "empty_quarantine"]
