@@ -57,7 +57,7 @@ RESULT_SCHEMA = {
     "rows_per_side": pl.Int64, "entity": pl.String, "tool": pl.String, "median_s": pl.Float64, "min_s": pl.Float64,
     "max_s": pl.Float64, "runs": pl.Int64, "peak_mib": pl.Int64, "precision": pl.Float64, "recall": pl.Float64,
     "true_pos": pl.Int64, "false_pos": pl.Int64, "false_neg": pl.Int64, "load_s": pl.Float64, "measured_at": pl.String,
-    "load_avg": pl.Float64, "failed": pl.String,
+    "load_avg": pl.Float64, "failed": pl.String, "revision": pl.String,
 }  # fmt: skip
 
 
@@ -385,7 +385,7 @@ def bench_size(rows: int, data_root: Path, runs: int, tools: list[str], entities
             keys = result.pop("keys", None)
             row = {"rows_per_side": rows, "entity": entity, "tool": tool, **result,
                    **(score(keys, truth) if keys is not None else {}),
-                   "load_s": load_s if tool == "driftwatch" else None,
+                   "load_s": load_s if tool == "driftwatch" else None, "revision": driftwatch_revision(),
                    "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}  # fmt: skip
             print(json.dumps(row), flush=True)
             rows_out.append(row)
@@ -415,7 +415,6 @@ def machine() -> str:
 
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return (
-        f"driftwatch {driftwatch_revision()}, "
         f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), {mem_gib:.0f} GiB RAM, "
         f"Python {platform.python_version()}, polars {pl.__version__}, duckdb {duckdb.__version__}, "
         f"datacompy 1.1.0 (its own venv, polars {_datacompy_polars()})"
@@ -446,7 +445,8 @@ def write_markdown(results: pl.DataFrame, detection: pl.DataFrame) -> None:
     lines = [
         "# driftwatch against datacompy and DuckDB",
         "",
-        f"Machine: {machine()}. The machine was shared with other work: `load` is the mean 1-minute load "
+        f"Machine: {machine()}; each row names the driftwatch commit it measured. The machine was shared "
+        "with other work: `load` is the mean 1-minute load "
         f"average taken before each timed run (above {os.cpu_count()}, other processes were competing for the "
         "cores, so times are slower and noisier than on an idle machine). The tools take turns run by run, so "
         "they share the same disturbance.",
@@ -457,15 +457,16 @@ def write_markdown(results: pl.DataFrame, detection: pl.DataFrame) -> None:
         "duplicate keys it reports are the rows it quarantined at that load, not findings of the timed checks.",
         "",
         "| rows per side | entity | tool | median s | min–max s | peak MiB | precision | recall | FP | FN | "
-        "× DuckDB time | load s | load |",
-        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "× DuckDB time | load s | load | commit |",
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     floor = {(r["rows_per_side"], r["entity"]): r["median_s"] for r in results.iter_rows(named=True)
              if r["tool"] == "duckdb"}  # fmt: skip
     for r in results.iter_rows(named=True):
         size = gen.size_label(r["rows_per_side"])
         if r.get("failed"):
-            lines.append(f"| {size} | {r['entity']} | {r['tool']} | did not complete: {r['failed']} |" + " |" * 9)
+            failed = f"| {size} | {r['entity']} | {r['tool']} | did not complete: {r['failed']} |"
+            lines.append(failed + " |" * 9 + f" {r.get('revision') or ''} |")
             continue
         base = floor.get((r["rows_per_side"], r["entity"]))
         ratio = f"{r['median_s'] / base:.2f}" if base else ""
@@ -473,7 +474,8 @@ def write_markdown(results: pl.DataFrame, detection: pl.DataFrame) -> None:
         lines.append(
             f"| {size} | {r['entity']} | {r['tool']} | {r['median_s']:.2f} | "
             f"{r['min_s']:.2f}–{r['max_s']:.2f} | {r['peak_mib']} | {r['precision']:.4f} | {r['recall']:.4f} | "
-            f"{r['false_pos']} | {r['false_neg']} | {ratio} | {load_s} | {r['load_avg']:.1f} |"
+            f"{r['false_pos']} | {r['false_neg']} | {ratio} | {load_s} | {r['load_avg']:.1f} | "
+            f"{r.get('revision') or ''} |"
         )
     lines += ["", "Keys reported per injected kind (report = a correct comparison flags it):", ""]
     wide = detection.with_columns(pl.format("{}/{}", "reported", "injected").alias("cell")).pivot(
