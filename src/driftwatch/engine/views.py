@@ -57,7 +57,11 @@ def available_to_sell(
     free = pl.max_horizontal(
         pl.lit(0), zero_if_null("on_hand") - zero_if_null("allocated") - zero_if_null("safety_stock")
     )
-    base = inventory.group_by(keys).agg(free.sum().cast(pl.Int64).alias("available"))
+    if by_location:
+        # (sku, location) is the inventory's key, unique in every stored snapshot: nothing to add up.
+        base = inventory.select(*keys, free.cast(pl.Int64).alias("available"))
+    else:
+        base = inventory.group_by(keys).agg(free.sum().cast(pl.Int64).alias("available"))
     if packs is None:
         return base
     return pl.concat(
