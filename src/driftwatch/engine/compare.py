@@ -63,7 +63,7 @@ def _suspects(scope: Scope, spec: CompareSpec) -> pl.DataFrame | None:
     together = [s for s in scope.ctx.compares if _same_join(s, spec)] if spec in scope.ctx.compares else [spec]
     options = tuple(sorted((name, repr(scope.options.get(name))) for name in reading.read))
     key = ("suspects", scope.source, scope.target, scope.feed, tuple(together), options)
-    return scope.ctx.memo(key, lambda: _join_suspects(expected, actual, together))
+    return scope.ctx.shared(key, lambda: _join_suspects(expected, actual, together), uses=len(together))
 
 
 def _same_join(a: CompareSpec, b: CompareSpec) -> bool:

@@ -36,6 +36,7 @@ class AuditContext:
     compares: list[CompareSpec] = field(default_factory=list)
     _infos: dict[tuple[str, str], SnapshotInfo | None] = field(default_factory=dict)
     _memo: dict[tuple, Any] = field(default_factory=dict)
+    _shared: dict[tuple, tuple[Any, int]] = field(default_factory=dict)
     _workdir: Path | None = None
 
     def __enter__(self) -> AuditContext:
@@ -63,6 +64,14 @@ class AuditContext:
         if key not in self._memo:
             self._memo[key] = compute()
         return self._memo[key]
+
+    def shared(self, key: tuple, compute: Callable[[], Any], uses: int) -> Any:
+        """A result `uses` consumers take in turn (the rows of a join several checks share): computed for
+        the first, forgotten after the last, so it does not stay in memory for the rest of the audit."""
+        value, taken = self._shared.pop(key, None) or (compute(), 0)
+        if taken + 1 < uses:
+            self._shared[key] = (value, taken + 1)
+        return value
 
     def materialize(self, key: tuple, build: Callable[[], pl.LazyFrame | None]) -> pl.LazyFrame | None:
         """A derived frame several checks read (event-derived orders, profiles per customer), computed once
