@@ -112,3 +112,19 @@ def test_text_form_is_one_per_value():
     instant = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
     times = pl.DataFrame({"t": [instant]}).with_columns(pl.col("t").dt.convert_time_zone("Europe/Paris"))
     assert times.select(as_text(pl.col("t"), times.schema["t"]))["t"].item() == "2026-11-02T06:00:00Z"
+
+
+def test_a_shared_result_is_computed_once_for_its_readers_and_then_forgotten(tmp_path):
+    from driftwatch.config import Config
+    from driftwatch.engine.context import AuditContext
+    from driftwatch.store import Store
+
+    computed = []
+
+    def compute() -> int:
+        computed.append(1)
+        return len(computed)
+
+    with Store(tmp_path / "s.duckdb") as store, AuditContext(store, Config()) as ctx:
+        assert [ctx.shared(("k",), compute, uses=2) for _ in range(2)] == [1, 1]
+        assert ctx.shared(("k",), compute, uses=2) == 2  # a third reader finds it gone and computes it again
