@@ -232,6 +232,16 @@ def test_a_failure_in_the_middle_of_a_load_leaves_the_store_as_it_was(tmp_path, 
     assert store.frame("SELECT count(*) AS n FROM snap_products")["n"][0] == 1
 
 
+def test_a_drop_is_stored_file_by_file_and_a_bad_file_late_in_it_rolls_back_the_rest(tmp_path, store, cfg):
+    write(tmp_path / "drop", "klaviyo/customers.csv", "customer_id,email\nC1,a@x.com\n")
+    manifest(tmp_path / "drop", "klaviyo")
+    write(tmp_path / "drop", "ometria/orders.parquet", b"PAR1 definitely not parquet")
+    with pytest.raises(DataError, match="not a readable Parquet file"):
+        load_directory(store, tmp_path / "drop", cfg)  # klaviyo's file is good, and is not stored either
+    assert store.snapshots().height == 0
+    assert store.frame("SELECT count(*) AS n FROM snap_customers")["n"][0] == 0
+
+
 def test_missing_directory_and_empty_directory(tmp_path, store, cfg):
     with pytest.raises(UserError, match="not a directory"):
         load_directory(store, tmp_path / "nope", cfg)
