@@ -4,6 +4,7 @@ is exactly what a crash leaves."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -13,6 +14,10 @@ import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from driftwatch.config import Config
+from driftwatch.repair import apply_plan, load_plan
+from driftwatch.store import Store
 
 KILLED_APPLY = textwrap.dedent(
     """
@@ -71,3 +76,11 @@ def kill_apply(
         env={**os.environ, **env},
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
+
+
+def apply_again(platform: str, *, db: Path, cfg: Config, plan_path: Path, batch_size: int, env: Mapping[str, str]):
+    """The operator's rerun after the crash, in this process, in the same batches as the killed run."""
+    pusher = importlib.import_module(f"driftwatch.connectors.{platform}.push").Pusher(cfg.source(platform), env=env)
+    pusher.batch_size = batch_size
+    with Store(db) as store:
+        return apply_plan(store, cfg, load_plan(plan_path), {platform: pusher})

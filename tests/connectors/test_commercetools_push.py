@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from killed_apply import KILL_IDS, KILL_POINTS, kill_apply
+from killed_apply import KILL_IDS, KILL_POINTS, apply_again, kill_apply
 
 from driftwatch.config import Config, parse_config
 from driftwatch.connectors.commercetools import Simulator, mapping
@@ -259,9 +259,7 @@ def test_apply_repairs_every_drift_it_can_and_reports_the_rest_with_the_platform
 
 
 @pytest.mark.parametrize(("kill_at", "when"), KILL_POINTS, ids=KILL_IDS)
-def test_a_killed_apply_resumes_and_writes_every_record_once(
-    sim, tmp_path, monkeypatch, kill_at, when, fast_http, template
-):
+def test_a_killed_apply_resumes_and_writes_every_record_once(sim, tmp_path, kill_at, when, fast_http, template):
     cfg, plan_path = planned(sim, tmp_path, fast_http, template)
     kill_apply(
         "commercetools",
@@ -275,11 +273,9 @@ def test_a_killed_apply_resumes_and_writes_every_record_once(
     )
     assert (sum(sim.writes.values()) > 0) == (when == "after" or kill_at > 1)
 
-    monkeypatch.setattr(Pusher, "batch_size", 4)
-    with Store(tmp_path / "s.duckdb") as store:
-        report = apply_plan(
-            store, cfg, load_plan(plan_path), {"commercetools": Pusher(cfg.source("commercetools"), env=sim.env)}
-        )
+    report = apply_again(
+        "commercetools", db=tmp_path / "s.duckdb", cfg=cfg, plan_path=plan_path, batch_size=4, env=sim.env
+    )
     # The batch in doubt is found applied on the platform, except what it refused (asked again, refused again).
     in_doubt = load_plan(plan_path).actions[4:8] if when == "after" else []
     assert report.settled_in_doubt == sum((a.check_id, a.key, a.field) not in FAILING for a in in_doubt)

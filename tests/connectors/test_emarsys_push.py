@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from killed_apply import KILL_IDS, KILL_POINTS, kill_apply
+from killed_apply import KILL_IDS, KILL_POINTS, apply_again, kill_apply
 from push_scenario import audit_against, push_config
 from push_scenario import open_drift as scenario_open_drift
 
@@ -148,9 +148,7 @@ def test_apply_repairs_every_drifted_contact_in_one_upsert(sim, settings, made_p
 
 
 @pytest.mark.parametrize(("kill_at", "when"), KILL_POINTS, ids=KILL_IDS)
-def test_a_killed_apply_resumes_and_writes_every_contact_once(
-    sim, settings, made_plan, tmp_path, monkeypatch, kill_at, when
-):
+def test_a_killed_apply_resumes_and_writes_every_contact_once(sim, settings, made_plan, tmp_path, kill_at, when):
     cfg, plan_path = planned(settings, made_plan, tmp_path)
     kill_apply(
         "emarsys",
@@ -165,9 +163,7 @@ def test_a_killed_apply_resumes_and_writes_every_contact_once(
     written_before = {1: 0, 2: 2}[kill_at] + (2 if when == "after" else 0)
     assert sum(sim.writes.values()) == written_before
 
-    monkeypatch.setattr(Pusher, "batch_size", 2)
-    with Store(tmp_path / "s.duckdb") as store:
-        report = apply_plan(store, cfg, load_plan(plan_path), {"emarsys": Pusher(cfg.source("emarsys"), env=sim.env)})
+    report = apply_again("emarsys", db=tmp_path / "s.duckdb", cfg=cfg, plan_path=plan_path, batch_size=2, env=sim.env)
     assert report.settled_in_doubt == (2 if when == "after" else 0)
     assert report.already_done == (2 if kill_at == 2 else 0)
     assert_repaired(sim, settings, tmp_path, report)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from killed_apply import KILL_IDS, KILL_POINTS, kill_apply
+from killed_apply import KILL_IDS, KILL_POINTS, apply_again, kill_apply
 from push_scenario import audit_against, push_config
 from push_scenario import open_drift as scenario_open_drift
 
@@ -247,9 +247,7 @@ def test_apply_repairs_the_drift_through_klaviyos_jobs_and_events(sim, settings,
 
 
 @pytest.mark.parametrize(("kill_at", "when"), KILL_POINTS, ids=KILL_IDS)
-def test_a_killed_apply_resumes_and_writes_every_record_once(
-    sim, settings, made_plan, tmp_path, monkeypatch, kill_at, when
-):
+def test_a_killed_apply_resumes_and_writes_every_record_once(sim, settings, made_plan, tmp_path, kill_at, when):
     cfg, plan_path = planned(settings, made_plan, tmp_path)
     kill_apply(
         "klaviyo",
@@ -266,9 +264,7 @@ def test_a_killed_apply_resumes_and_writes_every_record_once(
     sim.apply_due()  # what Klaviyo accepted before the kill, applied
     assert sum(sim.writes.values()) == {(1, "before"): 0, (2, "before"): 3, (2, "after"): 8}[(kill_at, when)]
 
-    monkeypatch.setattr(Pusher, "batch_size", 4)
-    with Store(tmp_path / "s.duckdb") as store:
-        report = apply_plan(store, cfg, load_plan(plan_path), {"klaviyo": Pusher(cfg.source("klaviyo"), env=sim.env)})
+    report = apply_again("klaviyo", db=tmp_path / "s.duckdb", cfg=cfg, plan_path=plan_path, batch_size=4, env=sim.env)
     assert report.settled_in_doubt == (4 if when == "after" else 0)  # found on Klaviyo, not sent again
     assert_repaired(sim, settings, tmp_path, report)
 

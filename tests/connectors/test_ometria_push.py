@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from killed_apply import KILL_IDS, KILL_POINTS, kill_apply
+from killed_apply import KILL_IDS, KILL_POINTS, apply_again, kill_apply
 from push_scenario import audit_against, push_config
 from push_scenario import open_drift as scenario_open_drift
 
@@ -209,9 +209,7 @@ def test_apply_repairs_the_drift_and_reports_what_ometria_rejected_after_accepti
 
 
 @pytest.mark.parametrize(("kill_at", "when"), KILL_POINTS, ids=KILL_IDS)
-def test_a_killed_apply_resumes_and_writes_every_record_once(
-    sim, settings, made_plan, tmp_path, monkeypatch, kill_at, when
-):
+def test_a_killed_apply_resumes_and_writes_every_record_once(sim, settings, made_plan, tmp_path, kill_at, when):
     cfg, plan_path = planned(settings, made_plan, tmp_path)
     kill_apply(
         "ometria",
@@ -226,9 +224,7 @@ def test_a_killed_apply_resumes_and_writes_every_record_once(
     # batch 1: S1, S2, S3, E2; batch 2: E1, E5, E6, W4 (rejected later); batch 3: W1, W2, W3, S4
     assert sum(sim.writes.values()) == {(1, "before"): 0, (2, "before"): 4, (2, "after"): 7}[(kill_at, when)]
 
-    monkeypatch.setattr(Pusher, "batch_size", 4)
-    with Store(tmp_path / "s.duckdb") as store:
-        report = apply_plan(store, cfg, load_plan(plan_path), {"ometria": Pusher(cfg.source("ometria"), env=sim.env)})
+    report = apply_again("ometria", db=tmp_path / "s.duckdb", cfg=cfg, plan_path=plan_path, batch_size=4, env=sim.env)
     # The batch in doubt is found applied, except W4, which Ometria rejected: asked again, rejected again.
     assert report.settled_in_doubt == (3 if when == "after" else 0)
     assert_repaired(sim, settings, tmp_path, report)
