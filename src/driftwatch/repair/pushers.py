@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import polars as pl
+
 from driftwatch.config import Config
 from driftwatch.errors import UserError
 from driftwatch.repair.plan import Action
@@ -49,3 +51,15 @@ def pusher_for(target: str, cfg: Config, *, env: Mapping[str, str] | None = None
 
 def outbox_path(settings: Mapping[str, Any], default: str) -> Path:
     return Path(settings.get("outbox", default))
+
+
+def profiles_of(action: Action, profiles: pl.DataFrame) -> pl.DataFrame:
+    """A platform's profiles (canonical customers) of the action's ERP customer: those storing its id, else
+    those carrying its email, so a profile the platform created on its own is repaired, not duplicated."""
+    by_id = profiles.filter(pl.col("erp_customer_id") == action.key)
+    email = (action.truth.get("email") or "").strip().lower()
+    if by_id.height or not email:
+        return by_id
+    return profiles.filter(
+        pl.col("erp_customer_id").is_null() & (pl.col("email").str.strip_chars().str.to_lowercase() == email)
+    )

@@ -41,7 +41,7 @@ from driftwatch.connectors.klaviyo.client import MEDIA_TYPE, error_text
 from driftwatch.connectors.klaviyo.connector import Connector
 from driftwatch.errors import UserError
 from driftwatch.repair.plan import Action
-from driftwatch.repair.pushers import PushOutcome
+from driftwatch.repair.pushers import PushOutcome, profiles_of
 
 VARIANTS_PER_JOB = 100
 SUBSCRIBE_PER_JOB = 1000
@@ -186,7 +186,7 @@ class Pusher:
                 outcomes[action.action_id] = PushOutcome(False, f"{reason}: not pushed")
             elif wanted not in targets:
                 outcomes[action.action_id] = PushOutcome(False, f"not an opt-in: {action.after!r}")
-            elif not (mine := _profiles_of(action, profiles).filter(pl.col("email").is_not_null()).to_dicts()):
+            elif not (mine := profiles_of(action, profiles).filter(pl.col("email").is_not_null()).to_dicts()):
                 outcomes[action.action_id] = PushOutcome(
                     False, f"Klaviyo has no profile with an email for {action.key}"
                 )
@@ -282,7 +282,7 @@ class Pusher:
         attributes = self._profile_attributes(action.field, action.after)
         if attributes is None:
             return PushOutcome(False, f"klaviyo: {action.field!r} of a profile is not pushed by upsert_contact")
-        ids = sorted(_profiles_of(action, profiles)["customer_id"])
+        ids = sorted(profiles_of(action, profiles)["customer_id"])
         if not ids:
             return PushOutcome(False, f"Klaviyo has no profile for customer {action.key}")
         for profile_id in ids:
@@ -422,24 +422,13 @@ def _current(action: Action, held: pl.DataFrame) -> str | None:
         mine = held.filter((pl.col("order_id") == action.key) & (pl.col("metric") == action.field))
         values = sorted(mine["occurred_at"].drop_nulls().to_list(), key=_moment)[:1]
     else:
-        mine = _profiles_of(action, held)
+        mine = profiles_of(action, held)
         if action.field == "":
             return PRESENT if mine.height else ABSENT
         values = mine[action.field].drop_nulls().unique().to_list() if action.field in mine.columns else []
         if action.field == "email_consent" and len(values) > 1:
             return "true"  # one subscribed profile is enough to mail the person
     return _spelled_as(values[0], action.after) if len(values) == 1 else None
-
-
-def _profiles_of(action: Action, profiles: pl.DataFrame) -> pl.DataFrame:
-    """The profiles of the action's ERP customer: those storing its id, else those carrying its email."""
-    by_id = profiles.filter(pl.col("erp_customer_id") == action.key)
-    email = (action.truth.get("email") or "").strip().lower()
-    if by_id.height or not email:
-        return by_id
-    return profiles.filter(
-        pl.col("erp_customer_id").is_null() & (pl.col("email").str.strip_chars().str.to_lowercase() == email)
-    )
 
 
 def _spelled_as(held: str, wanted: str | None) -> str:

@@ -35,7 +35,7 @@ from driftwatch.connectors.ometria.client import BASE_URL, OmetriaClient
 from driftwatch.connectors.ometria.connector import Connector
 from driftwatch.connectors.ometria.mapping import OPTIN_VALUES
 from driftwatch.repair.plan import Action
-from driftwatch.repair.pushers import PushOutcome
+from driftwatch.repair.pushers import PushOutcome, profiles_of
 from driftwatch.statuses import DEFAULT_STATUS_MAPS
 
 PUSH_BATCH = 100  # records a call, as documented
@@ -237,18 +237,7 @@ def _optin(consent: str | None) -> str:
 
 
 def _contact_ids(action: Action, contacts: pl.DataFrame | None) -> list[str]:
-    return sorted(_contacts_of(action, contacts)["customer_id"]) if contacts is not None else []
-
-
-def _contacts_of(action: Action, contacts: pl.DataFrame) -> pl.DataFrame:
-    """The contacts of the action's ERP customer: those storing its id, else those carrying its email."""
-    by_id = contacts.filter(pl.col("erp_customer_id") == action.key)
-    email = (action.truth.get("email") or "").strip().lower()
-    if by_id.height or not email:
-        return by_id
-    return contacts.filter(
-        pl.col("erp_customer_id").is_null() & (pl.col("email").str.strip_chars().str.to_lowercase() == email)
-    )
+    return sorted(profiles_of(action, contacts)["customer_id"]) if contacts is not None else []
 
 
 def _record_id(action: Action) -> str:
@@ -267,7 +256,7 @@ def _entity(action: Action) -> str:
 def _current(action: Action, held: Mapping[str, pl.DataFrame]) -> str | None:
     frame = held[_entity(action)]
     if action.action in CONTACT_ACTIONS:
-        rows = _contacts_of(action, frame)
+        rows = profiles_of(action, frame)
     else:
         key = "order_id" if action.action in ORDER_ACTIONS else "sku"
         rows = frame.filter(pl.col(key) == _record_id(action))
