@@ -131,3 +131,11 @@ def test_a_run_killed_for_memory_is_recorded_as_failed_not_raised(tmp_path):
     killed.chmod(0o755)
     run = compare.measure_once(killed, "datacompy", tmp_path, "orders", tmp_path / "keys.parquet")
     assert run["failed"].startswith("out of memory after")
+
+
+def test_a_run_that_fails_otherwise_is_recorded_with_its_last_words(tmp_path):
+    failing = tmp_path / "python"
+    failing.write_text("#!/bin/sh\necho 'ValueError: no such file' >&2\nexit 3\n")
+    failing.chmod(0o755)
+    run = compare.measure_once(failing, "duckdb", tmp_path, "stock", tmp_path / "keys.parquet")
+    assert run["failed"].startswith("exit 3 after") and run["failed"].endswith("ValueError: no such file")

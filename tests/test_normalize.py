@@ -7,7 +7,9 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import polars as pl
+import pytest
 
+from driftwatch.errors import DataError
 from driftwatch.normalize import coerce, coerce_batches
 from driftwatch.store import IncomingSnapshot, Store
 
@@ -114,3 +116,8 @@ def test_batches_are_one_snapshot_with_lines_counted_across_them():
     # A1 repeats across batches (lines 2 and 5); A3's total (line 4) is reported where the file has it.
     assert batched.bad.select("line", "column").rows() == [(2, "order_id"), (4, "total"), (5, "order_id")]
     assert batched.good["order_id"].to_list() == ["A2", "A5"]
+
+
+def test_a_file_with_no_batches_at_all_is_a_clear_error():
+    with pytest.raises(DataError, match=r"drop/orders\.parquet: no rows to read"):
+        coerce_batches(iter([]), "orders", origin="drop/orders.parquet")
