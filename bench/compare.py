@@ -429,7 +429,7 @@ def driftwatch_revision() -> str:
         return os.environ["BENCH_DRIFTWATCH_REVISION"]
     git = ["git", "-C", str(BENCH.parent)]
     commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run([*git, "status", "--porcelain", "src", "checks"], capture_output=True, text=True).stdout
+    dirty = subprocess.run([*git, "status", "--porcelain", "src"], capture_output=True, text=True).stdout
     return f"{commit or '?'}{' + uncommitted changes' if dirty.strip() else ''}"
 
 

@@ -46,13 +46,16 @@ import re
 import string
 import tomllib
 from dataclasses import dataclass, field
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
 
-BUILTIN_CHECKS_DIR = Path(__file__).resolve().parents[3] / "checks"
+# The built-in catalogue ships inside the package, so an installed wheel has it too.
+BUILTIN_CHECKS_DIR: Traversable = files("driftwatch") / "checks"
 SEVERITIES = ("critical", "high", "medium", "low")
 FIELD_KINDS = ("money", "int", "text", "text_ci", "postcode", "bool", "timestamp", "code", "status")
 SCOPES = ("feed", "source", "run")
@@ -166,7 +169,7 @@ def _kind_name(kind: type | tuple) -> str:
     return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
 
 
-def load_check(path: Path, views: set[str], rules: set[str]) -> CheckSpec:
+def load_check(path: Path | Traversable, views: set[str], rules: set[str]) -> CheckSpec:
     """Read one check file; `views` and `rules` are the names a file may refer to."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -332,15 +335,20 @@ def _rules(r: _Reader, item: dict, where: str) -> tuple[SeverityRule, ...]:
     return tuple(rules)
 
 
-def load_checks(dirs: list[Path], views: set[str], rules: set[str]) -> dict[str, CheckSpec]:
+def load_checks(dirs: list[Path | Traversable], views: set[str], rules: set[str]) -> dict[str, CheckSpec]:
     """Every check file in `dirs` (the built-in directory first); a duplicate id is an error."""
     checks: dict[str, CheckSpec] = {}
     for directory in dirs:
         if not directory.is_dir():
             raise UserError(f"{directory}: checks directory not found")
-        for path in sorted(directory.glob("*.toml")):
+        for path in check_files(directory):
             spec = load_check(path, views, rules)
             if spec.id in checks:
                 raise UserError(f"{path}: id: {spec.id!r} is already defined in {checks[spec.id].path}")
             checks[spec.id] = spec
     return checks
+
+
+def check_files(directory: Path | Traversable) -> list[Path | Traversable]:
+    """The check files of a directory, by name."""
+    return sorted((p for p in directory.iterdir() if p.name.endswith(".toml") and p.is_file()), key=lambda p: p.name)

@@ -17,7 +17,6 @@ from driftwatch.report.mask import mask_emails
 from driftwatch.report.summary import History, RunInfo
 from driftwatch.report.svg import sparkline, stacked_bars
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[3] / "reports" / "templates"
 TREND_RUNS = 14
 TOP_PER_CHECK = 5
 
@@ -79,7 +78,7 @@ def format_money(amount: Decimal | None, currency: str | None) -> str:
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        loader=jinja2.PackageLoader("driftwatch.report", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
