@@ -1,0 +1,131 @@
+"""Marketplace order rules: acceptance before the deadline, and tracking posted."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from driftwatch.engine.context import Scope
+from driftwatch.engine.rules._base import TS, due_before, findings_from, rule, text_or_none
+from driftwatch.engine.views import (
+    order_ref_of_lines,
+    source_orders,
+)
+
+
+@rule
+def acceptance_sla(scope: Scope) -> pl.LazyFrame | None:
+    """Marketplace orders still awaiting acceptance as their deadline nears: critical when the ERP has no
+    order for them (nobody will accept it), high when the ERP has it but acceptance was never sent."""
+    orders = scope.target_frame("orders")
+    truth = scope.source_frame("orders")
+    if not scope.marketplace or orders is None or truth is None:
+        return None
+    captured = scope.ctx.captured_at(scope.target, "orders")
+    deadline = pl.col("placed_at") + scope.hours("acceptance_deadline_hours")
+    waiting = orders.filter(
+        pl.col("status").is_in(scope.option("awaiting_states"))
+        & (deadline - scope.hours("warn_before_hours") <= captured)
+    ).join(
+        truth.filter(pl.col("external_id").is_not_null()).select("external_id", pl.col("order_id").alias("erp_order")),
+        on="external_id",
+        how="left",
+    )
+    in_erp = pl.col("erp_order").is_not_null()
+    return findings_from(
+        scope,
+        waiting.with_columns(deadline.alias("deadline")),
+        entity="orders",
+        key=pl.coalesce("erp_order", "external_id"),
+        field="acceptance",
+        expected=pl.col("deadline"),
+        actual=pl.col("status"),
+        severity=pl.when(in_erp).then(pl.lit("high")).otherwise(pl.lit("critical")),
+        message=pl.when(in_erp)
+        .then(
+            pl.format(
+                "{} order {} (ERP {}) still awaits acceptance; the marketplace cancels it at {}",
+                pl.lit(scope.target),
+                "external_id",
+                "erp_order",
+                text_or_none(pl.col("deadline"), TS),
+            )
+        )
+        .otherwise(
+            pl.format(
+                "{} order {} awaits acceptance, is not in the ERP, and is auto-cancelled at {}",
+                pl.lit(scope.target),
+                "external_id",
+                text_or_none(pl.col("deadline"), TS),
+            )
+        ),
+        repair=pl.when(in_erp).then(pl.lit("accept_order")).otherwise(pl.lit("import_order_to_erp")),
+        impact=pl.col("total"),
+        currency=pl.col("currency"),
+    )
+
+
+@rule
+def tracking_sync(scope: Scope) -> pl.LazyFrame | None:
+    """Every ERP shipment of a marketplace order (older than the allowed lag) is on the marketplace with
+    the same tracking number and carrier code (after the configured carrier mapping)."""
+    shipments, orders = scope.source_frame("shipments"), source_orders(scope)
+    copy, copy_orders = scope.target_frame("shipments"), scope.target_frame("orders")
+    if shipments is None or orders is None or copy is None or copy_orders is None:
+        return None
+    due = due_before(scope, "shipments")
+    erp = (
+        shipments.filter(pl.col("tracking_number").is_not_null() & (pl.col("shipped_at") <= due))
+        .join(orders.select("order_id", "order_ref", "key"), on="order_id")
+        .with_columns(pl.col("carrier").replace(scope.option("carrier_map")).alias("carrier"))
+    )
+    posted = order_ref_of_lines(scope, copy, copy_orders).select(
+        "order_ref", "tracking_number", pl.col("carrier").alias("posted_carrier")
+    )
+    matched = erp.join(posted, on=["order_ref", "tracking_number"], how="left")
+    any_posted = posted.group_by("order_ref").agg(pl.col("tracking_number").drop_nulls().first().alias("posted"))
+    missing = matched.filter(pl.col("posted_carrier").is_null()).join(any_posted, on="order_ref", how="left")
+    wrong_carrier = matched.filter(
+        pl.col("posted_carrier").is_not_null() & (pl.col("posted_carrier") != pl.col("carrier"))
+    )
+    return pl.concat(
+        [
+            findings_from(
+                scope,
+                missing,
+                entity="shipments",
+                key=pl.col("key"),
+                field="tracking_number",
+                expected=pl.col("tracking_number"),
+                actual=pl.col("posted"),
+                severity=scope.option("severity"),
+                message=pl.format(
+                    "the ERP shipped order {} with {} {} but {} shows {}",
+                    "key",
+                    "carrier",
+                    "tracking_number",
+                    pl.lit(scope.target),
+                    pl.col("posted").fill_null("no tracking"),
+                ),
+                repair="post_tracking",
+            ),
+            findings_from(
+                scope,
+                wrong_carrier,
+                entity="shipments",
+                key=pl.col("key"),
+                field="carrier",
+                expected=pl.col("carrier"),
+                actual=pl.col("posted_carrier"),
+                severity=scope.option("severity"),
+                message=pl.format(
+                    "order {} tracking {} is with carrier {} on {} but {} in the ERP",
+                    "key",
+                    "tracking_number",
+                    "posted_carrier",
+                    pl.lit(scope.target),
+                    "carrier",
+                ),
+                repair="post_tracking",
+            ),
+        ]
+    )

@@ -1,0 +1,65 @@
+"""Returns processed in the ERP reflected downstream."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from driftwatch.engine.context import Scope
+from driftwatch.engine.rules._base import due_before, findings_from, rule
+from driftwatch.engine.views import (
+    order_ref_of_lines,
+    source_orders,
+    target_orders,
+)
+
+
+@rule
+def returns_sync(scope: Scope) -> pl.LazyFrame | None:
+    """Processed ERP returns (older than the allowed lag) show as returned quantities on the target's
+    order lines, so no review request goes out for an item that came back."""
+    returns, orders = scope.source_frame("returns"), source_orders(scope)
+    lines, copy_orders = scope.target_frame("order_lines"), target_orders(scope)
+    if returns is None or orders is None or lines is None or copy_orders is None:
+        return None
+    if not scope.ctx.has(scope.target, "order_lines", "qty_returned"):
+        return None
+    due = due_before(scope, "order_lines")
+    processed = (
+        returns.filter(
+            pl.col("status").str.to_lowercase().is_in(scope.option("processed_statuses"))
+            & (pl.col("processed_at") <= due)
+        )
+        .join(orders.select("order_id", "order_ref", "key"), on="order_id")
+        .join(copy_orders.select("order_ref"), on="order_ref", how="semi")  # a missing order is not this check's
+        .group_by("order_ref", "key", "sku")
+        .agg(pl.col("qty").sum().alias("returned"), pl.col("return_id").min(), pl.col("amount").sum())
+    )
+    reflected = (
+        order_ref_of_lines(scope, lines, scope.target_frame("orders"))
+        .group_by("order_ref", "sku")
+        .agg(pl.col("qty_returned").fill_null(0).sum().alias("shown"))
+    )
+    behind = processed.join(reflected, on=["order_ref", "sku"], how="left").filter(
+        pl.col("shown").fill_null(0) < pl.col("returned")
+    )
+    return findings_from(
+        scope,
+        behind,
+        entity="returns",
+        key=pl.col("key"),
+        field=pl.format("{}.qty_returned", "sku"),
+        expected=pl.col("returned"),
+        actual=pl.col("shown").fill_null(0),
+        severity=scope.option("severity"),
+        message=pl.format(
+            "return {} of {} x {} on order {} is processed in the ERP but {} shows {} returned",
+            "return_id",
+            "returned",
+            "sku",
+            "key",
+            pl.lit(scope.target),
+            pl.col("shown").fill_null(0),
+        ),
+        repair="upsert_order",
+        impact=pl.col("amount"),
+    )
