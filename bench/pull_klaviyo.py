@@ -26,9 +26,10 @@ from pathlib import Path
 
 import polars as pl
 
-from driftwatch.connectors.klaviyo import Connector, Simulator
+from driftwatch.connectors.klaviyo import Connector
 from driftwatch.connectors.klaviyo.client import PAGE_SIZES, RATE_LIMITS
 from driftwatch.normalize import coerce
+from driftwatch.simulators.klaviyo import KlaviyoSimulator as Simulator
 
 
 def profiles(count: int) -> pl.DataFrame:

@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from driftwatch.cli import cli
-from driftwatch.connectors import PLATFORMS, SIMULATORS
 from driftwatch.demo.generator import generate
 from driftwatch.demo.run import run_demo
+from driftwatch.simulators import PLATFORMS, SIMULATORS
 
 
 def test_make_demo_finds_every_injected_drift_through_the_live_pulls(tmp_path, capsys):

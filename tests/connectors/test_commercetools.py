@@ -11,11 +11,13 @@ import httpx
 import polars as pl
 import pytest
 
-from driftwatch.connectors import SIMULATORS, get
-from driftwatch.connectors.commercetools import Connector, Simulator
+from driftwatch.connectors import get
+from driftwatch.connectors.commercetools import Connector
 from driftwatch.connectors.commercetools.client import ClientCredentials, CommercetoolsClient
-from driftwatch.connectors.commercetools.simulator import CLIENT_ID, CLIENT_SECRET, PROJECT_KEY
 from driftwatch.errors import UserError
+from driftwatch.simulators import SIMULATORS
+from driftwatch.simulators.commercetools import CLIENT_ID, CLIENT_SECRET, PROJECT_KEY
+from driftwatch.simulators.commercetools import CommercetoolsSimulator as Simulator
 
 STAMP = "2026-11-01T10:00:00Z"
 

@@ -13,7 +13,7 @@ import pytest
 from killed_apply import KILL_IDS, KILL_POINTS, apply_again, kill_apply
 
 from driftwatch.config import Config, parse_config
-from driftwatch.connectors.commercetools import Simulator, mapping
+from driftwatch.connectors.commercetools import mapping
 from driftwatch.connectors.commercetools.push import Pusher
 from driftwatch.engine.runner import audit
 from driftwatch.entities import ENTITIES
@@ -21,6 +21,7 @@ from driftwatch.normalize import coerce
 from driftwatch.pull import pull_sources
 from driftwatch.repair import apply_plan, load_plan, make_plan
 from driftwatch.repair.plan import Action
+from driftwatch.simulators.commercetools import CommercetoolsSimulator as Simulator
 from driftwatch.store import IncomingSnapshot, Store
 
 NOW = datetime.now(UTC).replace(microsecond=0)

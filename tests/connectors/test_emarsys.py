@@ -12,12 +12,14 @@ import polars as pl
 import pytest
 
 from driftwatch.config import parse_config
-from driftwatch.connectors import SIMULATORS, get
-from driftwatch.connectors.emarsys import Connector, Simulator
+from driftwatch.connectors import get
+from driftwatch.connectors.emarsys import Connector
 from driftwatch.connectors.emarsys.client import EmarsysClient, WsseAuth, wsse_header
 from driftwatch.demo.generator import generate
 from driftwatch.errors import UserError
 from driftwatch.normalize import coerce
+from driftwatch.simulators import SIMULATORS
+from driftwatch.simulators.emarsys import EmarsysSimulator as Simulator
 
 UNLIMITED: dict = {}  # the documented rate is 1,000 a minute: no test here comes near it
 # Custom fields beyond the defaults, as an account would configure them.

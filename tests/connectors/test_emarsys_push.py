@@ -15,13 +15,13 @@ from push_scenario import audit_against, push_config
 from push_scenario import open_drift as scenario_open_drift
 
 from driftwatch.config import Config, parse_config
-from driftwatch.connectors.emarsys import Simulator
 from driftwatch.connectors.emarsys.push import Pusher
 from driftwatch.engine.runner import audit
 from driftwatch.normalize import coerce
 from driftwatch.pull import pull_sources
 from driftwatch.repair import apply_plan, load_plan, make_plan
 from driftwatch.repair.plan import Action
+from driftwatch.simulators.emarsys import EmarsysSimulator as Simulator
 from driftwatch.store import IncomingSnapshot, Store
 
 NOW = datetime.now(UTC).replace(microsecond=0)

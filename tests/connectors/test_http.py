@@ -20,10 +20,11 @@ import pytest
 from driftwatch import connectors
 from driftwatch.connectors._checkpoint import Staging
 from driftwatch.connectors._http import HttpClient, HttpSettings, RateLimiter, retry_after_seconds
-from driftwatch.connectors._simulator import Request, Response, Simulator
 from driftwatch.connectors.base import BaseConnector
 from driftwatch.errors import UserError
 from driftwatch.normalize import coerce
+from driftwatch.simulators import SIMULATORS
+from driftwatch.simulators._base import Request, Response, Simulator
 
 SHOP_KEY = "shop-secret-key-0123456789"
 
@@ -321,4 +322,4 @@ def test_staging_batches_pages_and_resumes_after_the_last_batch(tmp_path):
 def test_registry_rejects_unknown_sources():
     with pytest.raises(UserError, match="no connector for 'nowhere'"):
         connectors.get("nowhere")
-    assert "klaviyo" in connectors.SIMULATORS
+    assert "klaviyo" in SIMULATORS

@@ -12,10 +12,12 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from driftwatch import connectors
-from driftwatch.connectors.klaviyo import Connector, Simulator
-from driftwatch.connectors.klaviyo.simulator import UNKNOWN_CONSENT
+from driftwatch.connectors.klaviyo import Connector
 from driftwatch.errors import UserError
 from driftwatch.normalize import coerce
+from driftwatch.simulators import SIMULATORS
+from driftwatch.simulators.klaviyo import UNKNOWN_CONSENT
+from driftwatch.simulators.klaviyo import KlaviyoSimulator as Simulator
 
 T0 = datetime(2026, 11, 1, 9, tzinfo=UTC)
 METRICS = ("order_placed", "order_fulfilled", "order_cancelled", "order_refunded")
@@ -115,7 +117,7 @@ def test_round_trip_gives_back_exactly_the_records(klaviyo, connect, canonical):
 
 def test_registry_knows_klaviyo():
     assert connectors.get("klaviyo") is Connector
-    assert connectors.SIMULATORS["klaviyo"] is Simulator
+    assert SIMULATORS["klaviyo"] is Simulator
 
 
 @pytest.mark.parametrize(

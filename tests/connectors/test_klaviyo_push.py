@@ -17,12 +17,12 @@ from push_scenario import audit_against, push_config
 from push_scenario import open_drift as scenario_open_drift
 
 from driftwatch.config import Config, parse_config
-from driftwatch.connectors.klaviyo import Simulator
 from driftwatch.connectors.klaviyo.push import Pusher
 from driftwatch.errors import UserError
 from driftwatch.normalize import coerce
 from driftwatch.repair import apply_plan, load_plan, make_plan
 from driftwatch.repair.plan import Action
+from driftwatch.simulators.klaviyo import KlaviyoSimulator as Simulator
 from driftwatch.store import Store
 
 NOW = datetime.now(UTC).replace(microsecond=0)

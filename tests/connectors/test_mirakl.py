@@ -13,13 +13,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from driftwatch.connectors import SIMULATORS, get
-from driftwatch.connectors.mirakl import Connector, Simulator
+from driftwatch.connectors import get
+from driftwatch.connectors.mirakl import Connector
 from driftwatch.connectors.mirakl.client import MiraklClient
 from driftwatch.connectors.mirakl.mapping import COLUMNS
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
 from driftwatch.normalize import coerce
+from driftwatch.simulators import SIMULATORS
+from driftwatch.simulators.mirakl import MiraklSimulator as Simulator
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 FAST = {"backoff_initial": 0.01, "backoff_max": 0.05, "max_attempts": 8}

@@ -14,7 +14,6 @@ import pytest
 from killed_apply import KILL_IDS, KILL_POINTS, apply_again, kill_apply
 
 from driftwatch.config import Config, parse_config
-from driftwatch.connectors.mirakl import Simulator
 from driftwatch.connectors.mirakl.push import WRITE_CALL_LIMITS, Pusher
 from driftwatch.engine.runner import audit
 from driftwatch.entities import ENTITIES
@@ -24,6 +23,7 @@ from driftwatch.pull import pull_sources
 from driftwatch.repair import Journal, apply_plan, load_plan, make_plan
 from driftwatch.repair.plan import Action
 from driftwatch.repair.pushers import PushOutcome
+from driftwatch.simulators.mirakl import MiraklSimulator as Simulator
 from driftwatch.store import IncomingSnapshot, Store
 
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -8,13 +8,15 @@ import polars as pl
 import pytest
 
 from driftwatch.config import parse_config
-from driftwatch.connectors import SIMULATORS, get
-from driftwatch.connectors.ometria import Connector, Simulator
+from driftwatch.connectors import get
+from driftwatch.connectors.ometria import Connector
 from driftwatch.connectors.ometria.mapping import CANCELLED_BUT_VALID
-from driftwatch.connectors.ometria.simulator import UNKNOWN_STATUS
 from driftwatch.demo.generator import generate
 from driftwatch.errors import UserError
 from driftwatch.normalize import coerce
+from driftwatch.simulators import SIMULATORS
+from driftwatch.simulators.ometria import UNKNOWN_STATUS
+from driftwatch.simulators.ometria import OmetriaSimulator as Simulator
 
 UNLIMITED: dict = {}  # the documented rate is tested once; elsewhere it would only slow the suite
 

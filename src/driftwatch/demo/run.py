@@ -22,11 +22,11 @@ import tomli_w
 
 from driftwatch.alerts import preview
 from driftwatch.config import load_config
-from driftwatch.connectors import PLATFORMS, SIMULATORS
 from driftwatch.demo.generator import generate
 from driftwatch.errors import UserError
 from driftwatch.nightly import run_nightly
 from driftwatch.pull import results_frame
+from driftwatch.simulators import PLATFORMS, SIMULATORS
 from driftwatch.store import Store
 
 # What feeds what in the demo retailer: BlueCherry feeds every target, except that Emarsys takes its

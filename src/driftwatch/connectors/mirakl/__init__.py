@@ -1,6 +1,5 @@
-"""Mirakl MMP seller API: pull offers, orders, carriers, transaction lines and invoices; simulate the API."""
+"""Mirakl MMP seller API: pull offers, orders, carriers, transaction lines and invoices."""
 
 from driftwatch.connectors.mirakl.connector import Connector
-from driftwatch.connectors.mirakl.simulator import MiraklSimulator as Simulator
 
-__all__ = ["Connector", "Simulator"]
+__all__ = ["Connector"]

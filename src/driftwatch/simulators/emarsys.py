@@ -36,10 +36,10 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from driftwatch.connectors import _simulator as base
 from driftwatch.connectors.emarsys import mapping
 from driftwatch.connectors.emarsys.client import BATCH, wsse_header
 from driftwatch.connectors.emarsys.mapping import text
+from driftwatch.simulators import _base as base
 
 ENV = {
     "username_env": "EMARSYS_USERNAME",
@@ -58,7 +58,7 @@ def reply(data: Any, code: int = 0, text: str = "OK", status: int = 200) -> base
     return base.Response(status, {"replyCode": code, "replyText": text, "data": data})
 
 
-class Simulator(base.Simulator):
+class EmarsysSimulator(base.Simulator):
     name = "emarsys"
     rate_limits: ClassVar = {"api": [(1000, 60.0)]}
 
@@ -103,7 +103,7 @@ class Simulator(base.Simulator):
         }
         return super().settings(**{**wiring, **overrides})
 
-    def __enter__(self) -> Simulator:
+    def __enter__(self) -> EmarsysSimulator:
         self.sales_data_dir = Path(tempfile.mkdtemp(prefix="emarsys-sales-"))
         self.catalog_file = Path(tempfile.mkdtemp(prefix="emarsys-catalog-")) / "products.csv"
         self.upload_sales_data("sales_initial.csv")

@@ -42,10 +42,10 @@ from urllib.parse import parse_qsl
 
 import polars as pl
 
-from driftwatch.connectors._simulator import Request, Response, Simulator
 from driftwatch.connectors.commercetools import mapping
 from driftwatch.entities import ENTITIES
 from driftwatch.normalize import coerce
+from driftwatch.simulators._base import Request, Response, Simulator
 
 PROJECT_KEY = "driftwatch-sim"
 CLIENT_ID = "sim-client-id"

@@ -38,12 +38,12 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from driftwatch.connectors._simulator import Request, Response, RetryAfterStyle, Simulator, Windows
 from driftwatch.connectors.mirakl import mapping
 from driftwatch.connectors.mirakl.client import CALL_LIMITS, OFFSET_PAGE_SIZE, SEEK_PAGE_SIZE
 from driftwatch.connectors.mirakl.push import RENAMED_FIELDS, SAME_FIELDS, STOCK_COLUMNS, WRITE_CALL_LIMITS
 from driftwatch.entities import ENTITIES
 from driftwatch.normalize import coerce
+from driftwatch.simulators._base import Request, Response, RetryAfterStyle, Simulator, Windows
 
 API_KEY_ENV = "MIRAKL_API_KEY"
 UPDATE_OVERLAP = timedelta(minutes=5)  # how far OR11 moves `start_update_date` back

@@ -29,8 +29,8 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from driftwatch.connectors import _simulator as base
 from driftwatch.connectors.ometria import mapping
+from driftwatch.simulators import _base as base
 
 API_KEY_ENV = "OMETRIA_API_KEY"
 MAX_PAGE = 250
@@ -49,7 +49,7 @@ ENTITIES_OF = {
 }
 
 
-class Simulator(base.Simulator):
+class OmetriaSimulator(base.Simulator):
     name = "ometria"
     rate_limits: ClassVar = {"read": [(4, 1.0)], "push": [(8, 1.0)]}
 

@@ -41,7 +41,6 @@ from urllib.parse import urlencode
 
 import polars as pl
 
-from driftwatch.connectors._simulator import Request, Response, Simulator
 from driftwatch.connectors.klaviyo import mapping
 from driftwatch.connectors.klaviyo.client import BUCKETS, MEDIA_TYPE, RATE_LIMITS
 from driftwatch.connectors.klaviyo.push import (
@@ -52,6 +51,7 @@ from driftwatch.connectors.klaviyo.push import (
     WRITE_RATE_LIMITS,
 )
 from driftwatch.entities import ENTITIES
+from driftwatch.simulators._base import Request, Response, Simulator
 
 API_KEY = "pk_simulated_4f1c2b7a9e0d"
 MAX_PAGE_SIZE = {"/api/profiles": 100, "/api/events": 1000, "/api/catalog-variants": 100}
