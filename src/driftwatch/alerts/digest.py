@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from driftwatch.report.html import format_money
+from driftwatch.money import format_money
 from driftwatch.report.mask import mask_email_text
 from driftwatch.report.summary import RunInfo
 

@@ -4,7 +4,6 @@ the full findings table (filtered and sorted in the page, no network needed)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 
 import jinja2
@@ -12,6 +11,7 @@ import polars as pl
 
 from driftwatch.engine.findings import SEVERITIES
 from driftwatch.engine.runner import HEALTH_CHECK
+from driftwatch.money import format_money
 from driftwatch.report import summary
 from driftwatch.report.mask import mask_emails
 from driftwatch.report.summary import History, RunInfo
@@ -67,13 +67,6 @@ def write_report(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_report(run, findings, history, options), encoding="utf-8")
     return path
-
-
-def format_money(amount: Decimal | None, currency: str | None) -> str:
-    if amount is None:
-        return ""
-    text = f"{Decimal(amount):,.2f}"
-    return f"{text} {currency}" if currency else text
 
 
 def _environment() -> jinja2.Environment:
