@@ -4,7 +4,7 @@ The library is the product; the `driftwatch` command is a thin layer over it.
 """
 
 from driftwatch.config import Config, Feed, load_config
-from driftwatch.entities import ENTITIES, SOURCES
+from driftwatch.entities import ENTITIES
 from driftwatch.errors import DataError, UserError
 from driftwatch.filedrop import LoadReport, load_directory
 from driftwatch.normalize import coerce
@@ -12,7 +12,6 @@ from driftwatch.store import Store
 
 __all__ = [
     "ENTITIES",
-    "SOURCES",
     "Config",
     "DataError",
     "Feed",

@@ -1,5 +1,10 @@
 """driftwatch.toml: sources, column maps, status mappings, feeds, check options.
 
+A source is a named instance of a platform: `[sources.mirakl_fr] kind = "mirakl"`. A source named after
+its platform (`[sources.klaviyo]`, or a `klaviyo/` drop folder with no table at all) needs no `kind`.
+Whatever depends on the platform (connector, pusher, marketplace or not, default statuses) is asked of
+the source's kind through `driftwatch.platforms`.
+
 Every problem is reported as `FILE: KEY: problem`, so a user can go straight to the line. Secrets are
 never values in this file, only the names of environment variables that hold them (keys ending in `_env`).
 """
@@ -13,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from driftwatch.entities import CANONICAL_STATUSES, ENTITIES, SOURCES, SYSTEMS_OF_RECORD
+from driftwatch import platforms
+from driftwatch.entities import CANONICAL_STATUSES, ENTITIES
 from driftwatch.errors import UserError
+from driftwatch.platforms import Platform
 from driftwatch.statuses import merged_map
 
 DEFAULT_CONFIG_NAME = "driftwatch.toml"
@@ -33,7 +40,8 @@ _TOP_LEVEL = (
 )
 # Setting names that hold a credential. A name such as `project_key` or `listing_field` is not one.
 _SECRET_NAME = re.compile(r"(^key$|api_?key|secret|password|passphrase|token|private_key|access_key)", re.IGNORECASE)
-TARGETS = tuple(s for s in SOURCES if s not in SYSTEMS_OF_RECORD)
+SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+DEFAULT_SYSTEM_OF_RECORD = "bluecherry"  # what feeds every target when no [[feeds]] say otherwise
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,8 @@ class Feed:
 @dataclass(frozen=True)
 class AuditSettings:
     fail_on: str = "high"
-    marketplaces: tuple[str, ...] = ("mirakl",)
+    # Sources counted as marketplaces besides those whose platform is one (Mirakl instances always are).
+    marketplaces: tuple[str, ...] = ()
 
 
 @dataclass
@@ -67,8 +76,49 @@ class Config:
         """The [sources.NAME] table (connector settings, column maps, timezone), empty when absent."""
         return self.raw.get("sources", {}).get(name, {})
 
+    def configured_sources(self) -> tuple[str, ...]:
+        """The sources named by a [sources.NAME] table."""
+        return tuple(self.raw.get("sources", {}))
+
+    def known_sources(self) -> tuple[str, ...]:
+        """Every name a source may go by: the configured sources, then each platform's own name."""
+        return tuple(dict.fromkeys([*self.configured_sources(), *platforms.names()]))
+
+    def kind(self, name: str) -> str:
+        """The platform of a source: its `kind`, else its own name when that names a platform."""
+        kind = self.source(name).get("kind")
+        if kind is not None:
+            return kind
+        if platforms.is_platform(name):
+            return name
+        raise UserError(unknown_source(name, self))
+
+    def platform(self, name: str) -> Platform:
+        return platforms.get(self.kind(name))
+
+    def is_marketplace(self, name: str) -> bool:
+        return name in self.audit.marketplaces or self.platform(name).marketplace
+
+    def marketplace_channels(self) -> tuple[str, ...]:
+        """The ERP channels whose orders go to a marketplace: each marketplace's feed channels, else the
+        channel named like the marketplace. Other targets never receive these orders."""
+        marketplaces = [
+            *(name for name in platforms.names() if platforms.get(name).marketplace),
+            *self.audit.marketplaces,
+            *(name for name in self.configured_sources() if self.is_marketplace(name)),
+        ]
+        channels = list(marketplaces)
+        for feed in self.feeds:
+            if self.is_marketplace(feed.target):
+                channels += feed.channels if feed.channels is not None else [feed.target]
+        return tuple(dict.fromkeys(channels))
+
     def status_map(self, source: str) -> dict[str, str]:
-        return merged_map(source, self.raw.get("statuses", {}).get(source))
+        """Raw order status -> canonical for one source: `[statuses.<source>]`, then `[statuses.<platform>]`
+        (shared by every instance of the platform), then the platform's shipped defaults."""
+        kind = self.kind(source)
+        tables = self.raw.get("statuses", {})
+        return merged_map(kind, {**tables.get(kind, {}), **tables.get(source, {})})
 
     def check_options(self, check_id: str, target: str | None = None) -> dict[str, Any]:
         """User overrides for a check: check-level values, then the target's own."""
@@ -85,10 +135,28 @@ class Config:
         return self.raw.get(name, {})
 
 
-def default_feeds() -> list[Feed]:
-    """Without configuration the ERP feeds every target everything both sides hold."""
+def unknown_source(name: str, cfg: Config | None = None, what: str = "source") -> str:
+    configured = ", ".join(cfg.configured_sources()) if cfg is not None else ""
+    return (
+        f"unknown {what} {name!r}: it is neither a configured source ({configured or 'none configured'}) "
+        f"nor a platform ({', '.join(platforms.names())})"
+    )
+
+
+def default_feeds(sources: dict[str, Any] | None = None) -> list[Feed]:
+    """Without [[feeds]], the ERP (BlueCherry, or each configured BlueCherry instance) feeds every target
+    (each non-system-of-record platform and configured source) everything both sides hold."""
+    sources = sources or {}
+    kinds = {name: table.get("kind", name) for name, table in sources.items()}
+    erps = [name for name, kind in kinds.items() if kind == DEFAULT_SYSTEM_OF_RECORD] or [DEFAULT_SYSTEM_OF_RECORD]
+    targets = [name for name in platforms.names() if not platforms.get(name).system_of_record]
+    targets += [
+        name
+        for name, kind in kinds.items()
+        if platforms.is_platform(kind) and not platforms.get(kind).system_of_record and name not in targets
+    ]
     everything = tuple(ENTITIES)
-    return [Feed("bluecherry", target, everything) for target in TARGETS]
+    return [Feed(erp, target, everything) for erp in erps for target in targets]
 
 
 def load_config(path: Path | str | None = None) -> Config:
@@ -138,10 +206,12 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         if key not in _TOP_LEVEL:
             problems.add(key, f"unknown section; expected one of {', '.join(_TOP_LEVEL)}")
     _check_secrets(raw, "", problems)
-    _check_sources(raw.get("sources", {}), problems)
-    _check_statuses(raw.get("statuses", {}), problems)
-    feeds = _parse_feeds(raw.get("feeds"), problems)
-    audit = _parse_audit(raw.get("audit", {}), problems)
+    sources = raw.get("sources", {})
+    _check_sources(sources, problems)
+    known = tuple(dict.fromkeys([*sources, *platforms.names()]))
+    _check_statuses(raw.get("statuses", {}), known, problems)
+    feeds = _parse_feeds(raw.get("feeds"), sources, known, problems)
+    audit = _parse_audit(raw.get("audit", {}), known, problems)
     problems.raise_if_any()
     base = path.parent if path else Path.cwd()
     store = raw.get("store", {})
@@ -188,8 +258,7 @@ def _check_secrets(table: dict[str, Any], prefix: str, problems: _Problems) -> N
 
 def _check_sources(sources: dict[str, Any], problems: _Problems) -> None:
     for name, table in sources.items():
-        if name not in SOURCES:
-            problems.add(f"sources.{name}", f"unknown source; expected one of {', '.join(SOURCES)}")
+        if not _check_kind(name, table, problems):
             continue
         for entity_name in table.get("column_map", {}):
             if entity_name not in ENTITIES:
@@ -207,10 +276,42 @@ def _check_sources(sources: dict[str, Any], problems: _Problems) -> None:
                     )
 
 
-def _check_statuses(statuses: dict[str, Any], problems: _Problems) -> None:
+def _check_kind(name: str, table: Any, problems: _Problems) -> bool:
+    """A source's name is a lower_snake identifier and its kind a platform (its own name by default)."""
+    where = f"sources.{name}"
+    if not SOURCE_NAME.match(name):
+        problems.add(where, "a source name is lower_snake_case (letters, digits, _), e.g. mirakl_fr")
+        return False
+    if not isinstance(table, dict):
+        problems.add(where, "expected a table of settings")
+        return False
+    kind = table.get("kind")
+    if kind is None:
+        if platforms.is_platform(name):
+            return True
+        problems.add(
+            where,
+            f'unknown source: {name!r} is not a platform, so name its platform with kind = "..." '
+            f"(one of {', '.join(platforms.names())})",
+        )
+        return False
+    if not isinstance(kind, str) or not platforms.is_platform(kind):
+        problems.add(f"{where}.kind", f"{kind!r} is not a platform; expected one of {', '.join(platforms.names())}")
+        return False
+    if platforms.is_platform(name) and kind != name:
+        problems.add(
+            f"{where}.kind", f"a source named {name!r} is the {name} platform; give a {kind} source another name"
+        )
+        return False
+    return True
+
+
+def _check_statuses(statuses: dict[str, Any], known: tuple[str, ...], problems: _Problems) -> None:
     for source, mapping in statuses.items():
-        if source not in SOURCES:
-            problems.add(f"statuses.{source}", f"unknown source; expected one of {', '.join(SOURCES)}")
+        if source not in known:
+            problems.add(
+                f"statuses.{source}", f"unknown source; expected a configured source or a platform: {', '.join(known)}"
+            )
             continue
         for raw_value, canonical in mapping.items():
             if canonical not in CANONICAL_STATUSES:
@@ -220,15 +321,21 @@ def _check_statuses(statuses: dict[str, Any], problems: _Problems) -> None:
                 )
 
 
-def _parse_feeds(items: list[dict[str, Any]] | None, problems: _Problems) -> list[Feed]:
+def _parse_feeds(
+    items: list[dict[str, Any]] | None, sources: dict[str, Any], known: tuple[str, ...], problems: _Problems
+) -> list[Feed]:
     if items is None:
-        return default_feeds()
+        return default_feeds(sources)
     feeds = []
     for i, item in enumerate(items):
         key = f"feeds[{i}]"
         source, target = item.get("source"), item.get("target")
-        if source not in SOURCES or target not in SOURCES:
-            problems.add(key, f"source and target must be sources ({', '.join(SOURCES)}); got {source!r} -> {target!r}")
+        if source not in known or target not in known:
+            problems.add(
+                key,
+                f"source and target must be sources (configured or platforms: {', '.join(known)}); "
+                f"got {source!r} -> {target!r}",
+            )
             continue
         entities = tuple(item.get("entities", ENTITIES))
         unknown = [e for e in entities if e not in ENTITIES]
@@ -246,8 +353,12 @@ def _parse_feeds(items: list[dict[str, Any]] | None, problems: _Problems) -> lis
     return feeds
 
 
-def _parse_audit(table: dict[str, Any], problems: _Problems) -> AuditSettings:
+def _parse_audit(table: dict[str, Any], known: tuple[str, ...], problems: _Problems) -> AuditSettings:
     fail_on = table.get("fail_on", "high")
     if fail_on not in SEVERITIES:
         problems.add("audit.fail_on", f"{fail_on!r} is not a severity; expected one of {', '.join(SEVERITIES)}")
-    return AuditSettings(fail_on=fail_on, marketplaces=tuple(table.get("marketplaces", ("mirakl",))))
+    marketplaces = tuple(table.get("marketplaces", ()))
+    for name in marketplaces:
+        if name not in known:
+            problems.add("audit.marketplaces", f"{name!r} is not a source; expected some of {', '.join(known)}")
+    return AuditSettings(fail_on=fail_on, marketplaces=marketplaces)

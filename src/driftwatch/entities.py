@@ -13,9 +13,6 @@ from typing import Literal
 import pandera.polars as pa
 import polars as pl
 
-SOURCES = ("bluecherry", "commercetools", "emarsys", "ometria", "klaviyo", "mirakl")
-SYSTEMS_OF_RECORD = ("bluecherry", "commercetools")
-
 # Money is exact. Scale 4 keeps sub-cent commission maths exact; 19.9 and 19.90 are the same value.
 MONEY = pl.Decimal(18, 4)
 TIMESTAMP = pl.Datetime("us", "UTC")

@@ -1,5 +1,7 @@
 """File drops: `DIR/<source>/<entity>.csv|.parquet|.jsonl` plus an optional `_manifest.json`.
 
+`<source>` is a configured source (`mirakl_fr`, read as its kind's platform) or a platform's own name.
+
 This is how BlueCherry data usually arrives (scheduled report exports), and how any source can be audited
 without credentials. Report headers are mapped to canonical columns by a column map (BlueCherry's export
 headers are shipped as defaults; a client's config adds its own). A file that cannot be read at all stops
@@ -16,9 +18,9 @@ from pathlib import Path
 
 import polars as pl
 
-from driftwatch.config import Config
+from driftwatch.config import Config, unknown_source
 from driftwatch.connectors.bluecherry.mapping import BLUECHERRY_COLUMN_MAP, BLUECHERRY_IGNORED, BLUECHERRY_SKU_TEMPLATE
-from driftwatch.entities import ENTITIES, SOURCES
+from driftwatch.entities import ENTITIES
 from driftwatch.errors import DataError, UserError
 from driftwatch.normalize import coerce
 from driftwatch.store import IncomingSnapshot, IngestResult, Store
@@ -54,7 +56,7 @@ def load_directory(store: Store, directory: Path | str, cfg: Config) -> LoadRepo
     directory = Path(directory)
     if not directory.is_dir():
         raise UserError(f"{directory}: not a directory (expected DIR/<source>/<entity>.csv)")
-    prepared = [snap for source_dir in _source_dirs(directory) for snap in _read_source(source_dir, cfg)]
+    prepared = [snap for source_dir in _source_dirs(directory, cfg) for snap in _read_source(source_dir, cfg)]
     if not prepared:
         raise UserError(f"{directory}: no snapshot files found (expected DIR/<source>/<entity>.csv|.parquet|.jsonl)")
     results = store.ingest(snap for snap, _ in prepared)
@@ -75,11 +77,11 @@ def _file_result(path: Path, snap: IncomingSnapshot, result: IngestResult) -> Fi
     )
 
 
-def _source_dirs(directory: Path) -> list[Path]:
+def _source_dirs(directory: Path, cfg: Config) -> list[Path]:
     dirs = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
     for d in dirs:
-        if d.name not in SOURCES:
-            raise DataError(f"{d}: unknown source folder {d.name!r}; expected one of {', '.join(SOURCES)}")
+        if d.name not in cfg.known_sources():
+            raise DataError(f"{d}: {unknown_source(d.name, cfg, 'source folder')}")
     return dirs
 
 
@@ -89,8 +91,9 @@ def _read_source(source_dir: Path, cfg: Config) -> list[tuple[IncomingSnapshot, 
     captured_at = captured_at_of(source_dir, files)
     settings = cfg.source(source)
     snaps = []
+    kind = cfg.kind(source)
     for path in files:
-        entity_name, frame = read_entity_file(path, source, settings)
+        entity_name, frame = read_entity_file(path, source, settings, kind=kind)
         first_line = 2 if path.suffix == ".csv" else 1
         coerced = coerce(
             frame,
@@ -103,10 +106,11 @@ def _read_source(source_dir: Path, cfg: Config) -> list[tuple[IncomingSnapshot, 
     return snaps
 
 
-def read_entity_file(path: Path, source: str, settings: dict) -> tuple[str, pl.DataFrame]:
-    """One export file as (entity, frame with canonical column names, values still as given)."""
+def read_entity_file(path: Path, source: str, settings: dict, *, kind: str | None = None) -> tuple[str, pl.DataFrame]:
+    """One export file of a source (whose platform is `kind`, by default its name) as (entity, frame with
+    canonical column names, values still as given)."""
     entity_name = _entity_of(path)
-    return entity_name, _map_columns(_read_file(path), source, entity_name, settings, path)
+    return entity_name, _map_columns(_read_file(path), source, kind or source, entity_name, settings, path)
 
 
 def _entity_of(path: Path) -> str:
@@ -174,21 +178,24 @@ def _normal(header: str) -> str:
     return re.sub(r"\s+", " ", header.strip().lstrip("\ufeff")).casefold()
 
 
-def _map_columns(frame: pl.DataFrame, source: str, entity_name: str, settings: dict, path: Path) -> pl.DataFrame:
+def _map_columns(
+    frame: pl.DataFrame, source: str, kind: str, entity_name: str, settings: dict, path: Path
+) -> pl.DataFrame:
     columns = ENTITIES[entity_name].columns
+    bluecherry = kind == "bluecherry"  # its report headers are known; other platforms' drops use canonical names
     mapping = {
-        **(BLUECHERRY_COLUMN_MAP.get(entity_name, {}) if source == "bluecherry" else {}),
+        **(BLUECHERRY_COLUMN_MAP.get(entity_name, {}) if bluecherry else {}),
         **settings.get("column_map", {}).get(entity_name, {}),
     }
     by_header = {_normal(h): c for h, c in mapping.items()} | {_normal(c): c for c in columns}
     ignored = {
         _normal(h)
         for h in (
-            *(BLUECHERRY_IGNORED if source == "bluecherry" else ()),
+            *(BLUECHERRY_IGNORED if bluecherry else ()),
             *settings.get("ignore_columns", ()),
         )
     }
-    template = settings.get("sku_template", BLUECHERRY_SKU_TEMPLATE if source == "bluecherry" else None)
+    template = settings.get("sku_template", BLUECHERRY_SKU_TEMPLATE if bluecherry else None)
     if "sku" in columns and template and not any(by_header.get(_normal(h)) == "sku" for h in frame.columns):
         frame = _compose_sku(frame, template)
         ignored |= {_normal(h) for h in re.findall(r"\{([^}]+)\}", template)}

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import polars as pl
 
-from driftwatch import connectors
 from driftwatch.config import Config
 from driftwatch.errors import UserError
 from driftwatch.normalize import coerce
@@ -59,8 +58,9 @@ def pull_sources(
 def _pull_one(
     store: Store, cfg: Config, source: str, env: Mapping[str, str], checkpoint_dir: Path | None, progress: bool | None
 ) -> list[PullResult]:
-    with connectors.get(source)(
-        cfg.source(source), env=env, checkpoint_dir=checkpoint_dir, progress=progress
+    connector_class = cfg.platform(source).load_connector()
+    with connector_class(
+        cfg.source(source), source=source, env=env, checkpoint_dir=checkpoint_dir, progress=progress
     ) as connector:
         pulled = connector.pull(entities_to_pull(cfg, source, connector.entities))
     timezone = cfg.source(source).get("timezone", "UTC")

@@ -9,7 +9,6 @@ path = "driftwatch.duckdb"          # the DuckDB file holding every snapshot, fi
 
 [audit]
 fail_on = "high"                    # exit code 1 when drift at or above this severity is found
-marketplaces = ["mirakl"]           # their orders are compared only with orders of their own channel
 # checks_dirs = ["my-checks"]       # extra check files (TOML), beside the built-in ones
 
 # Which system of record feeds which target, with which entities. Without any [[feeds]] table,

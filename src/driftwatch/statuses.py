@@ -64,11 +64,14 @@ DEFAULT_STATUS_MAPS: dict[str, dict[str, str]] = {
 }
 
 
-def merged_map(source: str, overrides: dict[str, str] | None) -> dict[str, str]:
-    """The user's entries first (they win), then the shipped defaults."""
+def merged_map(platform: str, overrides: dict[str, str] | None) -> dict[str, str]:
+    """The user's entries first (they win), then the platform's shipped defaults (its registration's)."""
+    from driftwatch import platforms  # the registry reads this module's defaults when it is imported
+
+    defaults = platforms.get(platform).statuses if platforms.is_platform(platform) else {}
     return {
         **(overrides or {}),
-        **{k: v for k, v in DEFAULT_STATUS_MAPS.get(source, {}).items() if k not in (overrides or {})},
+        **{k: v for k, v in defaults.items() if k not in (overrides or {})},
     }
 
 

@@ -320,6 +320,6 @@ def test_staging_batches_pages_and_resumes_after_the_last_batch(tmp_path):
 
 
 def test_registry_rejects_unknown_sources():
-    with pytest.raises(UserError, match="no connector for 'nowhere'"):
+    with pytest.raises(UserError, match="unknown platform 'nowhere'"):
         connectors.get("nowhere")
     assert "klaviyo" in SIMULATORS

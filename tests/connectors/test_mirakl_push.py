@@ -20,9 +20,9 @@ from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
 from driftwatch.normalize import coerce
 from driftwatch.pull import pull_sources
+from driftwatch.push import PushOutcome
 from driftwatch.repair import Journal, apply_plan, load_plan, make_plan
 from driftwatch.repair.plan import Action
-from driftwatch.repair.pushers import PushOutcome
 from driftwatch.simulators.mirakl import MiraklSimulator as Simulator
 from driftwatch.store import IncomingSnapshot, Store
 

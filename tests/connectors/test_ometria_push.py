@@ -17,9 +17,9 @@ from push_scenario import open_drift as scenario_open_drift
 
 from driftwatch.config import Config, parse_config
 from driftwatch.connectors.ometria.push import Pusher
+from driftwatch.push import PushOutcome
 from driftwatch.repair import apply_plan, load_plan, make_plan
 from driftwatch.repair.plan import Action
-from driftwatch.repair.pushers import PushOutcome
 from driftwatch.simulators.ometria import OmetriaSimulator as Simulator
 from driftwatch.store import Store
 

@@ -51,13 +51,16 @@ class Pulled:
 
 
 class Connector(Protocol):
-    name: str
+    name: str  # the platform
+    source: str  # the configured source (an instance of the platform) this connector pulls
     entities: tuple[str, ...]
+    settings_keys: frozenset[str]  # the [sources.<name>] keys it reads, besides platforms.COMMON_SETTINGS
 
     def __init__(
         self,
         settings: Mapping[str, Any],
         *,
+        source: str | None = None,
         env: Mapping[str, str] = ...,
         checkpoint_dir: Path | None = None,
         progress: bool | None = None,
@@ -73,11 +76,13 @@ class BaseConnector:
 
     `settings` is the `[sources.<name>]` table of driftwatch.toml: `base_url`, the *names* of the
     environment variables that hold credentials (e.g. `api_key_env = "KLAVIYO_API_KEY"`), and optional
-    HTTP timings (see `HttpSettings`), and `checkpoint_rows`.
+    HTTP timings (see `HttpSettings`), and `checkpoint_rows`. `source` is the configured source's name
+    (`mirakl_fr`), the platform's own name by default: errors, staged pages and snapshots carry it.
     """
 
     name: ClassVar[str]
     entities: ClassVar[tuple[str, ...]]
+    settings_keys: ClassVar[frozenset[str]] = frozenset()
     # Rows fetched between two writes of the staging (setting `checkpoint_rows`); 0 writes every page.
     checkpoint_rows: ClassVar[int] = 0
 
@@ -85,10 +90,12 @@ class BaseConnector:
         self,
         settings: Mapping[str, Any],
         *,
+        source: str | None = None,
         env: Mapping[str, str] = os.environ,
         checkpoint_dir: Path | None = None,
         progress: bool | None = None,
     ):
+        self.source = source or self.name
         self.settings = dict(settings)
         self.env = env
         self.checkpoint_dir = checkpoint_dir
@@ -109,7 +116,7 @@ class BaseConnector:
         if key in self.settings:
             return self.settings[key]
         if default is _REQUIRED:
-            raise UserError(f"sources.{self.name}: missing setting {key!r}")
+            raise UserError(f"sources.{self.source}: missing setting {key!r}")
         return default
 
     def credential(self, setting_key: str) -> str:
@@ -117,14 +124,14 @@ class BaseConnector:
         variable = self.setting(setting_key)
         value = self.env.get(variable, "").strip()
         if not value:
-            raise UserError(f"sources.{self.name}: environment variable {variable} ({setting_key}) is not set")
+            raise UserError(f"sources.{self.source}: environment variable {variable} ({setting_key}) is not set")
         return value
 
     def pull(self, entities: Iterable[str] | None = None, *, since: datetime | None = None) -> Pulled:
         chosen = self._select(entities)
         captured_at = datetime.now(UTC)
         frames = {entity: self.pull_entity(entity, since=since) for entity in chosen}
-        return Pulled(self.name, captured_at, frames)
+        return Pulled(self.source, captured_at, frames)
 
     def pull_entity(self, entity: str, *, since: datetime | None) -> pl.DataFrame:
         raise NotImplementedError
@@ -134,8 +141,8 @@ class BaseConnector:
         interrupted pull resumes from its last cursor; returns every record once per entity key."""
         key = ENTITIES[entity].key
         flush_rows = int(self.setting("checkpoint_rows", self.checkpoint_rows))
-        staging = Staging(self.checkpoint_dir, self.name, entity, key, dict(params or {}), flush_rows=flush_rows)
-        with PageProgress(f"{self.name} {entity}", self.progress) as progress:
+        staging = Staging(self.checkpoint_dir, self.source, entity, key, dict(params or {}), flush_rows=flush_rows)
+        with PageProgress(f"{self.source} {entity}", self.progress) as progress:
             try:
                 while not staging.done:
                     rows, cursor = fetch(staging.cursor)
@@ -155,5 +162,5 @@ class BaseConnector:
         chosen = tuple(entities)
         unknown = [e for e in chosen if e not in self.entities]
         if unknown:
-            raise UserError(f"{self.name} cannot pull {', '.join(unknown)}: it provides {', '.join(self.entities)}")
+            raise UserError(f"{self.source} cannot pull {', '.join(unknown)}: it provides {', '.join(self.entities)}")
         return chosen

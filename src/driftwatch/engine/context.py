@@ -149,7 +149,7 @@ class Scope:
 
     @property
     def marketplace(self) -> bool:
-        return self.target in self.cfg.audit.marketplaces
+        return self.target is not None and self.cfg.is_marketplace(self.target)
 
     def option(self, name: str) -> Any:
         if name not in self.options:

@@ -196,7 +196,8 @@ def _source_orders(scope: Scope) -> pl.LazyFrame | None:
         return None
     channels = scope.channels()
     if channels is None:
-        orders = orders.filter(~pl.col("channel").is_in(scope.cfg.audit.marketplaces) | pl.col("channel").is_null())
+        marketplace_channels = scope.cfg.marketplace_channels()
+        orders = orders.filter(~pl.col("channel").is_in(marketplace_channels) | pl.col("channel").is_null())
     else:
         orders = orders.filter(pl.col("channel").is_in(channels))
     orders = with_canonical_status(orders, scope.cfg.status_map(scope.source), raw_statuses(scope, scope.source))

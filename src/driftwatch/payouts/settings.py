@@ -31,7 +31,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from driftwatch.config import Config
-from driftwatch.entities import CANONICAL_STATUSES, SOURCES
+from driftwatch.entities import CANONICAL_STATUSES
 from driftwatch.errors import UserError
 
 # Which ledger account each journalled line type posts to; the other side is always the receivable that
@@ -98,7 +98,7 @@ def payout_settings(cfg: Config) -> PayoutSettings:
     _known_keys(table, _KEYS, where)
     _known_keys(commission, _COMMISSION_KEYS, f"{where}.commission")
     _known_keys(table.get("accounts", {}), tuple(DEFAULT_ACCOUNTS), f"{where}.accounts")
-    _sources(table, where)
+    _sources(table, where, cfg.known_sources())
     defaults = PayoutSettings()
     channel = str(table.get("channel", table.get("marketplace", defaults.channel)))
     return PayoutSettings(
@@ -125,10 +125,10 @@ def _known_keys(table: dict[str, Any], known: tuple[str, ...], where: str) -> No
         raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(known)}")
 
 
-def _sources(table: dict[str, Any], where: str) -> None:
+def _sources(table: dict[str, Any], where: str, known: tuple[str, ...]) -> None:
     for key in ("marketplace", "erp"):
-        if key in table and table[key] not in SOURCES:
-            raise UserError(f"{where}.{key}: {table[key]!r} is not a source; expected one of {', '.join(SOURCES)}")
+        if key in table and table[key] not in known:
+            raise UserError(f"{where}.{key}: {table[key]!r} is not a source; expected one of {', '.join(known)}")
 
 
 def _decimal(value: Any, key: str, upper: Decimal | None = Decimal(1)) -> Decimal:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,30 +20,10 @@ from driftwatch.config import Config
 from driftwatch.engine.findings import OPEN_STATUSES, findings, latest_run_id, run_info
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
+from driftwatch.push import ERP_ACTIONS, Action
 from driftwatch.store import Store
 
 PLAN_VERSION = 1
-# Actions the system of record executes itself, whichever target's drift they answer (the ERP never takes a
-# live write: these become an import file).
-ERP_ACTIONS = dict.fromkeys(
-    ("create_journal_entry", "import_order_to_erp", "fix_erp_available_formula", "correct_erp_record"), "bluecherry"
-)
-
-
-@dataclass(frozen=True)
-class Action:
-    action_id: str  # stable for the same change, so a re-made plan never pushes a done change again
-    platform: str  # where the push goes: the drifted target, or the ERP for journal entries and corrections
-    target: str
-    action: str  # set_stock, deactivate_offer, update_consent, upsert_order, send_event, ...
-    check_id: str
-    entity: str
-    key: str
-    field: str
-    before: str | None
-    after: str | None
-    fingerprint: str
-    truth: dict[str, Any] = field(default_factory=dict)  # the system of record's row for this key, as text
 
 
 @dataclass(frozen=True)
@@ -134,7 +114,7 @@ def _action(row: dict[str, Any], truth: dict[str, Any]) -> Action:
     identity = "|".join(str(row[c]) for c in ("run_id", "target", "repair_action", "key", "field", "expected"))
     return Action(
         action_id=hashlib.sha256(identity.encode()).hexdigest()[:16],
-        platform=ERP_ACTIONS.get(row["repair_action"], row["target"]),
+        platform=_pushed_to(row),
         target=row["target"],
         action=row["repair_action"],
         check_id=row["check_id"],
@@ -146,6 +126,14 @@ def _action(row: dict[str, Any], truth: dict[str, Any]) -> Action:
         fingerprint=row["fingerprint"],
         truth=truth,
     )
+
+
+def _pushed_to(finding: dict[str, Any]) -> str:
+    """The source an action is pushed to: the drifted target, but the system of record of the finding's
+    feed (BlueCherry, commercetools, ...) for what only the system of record can change."""
+    if finding["repair_action"] in ERP_ACTIONS and finding["source"]:
+        return finding["source"]
+    return finding["target"]
 
 
 def _truth_row(store: Store, finding: dict[str, Any]) -> dict[str, Any]:

@@ -35,12 +35,13 @@ EXPORTED = (
 class Connector(BaseConnector):
     name = "bluecherry"
     entities = EXPORTED
+    settings_keys = frozenset({"path", "sftp_url", "sftp_password_env"})
 
     def __init__(self, settings: Mapping[str, Any], **kwargs: Any):
         super().__init__(settings, **kwargs)
         if not settings.get("path") and not settings.get("sftp_url"):
             raise UserError(
-                "sources.bluecherry: set `path` (a folder of exports) or `sftp_url` "
+                f"sources.{self.source}: set `path` (a folder of exports) or `sftp_url` "
                 "(sftp://user@host/folder, password in the variable named by sftp_password_env)"
             )
 
@@ -49,10 +50,10 @@ class Connector(BaseConnector):
         folder = self._local_folder()
         files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in FORMATS and p.stem in chosen)
         if not files:
-            raise UserError(f"sources.bluecherry: no exports ({', '.join(sorted(chosen))}) found in {folder}")
-        frames = dict(read_entity_file(path, self.name, self.settings) for path in files)
+            raise UserError(f"sources.{self.source}: no exports ({', '.join(sorted(chosen))}) found in {folder}")
+        frames = dict(read_entity_file(path, self.source, self.settings, kind=self.name) for path in files)
         self._origins = {path.stem: (str(path), 2 if path.suffix == ".csv" else 1) for path in files}
-        return Pulled(self.name, captured_at_of(folder, files), frames)
+        return Pulled(self.source, captured_at_of(folder, files), frames)
 
     def origin(self, entity: str) -> tuple[str, int]:
         """The export file an entity came from and the line number of its first record."""
@@ -62,7 +63,7 @@ class Connector(BaseConnector):
         if self.settings.get("path"):
             folder = Path(self.settings["path"])
             if not folder.is_dir():
-                raise UserError(f"sources.bluecherry.path: {folder} is not a folder")
+                raise UserError(f"sources.{self.source}.path: {folder} is not a folder")
             return folder
         return self._download()
 
@@ -71,7 +72,7 @@ class Connector(BaseConnector):
 
         url = urlparse(self.settings["sftp_url"])
         if url.scheme != "sftp" or not url.hostname:
-            raise UserError("sources.bluecherry.sftp_url: expected sftp://user@host[:port]/folder")
+            raise UserError(f"sources.{self.source}.sftp_url: expected sftp://user@host[:port]/folder")
         target = Path(tempfile.mkdtemp(prefix="bluecherry-", dir=self.checkpoint_dir))
         transport = paramiko.Transport((url.hostname, url.port or 22))
         try:
@@ -85,7 +86,7 @@ class Connector(BaseConnector):
                     sftp.get(f"{remote}/{entry.filename}", str(local))
                     os.utime(local, (entry.st_atime or 0, entry.st_mtime or 0))  # keeps the export's own time
         except (paramiko.SSHException, OSError) as exc:
-            raise UserError(f"sources.bluecherry: SFTP {url.hostname}: {type(exc).__name__}: {exc}") from None
+            raise UserError(f"sources.{self.source}: SFTP {url.hostname}: {type(exc).__name__}: {exc}") from None
         finally:
             transport.close()
         return target

@@ -13,8 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from driftwatch.repair.plan import ERP_ACTIONS, Action
-from driftwatch.repair.pushers import PushOutcome, outbox_path
+from driftwatch.push import ERP_ACTIONS, Action, PushOutcome
 
 COLUMNS = ("action_id", "action", "key", "field", "value", "record")
 
@@ -22,10 +21,12 @@ COLUMNS = ("action_id", "action", "key", "field", "value", "record")
 class Pusher:
     target = "bluecherry"
     batch_size = 5_000
-    actions = frozenset(ERP_ACTIONS)
+    actions = ERP_ACTIONS
+    settings_keys = frozenset({"outbox"})
 
-    def __init__(self, settings: Mapping[str, Any], **_: Any):
-        self.outbox = outbox_path(settings, "outbox/bluecherry")
+    def __init__(self, settings: Mapping[str, Any], *, source: str | None = None, **_: Any):
+        self.target = source or self.target
+        self.outbox = Path(settings.get("outbox", f"outbox/{self.target}"))
 
     def push(self, batch: list[Action]) -> dict[str, PushOutcome]:
         self.outbox.mkdir(parents=True, exist_ok=True)

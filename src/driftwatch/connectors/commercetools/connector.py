@@ -70,26 +70,43 @@ RESOURCES = (
 class Connector(BaseConnector):
     name = "commercetools"
     entities = tuple(entity for resource in RESOURCES for entity in resource.entities)
+    settings_keys = frozenset(
+        {
+            "base_url",
+            "auth_url",
+            "project",
+            "client_id_env",
+            "client_secret_env",
+            "scopes",
+            "page_size",
+            "currency",
+            "message_retention_days",
+            "custom_fields",
+            "attributes",
+            "locale",
+        }
+    )
 
     def __init__(
         self,
         settings: Mapping[str, Any],
         *,
+        source: str | None = None,
         env: Mapping[str, str] = os.environ,
         checkpoint_dir: Path | None = None,
         progress: bool | None = None,
     ):
-        super().__init__(settings, env=env, checkpoint_dir=checkpoint_dir, progress=progress)
+        super().__init__(settings, source=source, env=env, checkpoint_dir=checkpoint_dir, progress=progress)
         self.names = mapping.Names(self.settings)
         self.page_size = int(self.setting("page_size", MAX_LIMIT))
         if not 1 <= self.page_size <= MAX_LIMIT:
-            raise UserError(f"sources.commercetools: page_size must be 1..{MAX_LIMIT}, not {self.page_size}")
+            raise UserError(f"sources.{self.source}: page_size must be 1..{MAX_LIMIT}, not {self.page_size}")
         base_url = self.setting("base_url")
         # One HTTP client (and token) per pull, closed after it: a nightly job never holds a stale one.
         self._connect = functools.partial(
             CommercetoolsClient,
             api_url=base_url,
-            auth_url=self.setting("auth_url", None) or _auth_url(base_url),
+            auth_url=self.setting("auth_url", None) or _auth_url(base_url, self.source),
             project_key=self.setting("project"),
             client_id=self.credential("client_id_env"),
             client_secret=self.credential("client_secret_env"),
@@ -109,7 +126,7 @@ class Connector(BaseConnector):
                     frames |= self._pull_resource(resource, wanted, since)
         finally:
             self.client.close()
-        return Pulled(self.name, captured_at, {entity: frames[entity] for entity in chosen})
+        return Pulled(self.source, captured_at, {entity: frames[entity] for entity in chosen})
 
     # ---------------------------------------------------------------- one resource
 
@@ -118,9 +135,9 @@ class Connector(BaseConnector):
     ) -> dict[str, pl.DataFrame]:
         changed = None if since is None else self._changed_ids(resource, since)
         params = {"since": since if changed is not None else None, "page_size": self.page_size}
-        stagings = {e: Staging(self.checkpoint_dir, self.name, e, ENTITIES[e].key, params) for e in wanted}
+        stagings = {e: Staging(self.checkpoint_dir, self.source, e, ENTITIES[e].key, params) for e in wanted}
         after, finished = _resume_point(stagings.values())
-        with PageProgress(f"{self.name} {resource.path}", self.progress) as progress:
+        with PageProgress(f"{self.source} {resource.path}", self.progress) as progress:
             while not finished:
                 records, following = self._page(resource, after, changed)
                 rows = self._rows(resource, records)
@@ -222,9 +239,9 @@ def _resume_point(stagings: Iterable[Staging]) -> tuple[str | None, bool]:
     return min(s.cursor["after"] for s in unfinished), False
 
 
-def _auth_url(base_url: str) -> str:
+def _auth_url(base_url: str, source: str) -> str:
     if "://api." not in base_url:
         raise UserError(
-            "sources.commercetools: set auth_url (the OAuth host, e.g. https://auth.<region>.commercetools.com)"
+            f"sources.{source}: set auth_url (the OAuth host, e.g. https://auth.<region>.commercetools.com)"
         )
     return base_url.replace("://api.", "://auth.", 1)

@@ -55,8 +55,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 from driftwatch.connectors.commercetools import mapping
 from driftwatch.connectors.commercetools.client import MAX_LIMIT, error_text, id_after, id_in, quote
 from driftwatch.connectors.commercetools.connector import Connector
-from driftwatch.repair.plan import Action
-from driftwatch.repair.pushers import PushOutcome
+from driftwatch.push import Action, PushOutcome
 from driftwatch.statuses import canonical_status, merged_map
 
 Row = dict[str, Any]
@@ -89,19 +88,22 @@ class Pusher:
     # the query predicates (`id in (...)` of at most this many values).
     batch_size = 100
     actions = frozenset({"set_stock", "update_order_status", "upsert_order", "upsert_contact", "update_consent"})
+    settings_keys = frozenset({"custom_types"})
 
     def __init__(
         self,
         settings: Mapping[str, Any],
         *,
+        source: str | None = None,
         env: Mapping[str, str] = os.environ,
         status_map: Mapping[str, str] | None = None,
         **_: Any,
     ):
         self.settings = settings
-        self.connector = Connector(settings, env=env, progress=False)
+        self.connector = Connector(settings, source=source, env=env, progress=False)
+        self.target = self.connector.source
         self.names = self.connector.names
-        self.status_map = dict(status_map) if status_map is not None else merged_map(self.target, None)
+        self.status_map = dict(status_map) if status_map is not None else merged_map(Connector.name, None)
         self.custom_types = {**CUSTOM_TYPES, **settings.get("custom_types", {})}
 
     # ---------------------------------------------------------------- the Pusher protocol

@@ -47,13 +47,31 @@ log = logging.getLogger("driftwatch.connectors.emarsys")
 class Connector(BaseConnector):
     name = "emarsys"
     entities = ("customers", "products", "inventory", "orders", "order_lines")
+    settings_keys = frozenset(
+        {
+            "base_url",
+            "auth",
+            "username_env",
+            "secret_env",
+            "client_id_env",
+            "client_secret_env",
+            "auth_url",
+            "field_ids",
+            "listing_field",
+            "page_size",
+            "requests_per_minute",
+            "catalog_url",
+            "sales_data_dir",
+            "currency",
+        }
+    )
 
     def __init__(self, settings: dict[str, Any], **kwargs: Any):
         super().__init__(settings, **kwargs)
         self.fields = mapping.field_ids(self.settings)
         unknown = set(self.fields) - set(ENTITIES["customers"].columns)
         if unknown:
-            raise UserError(f"sources.emarsys.field_ids: {', '.join(sorted(unknown))} are not customer columns")
+            raise UserError(f"sources.{self.source}.field_ids: {', '.join(sorted(unknown))} are not customer columns")
         self._auth, self._api_path, self._secrets = self._credentials()
         self._client: EmarsysClient | None = None
         self._derived: dict[str, pl.DataFrame] = {}
@@ -68,7 +86,7 @@ class Connector(BaseConnector):
             auth_url = self.setting("auth_url", TOKEN_URL)
             auth = OAuthClientCredentials(auth_url, self.credential("client_id_env"), client_secret)
             return auth, "/api/v3", [client_secret]
-        raise UserError(f"sources.emarsys.auth: expected 'wsse' or 'oauth', not {method!r}")
+        raise UserError(f"sources.{self.source}.auth: expected 'wsse' or 'oauth', not {method!r}")
 
     def pull(self, entities: Iterable[str] | None = None, *, since: datetime | None = None) -> Pulled:
         self._client = EmarsysClient(
@@ -130,7 +148,7 @@ class Connector(BaseConnector):
     def _sales_lines(self, since: datetime | None) -> pl.DataFrame:
         folder = Path(self.setting("sales_data_dir"))
         if not folder.is_dir():
-            raise UserError(f"sources.emarsys.sales_data_dir: {folder} is not a directory")
+            raise UserError(f"sources.{self.source}.sales_data_dir: {folder} is not a directory")
         accepted = [frame for path in sorted(folder.glob("*.csv")) if (frame := _sales_file(path)) is not None]
         lines = (
             pl.concat(accepted, how="diagonal")

@@ -36,8 +36,7 @@ import polars as pl
 from driftwatch.connectors.emarsys.client import BASE_URL, BATCH, EmarsysClient
 from driftwatch.connectors.emarsys.connector import Connector
 from driftwatch.connectors.emarsys.mapping import CATALOGUE_PRODUCT, OPT_IN, OPT_IN_VALUES, catalogue_to_frames, text
-from driftwatch.repair.plan import Action
-from driftwatch.repair.pushers import PushOutcome
+from driftwatch.push import Action, PushOutcome
 
 PRESENT, ABSENT = "present", "absent"  # what a finding about a missing profile expects and found
 EMAIL = "email"
@@ -56,9 +55,14 @@ class Pusher:
     target = "emarsys"
     batch_size = BATCH
     actions = CONTACT_ACTIONS | CATALOGUE_ACTIONS
+    settings_keys = frozenset({"catalog_file", "link_template"})
 
-    def __init__(self, settings: Mapping[str, Any], *, env: Mapping[str, str] = os.environ, **_: Any):
-        self._connector = Connector(dict(settings), env=env)  # settings, field ids and credentials, checked once
+    def __init__(
+        self, settings: Mapping[str, Any], *, source: str | None = None, env: Mapping[str, str] = os.environ, **_: Any
+    ):
+        # Settings, field ids and credentials, checked once.
+        self._connector = Connector(dict(settings), source=source, env=env)
+        self.target = self._connector.source
         self.fields = self._connector.fields
         self.key_field = self.fields["erp_customer_id"]
         self.client = self._new_client()  # one client for every batch: one rate limiter, one OAuth token
@@ -111,7 +115,7 @@ class Pusher:
             return {fid: _value_to_write(col, row[col]) for col, fid in self.fields.items() if row.get(col) is not None}
         if action.field not in self.fields:
             return PushOutcome(
-                False, f"emarsys keeps no field for {action.field!r}: map it in sources.emarsys.field_ids"
+                False, f"emarsys keeps no field for {action.field!r}: map it in sources.{self.target}.field_ids"
             )
         return {self.fields[action.field]: _value_to_write(action.field, action.after)}
 
@@ -186,7 +190,9 @@ class Pusher:
             return {}
         target = self._connector.setting("catalog_file", None)
         if target is None:
-            refusal = PushOutcome(False, "set sources.emarsys.catalog_file: the file the host of catalog_url serves")
+            refusal = PushOutcome(
+                False, f"set sources.{self.target}.catalog_file: the file the host of catalog_url serves"
+            )
             return dict.fromkeys((a.action_id for a in batch), refusal)
         catalogue = self._catalogue()
         rows = {row["item"]: row for row in catalogue.to_dicts()}
@@ -204,7 +210,9 @@ class Pusher:
         if action.action == "create_offer":
             template = self._connector.setting("link_template", None)
             if template is None:
-                return PushOutcome(False, "set sources.emarsys.link_template: a new product needs its page's link")
+                return PushOutcome(
+                    False, f"set sources.{self.target}.link_template: a new product needs its page's link"
+                )
             truth = action.truth
             row = {column: truth.get(field) for column, field in CATALOGUE_PRODUCT.items() if column != "item"}
             rows[sku] = {**row, "item": sku, "link": template.format(sku=sku), "available": _available(truth)}

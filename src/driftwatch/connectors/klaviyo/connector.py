@@ -30,6 +30,9 @@ class Connector(BaseConnector):
     ({Klaviyo metric name: canonical metric}) and HTTP timings."""
 
     name = "klaviyo"
+    settings_keys = frozenset(
+        {"base_url", "api_key_env", "revision", "page_size", "rate_limits", "profile_properties", "metrics"}
+    )
     entities = ("customers", "products", "inventory", "events")
     checkpoint_rows = 5000  # a file per 100-profile page would cost more than fetching it
 
@@ -37,11 +40,12 @@ class Connector(BaseConnector):
         self,
         settings: Mapping[str, Any],
         *,
+        source: str | None = None,
         env: Mapping[str, str] = os.environ,
         checkpoint_dir: Path | None = None,
         progress: bool | None = None,
     ):
-        super().__init__(settings, env=env, checkpoint_dir=checkpoint_dir, progress=progress)
+        super().__init__(settings, source=source, env=env, checkpoint_dir=checkpoint_dir, progress=progress)
         self.properties = {**mapping.PROFILE_PROPERTIES, **self.setting("profile_properties", {})}
         self.metrics = dict(self.setting("metrics", mapping.METRICS))
         self.client = KlaviyoClient(

@@ -36,12 +36,12 @@ from typing import Any
 import httpx
 import polars as pl
 
+from driftwatch.connectors._push import profiles_of
 from driftwatch.connectors.klaviyo import mapping
 from driftwatch.connectors.klaviyo.client import MEDIA_TYPE, error_text
 from driftwatch.connectors.klaviyo.connector import Connector
 from driftwatch.errors import UserError
-from driftwatch.repair.plan import Action
-from driftwatch.repair.pushers import PushOutcome, profiles_of
+from driftwatch.push import Action, PushOutcome
 
 VARIANTS_PER_JOB = 100
 SUBSCRIBE_PER_JOB = 1000
@@ -84,10 +84,14 @@ class Pusher:
     target = "klaviyo"
     batch_size = min(VARIANTS_PER_JOB, UNSUBSCRIBE_PER_JOB)
     actions = frozenset({"set_stock", "update_consent", "upsert_contact", "send_event"})
+    settings_keys = frozenset({"poll_seconds", "job_timeout", "subscribe_list_id", "backfill_events"})
 
-    def __init__(self, settings: Mapping[str, Any], *, env: Mapping[str, str] = os.environ, **_: Any):
+    def __init__(
+        self, settings: Mapping[str, Any], *, source: str | None = None, env: Mapping[str, str] = os.environ, **_: Any
+    ):
         limits = {**WRITE_RATE_LIMITS, **settings.get("rate_limits", {})}
-        self._connector = Connector({**settings, "rate_limits": limits}, env=env)
+        self._connector = Connector({**settings, "rate_limits": limits}, source=source, env=env)
+        self.target = self._connector.source
         self._http = self._connector.client.http
         self._poll = float(settings.get("poll_seconds", POLL_SECONDS))
         self._timeout = float(settings.get("job_timeout", JOB_TIMEOUT))

@@ -43,16 +43,20 @@ class Connector(BaseConnector):
 
     name = "mirakl"
     entities = ("products", "inventory", "orders", "order_lines", "shipments", "payout_lines")
+    settings_keys = frozenset(
+        {"base_url", "api_key_env", "shop_id", "call_limits", "offset_page_size", "seek_page_size"}
+    )
 
     def __init__(
         self,
         settings: Mapping[str, Any],
         *,
+        source: str | None = None,
         env: Mapping[str, str] = os.environ,
         checkpoint_dir: Path | None = None,
         progress: bool | None = None,
     ):
-        super().__init__(settings, env=env, checkpoint_dir=checkpoint_dir, progress=progress)
+        super().__init__(settings, source=source, env=env, checkpoint_dir=checkpoint_dir, progress=progress)
         self._base_url = self.setting("base_url")
         self._api_key = self.credential("api_key_env")
         self._limiters = call_limiters(self.setting("call_limits", {}))
@@ -64,7 +68,7 @@ class Connector(BaseConnector):
         captured_at = datetime.now(UTC)
         with self._client() as client:
             frames = self._pull(client, chosen, since)
-        return Pulled(self.name, captured_at, {entity: frames[entity] for entity in chosen})
+        return Pulled(self.source, captured_at, {entity: frames[entity] for entity in chosen})
 
     def _client(self) -> MiraklClient:
         return MiraklClient(
@@ -86,7 +90,8 @@ class Connector(BaseConnector):
             frames["inventory"] = _frame("inventory", map(mapping.offer_to_inventory, offers))
         if ORDER_ENTITIES.intersection(chosen):
             orders = self._orders(client, since)
-            frames["orders"] = _frame("orders", map(mapping.order_to_order, orders))
+            # The retailer's sales channel of these orders is this marketplace instance.
+            frames["orders"] = _frame("orders", (mapping.order_to_order(o, channel=self.source) for o in orders))
             frames["order_lines"] = _frame("order_lines", (r for o in orders for r in mapping.order_to_lines(o)))
             if "shipments" in chosen:
                 carriers = mapping.carriers_by_label(client.get("/api/shipping/carriers")["carriers"])

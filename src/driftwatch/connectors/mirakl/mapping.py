@@ -129,12 +129,12 @@ def order_key(order: Record) -> str:
     return (order.get("references") or {}).get("order_reference_for_seller") or order["order_id"]
 
 
-def order_to_order(order: Record) -> Row:
+def order_to_order(order: Record, channel: str = MARKETPLACE_CHANNEL) -> Row:
     return {
         "order_id": order_key(order),
         "external_id": order["order_id"],
         # The retailer's sales channel is the marketplace; Mirakl's `channel` is the operator's sub-channel.
-        "channel": MARKETPLACE_CHANNEL,
+        "channel": channel,
         # No email: Mirakl hides the customer's address; `customer_notification_email` is a relay.
         "customer_id": (order.get("customer") or {}).get("customer_id"),
         "status": order.get("order_state"),  # raw, new values included: the audit maps them

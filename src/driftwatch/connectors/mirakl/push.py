@@ -49,8 +49,7 @@ from driftwatch.connectors.mirakl import mapping
 from driftwatch.connectors.mirakl.client import OFFSET_PAGE_SIZE, MiraklClient, call_limiters, error_text
 from driftwatch.connectors.mirakl.connector import Connector
 from driftwatch.errors import UserError
-from driftwatch.repair.plan import Action
-from driftwatch.repair.pushers import PushOutcome
+from driftwatch.push import Action, PushOutcome
 
 Record = dict[str, Any]
 
@@ -154,9 +153,13 @@ class Pusher(Connector):
     # One batch is one import of each kind, and each import costs a minute: Mirakl documents no line limit.
     batch_size = 10_000
     actions = STOCK_ACTIONS | OFFER_ACTIONS | ORDER_ACTIONS
+    settings_keys = frozenset({"import_timeout", "product_id_type", "state_code"})
 
-    def __init__(self, settings: Mapping[str, Any], *, env: Mapping[str, str] = os.environ, **_: Any):
-        super().__init__(settings, env=env)
+    def __init__(
+        self, settings: Mapping[str, Any], *, source: str | None = None, env: Mapping[str, str] = os.environ, **_: Any
+    ):
+        super().__init__(settings, source=source, env=env)
+        self.target = self.source
         self._limiters = call_limiters({**WRITE_CALL_LIMITS, **self.setting("call_limits", {})})
         self._import_timeout = float(self.setting("import_timeout", 1800.0))
         self._shop = {"shop_id": self.setting("shop_id")} if self.setting("shop_id", None) else {}

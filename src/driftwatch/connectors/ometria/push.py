@@ -31,11 +31,11 @@ from typing import Any
 
 import polars as pl
 
+from driftwatch.connectors._push import profiles_of
 from driftwatch.connectors.ometria.client import BASE_URL, OmetriaClient
 from driftwatch.connectors.ometria.connector import Connector
 from driftwatch.connectors.ometria.mapping import OPTIN_VALUES
-from driftwatch.repair.plan import Action
-from driftwatch.repair.pushers import PushOutcome, profiles_of
+from driftwatch.push import Action, PushOutcome
 from driftwatch.statuses import DEFAULT_STATUS_MAPS
 
 PUSH_BATCH = 100  # records a call, as documented
@@ -74,9 +74,13 @@ class Pusher:
     target = "ometria"
     batch_size = PUSH_BATCH
     actions = CONTACT_ACTIONS | ORDER_ACTIONS | PRODUCT_ACTIONS
+    settings_keys = frozenset({"errors_after"})
 
-    def __init__(self, settings: Mapping[str, Any], *, env: Mapping[str, str] = os.environ, **_: Any):
-        self._connector = Connector(dict(settings), env=env)  # settings and the API key, checked once
+    def __init__(
+        self, settings: Mapping[str, Any], *, source: str | None = None, env: Mapping[str, str] = os.environ, **_: Any
+    ):
+        self._connector = Connector(dict(settings), source=source, env=env)  # settings and API key, checked once
+        self.target = self._connector.source
         self._errors_after = float(settings.get("errors_after", ERRORS_AFTER))
         # Read once per apply: a contact this pusher creates is keyed by the ERP id, which is where a later
         # batch would look for it anyway, and a contact found by email keeps its id.

@@ -10,14 +10,13 @@ from driftwatch.engine.views import (
     raw_statuses,
     with_canonical_status,
 )
-from driftwatch.entities import SOURCES
 
 
 @rule
 def unmapped_codes(scope: Scope) -> pl.LazyFrame | None:
     """Raw order statuses that no mapping names: those orders drop out of every status comparison."""
     parts = []
-    for source in SOURCES:
+    for source in scope.cfg.known_sources():
         orders = scope.ctx.frame(source, "orders")
         if orders is None or not scope.ctx.has(source, "orders", "status"):
             continue
