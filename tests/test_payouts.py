@@ -70,16 +70,32 @@ def issue_keys(frame: pl.DataFrame) -> set[tuple[str, str]]:
 # ------------------------------------------------------------------------------------------------ matching
 
 
-def test_every_line_of_the_period_is_matched_unmatched_or_in_a_mismatch(loaded: Loaded) -> None:
+def test_every_line_of_the_period_is_matched_unmatched_or_mismatched(loaded: Loaded) -> None:
     result = reconcile(loaded.store, loaded.cfg, OCTOBER)
     matched, unmatched = line_ids(result.matched), line_ids(result.unmatched_marketplace)
-    assert not matched & unmatched
+    mismatched = line_ids(result.mismatched_lines)
+    assert not matched & unmatched and not matched & mismatched and not unmatched & mismatched
     october = {row["line_id"] for row in october_lines()}
-    assert matched | unmatched <= october
+    assert matched | unmatched | mismatched == october
     # M-5's overpaid order amount, M-3's off-rate commission, the repeated fee, P-103's payment line.
-    assert october - matched - unmatched == {"L7", "L11", "L21", "L26"}
+    problems = dict(zip(result.mismatched_lines["line_id"], result.mismatched_lines["problem"], strict=True))
+    assert problems == {
+        "L7": "order_amount",
+        "L11": "commission_rate",
+        "L21": "duplicate_line",
+        "L26": "unbalanced_document",
+    }
     in_issues = {line for ids in result.mismatches["line_ids"].drop_nulls() for line in ids.split()}
     assert {"L7", "L11", "L21"} <= in_issues
+    # What each unmatched line lacks: M-99 an ERP order, M-7's refund a credit memo, three a journal entry.
+    lacking = dict(zip(result.unmatched_marketplace["line_id"], result.unmatched_marketplace["problem"], strict=True))
+    assert lacking == {
+        "L43": "erp_order",
+        "L12": "credit_memo",
+        "L14": "journal_entry",
+        "L25": "journal_entry",
+        "L33": "journal_entry",
+    }
 
 
 def test_mismatches_name_each_fault_once(loaded: Loaded) -> None:
@@ -185,9 +201,12 @@ def test_unmapped_erp_statuses_are_a_warning_not_a_silent_gap(tmp_path: Path) ->
     orders = drop / "bluecherry" / "orders.csv"
     orders.write_text(orders.read_text().replace("SO-4,M-4,mirakl,delivered", "SO-4,M-4,mirakl,60"))
     with Store(tmp_path / "db.duckdb") as store:
+        rates = {"commission": {"default": "0.15"}}
         load_directory(store, drop, parse_config({}))
-        unmapped = reconcile(store, parse_config({}), OCTOBER)
-        mapped = reconcile(store, parse_config({"statuses": {"bluecherry": {"60": "delivered"}}}), OCTOBER)
+        unmapped = reconcile(store, parse_config({"payouts": rates}), OCTOBER)
+        mapped = reconcile(
+            store, parse_config({"statuses": {"bluecherry": {"60": "delivered"}}, "payouts": rates}), OCTOBER
+        )
     assert "SO-4" not in unmapped.unmatched_erp["record_id"].to_list()
     assert unmapped.warnings and "statuses 60 of 1 mirakl order(s)" in unmapped.warnings[0]
     assert "SO-4" in mapped.unmatched_erp["record_id"].to_list() and not mapped.warnings
@@ -235,6 +254,7 @@ def test_workbook_has_every_table_with_frozen_headers_and_money_as_numbers(loade
         "documents",
         "matched",
         "unmatched_marketplace",
+        "mismatched_lines",
         "unmatched_erp",
         "mismatches",
         "journal_entries",

@@ -192,7 +192,10 @@ _SECTION_VALIDATORS = {  # section -> (module:function, whether it reads the who
 
 def _validate_sections(cfg: Config) -> None:
     for section, (target, reads) in _SECTION_VALIDATORS.items():
-        if section in cfg.raw:
+        # [payouts] also owns the payout_matching check's settings: it refuses the ones the check once took.
+        checks = cfg.raw.get("checks")
+        owned = section == "payouts" and isinstance(checks, dict) and "payout_matching" in checks
+        if section in cfg.raw or owned:
             module, function = target.split(":")
             try:
                 getattr(importlib.import_module(module), function)(cfg if reads == "config" else cfg.raw)

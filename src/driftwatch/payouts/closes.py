@@ -67,6 +67,8 @@ def load_close(store: Store, period: Period) -> Reconciliation | None:
         return None
     rows = store.query("SELECT table_name, parquet FROM payout_close_tables WHERE period = ?", [period.name]).fetchall()
     tables = {name: pl.read_parquet(io.BytesIO(data)) for name, data in rows}
+    # A table this version keeps that an older close did not: the close simply had none of it.
+    tables |= {name: pl.DataFrame() for name in TABLE_KEYS if name not in tables}
     return Reconciliation(period=period, locked_at=when, **tables)
 
 
@@ -88,9 +90,11 @@ def _table_variances(name: str, keys: tuple[str, ...], locked: pl.DataFrame, now
             found.append((name, key, "new", _describe(new, keys)))
         elif new is None:
             found.append((name, key, "gone", _describe(old, keys)))
-        elif old != new:
+        else:
+            # Only the columns the close kept: a column added since is not a change in the data.
             changes = [f"{col}: {_text(old[col])} -> {_text(new.get(col))}" for col in old if old[col] != new.get(col)]
-            found.append((name, key, "changed", "; ".join(changes)))
+            if changes:
+                found.append((name, key, "changed", "; ".join(changes)))
     return found
 
 

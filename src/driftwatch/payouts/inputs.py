@@ -1,61 +1,80 @@
-"""What a reconciliation reads from the store: the marketplace's payout lines and the ERP's records."""
+"""What a reconciliation reads: the marketplace's payout lines and the ERP's records, from the latest
+snapshots. Month-end reads them from the store; the nightly check from the snapshots its audit reads."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
 
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
-from driftwatch.payouts.period import Period
 from driftwatch.payouts.settings import PayoutSettings
 from driftwatch.statuses import map_statuses
 from driftwatch.store import Store
+
+# The latest snapshot of (source, entity), or None when the source was never snapshotted for it.
+Snapshots = Callable[[str, str], pl.DataFrame | None]
+# ERP entities a reconciliation can do without, and what it cannot check without them.
+OPTIONAL_ERP = {
+    "returns": "refunds cannot be matched to credit memos",
+    "journal_entries": "every commission, fee, refund and adjustment is taken as not yet journalled",
+    "order_lines": "commission is judged on the amounts paid at each channel's rate, not per SKU",
+}
 
 
 @dataclass(frozen=True)
 class Inputs:
     lines: pl.DataFrame  # every payout line of a dated accounting document, with its document_date
     erp_orders: pl.DataFrame  # ERP orders that carry a marketplace order id, with canonical_status
-    erp_returns: pl.DataFrame  # ERP credit memos (refunded returns) up to the period end, with external_id
+    erp_returns: pl.DataFrame  # ERP credit memos (refunded returns), with external_id, channel and currency
     erp_journal: pl.DataFrame
     erp_order_lines: pl.DataFrame
+    warnings: tuple[str, ...] = ()  # what limits a result read from these inputs
 
 
-def latest(store: Store, source: str, entity: str) -> pl.DataFrame:
-    """The latest snapshot with every canonical column (null where the source gave none); empty if none."""
+def complete(frame: pl.DataFrame | None, entity: str) -> pl.DataFrame:
+    """A snapshot with every canonical column, null where the source gave none (an optional column a source
+    does not export reads as absent, never as an error); empty when there is no snapshot."""
     schema = ENTITIES[entity].schema
-    frame = store.latest(source, entity)
     if frame is None:
         return pl.DataFrame(schema=schema)
     missing = [pl.lit(None, dtype).alias(col) for col, dtype in schema.items() if col not in frame.columns]
-    return frame.with_columns(missing).select(list(schema))
+    return frame.with_columns(missing).select(list(schema)).cast(schema)
 
 
-def read_inputs(store: Store, status_map: dict[str, str], settings: PayoutSettings, period: Period) -> Inputs:
+def require_snapshots(store: Store, settings: PayoutSettings) -> None:
+    """A reconciliation needs the marketplace's payout lines and the ERP's orders at the least."""
     for source, entity in ((settings.marketplace, "payout_lines"), (settings.erp, "orders")):
         if store.latest_snapshot(source, entity) is None:
             raise UserError(
                 f"no {source} {entity} in {store.path}: load a snapshot holding {source}/{entity} first "
                 "(driftwatch load DIR)"
             )
-    orders = latest(store, settings.erp, "orders").filter(pl.col("external_id").is_not_null())
+
+
+def read_inputs(snapshots: Snapshots, status_map: dict[str, str], settings: PayoutSettings) -> Inputs:
+    erp = {entity: snapshots(settings.erp, entity) for entity in ("orders", *OPTIONAL_ERP)}
+    orders = complete(erp["orders"], "orders").filter(pl.col("external_id").is_not_null())
     orders = orders.with_columns(canonical_status=map_statuses("status", status_map, orders))
     returns = (
-        latest(store, settings.erp, "returns")
-        .filter(
-            pl.col("status").is_in(settings.refunded_statuses)
-            & (pl.col("processed_at").is_null() | (pl.col("processed_at") < period.end))
-        )
+        complete(erp["returns"], "returns")
+        .filter(pl.col("status").is_in(settings.refunded_statuses))
         .join(orders.select("order_id", "external_id", "channel", "currency"), on="order_id", how="inner")
     )
+    warnings = tuple(
+        f"no {settings.erp} {entity} loaded: {consequence}"
+        for entity, consequence in OPTIONAL_ERP.items()
+        if erp[entity] is None
+    )
     return Inputs(
-        lines=_dated_lines(latest(store, settings.marketplace, "payout_lines")),
+        lines=_dated_lines(complete(snapshots(settings.marketplace, "payout_lines"), "payout_lines")),
         erp_orders=orders,
         erp_returns=returns,
-        erp_journal=latest(store, settings.erp, "journal_entries"),
-        erp_order_lines=latest(store, settings.erp, "order_lines"),
+        erp_journal=complete(erp["journal_entries"], "journal_entries"),
+        erp_order_lines=complete(erp["order_lines"], "order_lines"),
+        warnings=warnings,
     )
 
 

@@ -1,7 +1,8 @@
 """Matching payout lines to the ERP, one kind of line at a time.
 
 Each matcher takes the period's lines of its kind and gives every one of them a verdict (`matched`,
-`mismatch`, `unmatched` or `duplicate`, with a reason) plus the issues a person must look at. Amounts are
+`mismatch`, `unmatched` or `duplicate`, with a reason) plus the issues a person must look at. A verdict
+other than `matched` names its problem (PROBLEMS) and, for a mismatch, the amounts compared. Amounts are
 compared per marketplace order over every document up to the period's end, so an order paid or refunded
 in several billing cycles is judged on its total, never line by line.
 """
@@ -22,7 +23,27 @@ COMMISSIONS = ("commission", "refund_commission")
 # Lines that move money the ERP only learns about through a journal entry.
 JOURNALLED = ("commission", "refund_commission", "fee", "refund", "adjustment")
 
-VERDICT_SCHEMA = {"line_id": pl.String, "status": pl.String, "reason": pl.String}
+# What can be wrong with a line, by the verdict that reports it.
+PROBLEMS = {
+    "unmatched": ("erp_order", "marketplace_order", "credit_memo", "journal_entry"),
+    "mismatch": (
+        "order_amount",
+        "order_currency",
+        "refund_amount",
+        "commission_rate",
+        "refund_commission_rate",
+        "unbalanced_document",
+    ),
+    "duplicate": ("duplicate_line",),
+}
+VERDICT_SCHEMA = {
+    "line_id": pl.String,
+    "status": pl.String,
+    "problem": pl.String,  # null when matched
+    "reason": pl.String,
+    "expected": MONEY,  # for a mismatch: what the ERP or the agreement says, to date
+    "actual": MONEY,  # for a mismatch: what the marketplace's lines say, to date
+}
 ISSUE_SCHEMA = {
     "check": pl.String,
     "payout_id": pl.String,
@@ -42,13 +63,21 @@ CENT = Decimal("0.01")
 class Verdicts:
     lines: pl.DataFrame  # VERDICT_SCHEMA
     issues: pl.DataFrame  # ISSUE_SCHEMA
+    assumed_rate_orders: int = 0  # orders judged at the built-in commission rate: none is configured for them
 
     @staticmethod
     def concat(parts: list[Verdicts]) -> Verdicts:
         return Verdicts(
-            pl.concat([p.lines.select(list(VERDICT_SCHEMA)).cast(VERDICT_SCHEMA) for p in parts]),
+            pl.concat([_verdicts(p.lines) for p in parts]),
             pl.concat([p.issues.select(list(ISSUE_SCHEMA)).cast(ISSUE_SCHEMA) for p in parts]),
+            sum(p.assumed_rate_orders for p in parts),
         )
+
+
+def _verdicts(frame: pl.DataFrame) -> pl.DataFrame:
+    """A matcher's verdicts in VERDICT_SCHEMA; the columns it does not fill are null."""
+    missing = [pl.lit(None).alias(name) for name in VERDICT_SCHEMA if name not in frame.columns]
+    return frame.with_columns(missing).select(list(VERDICT_SCHEMA)).cast(VERDICT_SCHEMA)
 
 
 def money_text(expr: pl.Expr) -> pl.Expr:
@@ -83,7 +112,14 @@ def duplicates(scope: pl.DataFrame) -> Verdicts:
     dups = scope.filter(pl.col("duplicate_of").is_not_null())
     reason = pl.format("same {} as line {}", "line_type", "duplicate_of")
     return Verdicts(
-        dups.select("line_id", status=pl.lit("duplicate"), reason=reason),
+        dups.select(
+            "line_id",
+            status=pl.lit("duplicate"),
+            problem=pl.lit("duplicate_line"),
+            reason=reason,
+            expected=pl.lit(0),
+            actual="amount",
+        ),
         _issues(
             dups,
             check=pl.lit("duplicate_line"),
@@ -140,14 +176,17 @@ def documents(scope: pl.DataFrame, tolerance: Decimal) -> tuple[pl.DataFrame, Ve
     )
     unbalanced = docs.filter(~pl.col("balanced")).with_columns(problem=problem)
     payments = scope.filter(is_payment & pl.col("duplicate_of").is_null()).join(
-        docs.select("payout_id", "currency", "balanced"), on=["payout_id", "currency"]
+        docs.select("payout_id", "currency", "balanced", "lines_total", "payment"), on=["payout_id", "currency"]
     )
     verdicts = payments.select(
         "line_id",
         status=pl.when("balanced").then(pl.lit("matched")).otherwise(pl.lit("mismatch")),
+        problem=pl.when("balanced").then(None).otherwise(pl.lit("unbalanced_document")),
         reason=pl.when("balanced")
         .then(pl.lit("equals the sum of the document's lines"))
         .otherwise(pl.lit("the document's lines do not sum to it")),
+        expected=pl.when("balanced").then(None).otherwise("lines_total"),
+        actual=pl.when("balanced").then(None).otherwise("payment"),
     )
     issues = _issues(
         unbalanced,
@@ -193,12 +232,24 @@ def _per_order(scope: pl.DataFrame, history: pl.DataFrame, line_types: tuple[str
 
 def _orderless(scope: pl.DataFrame, line_types: tuple[str, ...]) -> pl.DataFrame:
     return scope.filter(pl.col("line_type").is_in(line_types) & pl.col("external_id").is_null()).select(
-        "line_id", status=pl.lit("unmatched"), reason=pl.lit("the line names no marketplace order")
+        "line_id",
+        status=pl.lit("unmatched"),
+        problem=pl.lit("marketplace_order"),
+        reason=pl.lit("the line names no marketplace order"),
     )
 
 
-def _explode_verdicts(per_order: pl.DataFrame) -> pl.DataFrame:
-    return per_order.select(pl.col("lines").alias("line_id"), "status", "reason").explode("line_id")
+def _explode_verdicts(per_order: pl.DataFrame, expected: str, actual: str) -> pl.DataFrame:
+    """One verdict per line of each order; a mismatch shows the order's amounts compared."""
+    mismatch = pl.col("status") == "mismatch"
+    return per_order.select(
+        pl.col("lines").alias("line_id"),
+        "status",
+        "problem",
+        "reason",
+        expected=pl.when(mismatch).then(expected),
+        actual=pl.when(mismatch).then(actual),
+    ).explode("line_id")
 
 
 def erp_by_external_id(erp_orders: pl.DataFrame) -> pl.DataFrame:
@@ -235,11 +286,17 @@ def sales(scope: pl.DataFrame, history: pl.DataFrame, erp: pl.DataFrame, toleran
             )
         )
         .otherwise(pl.format("ERP order {}", "order_id")),
+        problem=pl.when(pl.col("order_id").is_null())
+        .then(pl.lit("erp_order"))
+        .when(wrong_currency)
+        .then(pl.lit("order_currency"))
+        .when(off)
+        .then(pl.lit("order_amount")),
     )
     bad = per_order.filter(pl.col("status") == "mismatch")
     issues = _issues(
         bad,
-        check=pl.when(wrong_currency).then(pl.lit("order_currency")).otherwise(pl.lit("order_amount")),
+        check=pl.col("problem"),
         payout_id=pl.col("payout_id"),
         external_id=pl.col("external_id"),
         order_id=pl.col("order_id"),
@@ -249,7 +306,8 @@ def sales(scope: pl.DataFrame, history: pl.DataFrame, erp: pl.DataFrame, toleran
         actual=pl.col("to_date"),
         message=pl.format("order {} (ERP {}): {}", "external_id", "order_id", "reason"),
     )
-    return Verdicts(pl.concat([_explode_verdicts(per_order), _orderless(scope, SALES)]), issues)
+    verdicts = [_explode_verdicts(per_order, "erp_total", "to_date"), _orderless(scope, SALES)]
+    return Verdicts(pl.concat(verdicts, how="diagonal_relaxed"), issues)
 
 
 def refunds(
@@ -285,6 +343,12 @@ def refunds(
             )
         )
         .otherwise(pl.format("ERP credit memo {}", "return_ids")),
+        problem=pl.when(pl.col("order_id").is_null())
+        .then(pl.lit("erp_order"))
+        .when(pl.col("return_ids").is_null())
+        .then(pl.lit("credit_memo"))
+        .when(off)
+        .then(pl.lit("refund_amount")),
     )
     issues = _issues(
         per_order.filter(pl.col("status") == "mismatch"),
@@ -298,7 +362,8 @@ def refunds(
         actual=pl.col("refunded"),
         message=pl.format("order {} (ERP {}): {}", "external_id", "order_id", "reason"),
     )
-    return Verdicts(pl.concat([_explode_verdicts(per_order), _orderless(scope, ("refund",))]), issues)
+    verdicts = [_explode_verdicts(per_order, "credited", "refunded"), _orderless(scope, ("refund",))]
+    return Verdicts(pl.concat(verdicts, how="diagonal_relaxed"), issues)
 
 
 # ---------------------------------------------------------------------------------------------- commission
@@ -310,6 +375,7 @@ class Agreed:
 
     base: Decimal  # what the commission is charged on
     commission: Decimal  # what the marketplace may take, positive
+    assumed: bool = False  # some of it at the built-in rate, because no rate is configured for it
 
     @property
     def rate(self) -> Decimal:
@@ -323,7 +389,8 @@ def agreed_commissions(
     rate, plus its shipping at the channel's rate where the marketplace charges commission on shipping.
 
     Judging commission on the ERP's amounts, not on what the payout says was sold, keeps one fault one
-    finding: an order amount paid wrong is reported once, by the order check."""
+    finding: an order amount paid wrong is reported once, by the order check. A quantity cancelled that the
+    ERP does not export counts as none cancelled."""
     orders = erp_orders.filter(pl.col("external_id").is_in(external_ids))
     lines = order_lines.join(orders.select("order_id", "external_id", "channel"), on="order_id").select(
         "external_id",
@@ -331,18 +398,26 @@ def agreed_commissions(
         "channel",
         value=((pl.col("qty_ordered") - pl.col("qty_cancelled").fill_null(0)) * pl.col("unit_price")).cast(MONEY),
     )
-    agreed: dict[str, tuple[Decimal, Decimal]] = {}
+    agreed: dict[str, Agreed] = {}
     for external_id, sku, channel, value in lines.iter_rows():
         if value is not None:
-            base, commission = agreed.get(external_id, (Decimal(0), Decimal(0)))
-            agreed[external_id] = (base + value, commission + value * settings.sku_rate(sku, channel))
+            so_far = agreed.get(external_id, Agreed(Decimal(0), Decimal(0)))
+            agreed[external_id] = Agreed(
+                so_far.base + value,
+                so_far.commission + value * settings.sku_rate(sku, channel),
+                so_far.assumed or settings.sku_rate_assumed(sku, channel),
+            )
     if settings.commission_on_shipping:
         for external_id, channel, total in orders.select("external_id", "channel", "total").iter_rows():
             if external_id in agreed and total is not None:
-                base, commission = agreed[external_id]
-                shipping = total - base
-                agreed[external_id] = (total, commission + shipping * settings.channel_rate(channel))
-    return {key: Agreed(base, commission) for key, (base, commission) in agreed.items() if base > 0}
+                so_far = agreed[external_id]
+                shipping = total - so_far.base
+                agreed[external_id] = Agreed(
+                    total,
+                    so_far.commission + shipping * settings.channel_rate(channel),
+                    so_far.assumed or settings.channel_rate_assumed(channel),
+                )
+    return {key: order for key, order in agreed.items() if order.base > 0}
 
 
 def commissions(
@@ -357,13 +432,20 @@ def commissions(
             _to_date(history, base_types).select("external_id", base="to_date"), on="external_id", how="left"
         )
         rows = [_judge_commission(row, kind, agreed, settings) for row in per_order.iter_rows(named=True)]
-        schema = {"external_id": pl.String, "status": pl.String, "reason": pl.String, "expected": MONEY}
+        schema = {
+            "external_id": pl.String,
+            "status": pl.String,
+            "problem": pl.String,
+            "reason": pl.String,
+            "expected": MONEY,
+            "assumed": pl.Boolean,
+        }
         judged = pl.DataFrame(rows, schema=schema, orient="row")
         checked.append(per_order.join(judged, on="external_id").with_columns(kind=pl.lit(kind)))
     judged = pl.concat(checked)
     issues = _issues(
         judged.filter(pl.col("status") == "mismatch"),
-        check=pl.format("{}_rate", "kind"),
+        check=pl.col("problem"),
         payout_id=pl.col("payout_id"),
         external_id=pl.col("external_id"),
         line_ids=pl.col("line_ids"),
@@ -372,13 +454,16 @@ def commissions(
         actual=pl.col("to_date"),
         message=pl.format("order {}: {}", "external_id", "reason"),
     )
-    return Verdicts(pl.concat([_explode_verdicts(judged), _orderless(scope, COMMISSIONS)]), issues)
+    verdicts = [_explode_verdicts(judged, "expected", "to_date"), _orderless(scope, COMMISSIONS)]
+    assumed = judged.filter("assumed")["external_id"].unique().len()
+    return Verdicts(pl.concat(verdicts, how="diagonal_relaxed"), issues, assumed)
 
 
 def _judge_commission(row: dict, kind: str, agreed: dict[str, Agreed], settings: PayoutSettings) -> tuple:
     # The marketplace takes commission on sales (negative to the seller) and gives it back on refunds.
     order = agreed.get(row["external_id"])
     rate = order.rate if order else settings.channel_rate(settings.channel)
+    assumed = order.assumed if order else settings.channel_rate_assumed(settings.channel)
     if kind == "commission" and order:
         base, expected = order.base, -order.commission.quantize(CENT, rounding=ROUND_HALF_UP)
         basis = f"the ERP's {base:.2f}"
@@ -389,20 +474,26 @@ def _judge_commission(row: dict, kind: str, agreed: dict[str, Agreed], settings:
     actual = row["to_date"]
     within = abs(actual - expected) <= settings.tolerance
     charged = f"{abs(actual / base):.2%}" if base else "charged on nothing"
+    # A rate nobody configured is the built-in default: say so rather than call it agreed.
+    terms = f"the assumed {rate:.2%} (no rate configured)" if assumed else f"the agreed {rate:.2%}"
     reason = f"{actual:.2f} to date on {basis} " + (
-        f"at the agreed {rate:.2%}" if within else f"is {charged}; the agreed {rate:.2%} is {expected:.2f}"
+        f"at {terms}" if within else f"is {charged}; at {terms} it is {expected:.2f}"
     )
-    return row["external_id"], "matched" if within else "mismatch", reason, expected
+    status, problem = ("matched", None) if within else ("mismatch", f"{kind}_rate")
+    return row["external_id"], status, problem, reason, expected, assumed
 
 
 # ---------------------------------------------------------------------------------------------- journal
 
 
 def match_journal(lines: pl.DataFrame, erp_journal: pl.DataFrame, order_ids: pl.DataFrame) -> pl.DataFrame:
-    """Pair journalled lines one-to-one with ERP journal entries of the same document, currency and amount
-    (either sign: an ERP may book the expense or the receivable side). Entries naming the line's ERP order
-    (or, for a line of no order, naming none) pair first; the rest pair on amount alone.
-    Gives line_id, journal_entry_id for the lines that pair."""
+    """Pair journalled lines one-to-one with ERP journal entries of the same document, currency and size.
+
+    The size, not the sign: a journal entry is one posting on one account, and its sign says which side of
+    the ledger the ERP's export shows (a commission debited to the expense account as +15.00, or the same
+    commission exported as the seller's balance sees it, -15.00), not which way the money moved. Both book
+    the same line. Entries naming the line's ERP order (or, for a line of no order, naming none) pair
+    first; the rest pair on size alone. Gives line_id, journal_entry_id for the lines that pair."""
     candidates = (
         lines.filter(pl.col("line_type").is_in(JOURNALLED))
         .join(order_ids, on="external_id", how="left")
@@ -446,6 +537,7 @@ def journal_only(scope: pl.DataFrame, journal: pl.DataFrame) -> Verdicts:
     verdicts = lines.select(
         "line_id",
         status=pl.when(posted).then(pl.lit("matched")).otherwise(pl.lit("unmatched")),
+        problem=pl.when(posted).then(None).otherwise(pl.lit("journal_entry")),
         reason=pl.when(posted)
         .then(pl.format("ERP journal entry {}", "journal_entry_id"))
         .otherwise(pl.format("no ERP journal entry for this {} (one is proposed)", "line_type")),

@@ -11,7 +11,7 @@ from driftwatch.errors import UserError
 _PERIOD = re.compile(r"^(\d{4})-(\d{2})$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Period:
     year: int
     month: int
@@ -33,6 +33,12 @@ class Period:
 
     def __str__(self) -> str:
         return self.name
+
+
+def period_of(moment: datetime) -> Period:
+    """The period a moment falls in, by its UTC date."""
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment
+    return Period(moment.year, moment.month)
 
 
 def parse_period(text: str) -> Period:

@@ -9,9 +9,9 @@ import polars as pl
 from driftwatch.config import Config
 from driftwatch.entities import MONEY, PAYOUT_LINE_TYPES
 from driftwatch.payouts import closes, matching
-from driftwatch.payouts.inputs import Inputs, read_inputs
+from driftwatch.payouts.inputs import Inputs, read_inputs, require_snapshots
 from driftwatch.payouts.journal import balances, propose
-from driftwatch.payouts.period import Period, parse_period
+from driftwatch.payouts.period import Period, parse_period, period_of
 from driftwatch.payouts.result import Reconciliation
 from driftwatch.payouts.settings import PayoutSettings, payout_settings
 from driftwatch.store import Store
@@ -29,6 +29,8 @@ LINE_COLUMNS = (
     "reason",
     "journal_entry_id",
 )
+UNMATCHED_COLUMNS = (*LINE_COLUMNS, "problem")
+MISMATCHED_COLUMNS = (*LINE_COLUMNS, "problem", "expected", "actual")
 
 SUMMARY_COLUMNS = (
     "currency",
@@ -62,10 +64,27 @@ def reconcile(store: Store, cfg: Config, period: Period | str) -> Reconciliation
 def compute(store: Store, cfg: Config, period: Period) -> Reconciliation:
     """Reconcile the period from the latest snapshots, whether or not it is locked."""
     settings = payout_settings(cfg)
-    inputs = read_inputs(store, cfg.status_map(settings.erp), settings, period)
+    require_snapshots(store, settings)
+    inputs = read_inputs(store.latest, cfg.status_map(settings.erp), settings)
+    return reconcile_inputs(inputs, settings, period)
+
+
+def periods(inputs: Inputs) -> list[Period]:
+    """Every period holding an accounting document, oldest first: the current one is the period to date."""
+    return sorted({period_of(date) for date in inputs.lines["document_date"].drop_nulls().unique()})
+
+
+def reconcile_to_date(inputs: Inputs, settings: PayoutSettings) -> list[Reconciliation]:
+    """Each period's reconciliation, as month-end would give it today (locked or not)."""
+    return [reconcile_inputs(inputs, settings, period) for period in periods(inputs)]
+
+
+def reconcile_inputs(inputs: Inputs, settings: PayoutSettings, period: Period) -> Reconciliation:
+    """The one implementation of payout matching, for month-end and for the nightly check alike."""
     history = matching.mark_duplicates(inputs.lines.filter(pl.col("document_date") < period.end))
     scope = history.filter(pl.col("document_date") >= period.start)
     originals = scope.filter(pl.col("duplicate_of").is_null())
+    credit_memos = inputs.erp_returns.filter(pl.col("processed_at").is_null() | (pl.col("processed_at") < period.end))
     paid_orders = history["external_id"].drop_nulls().unique().implode()
     erp = matching.erp_by_external_id(inputs.erp_orders.filter(pl.col("external_id").is_in(paid_orders)))
     order_ids = erp.select("external_id", "order_id")
@@ -76,7 +95,7 @@ def compute(store: Store, cfg: Config, period: Period) -> Reconciliation:
             matching.duplicates(scope),
             document_verdicts,
             matching.sales(originals, history, erp, settings.tolerance),
-            matching.refunds(originals, history, erp, inputs.erp_returns, settings.tolerance),
+            matching.refunds(originals, history, erp, credit_memos, settings.tolerance),
             matching.commissions(originals, history, _agreed(originals, inputs, settings), settings),
             matching.journal_only(originals, journal),
         ]
@@ -101,17 +120,33 @@ def compute(store: Store, cfg: Config, period: Period) -> Reconciliation:
         .sort("check", "payout_id", "external_id", "line_ids", nulls_last=True)
     )
     later = inputs.lines.filter(pl.col("document_date") >= period.end)
-    unmatched_erp = matching.unpaid_erp(inputs.erp_orders, inputs.erp_returns, history, later, settings, period)
+    unmatched_erp = matching.unpaid_erp(inputs.erp_orders, credit_memos, history, later, settings, period)
     return Reconciliation(
         period=period,
         summary=_summary(lines, documents, mismatches, unmatched_erp, proposed),
         documents=documents,
-        matched=_lines_with(lines, "matched"),
-        unmatched_marketplace=_lines_with(lines, "unmatched"),
+        matched=_lines_with(lines, ("matched",), LINE_COLUMNS),
+        unmatched_marketplace=_lines_with(lines, ("unmatched",), UNMATCHED_COLUMNS),
+        mismatched_lines=_lines_with(lines, ("mismatch", "duplicate"), MISMATCHED_COLUMNS),
         unmatched_erp=unmatched_erp,
         mismatches=mismatches,
         journal_entries=proposed,
-        warnings=_unmapped_statuses(inputs.erp_orders, settings),
+        warnings=(
+            *inputs.warnings,
+            *_unmapped_statuses(inputs.erp_orders, settings),
+            *_assumed_rate(verdicts.assumed_rate_orders, settings),
+        ),
+    )
+
+
+def _assumed_rate(orders: int, settings: PayoutSettings) -> tuple[str, ...]:
+    """A built-in rate is not an agreement: say which rate was assumed, and where to set the agreed one.
+    The same words whatever the period, so a run over several periods says it once."""
+    if not orders:
+        return ()
+    return (
+        f"commission rate assumed: {settings.default_rate:.2%}, because [payouts.commission] sets no default; "
+        f"set the rate agreed with {settings.marketplace} there (default, or per channel or SKU category)",
     )
 
 
@@ -135,8 +170,9 @@ def _agreed(originals: pl.DataFrame, inputs: Inputs, settings: PayoutSettings) -
     return matching.agreed_commissions(external_ids, inputs.erp_orders, inputs.erp_order_lines, settings)
 
 
-def _lines_with(lines: pl.DataFrame, status: str) -> pl.DataFrame:
-    return lines.filter(pl.col("status") == status).select(LINE_COLUMNS).sort("document_date", "payout_id", "line_id")
+def _lines_with(lines: pl.DataFrame, statuses: tuple[str, ...], columns: tuple[str, ...]) -> pl.DataFrame:
+    chosen = lines.filter(pl.col("status").is_in(statuses)).select(columns)
+    return chosen.sort("document_date", "payout_id", "line_id")
 
 
 def _summary(

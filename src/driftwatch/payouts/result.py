@@ -16,6 +16,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "documents": ("payout_id", "currency"),
     "matched": ("line_id",),
     "unmatched_marketplace": ("line_id",),
+    "mismatched_lines": ("line_id",),
     "unmatched_erp": ("kind", "record_id"),
     "mismatches": ("check", "payout_id", "external_id", "line_ids"),
     "journal_entries": ("entry_id", "line_no"),
@@ -28,7 +29,8 @@ class Reconciliation:
     summary: pl.DataFrame  # one row per currency: totals by line type, counts, journal debits and credits
     documents: pl.DataFrame  # one row per accounting document and currency: payment vs the sum of its lines
     matched: pl.DataFrame  # payout lines that agree with the ERP
-    unmatched_marketplace: pl.DataFrame  # payout lines with no ERP counterpart
+    unmatched_marketplace: pl.DataFrame  # payout lines with no ERP counterpart, and which one is missing
+    mismatched_lines: pl.DataFrame  # payout lines in a mismatch or repeating another, with the amounts compared
     unmatched_erp: pl.DataFrame  # ERP orders delivered and credit memos issued, not yet paid or refunded
     mismatches: pl.DataFrame  # one row per problem: amounts, rates, duplicates, unbalanced documents
     journal_entries: pl.DataFrame  # proposed, balanced per payout and currency

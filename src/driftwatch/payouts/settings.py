@@ -10,7 +10,8 @@ delivered_statuses = ["delivered", "closed"]
 refunded_statuses = ["refunded"]  # ERP return statuses that are a credit memo
 
 [payouts.commission]
-default = "0.15"                # the agreed rate where nothing more specific applies
+default = "0.15"                # the agreed rate where nothing more specific applies (unset: 0.15 is
+                                # assumed, and every result says so)
 shipping = false                # whether the marketplace also takes commission on shipping
 [payouts.commission.channels]
 mirakl = "0.15"
@@ -21,6 +22,9 @@ skus = ["00412-*", "00413-*"]   # glob patterns over ERP SKUs
 [payouts.accounts]              # ERP ledger accounts of the proposed journal entries
 receivable = "MKT-RECEIVABLE"
 ```
+
+The nightly `payout_matching` check and month-end `driftwatch payouts reconcile` both read this table and
+nothing else: `[checks.payout_matching]` takes only `severity`.
 """
 
 from __future__ import annotations
@@ -56,6 +60,16 @@ _KEYS = (
     "accounts",
 )
 _COMMISSION_KEYS = ("default", "shipping", "channels", "categories")
+# What the payout_matching check once took in [checks.payout_matching], and where it is set now.
+RETIRED_CHECK_OPTIONS = {
+    "commission_rate": '[payouts.commission] default = "0.15" (per channel: [payouts.commission.channels]; '
+    "per SKU: [payouts.commission.categories.<name>])",
+    "money_tolerance": '[payouts] tolerance = "0.01"',
+    "refunded_statuses": '[payouts] refunded_statuses = ["refunded"]',
+    "accounts": "[payouts.accounts] (the accounts of the proposed journal entries)",
+    "journal_line_types": "nothing: fees and adjustments always need a journal entry, and month-end proposes "
+    "the ones the ERP lacks",
+}
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,7 @@ class PayoutSettings:
     delivered_statuses: tuple[str, ...] = ("delivered", "closed")
     refunded_statuses: tuple[str, ...] = ("refunded",)
     default_rate: Decimal = DEFAULT_COMMISSION_RATE
+    default_configured: bool = False  # False: default_rate is the built-in one, assumed rather than agreed
     commission_on_shipping: bool = False
     channel_rates: dict[str, Decimal] = field(default_factory=dict)
     categories: tuple[Category, ...] = ()
@@ -82,16 +97,28 @@ class PayoutSettings:
     def channel_rate(self, channel: str | None) -> Decimal:
         return self.channel_rates.get(channel or "", self.default_rate)
 
+    def channel_rate_assumed(self, channel: str | None) -> bool:
+        """Whether the channel's rate is the built-in default, because nothing is configured for it."""
+        return not self.default_configured and (channel or "") not in self.channel_rates
+
     def sku_rate(self, sku: str | None, channel: str | None) -> Decimal:
         """The agreed rate for one SKU: its category's (first match wins), else its channel's."""
+        category = self._category(sku)
+        return category.rate if category else self.channel_rate(channel)
+
+    def sku_rate_assumed(self, sku: str | None, channel: str | None) -> bool:
+        return self._category(sku) is None and self.channel_rate_assumed(channel)
+
+    def _category(self, sku: str | None) -> Category | None:
         for category in self.categories:
             if sku is not None and any(fnmatchcase(sku, pattern) for pattern in category.skus):
-                return category.rate
-        return self.channel_rate(channel)
+                return category
+        return None
 
 
 def payout_settings(cfg: Config) -> PayoutSettings:
     """Read and validate `[payouts]`; every problem names the key to fix."""
+    _retired_check_options(cfg)
     table = cfg.section("payouts")
     where = f"{cfg.path or 'configuration'}: payouts"
     commission = table.get("commission", {})
@@ -109,6 +136,7 @@ def payout_settings(cfg: Config) -> PayoutSettings:
         delivered_statuses=_statuses(table, "delivered_statuses", defaults.delivered_statuses, where),
         refunded_statuses=tuple(table.get("refunded_statuses", defaults.refunded_statuses)),
         default_rate=_decimal(commission.get("default", defaults.default_rate), f"{where}.commission.default"),
+        default_configured="default" in commission,
         commission_on_shipping=bool(commission.get("shipping", False)),
         channel_rates={
             name: _decimal(rate, f"{where}.commission.channels.{name}")
@@ -117,6 +145,26 @@ def payout_settings(cfg: Config) -> PayoutSettings:
         categories=tuple(_category(name, spec, where) for name, spec in commission.get("categories", {}).items()),
         accounts={**DEFAULT_ACCOUNTS, **table.get("accounts", {})},
     )
+
+
+def _retired_check_options(cfg: Config) -> None:
+    """Payout matching has one set of settings, [payouts]: refuse the options the check once took."""
+    table = cfg.raw.get("checks", {}).get("payout_matching", {})
+    if not isinstance(table, dict):
+        return
+    scopes = [("checks.payout_matching", table)]
+    scopes += [
+        (f"checks.payout_matching.targets.{name}", options)
+        for name, options in table.get("targets", {}).items()
+        if isinstance(options, dict)
+    ]
+    for where, options in scopes:
+        for key in options:
+            if key in RETIRED_CHECK_OPTIONS:
+                raise UserError(
+                    f"{cfg.path or 'configuration'}: {where}.{key} is no longer read: payout matching, nightly "
+                    f"and at month-end, takes its settings from [payouts]; set {RETIRED_CHECK_OPTIONS[key]}"
+                )
 
 
 def _known_keys(table: dict[str, Any], known: tuple[str, ...], where: str) -> None:

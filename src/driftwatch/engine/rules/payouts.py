@@ -1,250 +1,109 @@
-"""Marketplace payout lines tied to ERP orders, credit memos and journal entries."""
+"""Marketplace payout lines tied to ERP orders, credit memos and journal entries.
+
+The nightly face of month-end reconciliation: one implementation (driftwatch.payouts) and one set of
+settings ([payouts]). Every period holding an accounting document is reconciled as `driftwatch payouts
+reconcile` would reconcile it today, the current period to date, and each line it does not match is a
+finding keyed by the line's id, its problem as the field.
+"""
 
 from __future__ import annotations
 
-from decimal import Decimal
+import logging
 
 import polars as pl
 
 from driftwatch.engine.context import Scope
-from driftwatch.engine.rules._base import findings_from, rule, text_or_none
-from driftwatch.engine.views import (
-    zero_if_null,
-)
+from driftwatch.engine.findings import as_text
+from driftwatch.engine.rules._base import findings_from, rule
 from driftwatch.entities import MONEY
+from driftwatch.payouts.inputs import read_inputs
+from driftwatch.payouts.reconcile import reconcile_to_date
+from driftwatch.payouts.settings import payout_settings
 
-_ORDER_LINE_TYPES = ("order_amount", "shipping", "commission", "refund", "refund_commission")
+log = logging.getLogger("driftwatch.payouts")
+
+# What the truth holds where a line has no counterpart, and what a person does about each problem.
+MISSING = {
+    "erp_order": "an ERP order",
+    "marketplace_order": "a marketplace order id",
+    "credit_memo": "an ERP credit memo",
+    "journal_entry": "an ERP journal entry",
+}
+REPAIRS = {
+    "credit_memo": "create_credit_memo",
+    "journal_entry": "create_journal_entry",
+    "commission_rate": "dispute_commission",
+    "refund_commission_rate": "dispute_commission",
+    "duplicate_line": "dispute_charge",
+}
+# Problems judged on an order's total to date: every line of the order shows it, the first carries its impact.
+PER_ORDER = ("order_amount", "order_currency", "refund_amount", "commission_rate", "refund_commission_rate")
 
 
 @rule
 def payout_matching(scope: Scope) -> pl.LazyFrame | None:
-    """Every marketplace payout line ties to the ERP: its order exists, order and shipping amounts equal the
-    ERP order's, commission is at the agreed rate, a refund has a credit memo, and every fee, commission
-    and adjustment has a journal entry."""
-    lines, orders = scope.target_frame("payout_lines"), scope.source_frame("orders")
-    order_lines = scope.source_frame("order_lines")
-    if lines is None or orders is None or order_lines is None:
+    """Every payout line of every accounting document: its order exists in the ERP, order and shipping
+    amounts equal the ERP order's, commission is at the agreed rate, a refund has a credit memo, fees and
+    adjustments have a journal entry, no charge is repeated, and each document's lines sum to its payment."""
+    settings = payout_settings(scope.cfg)
+    # [payouts] names the marketplace and the ERP reconciled; other feeds carrying payout lines are not it.
+    if (scope.source, scope.target) != (settings.erp, settings.marketplace):
         return None
-    # Only the ERP orders the payouts name: the marketplace's share of the order book.
-    paid = orders.join(lines.select("external_id").unique(), on="external_id", how="semi").select(
-        "external_id", pl.col("order_id").alias("erp_order"), "total"
-    )
-    merchandise = (
-        order_lines.join(paid.select(pl.col("erp_order").alias("order_id")), on="order_id", how="semi")
-        .group_by("order_id")
-        .agg(
-            ((pl.col("qty_ordered") - zero_if_null("qty_cancelled")) * pl.col("unit_price")).sum().alias("merchandise")
-        )
-    )
-    erp = paid.join(merchandise, left_on="erp_order", right_on="order_id", how="left")
-    tied = lines.join(erp, on="external_id", how="left").collect().lazy()  # read by every part below
-    parts = [_orphan_lines(scope, tied), _amounts(scope, tied), _commission(scope, tied)]
-    returns = scope.source_frame("returns")
-    if returns is not None:
-        parts.append(_refunds_without_credit_memo(scope, tied, returns))
-    journal = scope.source_frame("journal_entries")
-    if journal is not None:
-        parts.append(_unbooked(scope, tied, journal))
-    return pl.concat(parts)
+    ctx = scope.ctx
+    if scope.target_frame("payout_lines") is None or ctx.frame(settings.erp, "orders") is None:
+        return None
+
+    def snapshot(source: str, entity: str) -> pl.DataFrame | None:
+        frame = ctx.frame(source, entity)
+        return None if frame is None else frame.collect()
+
+    inputs = read_inputs(snapshot, scope.cfg.status_map(settings.erp), settings)
+    results = reconcile_to_date(inputs, settings)
+    for warning in dict.fromkeys(w for result in results for w in result.warnings):
+        log.warning("payout_matching: %s", warning)
+    if not results:
+        return None
+    tables = [table for r in results for table in (r.unmatched_marketplace, r.mismatched_lines)]
+    return _findings(scope, pl.concat(tables, how="diagonal_relaxed"))
 
 
-def _payout_findings(
-    scope: Scope,
-    rows: pl.LazyFrame,
-    field: str,
-    expected: pl.Expr,
-    message: pl.Expr,
-    repair: str,
-    impact: pl.Expr,
-) -> pl.LazyFrame:
+def _findings(scope: Scope, lines: pl.DataFrame) -> pl.LazyFrame:
+    """One finding per line; a mismatch shows the amounts compared, an unmatched line what it lacks."""
+    missing = pl.col("problem").replace_strict(MISSING, default=None, return_dtype=pl.String)
+    expected = pl.coalesce(as_text(pl.col("expected"), MONEY), missing)
+    actual = pl.coalesce(
+        as_text(pl.col("actual"), MONEY),
+        pl.when(pl.col("problem") == "erp_order").then(pl.col("external_id")),
+        as_text(pl.col("amount"), MONEY),
+    )
+    difference = (pl.col("actual") - pl.col("expected")).abs()
+    first_of_order = pl.col("line_id") == pl.col("line_id").min().over("problem", "external_id")
+    impact = (
+        pl.when(pl.col("problem").is_in(PER_ORDER))
+        .then(pl.when(first_of_order).then(difference))
+        .otherwise(pl.coalesce(difference, pl.col("amount").abs()))
+    )
+    message = pl.format(
+        "payout {} line {} ({} {} {}{}): {}",
+        "payout_id",
+        "line_id",
+        "line_type",
+        as_text(pl.col("amount"), MONEY),
+        "currency",
+        pl.when(pl.col("external_id").is_not_null()).then(pl.format(", order {}", "external_id")).otherwise(pl.lit("")),
+        "reason",
+    )
     return findings_from(
         scope,
-        rows,
+        lines.lazy(),
         entity="payout_lines",
         key=pl.col("line_id"),
-        field=field,
+        field=pl.col("problem"),
         expected=expected,
-        actual=pl.col("amount") if field != "external_id" else pl.col("external_id"),
+        actual=actual,
         severity=scope.option("severity"),
         message=message,
-        repair=repair,
+        repair=pl.col("problem").replace_strict(REPAIRS, default="investigate_payout_line", return_dtype=pl.String),
         impact=impact,
         currency=pl.col("currency"),
-    )
-
-
-def _orphan_lines(scope: Scope, tied: pl.LazyFrame) -> pl.LazyFrame:
-    orphans = tied.filter(
-        pl.col("line_type").is_in(_ORDER_LINE_TYPES)
-        & pl.col("external_id").is_not_null()
-        & pl.col("erp_order").is_null()
-    )
-    return _payout_findings(
-        scope,
-        orphans,
-        "external_id",
-        pl.lit("an ERP order"),
-        pl.format(
-            "payout {} line {} ({} {}) is for order {}, which the ERP does not have",
-            "payout_id",
-            "line_id",
-            "line_type",
-            text_or_none(pl.col("amount"), MONEY),
-            "external_id",
-        ),
-        "investigate_payout_line",
-        pl.col("amount").abs(),
-    )
-
-
-def _amounts(scope: Scope, tied: pl.LazyFrame) -> pl.LazyFrame:
-    """Order and shipping lines against the ERP order (per order, in case a line is split)."""
-    expected = (
-        pl.when(pl.col("line_type") == "order_amount")
-        .then(pl.col("merchandise"))
-        .otherwise(pl.col("total") - pl.col("merchandise"))
-    )
-    per_order = (
-        tied.filter(pl.col("line_type").is_in(["order_amount", "shipping"]) & pl.col("erp_order").is_not_null())
-        .group_by("external_id", "line_type")
-        .agg(
-            pl.col("line_id").min(),
-            pl.col("payout_id").first(),
-            pl.col("currency").first(),
-            pl.col("amount").sum(),
-            pl.col("merchandise").first(),
-            pl.col("total").first(),
-        )
-        .with_columns(expected.alias("expected"))
-    )
-    limit = _money(scope.option("money_tolerance"))
-    wrong = per_order.filter((pl.col("amount") - pl.col("expected")).abs() > limit)
-    return _payout_findings(
-        scope,
-        wrong,
-        "amount",
-        pl.col("expected"),
-        pl.format(
-            "payout {} pays {} {} for order {} but the ERP order says {}",
-            "payout_id",
-            text_or_none(pl.col("amount"), MONEY),
-            "line_type",
-            "external_id",
-            text_or_none(pl.col("expected"), MONEY),
-        ),
-        "investigate_payout_line",
-        (pl.col("amount") - pl.col("expected")).abs(),
-    )
-
-
-def _money(value: object) -> pl.Expr:
-    return pl.lit(Decimal(str(value))).cast(MONEY)
-
-
-def _commission(scope: Scope, tied: pl.LazyFrame) -> pl.LazyFrame:
-    """Commission at the agreed rate on the ERP's order amount; refunded commission on the refund."""
-    rate = Decimal(str(scope.option("commission_rate")))
-    refunds = (
-        tied.filter(pl.col("line_type") == "refund")
-        .group_by("external_id")
-        .agg(pl.col("amount").sum().alias("refunded"))
-    )
-    charged = (
-        tied.filter(pl.col("line_type").is_in(["commission", "refund_commission"]) & pl.col("erp_order").is_not_null())
-        .group_by("external_id", "line_type")
-        .agg(
-            pl.col("line_id").min(),
-            pl.col("payout_id").first(),
-            pl.col("currency").first(),
-            pl.col("amount").sum(),
-            pl.col("merchandise").first(),
-        )
-        .join(refunds, on="external_id", how="left")
-    )
-    base = pl.when(pl.col("line_type") == "commission").then(-pl.col("merchandise")).otherwise(-pl.col("refunded"))
-    agreed = (base * pl.lit(rate)).round(2).cast(MONEY)  # money stays exact: no float on the way
-    off = charged.with_columns(agreed.alias("agreed")).filter(
-        (pl.col("amount") - pl.col("agreed")).abs() > _money(scope.option("money_tolerance"))
-    )
-    return _payout_findings(
-        scope,
-        off,
-        "amount",
-        pl.col("agreed"),
-        pl.format(
-            "payout {} charges {} {} on order {}; the agreed {}% is {}",
-            "payout_id",
-            text_or_none(pl.col("amount"), MONEY),
-            "line_type",
-            "external_id",
-            pl.lit(f"{rate * 100:f}".rstrip("0").rstrip(".")),
-            text_or_none(pl.col("agreed"), MONEY),
-        ),
-        "dispute_commission",
-        (pl.col("amount") - pl.col("agreed")).abs(),
-    )
-
-
-def _refunds_without_credit_memo(scope: Scope, tied: pl.LazyFrame, returns: pl.LazyFrame) -> pl.LazyFrame:
-    credited = (
-        returns.filter(pl.col("status").str.to_lowercase().is_in(scope.option("refunded_statuses")))
-        .select(pl.col("order_id").alias("erp_order"))
-        .unique()
-    )
-    uncredited = tied.filter((pl.col("line_type") == "refund") & pl.col("erp_order").is_not_null()).join(
-        credited, on="erp_order", how="anti"
-    )
-    return _payout_findings(
-        scope,
-        uncredited,
-        "credit_memo",
-        pl.lit("a refunded ERP return"),
-        pl.format(
-            "payout {} refunds {} on order {} ({}) but the ERP has no credit memo for it",
-            "payout_id",
-            text_or_none(pl.col("amount"), MONEY),
-            "external_id",
-            "erp_order",
-        ),
-        "create_credit_memo",
-        pl.col("amount").abs(),
-    )
-
-
-def _unbooked(scope: Scope, tied: pl.LazyFrame, journal: pl.LazyFrame) -> pl.LazyFrame:
-    """Fees, commissions and adjustments without a journal entry: one entry per line, matched on the payout,
-    the order and the sign of the amount (the amount itself is the commission rule's business)."""
-    accounts: dict[str, str] = scope.option("accounts")
-    booked_types = list(scope.option("journal_line_types"))
-    sign = pl.col("amount").sign()
-    keys = ["payout_id", "_order", "_sign"] + (["account"] if accounts else [])
-    wanted = tied.filter(pl.col("line_type").is_in(booked_types)).with_columns(
-        pl.col("erp_order").fill_null("").alias("_order"),
-        sign.alias("_sign"),
-        pl.col("line_type").replace_strict(accounts, default=None).alias("account") if accounts else pl.lit(None),
-    )
-    entries = journal.filter(pl.col("payout_id").is_not_null()).with_columns(
-        pl.col("order_id").fill_null("").alias("_order"), sign.alias("_sign")
-    )
-
-    def numbered(frame: pl.LazyFrame, by: str) -> pl.LazyFrame:
-        return frame.with_columns(pl.col(by).cum_count().over(keys).alias("_n"))
-
-    missing = numbered(wanted.sort("line_id"), "line_id").join(
-        numbered(entries.sort("entry_id"), "entry_id").select(*keys, "_n"), on=[*keys, "_n"], how="anti"
-    )
-    return _payout_findings(
-        scope,
-        missing,
-        "journal_entry",
-        pl.lit("a journal entry"),
-        pl.format(
-            "payout {} {} line {} of {} has no journal entry in the ERP",
-            "payout_id",
-            "line_type",
-            "line_id",
-            text_or_none(pl.col("amount"), MONEY),
-        ),
-        "create_journal_entry",
-        pl.col("amount").abs(),
     )
