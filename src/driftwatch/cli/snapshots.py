@@ -11,6 +11,7 @@ from driftwatch.cli._common import AppContext, emit, format_option, pass_app
 from driftwatch.config import DEFAULT_CONFIG_NAME
 from driftwatch.errors import UserError
 from driftwatch.filedrop import LoadReport, load_directory
+from driftwatch.files import write_text
 from driftwatch.starter import STARTER_CONFIG
 
 QUARANTINE_SHOWN = 20
@@ -28,7 +29,7 @@ def init(path: Path, force: bool) -> None:
     """
     if path.exists() and not force:
         raise UserError(f"{path} already exists; use --force to overwrite it")
-    path.write_text(STARTER_CONFIG, encoding="utf-8")
+    write_text(path, STARTER_CONFIG)
     click.echo(f"wrote {path}")
 
 

@@ -9,12 +9,13 @@ Without a checkpoint_dir the pages are kept in memory, so both cases share one c
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+
+from driftwatch.files import atomic_path, write_text
 
 STATE_FILE = "state.json"
 
@@ -74,12 +75,14 @@ class Staging:
         self._dir.mkdir(parents=True, exist_ok=True)
         if self._pages:
             pages = pl.concat(self._pages, how="diagonal_relaxed")
-            pages.write_parquet(self._dir / f"page-{self._written:06d}.parquet")
+            with atomic_path(self._dir / f"page-{self._written:06d}.parquet") as tmp:
+                pages.write_parquet(tmp)
             self._written += 1
             self._pages, self._held_rows = [], 0
         # The pages are on disk before the cursor moves past them: a crash in between re-fetches them, which
         # the key de-duplication absorbs, and never skips one.
-        _write_atomic(self._dir / STATE_FILE, {"params": self.params, "cursor": self._cursor, "done": self._done})
+        state = {"params": self.params, "cursor": self._cursor, "done": self._done}
+        write_text(self._dir / STATE_FILE, json.dumps(state, default=str))
 
     def frame(self) -> pl.DataFrame:
         """Every staged record once per key; a later page wins (a record that moved while paging)."""
@@ -107,9 +110,3 @@ class Staging:
 
     def _page_files(self) -> list[Path]:
         return sorted(self._dir.glob("page-*.parquet")) if self._dir is not None and self._dir.exists() else []
-
-
-def _write_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, default=str))
-    os.replace(tmp, path)

@@ -24,6 +24,7 @@ from driftwatch.alerts import preview
 from driftwatch.config import load_config
 from driftwatch.demo.generator import generate
 from driftwatch.errors import UserError
+from driftwatch.files import write_text
 from driftwatch.nightly import run_nightly
 from driftwatch.pull import results_frame
 from driftwatch.simulators import PLATFORMS, SIMULATORS
@@ -89,7 +90,7 @@ def run_demo(out: Path, seed: int) -> int:
         sources = {name: sim.settings() for name, sim in simulators.items()}
         sources["bluecherry"] = {"path": str((snapshots / "bluecherry").resolve())}
         config_path = out / "driftwatch.toml"
-        config_path.write_text(tomli_w.dumps(demo_config(snapshots, sources)), encoding="utf-8")
+        write_text(config_path, tomli_w.dumps(demo_config(snapshots, sources)))
         cfg = load_config(config_path)
         # Credentials live only in this process's environment, as they would on a real host.
         env = {k: v for sim in simulators.values() for k, v in sim.env.items()}

@@ -10,6 +10,7 @@ import polars as pl
 import xlsxwriter
 
 from driftwatch.errors import UserError
+from driftwatch.files import atomic_path
 from driftwatch.payouts.journal import balances
 from driftwatch.payouts.result import Reconciliation
 
@@ -33,13 +34,13 @@ IMPORT_COLUMNS = {
 
 def write_outputs(reconciliation: Reconciliation, out_dir: Path) -> list[Path]:
     """Write the workbook, one CSV per table and the journal import file; returns their paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     period = reconciliation.period.name
     tables = reconciliation.tables()
     written = [write_workbook(tables, out_dir / f"payouts-{period}.xlsx", reconciliation.period.start)]
     for name, frame in tables.items():
         path = out_dir / f"{name}.csv"
-        frame.write_csv(path)
+        with atomic_path(path) as tmp:
+            frame.write_csv(tmp)
         written.append(path)
     written.append(write_journal_import(reconciliation.journal_entries, out_dir / f"journal-import-{period}.csv"))
     return written
@@ -55,21 +56,23 @@ def write_journal_import(journal: pl.DataFrame, path: Path) -> Path:
         *(pl.col(c) for c in IMPORT_COLUMNS if c != "posted_at"),
         posted_at=pl.col("posted_at").dt.strftime("%m/%d/%Y"),
     ).with_columns(pl.col("debit", "credit").round(2).cast(pl.Decimal(18, 2)))
-    rows.select(list(IMPORT_COLUMNS)).rename(IMPORT_COLUMNS).write_csv(path)
+    with atomic_path(path) as tmp:
+        rows.select(list(IMPORT_COLUMNS)).rename(IMPORT_COLUMNS).write_csv(tmp)
     return path
 
 
 def write_workbook(tables: dict[str, pl.DataFrame], path: Path, created: datetime) -> Path:
     """One sheet per table: frozen header, autofilter, money as numbers in each row's currency."""
-    workbook = xlsxwriter.Workbook(str(path))
-    # A fixed creation date keeps a rerun's workbook byte-for-byte the same.
-    workbook.set_properties({"title": path.stem, "created": created.replace(tzinfo=None)})
-    formats = _Formats(workbook)
-    try:
-        for name, frame in tables.items():
-            _write_sheet(workbook.add_worksheet(name), frame, formats)
-    finally:
-        workbook.close()
+    with atomic_path(path) as tmp:
+        workbook = xlsxwriter.Workbook(str(tmp))
+        # A fixed creation date keeps a rerun's workbook byte-for-byte the same.
+        workbook.set_properties({"title": path.stem, "created": created.replace(tzinfo=None)})
+        formats = _Formats(workbook)
+        try:
+            for name, frame in tables.items():
+                _write_sheet(workbook.add_worksheet(name), frame, formats)
+        finally:
+            workbook.close()
     return path
 
 

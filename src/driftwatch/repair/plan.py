@@ -20,6 +20,7 @@ from driftwatch.config import Config
 from driftwatch.engine.findings import OPEN_STATUSES, findings, latest_run_id, run_info
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
+from driftwatch.files import write_text
 from driftwatch.push import ERP_ACTIONS, Action
 from driftwatch.store import Store
 
@@ -48,12 +49,8 @@ class Plan:
         )
 
     def save(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
         body = {"version": PLAN_VERSION, **asdict(self), "created_at": self.created_at.isoformat()}
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(body, indent=2, default=str), encoding="utf-8")
-        tmp.replace(path)  # never a half-written plan on disk
-        return path
+        return write_text(path, json.dumps(body, indent=2, default=str))
 
 
 def load_plan(path: Path) -> Plan:

@@ -7,6 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from driftwatch.errors import UserError
+from driftwatch.files import atomic_path
 from driftwatch.report.mask import mask_emails
 from driftwatch.report.summary import by_attention
 
@@ -19,9 +20,9 @@ def export_findings(findings: pl.DataFrame, path: Path, *, mask: bool = True) ->
     if suffix not in EXPORT_FORMATS:
         raise UserError(f"cannot export findings to {path}: expected a file name ending in .csv or .parquet")
     frame = by_attention(mask_emails(findings) if mask else findings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".csv":
-        frame.write_csv(path)
-    else:
-        frame.write_parquet(path)
+    with atomic_path(path) as tmp:
+        if suffix == ".csv":
+            frame.write_csv(tmp)
+        else:
+            frame.write_parquet(tmp)
     return path

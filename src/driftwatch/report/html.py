@@ -11,6 +11,7 @@ import polars as pl
 
 from driftwatch.engine.findings import SEVERITIES
 from driftwatch.engine.runner import HEALTH_CHECK
+from driftwatch.files import write_text
 from driftwatch.money import format_money
 from driftwatch.report import summary
 from driftwatch.report.mask import mask_emails
@@ -64,9 +65,7 @@ def write_report(
     history: History | None = None,
     options: ReportOptions | None = None,
 ) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_report(run, findings, history, options), encoding="utf-8")
-    return path
+    return write_text(path, render_report(run, findings, history, options))
 
 
 def _environment() -> jinja2.Environment:

@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 
+from driftwatch.files import atomic_path
 from driftwatch.push import ERP_ACTIONS, Action, PushOutcome
 
 COLUMNS = ("action_id", "action", "key", "field", "value", "record")
@@ -29,7 +30,6 @@ class Pusher:
         self.outbox = Path(settings.get("outbox", f"outbox/{self.target}"))
 
     def push(self, batch: list[Action]) -> dict[str, PushOutcome]:
-        self.outbox.mkdir(parents=True, exist_ok=True)
         name = f"driftwatch-{batch[0].action_id}-{len(batch)}.csv"
         rows = pl.DataFrame(
             [
@@ -45,9 +45,8 @@ class Pusher:
             ],
             schema=dict.fromkeys(COLUMNS, pl.String),
         )
-        tmp = self.outbox / f".{name}.tmp"
-        rows.write_csv(tmp)
-        tmp.replace(self.outbox / name)
+        with atomic_path(self.outbox / name) as tmp:
+            rows.write_csv(tmp)
         return {a.action_id: PushOutcome(True, f"import file {name}") for a in batch}
 
     def read(self, batch: list[Action]) -> dict[str, str | None]:

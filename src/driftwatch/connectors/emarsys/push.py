@@ -36,6 +36,7 @@ import polars as pl
 from driftwatch.connectors.emarsys.client import BASE_URL, BATCH, EmarsysClient
 from driftwatch.connectors.emarsys.connector import Connector
 from driftwatch.connectors.emarsys.mapping import CATALOGUE_PRODUCT, OPT_IN, OPT_IN_VALUES, catalogue_to_frames, text
+from driftwatch.files import atomic_path
 from driftwatch.push import Action, PushOutcome
 
 PRESENT, ABSENT = "present", "absent"  # what a finding about a missing profile expects and found
@@ -281,7 +282,5 @@ def _available(truth: Mapping[str, Any]) -> str:
 
 def _write_whole(path: Path, catalogue: pl.DataFrame) -> None:
     """Write under a temporary name, then rename: the host serves the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    catalogue.write_csv(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        catalogue.write_csv(tmp)
