@@ -69,6 +69,24 @@ def test_bluecherry_export_headers_map_to_canonical_columns(tmp_path, store, cfg
     assert store.latest_snapshot("bluecherry", "inventory").captured_at == datetime(2026, 11, 23, 2, tzinfo=UTC)
 
 
+def test_report_title_lines_above_the_header_are_skipped_and_lines_still_point_at_the_file(tmp_path, store, cfg):
+    """A report exported to CSV with its name and run date above the table (UTF-8 BOM, CRLF line ends)."""
+    export = "\ufeffInventory Quantities by Location\r\nRun 11/02/2026 02:30\r\n\r\n" + INVENTORY_EXPORT.replace(
+        "0,0,11/01", "x,0,11/01"
+    ).replace("\n", "\r\n")
+    path = write(tmp_path / "drop", "bluecherry/inventory.csv", export.encode("utf-8"))
+    manifest(tmp_path / "drop", "bluecherry")
+    report = load_directory(store, tmp_path / "drop", cfg)
+    assert store.latest("bluecherry", "inventory")["sku"].to_list() == ["00412-010-M"]
+    assert report.quarantine.select("origin", "line", "column").rows() == [(str(path), 6, "safety_stock")]
+
+
+def test_a_one_column_file_has_no_title_line(tmp_path, store, cfg):
+    write(tmp_path / "drop", "mirakl/products.csv", "sku\nA\nB\n")
+    load_directory(store, tmp_path / "drop", cfg)
+    assert store.latest("mirakl", "products")["sku"].sort().to_list() == ["A", "B"]
+
+
 def test_client_column_map_and_timezone_override(tmp_path, store):
     write(
         tmp_path / "drop",

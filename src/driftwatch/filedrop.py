@@ -10,6 +10,8 @@ the load with a one-line error and stores nothing; a bad row is quarantined with
 
 from __future__ import annotations
 
+import csv
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -94,7 +96,7 @@ def _read_source(source_dir: Path, cfg: Config) -> list[tuple[IncomingSnapshot, 
     kind = cfg.kind(source)
     for path in files:
         entity_name, frame = read_entity_file(path, source, settings, kind=kind)
-        first_line = 2 if path.suffix == ".csv" else 1
+        first_line = first_record_line(path)
         coerced = coerce(
             frame,
             entity_name,
@@ -119,6 +121,24 @@ def _entity_of(path: Path) -> str:
     if path.stem not in ENTITIES:
         raise DataError(f"{path}: unknown entity {path.stem!r}; expected one of {', '.join(ENTITIES)}")
     return path.stem
+
+
+def first_record_line(path: Path) -> int:
+    """The line number of a file's first record: 1 in JSONL and Parquet; in a CSV the line after its header,
+    which comes after any report title lines."""
+    return report_title_lines(path) + 2 if path.suffix == ".csv" else 1
+
+
+def report_title_lines(path: Path) -> int:
+    """Lines above a CSV's header row that only title the report (its name, a run date, a blank line): a
+    report exported to CSV often starts with them. Each has one filled cell at most, and a row with several
+    filled cells (the header) follows; a file whose every row has one cell has no title."""
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
+        rows = list(itertools.islice(csv.reader(handle), 20))
+    for number, row in enumerate(rows):
+        if sum(1 for cell in row if cell.strip()) > 1:
+            return number
+    return 0
 
 
 def captured_at_of(source_dir: Path, files: list[Path]) -> datetime:
@@ -149,7 +169,13 @@ def _read_file(path: Path) -> pl.DataFrame:
     _check_text(path)
     try:
         if path.suffix == ".csv":
-            frame = pl.read_csv(path, infer_schema=False, encoding="utf8", truncate_ragged_lines=False)
+            frame = pl.read_csv(
+                path,
+                infer_schema=False,
+                encoding="utf8",
+                truncate_ragged_lines=False,
+                skip_rows=report_title_lines(path),
+            )
         else:
             frame = pl.read_ndjson(path, infer_schema_length=None)
     except pl.exceptions.PolarsError as exc:

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 from driftwatch.connectors.base import BaseConnector, Pulled
 from driftwatch.errors import UserError
-from driftwatch.filedrop import FORMATS, MANIFEST, captured_at_of, read_entity_file
+from driftwatch.filedrop import FORMATS, MANIFEST, captured_at_of, first_record_line, read_entity_file
 
 EXPORTED = (
     "products",
@@ -52,7 +52,7 @@ class Connector(BaseConnector):
         if not files:
             raise UserError(f"sources.{self.source}: no exports ({', '.join(sorted(chosen))}) found in {folder}")
         frames = dict(read_entity_file(path, self.source, self.settings, kind=self.name) for path in files)
-        self._origins = {path.stem: (str(path), 2 if path.suffix == ".csv" else 1) for path in files}
+        self._origins = {path.stem: (str(path), first_record_line(path)) for path in files}
         return Pulled(self.source, captured_at_of(folder, files), frames)
 
     def origin(self, entity: str) -> tuple[str, int]:
