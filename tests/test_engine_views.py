@@ -77,6 +77,23 @@ def test_net_lifetime_value_drops_cancelled_orders_and_refunded_returns():
     assert rows["C1"]["order_count"] == 2
     assert rows["C1"]["last_order_at"] == _ts(5)  # the cancelled O2 is later but does not count
     assert "C2" not in rows  # only a cancelled order: nothing to count
+    assert rows["C1"]["currency"] is None  # the orders name no currency
+
+
+def test_net_lifetime_value_is_in_the_currency_of_the_customers_orders_when_they_share_one():
+    orders = pl.LazyFrame(
+        {
+            "order_id": ["O1", "O2", "O3", "O4"],
+            "customer_id": ["C1", "C1", "C2", "C2"],
+            "status": ["50", "50", "50", "50"],
+            "total": [Decimal("100.00"), Decimal("40.00"), Decimal("19.90"), Decimal("10.00")],
+            "currency": ["EUR", "EUR", "EUR", "GBP"],
+            "placed_at": [_ts(1), _ts(9), _ts(5), _ts(2)],
+        },
+        schema_overrides={"total": MONEY, "placed_at": TIMESTAMP},
+    )
+    value = net_lifetime_value(orders, None, {"50": "shipped"}).collect()
+    assert dict(value.select("customer_id", "currency").iter_rows()) == {"C1": "EUR", "C2": None}
 
 
 def test_canonical_status_maps_patterns_and_canonical_names_and_leaves_unmapped_null():

@@ -106,17 +106,23 @@ def net_lifetime_value(
     refunded_statuses: tuple[str, ...] = ("refunded",),
     raw_values: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
-    """Per customer_id: lifetime_value, order_count, last_order_at, net of cancellations and refunds."""
+    """Per customer_id: lifetime_value, order_count, last_order_at, net of cancellations and refunds, and
+    the currency of that value (null when the orders have none, or more than one)."""
     counted = with_canonical_status(orders, mapping, raw_values).filter(
         pl.col("status_canonical").ne_missing("cancelled")
     )
+    has_currency = "currency" in orders.collect_schema().names()
+    currency = pl.col("currency").drop_nulls().unique() if has_currency else pl.lit(None, pl.String)
     value = counted.group_by("customer_id").agg(
         pl.col("total").sum().alias("gross"),
         pl.len().cast(pl.Int64).alias("order_count"),
         pl.col("placed_at").max().alias("last_order_at"),
+        pl.when(currency.len() == 1).then(currency.first()).alias("currency"),
     )
     if returns is None:
-        return value.select("customer_id", pl.col("gross").alias("lifetime_value"), "order_count", "last_order_at")
+        return value.select(
+            "customer_id", pl.col("gross").alias("lifetime_value"), "order_count", "last_order_at", "currency"
+        )
     refunds = (
         returns.filter(pl.col("status").str.to_lowercase().is_in(refunded_statuses))
         .join(orders.select("order_id", "customer_id"), on="order_id")
@@ -128,6 +134,7 @@ def net_lifetime_value(
         (pl.col("gross").fill_null(0) - pl.col("refunded").fill_null(0)).alias("lifetime_value"),
         pl.col("order_count").fill_null(0),
         "last_order_at",
+        "currency",
     )
 
 
@@ -509,6 +516,7 @@ def source_customer_value(scope: Scope) -> pl.LazyFrame | None:
             pl.col("lifetime_value").fill_null(0),
             pl.col("order_count").fill_null(0),
             "last_order_at",
+            "currency",
         )
     )
 

@@ -24,15 +24,22 @@ def returns_sync(scope: Scope) -> pl.LazyFrame | None:
     if not scope.ctx.has(scope.target, "order_lines", "qty_returned"):
         return None
     due = due_before(scope, "order_lines")
+    # The refund is in the order's currency (an order without one leaves the amount without one).
+    currency = pl.col("currency") if "currency" in orders.collect_schema().names() else pl.lit(None, pl.String)
     processed = (
         returns.filter(
             pl.col("status").str.to_lowercase().is_in(scope.option("processed_statuses"))
             & (pl.col("processed_at") <= due)
         )
-        .join(orders.select("order_id", "order_ref", "key"), on="order_id")
+        .join(orders.select("order_id", "order_ref", "key", currency.alias("currency")), on="order_id")
         .join(copy_orders.select("order_ref"), on="order_ref", how="semi")  # a missing order is not this check's
         .group_by("order_ref", "key", "sku")
-        .agg(pl.col("qty").sum().alias("returned"), pl.col("return_id").min(), pl.col("amount").sum())
+        .agg(
+            pl.col("qty").sum().alias("returned"),
+            pl.col("return_id").min(),
+            pl.col("amount").sum(),
+            pl.col("currency").first(),
+        )
     )
     reflected = (
         order_ref_of_lines(scope, lines, scope.target_frame("orders"))
@@ -62,4 +69,5 @@ def returns_sync(scope: Scope) -> pl.LazyFrame | None:
         ),
         repair="upsert_order",
         impact=pl.col("amount"),
+        currency=pl.col("currency"),
     )
