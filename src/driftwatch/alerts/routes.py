@@ -26,9 +26,8 @@ from urllib.parse import urlsplit
 
 import polars as pl
 
-from driftwatch.engine.findings import SEVERITIES
+from driftwatch.engine.findings import SEVERITIES, SEVERITY_RANK, severity_rank
 from driftwatch.errors import UserError
-from driftwatch.report.summary import SEVERITY_RANK, severity_rank
 
 _ROUTE_KEYS = {"name", "urls", "url_env", "checks", "targets", "teams", "min_severity"}
 _ALERT_KEYS = {"routes", "retry_attempts", "retry_wait_seconds"}

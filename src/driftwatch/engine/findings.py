@@ -5,6 +5,12 @@ findings it saw plus a `resolved` row for every fingerprint that was open before
 run's findings tell the whole story of what changed. The lifecycle is kept per fingerprint in
 `finding_states`, and only checks that actually ran can resolve their findings: auditing one check never
 closes another check's drift.
+
+Two sightings of one finding compare as `worse` (higher severity, more money at risk, a wider numeric gap
+between the two sides), `changed` (the target's value moved otherwise: another status, a gap that
+changed sign) or neither. An acknowledgement keeps the values it was given for: it covers the finding
+while it is no worse and unchanged, and stops covering it (the finding alerts and fails the run again)
+once it is. A mute hides the finding whatever it does, until its date.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from driftwatch.errors import UserError
 from driftwatch.store import Store, register_migration
 
 SEVERITIES = ("critical", "high", "medium", "low")
+SEVERITY_RANK = {name: len(SEVERITIES) - i for i, name in enumerate(SEVERITIES)}  # critical 4 .. low 1
 STATUSES = ("new", "ongoing", "regressed", "resolved")
 OPEN_STATUSES = ("new", "ongoing", "regressed")
 
@@ -41,6 +48,8 @@ FINDING_SCHEMA: dict[str, pl.DataType] = {
 }
 FINDING_COLUMNS = tuple(FINDING_SCHEMA)
 STORED_COLUMNS = ("run_id", *FINDING_COLUMNS, "fingerprint", "status")
+GAP = pl.Decimal(38, 6)
+ACK_COLUMNS = ("acknowledged", "ack_outgrown", "muted")
 
 register_migration(
     100,
@@ -86,6 +95,31 @@ register_migration(
       created_at TIMESTAMPTZ NOT NULL,
       note VARCHAR
     );
+    """,
+)
+
+
+register_migration(
+    110,
+    "acknowledgements keep the values they cover",
+    """
+    ALTER TABLE finding_acks ADD COLUMN severity VARCHAR;
+    ALTER TABLE finding_acks ADD COLUMN impact DECIMAL(18,4);
+    ALTER TABLE finding_acks ADD COLUMN expected VARCHAR;
+    ALTER TABLE finding_acks ADD COLUMN actual VARCHAR;
+    -- Earlier acknowledgements cover what the finding looked like in the last run before them.
+    UPDATE finding_acks a
+    SET severity = seen.severity, impact = seen.impact, expected = seen.expected, actual = seen.actual
+    FROM (
+        SELECT k.fingerprint, k.created_at, arg_max(f.severity, r.started_at) AS severity,
+               arg_max(f.impact, r.started_at) AS impact, arg_max(f.expected, r.started_at) AS expected,
+               arg_max(f.actual, r.started_at) AS actual
+        FROM finding_acks k
+        JOIN findings f ON f.fingerprint = k.fingerprint
+        JOIN audit_runs r ON r.run_id = f.run_id AND r.started_at <= k.created_at
+        GROUP BY k.fingerprint, k.created_at
+    ) seen
+    WHERE seen.fingerprint = a.fingerprint AND seen.created_at = a.created_at;
     """,
 )
 
@@ -185,24 +219,29 @@ def _apply_lifecycle(cur, run_id: str, checks: list[str]) -> None:
 
 
 def findings(store: Store, run_id: str | None = None, status: str | None = None) -> pl.DataFrame:
-    """A run's findings (default: the latest run), with whether each is acknowledged or muted today."""
+    """A run's findings (default: the latest run), with whether each is acknowledged today (an
+    acknowledgement that still covers it), has outgrown its acknowledgement (worse or changed since), or
+    is muted."""
     if status is not None and status not in STATUSES:
         raise UserError(f"unknown status {status!r}: expected one of {', '.join(STATUSES)}")
     run_id = run_id or latest_run_id(store)
     if run_id is None:
         schema = {c: FINDING_SCHEMA.get(c, pl.String()) for c in STORED_COLUMNS}
-        return pl.DataFrame(schema={**schema, "acknowledged": pl.Boolean(), "muted": pl.Boolean()})
+        return pl.DataFrame(schema={**schema, **dict.fromkeys(ACK_COLUMNS, pl.Boolean())})
     if not store.query("SELECT 1 FROM audit_runs WHERE run_id = ?", [run_id]).fetchall():
         raise UserError(f"no audit run {run_id!r} in {store.path}")
     where = "AND f.status = ?" if status else ""
     params = [date.today(), run_id] + ([status] if status else [])
-    return store.frame(
+    found = store.frame(
         f"""
-        SELECT f.*, a.kind = 'ack' IS TRUE AS acknowledged, a.kind = 'mute' IS TRUE AS muted
+        SELECT f.*, a.kind AS kind_ack, a.severity AS severity_ack, a.impact AS impact_ack,
+               a.expected AS expected_ack, a.actual AS actual_ack
         FROM findings f
         LEFT JOIN (
-            SELECT fingerprint, arg_max(kind, created_at) AS kind FROM finding_acks
-            WHERE until IS NULL OR until >= ? GROUP BY fingerprint
+            SELECT fingerprint, arg_max(kind, created_at) AS kind, arg_max(severity, created_at) AS severity,
+                   arg_max(impact, created_at) AS impact, arg_max(expected, created_at) AS expected,
+                   arg_max(actual, created_at) AS actual
+            FROM finding_acks WHERE until IS NULL OR until >= ? GROUP BY fingerprint
         ) a USING (fingerprint)
         WHERE f.run_id = ? {where}
         ORDER BY array_position(['critical','high','medium','low'], f.severity), f.check_id, f.target, f.key,
@@ -210,6 +249,73 @@ def findings(store: Store, run_id: str | None = None, status: str | None = None)
         """,
         params,
     )
+    acked = (pl.col("kind_ack") == "ack").fill_null(False)
+    found = with_gap(with_gap(found), "_ack").with_columns(
+        (acked & change_since("_ack").is_null()).alias("acknowledged"),
+        (acked & change_since("_ack").is_not_null()).alias("ack_outgrown"),
+        (pl.col("kind_ack") == "mute").fill_null(False).alias("muted"),
+    )
+    return found.select(*STORED_COLUMNS, *ACK_COLUMNS)
+
+
+def open_since(store: Store, run_id: str) -> pl.DataFrame:
+    """For each finding open in the run: when its current spell began (`since`, the start of the last run
+    up to this one in which it was new or came back) and how (`since_status`: new or regressed)."""
+    return store.frame(
+        """
+        SELECT f.fingerprint, max(r.started_at) AS since, arg_max(f.status, r.started_at) AS since_status
+        FROM findings f JOIN audit_runs r USING (run_id)
+        WHERE f.status IN ('new', 'regressed')
+          AND r.started_at <= (SELECT started_at FROM audit_runs WHERE run_id = ?)
+          AND f.fingerprint IN (SELECT fingerprint FROM findings WHERE run_id = ? AND status <> 'resolved')
+        GROUP BY f.fingerprint
+        """,
+        [run_id, run_id],
+    )
+
+
+def severity_rank(column: str = "severity") -> pl.Expr:
+    """Higher is worse (unknown severities rank lowest)."""
+    return pl.col(column).replace_strict(SEVERITY_RANK, default=0, return_dtype=pl.Int8)
+
+
+def with_gap(frame: pl.DataFrame, suffix: str = "") -> pl.DataFrame:
+    """Add `gap{suffix}`: actual - expected where both sides are numbers (stock counts, amounts), else null."""
+    expected = pl.col(f"expected{suffix}").cast(GAP, strict=False)
+    actual = pl.col(f"actual{suffix}").cast(GAP, strict=False)
+    return frame.with_columns((actual - expected).cast(GAP).alias(f"gap{suffix}"))
+
+
+def change_since(suffix: str) -> pl.Expr:
+    """`worse`, `changed` or null (the same, or better) for each finding against an earlier sighting of it,
+    whose severity, impact, gap and actual columns carry `suffix`.
+
+    Worse: a higher severity, more money at risk, or a wider gap between two numbers. Changed: the target's
+    value moved in another way: a gap that changed sign (oversold became hidden stock), or a value that is
+    not a number (a status, a date) that is no longer what it was. A gap that narrowed is better, however
+    both sides moved, and the ERP's side moving alone is the same drift.
+    """
+
+    def before(column: str) -> pl.Expr:
+        return pl.col(f"{column}{suffix}")
+
+    impact, gap = pl.col("impact").fill_null(0).abs(), pl.col("gap")
+    worse = (
+        (severity_rank() > severity_rank(f"severity{suffix}"))
+        | (impact > before("impact").fill_null(0).abs())
+        | (gap.abs() > before("gap").abs()).fill_null(False)
+    )
+    both_numbers = gap.is_not_null() & before("gap").is_not_null()
+    changed = (
+        pl.when(both_numbers)
+        .then(_sign(gap) != _sign(before("gap")))
+        .otherwise(pl.col("actual").ne_missing(before("actual")))
+    )
+    return pl.when(worse).then(pl.lit("worse")).when(changed).then(pl.lit("changed"))
+
+
+def _sign(expr: pl.Expr) -> pl.Expr:
+    return pl.when(expr > 0).then(1).when(expr < 0).then(-1).otherwise(0)
 
 
 def latest_run_id(store: Store) -> str | None:
@@ -225,13 +331,22 @@ def run_info(store: Store, run_id: str) -> dict | None:
 def acknowledge(
     store: Store, fingerprint: str, *, until: date | None = None, mute: bool = False, note: str | None = None
 ) -> None:
-    """Acknowledge a finding (still listed, no longer alerted or failing the run) or mute it (hidden too)."""
-    known = store.query("SELECT 1 FROM finding_states WHERE fingerprint = ?", [fingerprint]).fetchall()
-    if not known:
+    """Acknowledge a finding as it was last seen (still listed, no longer alerted or failing the run while
+    it gets no worse and does not change), or mute it (hidden too, whatever it does)."""
+    seen = store.query(
+        """
+        SELECT f.severity, f.impact, f.expected, f.actual
+        FROM finding_states s JOIN findings f ON f.fingerprint = s.fingerprint AND f.run_id = s.last_run
+        WHERE s.fingerprint = ?
+        """,
+        [fingerprint],
+    ).fetchall()
+    if not seen:
         raise UserError(f"no finding with fingerprint {fingerprint!r} in {store.path}")
     store.query(
-        "INSERT INTO finding_acks VALUES (?, ?, ?, ?, ?)",
-        [fingerprint, "mute" if mute else "ack", until, datetime.now(UTC), note],
+        "INSERT INTO finding_acks (fingerprint, kind, until, created_at, note, severity, impact, expected, actual) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [fingerprint, "mute" if mute else "ack", until, datetime.now(UTC), note, *seen[0]],
     )
 
 

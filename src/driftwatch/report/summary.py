@@ -12,9 +12,7 @@ from decimal import Decimal
 
 import polars as pl
 
-from driftwatch.engine.findings import OPEN_STATUSES, SEVERITIES, STATUSES
-
-SEVERITY_RANK = {name: len(SEVERITIES) - i for i, name in enumerate(SEVERITIES)}  # critical 4 .. low 1
+from driftwatch.engine.findings import OPEN_STATUSES, SEVERITIES, STATUSES, severity_rank
 
 RUNS_SCHEMA = {"run_id": pl.String, "started_at": pl.Datetime("us", "UTC")}
 COUNTS_SCHEMA = {
@@ -31,11 +29,7 @@ class RunInfo:
     run_id: str
     started_at: datetime
     trusted: bool
-
-
-def severity_rank(column: str = "severity") -> pl.Expr:
-    """Higher is worse (unknown severities rank lowest)."""
-    return pl.col(column).replace_strict(SEVERITY_RANK, default=0, return_dtype=pl.Int8)
+    checks: tuple[str, ...] | None = None  # the checks that ran (None: every check)
 
 
 def open_findings(findings: pl.DataFrame) -> pl.DataFrame:
