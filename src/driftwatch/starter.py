@@ -47,6 +47,18 @@ api_key_env = "MIRAKL_API_KEY"
 # "50" = "shipped"
 # "90" = "cancelled"
 
+# Reports, and where their readers open them: an alert links to link_base + the report's file name.
+[report]
+out_dir = "driftwatch-reports"      # relative to this file
+# link_base = "https://intranet.example/driftwatch/"   # the URL where out_dir is published
+
+# Who hears about which drift: apprise URLs (Slack, email, Teams, webhooks) held in environment variables.
+# [[alerts.routes]]
+# name = "cx"
+# url_env = ["DRIFTWATCH_CX_SLACK"]
+# teams = ["customer-service", "crm"]   # owners of the checks; or checks = [...], targets = [...]
+# min_severity = "high"
+
 # Tolerances and lags per check, and per target:
 # [checks.stock_parity]
 # tolerance = 0

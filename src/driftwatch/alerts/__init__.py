@@ -1,4 +1,5 @@
-"""Routed alerts through apprise: one digest per route and run, only for new, regressed or worse drift."""
+"""Routed alerts through apprise: one digest per destination and run, for drift that is new to it, came back,
+got worse or changed, and for what cleared since its last digest."""
 
 from driftwatch.alerts.dispatch import Outgoing, deliver, plan_alerts, preview
 from driftwatch.alerts.ledger import Delivery, deliveries

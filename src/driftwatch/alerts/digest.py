@@ -1,26 +1,37 @@
-"""The words of an alert: one digest per route and run, or one all-clear when a route's drift is gone.
+"""The words of an alert: one digest per destination and run.
 
-Plain text, so it reads the same in Slack, Teams, email and a webhook payload. Each line names the record
-id someone can act on (order number, customer id, SKU) and both sides' values.
+Plain text, so it reads the same in Slack, Teams, email and a webhook payload. A digest is a list a support
+person can work through: grouped by check, one line per record (the order, customer or SKU on one target)
+naming every check it fails in the check's own words, the previous value where it changed, the money at
+risk in its currency, since when it has been open; then what cleared since the last digest, by key.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
 
 import polars as pl
 
+from driftwatch.alerts.changes import REASONS
+from driftwatch.engine.findings import SEVERITY_RANK
 from driftwatch.money import format_money
 from driftwatch.report.mask import mask_email_text
 from driftwatch.report.summary import RunInfo
 
-LINES_PER_GROUP = 10
-REASONS = ("new", "regressed", "worsened", "unalerted")
-_REASON_TEXT = {
+MAX_RECORDS = 20  # a list someone works through; the rest are counted, and all are in the report
+LINES_PER_CHECK = 10
+CLEARED_LINES = 20
+_REASON_COUNTS = {
     "new": "new",
     "regressed": "back again",
-    "worsened": "worse than last run",
-    "unalerted": "open, not alerted before",
+    "worsened": "worse",
+    "changed": "changed",
+    "unquieted": "no longer acknowledged",
+    "unalerted": "not alerted before",
 }
 
 
@@ -29,56 +40,221 @@ class Message:
     kind: str  # drift | resolved
     title: str
     body: str
-    findings: int
+    findings: int  # findings the message names
     urgent: bool = False
 
 
-def drift_digest(route: str, run: RunInfo, alerting: pl.DataFrame, link: str, *, mask: bool) -> Message:
-    """`alerting`: the route's findings that need attention, most urgent first, with a `reason` column."""
-    reasons = dict(alerting.group_by("reason").len().iter_rows())
-    summary = ", ".join(f"{reasons[r]} {_REASON_TEXT[r]}" for r in REASONS if r in reasons)
-    count = alerting.height
-    counted = "1 finding needs" if count == 1 else f"{count} findings need"
-    lines = [
-        f"driftwatch run {run.run_id} ({run.started_at:%Y-%m-%d %H:%M} UTC): {counted} attention on route "
-        f"{route} ({summary})."
-    ]
+@dataclass
+class _Record:
+    """One record on one target, with its findings in this digest, most urgent first."""
+
+    key: str
+    target: str
+    parts: list[dict] = field(default_factory=list)
+
+    @property
+    def lead(self) -> dict:
+        return self.parts[0]
+
+    @property
+    def reason(self) -> dict:
+        alerting = [p for p in self.parts if p.get("reason")]
+        return min(alerting, key=lambda p: REASONS.index(p["reason"]))
+
+    @property
+    def money(self) -> tuple[Decimal, str | None] | None:
+        """The largest amount at risk among its findings (one order's value is not at risk twice)."""
+        priced = [(abs(p["impact"]), p["currency"]) for p in self.parts if p["impact"] is not None]
+        return max(priced, key=lambda m: m[0]) if priced else None
+
+    def rank(self) -> tuple:
+        money = self.money
+        return (-SEVERITY_RANK.get(self.lead["severity"], 0), -(money[0] if money else 0), self.key)
+
+
+def digest(
+    route: str,
+    run: RunInfo,
+    alerting: pl.DataFrame,
+    context: pl.DataFrame,
+    cleared: pl.DataFrame,
+    *,
+    open_findings: int,
+    report: str,
+    mask: bool,
+) -> Message | None:
+    """The message for one destination, or None when there is nothing to tell.
+
+    `alerting`: the findings that alert, with `reason` and the values last seen (`*_was`); `context`: every
+    open, unquiet finding of the route, so a record's line names all it fails; `cleared`: what the
+    destination saw open that has cleared; `open_findings`: what stays open on the route.
+    """
+    if alerting.height == 0 and cleared.height == 0:
+        return None
+    records = _records(alerting, context)
+    lines = [f"driftwatch run {run.run_id} ({run.started_at:%Y-%m-%d %H:%M} UTC), route {route}"]
+    lines.append(_headline(records, cleared, open_findings))
     if not run.trusted:
         lines += [
             "",
             "The snapshot health check failed: this run's other findings are held back until the snapshots are "
             "fixed and audited again.",
         ]
-    for (check, target), group in alerting.group_by("check_id", "target", maintain_order=True):
-        lines += ["", f"{check} · {target} ({group.height})"]
-        lines += [_line(row, mask) for row in group.head(LINES_PER_GROUP).iter_rows(named=True)]
-        if group.height > LINES_PER_GROUP:
-            lines.append(f"- … and {group.height - LINES_PER_GROUP} more in the report")
-    lines += ["", f"Report: {link}"]
-    urgent = alerting.filter(pl.col("severity").is_in(["critical", "high"])).height > 0
-    title = f"driftwatch: {counted} attention ({route})"
-    return Message("drift", title, "\n".join(lines), count, urgent)
+    shown, rest = records[:MAX_RECORDS], records[MAX_RECORDS:]
+    for check, group in _by_check(shown):
+        lines += ["", f"{check} ({len(group)})"]
+        lines += [_line(record, run, mask) for record in group[:LINES_PER_CHECK]]
+        if len(group) > LINES_PER_CHECK:
+            lines.append(f"- … and {len(group) - LINES_PER_CHECK} more in the report")
+    if rest:
+        counts = ", ".join(f"{check} {len(group)}" for check, group in _by_check(rest))
+        lines += ["", f"… and {len(rest)} more records in the report ({counts})."]
+    if cleared.height:
+        lines += ["", f"Cleared since the last digest ({cleared.height}):"]
+        lines += _cleared_lines(cleared, mask)
+    lines += ["", f"Report: {report}"]
+    named = sum(len(r.parts) for r in records) + cleared.height
+    if records:
+        count = "1 record needs" if len(records) == 1 else f"{len(records)} records need"
+        also = f", {cleared.height} cleared" if cleared.height else ""
+        urgent = any(SEVERITY_RANK.get(r.lead["severity"], 0) >= SEVERITY_RANK["high"] for r in records)
+        return Message("drift", f"driftwatch: {count} attention{also} ({route})", "\n".join(lines), named, urgent)
+    if open_findings == 0:
+        return Message("resolved", f"driftwatch: all clear ({route})", "\n".join(lines), named)
+    title = f"driftwatch: {cleared.height} cleared, {open_findings} still open ({route})"
+    return Message("resolved", title, "\n".join(lines), named)
 
 
-def resolved_notice(route: str, run: RunInfo, cleared: int, link: str) -> Message:
-    noun = "finding" if cleared == 1 else "findings"
-    body = (
-        f"driftwatch run {run.run_id} ({run.started_at:%Y-%m-%d %H:%M} UTC): all clear on route {route}. "
-        f"The {cleared} open {noun} this route was alerted about are resolved.\n\nReport: {link}"
+def _records(alerting: pl.DataFrame, context: pl.DataFrame) -> list[_Record]:
+    """One record per (target, key) with something alerting, holding every open finding of it."""
+    reasons = {row["fingerprint"]: row for row in alerting.iter_rows(named=True)}
+    records: dict[tuple[str, str], _Record] = {}
+    for row in alerting.iter_rows(named=True):
+        records.setdefault((row["target"], row["key"]), _Record(row["key"], row["target"]))
+    for row in context.iter_rows(named=True):
+        record = records.get((row["target"], row["key"]))
+        if record is not None:
+            record.parts.append(reasons.get(row["fingerprint"], row))
+    for record in records.values():
+        # Alerting findings that are not in the context (an untrusted run's) still belong on the line.
+        have = {p["fingerprint"] for p in record.parts}
+        record.parts += [r for r in reasons.values() if (r["target"], r["key"]) == (record.target, record.key)
+                         and r["fingerprint"] not in have]  # fmt: skip
+        record.parts.sort(key=_part_rank)
+    return sorted(records.values(), key=_Record.rank)
+
+
+def _part_rank(part: dict) -> tuple:
+    alerting = 0 if part.get("reason") else 1
+    impact = abs(part["impact"]) if part["impact"] is not None else Decimal(0)
+    return (alerting, -SEVERITY_RANK.get(part["severity"], 0), -impact, part["check_id"], part["field"] or "")
+
+
+def _by_check(records: list[_Record]) -> list[tuple[str, list[_Record]]]:
+    """Records under the check of their most urgent finding; checks in the order of their first record."""
+    groups: dict[str, list[_Record]] = defaultdict(list)
+    for record in records:
+        groups[record.lead["check_id"]].append(record)
+    return list(groups.items())
+
+
+def _headline(records: list[_Record], cleared: pl.DataFrame, still_open: int) -> str:
+    parts = []
+    if records:
+        counts = defaultdict(int)
+        for record in records:
+            counts[record.reason["reason"]] += 1
+        summary = ", ".join(f"{counts[r]} {_REASON_COUNTS[r]}" for r in REASONS if counts[r])
+        noun = "1 record needs" if len(records) == 1 else f"{len(records)} records need"
+        money = _totals(record.money for record in records)
+        parts.append(f"{noun} attention ({summary})" + (f", {money} at risk." if money else "."))
+    if cleared.height:
+        parts.append(f"{cleared.height} cleared since the last digest.")
+    parts.append(f"{still_open} open on this route." if still_open else "Nothing is open on this route.")
+    return " ".join(parts)
+
+
+def _totals(amounts: Iterable[tuple[Decimal, str | None] | None]) -> str:
+    sums: dict[str | None, Decimal] = defaultdict(Decimal)
+    for amount in amounts:
+        if amount is not None:
+            sums[amount[1]] += amount[0]
+    return ", ".join(format_money(total, currency) for currency, total in sorted(sums.items(), key=str))
+
+
+def _line(record: _Record, run: RunInfo, mask: bool) -> str:
+    lead = record.lead
+    text = f"- [{lead['severity']}] {record.key} on {record.target}: "
+    text += "; ".join(
+        (f"{part['check_id']}: " if i else "") + _what(part) + _change(part) for i, part in enumerate(record.parts)
     )
-    return Message("resolved", f"driftwatch: all clear ({route})", body, cleared)
-
-
-def _line(row: dict, mask: bool) -> str:
-    text = f"- [{row['severity']}] {row['key']}"
-    if row["field"]:
-        text += f" {row['field']}"
-    text += f": expected {_value(row['expected'])}, {row['target']} has {_value(row['actual'])}"
-    if row["impact"] is not None:
-        text += f", {format_money(row['impact'], row['currency'])} at risk"
-    text += f" ({_REASON_TEXT[row['reason']]})"
+    money = record.money
+    if money is not None:
+        text += f". {format_money(money[0], money[1])} at risk"
+    text += f". {_label(record.reason, run)}."
     return mask_email_text(text) if mask else text
 
 
+def _what(part: dict) -> str:
+    """The check's own sentence; without one, both sides in words."""
+    if part["message"]:
+        return part["message"].rstrip(".")
+    sides = f"{part['target']} has {_value(part['actual'])}, the ERP has {_value(part['expected'])}"
+    return f"{part['field']}: {sides}" if part["field"] else sides
+
+
+def _change(part: dict) -> str:
+    """What it was when last alerted, where that differs: "(available: 6, was 4)"."""
+    if part.get("reason") not in ("worsened", "changed", "unquieted") or not part.get("was_values_known"):
+        return ""
+    if part["actual"] != part["actual_was"]:
+        name = f"{part['field']}: " if part["field"] else ""
+        return f" ({name}{_value(part['actual'])}, was {_value(part['actual_was'])})"
+    if SEVERITY_RANK.get(part["severity"], 0) > SEVERITY_RANK.get(part["severity_was"], 0):
+        return f" (now {part['severity']}, was {part['severity_was']})"
+    if part["impact"] is not None and abs(part["impact"]) > abs(part["impact_was"] or 0):
+        was = format_money(abs(part["impact_was"] or 0), part["currency_was"] or part["currency"])
+        return f" ({format_money(abs(part['impact']), part['currency'])} at risk, was {was})"
+    return ""
+
+
+def _label(part: dict, run: RunInfo) -> str:
+    since: datetime | None = part.get("since")
+    earlier = since is not None and since < run.started_at
+    day = f"{since:%Y-%m-%d}" if since is not None else None
+    reason = part["reason"]
+    if reason == "new":
+        return f"New since {day}" if earlier else "New"
+    if reason == "regressed":
+        return f"Back again since {day}" if earlier else "Back again"
+    open_since = f", open since {day}" if day else ""
+    if reason == "worsened":
+        outgrown = part.get("was_quiet") == "ack" or part["ack_outgrown"]
+        acknowledged = " than when acknowledged" if outgrown else ""
+        return f"Worse{acknowledged}{open_since}"
+    if reason == "changed":
+        return f"Changed{open_since}"
+    if reason == "unquieted":
+        was = "muted" if part.get("was_quiet") == "mute" else "acknowledged"
+        return f"No longer {was}{open_since}"
+    return f"Open since {day}, not alerted before" if day else "Open, not alerted before"
+
+
+def _cleared_lines(cleared: pl.DataFrame, mask: bool) -> list[str]:
+    by_record: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for row in cleared.sort("target", "key", "check_id", "field", nulls_last=True).iter_rows(named=True):
+        what = row["check_id"] or "a finding"
+        by_record[(row["key"] or row["fingerprint"], row["target"] or "?")].append(
+            f"{what} ({row['field']})" if row["field"] else what
+        )
+    lines = [f"- {key} on {target}: {', '.join(checks)}" for (key, target), checks in by_record.items()]
+    if len(lines) > CLEARED_LINES:
+        lines = [*lines[:CLEARED_LINES], f"- … and {len(lines) - CLEARED_LINES} more"]
+    return [mask_email_text(line) for line in lines] if mask else lines
+
+
+_WORDS = {None: "nothing", "": "nothing", "absent": "no record", "present": "a record"}
+
+
 def _value(value: str | None) -> str:
-    return "nothing" if value is None else value
+    return _WORDS.get(value, value)

@@ -1,14 +1,14 @@
-"""Decide what each route hears about a run, show it, and deliver it through apprise.
+"""Decide what each destination hears about a run, show it, and deliver it through apprise.
 
-A finding alerts a route when the route has not been told about it (new, or never delivered), when it
-came back (regressed), or when it got worse than the route last saw (higher severity, larger |impact| or
-a larger difference between the two sides). Ongoing drift stays quiet. When a route's open findings are
-all gone, it gets one all-clear. Only a delivery that reached every destination moves the route's state
-forward, so a failed one is retried on the next `alert` and its findings are never lost.
+Each destination of each route gets one digest per run, computed against what that destination already
+knows (see `changes`): the findings that are new to it, came back, got worse or changed, and what cleared
+since its last digest. Ongoing drift stays quiet. Only a delivery that reached the destination moves its
+state forward, so a failed one is made up on the next `alert` to that destination alone, and a
+destination that got its digest never gets it twice.
 
 A run whose snapshots failed their health check is not trusted: a truncated export makes every other
-check scream (or fall silent). Such a run alerts only its snapshot_health findings, never sends an
-all-clear, and leaves what routes know about everything else untouched until a trusted run.
+check scream (or fall silent). Such a run alerts only its snapshot_health findings, never says anything
+cleared, and leaves what destinations know about everything else untouched until a trusted run.
 """
 
 from __future__ import annotations
@@ -22,22 +22,23 @@ import polars as pl
 import tenacity
 
 from driftwatch.alerts import ledger
-from driftwatch.alerts.digest import Message, drift_digest, resolved_notice
+from driftwatch.alerts.changes import attention, cleared, new_after, next_state, sightings
+from driftwatch.alerts.digest import Message, digest
 from driftwatch.alerts.routes import AlertSettings, Destination, Route
 from driftwatch.engine.runner import HEALTH_CHECK
 from driftwatch.errors import UserError
-from driftwatch.report.summary import RunInfo, by_attention, open_findings, severity_rank
+from driftwatch.report.summary import RunInfo, open_findings
 from driftwatch.store import Store
 
 
 @dataclass(frozen=True)
 class Outgoing:
     route: Route
-    message: Message | None  # None: nothing new for this route
-    open_findings: pl.DataFrame  # what the route knows once this is delivered
-    pending: tuple[Destination, ...]  # destinations that have not received it yet
-    replaces_state: bool = True  # False: only adds to what the route knows (an untrusted run)
-    superseded_by: str | None = None  # a later run this route was already alerted for: nothing happens
+    destination: Destination
+    message: Message | None  # None: nothing new for this destination
+    state: pl.DataFrame  # what the destination knows once this is delivered
+    delivered: bool = False  # it already has this run: nothing happens
+    superseded_by: str | None = None  # it already has a later run: nothing happens
 
 
 def plan_alerts(
@@ -50,97 +51,95 @@ def plan_alerts(
     owners: Mapping[str, str] | None = None,
     mask: bool = True,
 ) -> list[Outgoing]:
-    """What every route would receive for this run; reads the store, sends and changes nothing."""
-    current = open_findings(findings)
-    if not run.trusted:
-        current = current.filter(pl.col("check_id") == HEALTH_CHECK)
-    return [_plan_route(store, route, run, current, report_link, owners or {}, mask) for route in settings.routes]
+    """What every destination would receive for this run; reads the store, sends and changes nothing.
+
+    `findings`: the run's findings as `engine.findings` lists them (with `acknowledged` and `muted`), and
+    optionally when each began (`since`, `since_status` from `engine.findings.open_since`).
+    """
+    seen = sightings(findings, run.started_at)
+    return [
+        _plan(store, route, destination, run, seen, report_link, owners or {}, mask)
+        for route in settings.routes
+        for destination in route.destinations
+    ]
 
 
 def deliver(store: Store, settings: AlertSettings, run: RunInfo, plan: list[Outgoing]) -> list[ledger.Delivery]:
-    """Send each planned message to its pending destinations, recording every outcome in the store."""
+    """Send each planned message to its destination, recording every outcome in the store."""
     results = []
     for outgoing in plan:
-        if outgoing.superseded_by:
+        if outgoing.delivered or outgoing.superseded_by:
             continue
-        message = outgoing.message
-        sent = [_send(store, settings, run, outgoing.route, message, d) for d in outgoing.pending] if message else []
-        results += sent
-        if all(d.status == "sent" for d in sent):
-            ledger.remember(store, outgoing.route.name, run, outgoing.open_findings, replace=outgoing.replaces_state)
+        if outgoing.message is not None:
+            sent = _send(store, settings, run, outgoing.route, outgoing.message, outgoing.destination)
+            results.append(sent)
+            if sent.status != "sent":
+                continue
+        ledger.remember(store, outgoing.route.name, outgoing.destination.label, run, outgoing.state)
     return results
 
 
 def preview(plan: list[Outgoing]) -> str:
-    """Human-readable: each route, its destinations, and the exact message it would get."""
-    blocks = []
-    for outgoing in plan:
-        names = ", ".join(d.label for d in outgoing.route.destinations)
-        head = f"== route {outgoing.route.name} → {names}"
-        if outgoing.superseded_by:
-            blocks.append(
-                f"{head}\n(nothing to send: this route was already alerted for the later run {outgoing.superseded_by})"
-            )
-        elif outgoing.message is None:
-            blocks.append(f"{head}\n(nothing to send: no new, regressed or worsened findings)")
-        elif not outgoing.pending:
-            blocks.append(f"{head}\n(already delivered for this run: {outgoing.message.title})")
-        else:
-            blocks.append(f"{head}\n{outgoing.message.title}\n\n{outgoing.message.body}")
+    """Human-readable: each route, its destinations, and the exact message each would get (destinations
+    that would get the same message are shown once)."""
+    blocks: list[str] = []
+    routes = {o.route.name: o.route for o in plan}
+    for name in routes:
+        mine = [o for o in plan if o.route.name == name]
+        shown: dict[str, list[str]] = {}
+        for outgoing in mine:
+            shown.setdefault(_preview_text(outgoing), []).append(outgoing.destination.label)
+        for text, labels in shown.items():
+            blocks.append(f"== route {name} → {', '.join(labels)}\n{text}")
     return "\n\n".join(blocks) if blocks else "No alert routes are configured ([[alerts.routes]])."
 
 
-def _plan_route(
+def _preview_text(outgoing: Outgoing) -> str:
+    if outgoing.superseded_by:
+        return f"(nothing to send: already alerted for the later run {outgoing.superseded_by})"
+    if outgoing.delivered:
+        return "(nothing to send: already delivered for this run)"
+    if outgoing.message is None:
+        return "(nothing to send: nothing new, worse, changed or cleared since the last digest)"
+    return f"{outgoing.message.title}\n\n{outgoing.message.body}"
+
+
+def _plan(
     store: Store,
     route: Route,
+    destination: Destination,
     run: RunInfo,
-    current: pl.DataFrame,
-    link: str,
+    seen: pl.DataFrame,
+    report: str,
     owners: Mapping[str, str],
     mask: bool,
 ) -> Outgoing:
-    latest = ledger.latest_run(store, route.name)
-    if latest is not None and latest[1] > run.started_at:
-        return Outgoing(route, None, current.clear(), (), superseded_by=latest[0])
-    mine = route.select(current, owners)
-    # Acknowledged and muted findings stay open but quiet; the route is all clear only when none are open.
-    attended = mine.filter(~pl.col("acknowledged") & ~pl.col("muted"))
-    known = ledger.known(store, route.name)
-    alerting = _needing_attention(attended, known)
-    if alerting.height:
-        message = drift_digest(route.name, run, alerting, link, mask=mask)
-    elif mine.height == 0 and known.height and run.trusted:
-        message = resolved_notice(route.name, run, known.height, link)
-    else:
-        message = None
-    pending = route.destinations
-    if message is not None:
-        sent = ledger.already_sent(store, run.run_id, route.name)
-        pending = tuple(d for d in route.destinations if (message.kind, d.label) not in sent)
-    return Outgoing(route, message, attended, pending, replaces_state=run.trusted)
-
-
-def _needing_attention(mine: pl.DataFrame, known: pl.DataFrame) -> pl.DataFrame:
-    """The route's open findings that alert, with a `reason`, most urgent first."""
-    joined = ledger.with_diff(mine).join(known, on="fingerprint", how="left", suffix="_known")
-    was_known = pl.col("severity_known").is_not_null()
-    worse = (
-        (severity_rank() > severity_rank("severity_known"))
-        | (pl.col("impact").abs() > pl.col("impact_known").abs())
-        | (pl.col("diff") > pl.col("diff_known"))
-    ).fill_null(False)
-    reason = (
-        pl.when(pl.col("status") == "regressed")
-        .then(pl.lit("regressed"))
-        .when(~was_known & (pl.col("status") == "new"))
-        .then(pl.lit("new"))
-        .when(~was_known)
-        .then(pl.lit("unalerted"))
-        .when(worse)
-        .then(pl.lit("worsened"))
+    last = ledger.seen(store, route.name, destination.label)
+    known = ledger.known(store, route.name, last)
+    if last is not None and last.run_id == run.run_id:
+        return Outgoing(route, destination, None, known, delivered=True)
+    if last is not None and last.started_at > run.started_at:
+        return Outgoing(route, destination, None, known, superseded_by=last.run_id)
+    mine = route.select(seen, owners)
+    if not run.trusted:
+        mine = mine.filter(pl.col("check_id") == HEALTH_CHECK)
+    now_open = open_findings(mine)
+    first = None if last else ledger.first_attempt(store, route.name, destination.label)
+    alerting = attention(now_open, known, horizon=new_after(last and last.started_at, first, run.started_at))
+    gone = cleared(known, seen, run.checks) if run.trusted else known.clear()
+    # Muted findings are hidden everywhere; acknowledged ones still keep a route from being all clear.
+    still_open = now_open.filter(pl.col("quiet").ne_missing(pl.lit("mute")))
+    message = digest(
+        route.name,
+        run,
+        alerting,
+        now_open.filter(pl.col("quiet").is_null()),
+        gone,
+        open_findings=still_open.height,
+        report=report,
+        mask=mask,
     )
-    alerting = joined.with_columns(reason.alias("reason")).filter(pl.col("reason").is_not_null())
-    return by_attention(alerting.select(*mine.columns, "reason"))
+    return Outgoing(route, destination, message, next_state(known, mine, gone))
 
 
 def _send(

@@ -1,10 +1,11 @@
-"""What each route has been told, kept in the store so alerts never repeat and never go missing.
+"""What each destination has been told, kept in the store so alerts never repeat and never go missing.
 
-`alert_state` holds, per route, the open findings the route already knows about (with the severity, impact
-and difference it last saw); a finding alerts when it is not there yet, came back, or got worse.
-`alert_deliveries` records every delivery, sent or failed, per destination, so re-running `alert` for a run
-sends only what has not gone out yet. `alert_routes` keeps the latest run each route's state reflects, so
-alerting an older run again cannot wind that state back.
+Every destination of a route (one Slack webhook, one mailbox) keeps its own state, so a delivery that
+failed to one of them is made up to that one alone. `alert_known` holds, per destination, every finding it
+knows about as it last saw it (open or cleared, acknowledged or muted, its severity, money at risk, the
+gap between the two sides and the target's value); `alert_destinations` names the run that state reflects,
+so alerting a run twice sends nothing twice and alerting an older run cannot wind the state back.
+`alert_deliveries` records every delivery, sent or failed.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from datetime import UTC, datetime
 
 import polars as pl
 
+from driftwatch.engine.findings import GAP
+from driftwatch.entities import MONEY
 from driftwatch.report.summary import RunInfo
 from driftwatch.store import Store, register_migration
-
-DIFF = pl.Decimal(38, 6)
 
 register_migration(
     200,
@@ -59,7 +60,67 @@ register_migration(
     """,
 )
 
-STATE_SCHEMA = {"fingerprint": pl.String, "severity": pl.String, "impact": pl.Decimal(18, 4), "diff": DIFF}
+# The route-wide state of earlier versions carries over as the state of every destination of the route
+# (destination ''), until each destination has one of its own; it knew no values, so nothing counts as
+# changed against it, only as worse.
+register_migration(
+    202,
+    "alert state per destination",
+    """
+    CREATE TABLE alert_known (
+      route VARCHAR NOT NULL,
+      destination VARCHAR NOT NULL,
+      fingerprint VARCHAR NOT NULL,
+      check_id VARCHAR,
+      target VARCHAR,
+      key VARCHAR,
+      field VARCHAR,
+      is_open BOOLEAN NOT NULL,      -- false: the destination knows it cleared
+      quiet VARCHAR,                 -- ack | mute when last seen
+      severity VARCHAR,
+      impact DECIMAL(18,4),
+      currency VARCHAR,
+      gap DECIMAL(38,6),
+      actual VARCHAR,
+      values_known BOOLEAN NOT NULL,
+      run_id VARCHAR NOT NULL,
+      PRIMARY KEY (route, destination, fingerprint)
+    );
+    CREATE TABLE alert_destinations (
+      route VARCHAR NOT NULL,
+      destination VARCHAR NOT NULL,
+      run_id VARCHAR NOT NULL,
+      started_at TIMESTAMPTZ NOT NULL,
+      PRIMARY KEY (route, destination)
+    );
+    INSERT INTO alert_known
+    SELECT s.route, '', s.fingerprint, f.check_id, f.target, f.key, f.field, TRUE, NULL, s.severity, s.impact,
+           f.currency, s.diff, NULL, FALSE, s.run_id
+    FROM alert_state s
+    LEFT JOIN findings f ON f.fingerprint = s.fingerprint AND f.run_id = s.run_id;
+    INSERT INTO alert_destinations SELECT route, '', run_id, started_at FROM alert_routes;
+    DROP TABLE alert_state;
+    DROP TABLE alert_routes;
+    """,
+)
+
+LEGACY = ""  # the destination name of a route's state from before destinations kept their own
+
+KNOWN_SCHEMA = {
+    "fingerprint": pl.String,
+    "check_id": pl.String,
+    "target": pl.String,
+    "key": pl.String,
+    "field": pl.String,
+    "is_open": pl.Boolean,
+    "quiet": pl.String,
+    "severity": pl.String,
+    "impact": MONEY,
+    "currency": pl.String,
+    "gap": GAP,
+    "actual": pl.String,
+    "values_known": pl.Boolean,
+}
 
 
 @dataclass(frozen=True)
@@ -75,47 +136,64 @@ class Delivery:
     error: str | None = None
 
 
-def with_diff(findings: pl.DataFrame) -> pl.DataFrame:
-    """Add `diff`: |actual - expected| where both sides are numbers (stock counts, amounts), else null."""
-    expected = pl.col("expected").cast(DIFF, strict=False)
-    actual = pl.col("actual").cast(DIFF, strict=False)
-    return findings.with_columns((actual - expected).abs().cast(DIFF).alias("diff"))
+@dataclass(frozen=True)
+class Seen:
+    """The run a destination's state reflects."""
+
+    run_id: str
+    started_at: datetime
+    destination: str  # the destination itself, or LEGACY when it still relies on its route's old state
 
 
-def known(store: Store, route: str) -> pl.DataFrame:
-    """The open findings this route has already been told about (STATE_SCHEMA)."""
+def seen(store: Store, route: str, destination: str) -> Seen | None:
+    """The run whose findings the destination knows, if it has been alerted at all."""
+    rows = store.query(
+        "SELECT destination, run_id, started_at FROM alert_destinations "
+        "WHERE route = ? AND destination IN (?, ?) ORDER BY destination = ? DESC",
+        [route, destination, LEGACY, destination],
+    ).fetchall()
+    return Seen(rows[0][1], rows[0][2], rows[0][0]) if rows else None
+
+
+def first_attempt(store: Store, route: str, destination: str) -> datetime | None:
+    """When the run of the destination's first delivery attempt started: a destination whose deliveries
+    have all failed should have heard of everything since."""
+    rows = store.query(
+        "SELECT min(r.started_at) FROM alert_deliveries d JOIN audit_runs r USING (run_id) "
+        "WHERE d.route = ? AND d.destination = ?",
+        [route, destination],
+    ).fetchall()
+    return rows[0][0]
+
+
+def known(store: Store, route: str, last: Seen | None) -> pl.DataFrame:
+    """Every finding the destination knows about, as it last saw it (KNOWN_SCHEMA)."""
+    if last is None:
+        return pl.DataFrame(schema=KNOWN_SCHEMA)
     frame = store.frame(
-        "SELECT fingerprint, severity, impact, diff FROM alert_state WHERE route = ? ORDER BY fingerprint",
-        [route],
+        f"SELECT {', '.join(KNOWN_SCHEMA)} FROM alert_known WHERE route = ? AND destination = ? ORDER BY fingerprint",
+        [route, last.destination],
     )
-    return frame.cast(STATE_SCHEMA) if frame.height else pl.DataFrame(schema=STATE_SCHEMA)
+    return frame.cast(KNOWN_SCHEMA) if frame.height else pl.DataFrame(schema=KNOWN_SCHEMA)
 
 
-def remember(store: Store, route: str, run: RunInfo, open_findings: pl.DataFrame, *, replace: bool = True) -> None:
-    """Record the open findings the route now knows, as they are in this run: all it knows (`replace`), or
-    in addition to what it knew."""
-    state = with_diff(open_findings).select(
-        "fingerprint", "severity", "impact", "diff", pl.lit(run.run_id).alias("run_id")
-    )
+def remember(store: Store, route: str, destination: str, run: RunInfo, state: pl.DataFrame) -> None:
+    """Make `state` (KNOWN_SCHEMA) all the destination knows, as of `run`."""
+    rows = state.select(list(KNOWN_SCHEMA)).cast(KNOWN_SCHEMA)
     with store.transaction() as cur:
-        cur.execute("INSERT OR REPLACE INTO alert_routes VALUES (?, ?, ?)", [route, run.run_id, run.started_at])
-        if replace:
-            cur.execute("DELETE FROM alert_state WHERE route = ?", [route])
-        cur.register("route_state", state)
+        cur.execute(
+            "INSERT OR REPLACE INTO alert_destinations VALUES (?, ?, ?, ?)",
+            [route, destination, run.run_id, run.started_at],
+        )
+        cur.execute("DELETE FROM alert_known WHERE route = ? AND destination = ?", [route, destination])
+        cur.register("destination_state", rows)
         try:
             cur.execute(
-                "INSERT OR REPLACE INTO alert_state "
-                "SELECT ?, fingerprint, severity, impact, diff, run_id FROM route_state",
-                [route],
+                f"INSERT INTO alert_known SELECT ?, ?, {', '.join(KNOWN_SCHEMA)}, ? FROM destination_state",
+                [route, destination, run.run_id],
             )
         finally:
-            cur.unregister("route_state")
-
-
-def latest_run(store: Store, route: str) -> tuple[str, datetime] | None:
-    """The run (id, started_at) whose findings the route's state reflects, if any."""
-    rows = store.query("SELECT run_id, started_at FROM alert_routes WHERE route = ?", [route]).fetchall()
-    return rows[0] if rows else None
+            cur.unregister("destination_state")
 
 
 def record(store: Store, delivery: Delivery) -> None:
@@ -134,15 +212,6 @@ def record(store: Store, delivery: Delivery) -> None:
             datetime.now(UTC),
         ],
     )
-
-
-def already_sent(store: Store, run_id: str, route: str) -> set[tuple[str, str]]:
-    """(kind, destination) pairs this route already delivered for the run."""
-    rows = store.query(
-        "SELECT DISTINCT kind, destination FROM alert_deliveries WHERE run_id = ? AND route = ? AND status = 'sent'",
-        [run_id, route],
-    ).fetchall()
-    return {(kind, destination) for kind, destination in rows}
 
 
 def deliveries(store: Store, run_id: str | None = None) -> pl.DataFrame:

@@ -9,6 +9,7 @@ from driftwatch.alerts.ledger import Delivery
 from driftwatch.alerts.routes import parse_alerts
 from driftwatch.config import Config
 from driftwatch.engine import load_catalogue
+from driftwatch.engine.findings import open_since
 from driftwatch.report.build import build_report, load_run, report_settings
 from driftwatch.store import Store
 
@@ -28,12 +29,14 @@ def alert_run(
 ) -> AlertOutcome:
     """Plan (and unless `send` is false, deliver) the alerts of a run (default: the latest).
 
-    Without `report_link` the digest links to the run's report, which is written first if it is missing
-    so that no alert points at nothing.
+    Without `report_link` the digest points at the run's report (`[report] link_base`), which is written
+    first if it is missing so that no alert points at nothing.
     """
     settings = parse_alerts(cfg.raw)
     reports = report_settings(cfg)
-    run, found = load_run(store, run_id)
+    # Muted findings come along so that each destination's state follows them (see alerts.changes).
+    run, found = load_run(store, run_id, muted=True)
+    found = found.join(open_since(store, run.run_id), on="fingerprint", how="left")
     path = reports.path_for(run.run_id)
     owners = {check_id: spec.owner for check_id, spec in load_catalogue(cfg).items()}
     plan = plan_alerts(
@@ -47,6 +50,6 @@ def alert_run(
     )
     if not send:
         return AlertOutcome(plan, [])
-    if report_link is None and not path.exists() and any(o.message and o.pending for o in plan):
+    if report_link is None and not path.exists() and any(o.message for o in plan):
         build_report(store, reports, run.run_id, path)
     return AlertOutcome(plan, deliver(store, settings, run, plan))

@@ -1,4 +1,4 @@
-"""`driftwatch alert`: one digest per route for a run's new, regressed and worsened findings."""
+"""`driftwatch alert`: one digest per destination for what is new, back, worse, changed or cleared in a run."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import click
 from driftwatch.alerts import preview
 from driftwatch.alerts.run import alert_run
 from driftwatch.cli._common import AppContext, pass_app
-
-EXIT_FAILED = 1
+from driftwatch.nightly import EXIT_INCOMPLETE
 
 
 @click.command()
@@ -19,9 +18,9 @@ EXIT_FAILED = 1
 def alert(app: AppContext, run_id: str | None, only_preview: bool, report_link: str | None) -> None:
     """Send each alert route ([[alerts.routes]]) its digest for a run.
 
-    Only new, regressed and worsened findings alert, once per route and run; a route whose findings
-    have all cleared gets one all-clear. Running it again for the same run sends nothing twice. Exits 1
-    when a delivery failed after its retries (the next run delivers what was missed).
+    Each destination hears once about what is new to it, came back, got worse or changed since its last
+    digest, and what cleared. Running it again for the same run sends nothing twice. Exits 3 (incomplete)
+    when a delivery failed after its retries: the next `alert` makes it up to that destination alone.
 
     \b
     Examples:
@@ -38,7 +37,7 @@ def alert(app: AppContext, run_id: str | None, only_preview: bool, report_link: 
     if not outcome.deliveries:
         click.echo("nothing to send")
     if outcome.failed:
-        raise click.exceptions.Exit(EXIT_FAILED)
+        raise click.exceptions.Exit(EXIT_INCOMPLETE)
 
 
 def register(group: click.Group) -> None:

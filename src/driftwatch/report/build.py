@@ -4,15 +4,17 @@
 [report]
 out_dir = "driftwatch-reports"   # where reports are written, relative to this file
 mask_emails = true                # false shows email addresses in reports, exports and alerts
-link_base = "https://intranet.example/driftwatch/"   # optional: alerts link here + file name
+link_base = "https://intranet.example/driftwatch/"   # where out_dir is published: alerts link here + file name
 max_table_rows = 5000             # the full table keeps the most urgent rows; exports keep all
 ```
 """
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import polars as pl
 
@@ -38,10 +40,11 @@ class ReportSettings:
         return self.out_dir / f"driftwatch-{run_id}.html"
 
     def link_for(self, path: Path) -> str:
-        """What a digest points people at: the published copy if there is one, else the file itself."""
+        """What a digest points its readers at: the published copy, or, when reports are not published, the
+        file and the machine that holds it (a file:// link opens nothing on a reader's own machine)."""
         if self.link_base:
             return self.link_base.rstrip("/") + "/" + path.name
-        return path.resolve().as_uri()
+        return f"{path.resolve()} on {socket.gethostname()} (set [report] link_base to link it)"
 
     @property
     def options(self) -> ReportOptions:
@@ -60,22 +63,39 @@ def report_settings(cfg: Config) -> ReportSettings:
         raise UserError("[report] mask_emails: expected true or false")
     if not isinstance(rows, int) or rows < 1:
         raise UserError("[report] max_table_rows: expected a whole number of at least 1")
+    link_base = section.get("link_base")
+    if link_base is not None and not _is_shared_address(link_base):
+        raise UserError(
+            f"[report] link_base: {link_base!r} is not an address readers can open; give the URL where "
+            "out_dir is published, e.g. https://intranet.example/driftwatch/"
+        )
     return ReportSettings(
         out_dir=base / section.get("out_dir", "driftwatch-reports"),
         mask_emails=mask,
-        link_base=section.get("link_base"),
+        link_base=link_base,
         max_table_rows=rows,
     )
 
 
-def load_run(store: Store, run_id: str | None = None) -> tuple[RunInfo, pl.DataFrame]:
-    """A stored run and its findings (muted findings left out: muting means nobody wants to see them)."""
+def _is_shared_address(value: object) -> bool:
+    """An absolute URL naming a host (https://intranet/…, file://fileserver/share/…), not a local path."""
+    if not isinstance(value, str):
+        return False
+    parts = urlsplit(value.strip())
+    return bool(parts.scheme and parts.netloc)
+
+
+def load_run(store: Store, run_id: str | None = None, *, muted: bool = False) -> tuple[RunInfo, pl.DataFrame]:
+    """A stored run and its findings (muted findings left out unless asked for: muting means nobody wants
+    to see them)."""
     run_id = run_id or latest_run_id(store)
     info = run_info(store, run_id) if run_id else None
     if info is None:
         raise UserError(f"no audit run {run_id!r} in {store.path}" if run_id else "no audit has run yet")
-    found = run_findings(store, run_id).filter(~pl.col("muted"))
-    return RunInfo(info["run_id"], info["started_at"], info["trusted"]), found
+    found = run_findings(store, run_id)
+    if not muted:
+        found = found.filter(~pl.col("muted"))
+    return RunInfo(info["run_id"], info["started_at"], info["trusted"], tuple(info["checks"])), found
 
 
 def load_history(store: Store, run: RunInfo, last: int = TREND_RUNS) -> History:
