@@ -45,20 +45,29 @@ def test_the_same_seed_writes_the_same_files(pair, tmp_path):
     assert files(again.written.root) == files(drifted.written.root)
 
 
+COMMON_CHECKS = {
+    "stock_parity", "ats_inflation", "stock_staleness", "catalogue_parity", "order_presence", "order_status_drift",
+    "order_value_drift", "unmapped_codes", "consent_parity", "customer_master_parity", "returns_sync",
+}  # fmt: skip
+# Every kind of drift each retailer's feeds can carry: the storefront has an event platform (Klaviyo) but no
+# marketplace and no platform holding a lifetime value; the marketplaces retailer has two marketplaces and
+# Ometria's lifetime values, but no platform keeping events.
+CHECKS = {
+    "storefront": COMMON_CHECKS | {"fulfilment_events"},
+    "marketplaces": COMMON_CHECKS | {"tracking_sync", "acceptance_sla", "ltv_after_refunds", "payout_matching"},
+}
+
+
 def test_the_clean_twin_has_no_answer_rows_and_the_drifted_one_covers_its_checks(pair):
     drifted, clean = pair
     assert answer_rows(clean.written.answer_key) == []
     rows = answer_rows(drifted.written.answer_key)
-    assert {r["check_id"] for r in rows} >= {
-        "stock_parity", "ats_inflation", "stock_staleness", "catalogue_parity", "order_presence",
-        "order_status_drift", "order_value_drift", "unmapped_codes", "fulfilment_events", "consent_parity",
-        "customer_master_parity", "returns_sync",
-    }  # fmt: skip
+    assert {r["check_id"] for r in rows} == CHECKS[drifted.shape.NAME]
     assert len({(r["check_id"], r["target"], r["key"]) for r in rows}) == len(rows)
 
 
-def test_bluecherry_arrives_as_raw_report_exports(pair):
-    drop = pair[0].written.drop
+def test_the_storefronts_bluecherry_arrives_as_raw_report_exports(tmp_path):
+    drop = generate("storefront", tmp_path).written.drop
     for entity in ("products", "inventory"):
         raw = (drop / "bluecherry" / f"{entity}.csv").read_bytes()
         assert raw.startswith(b"\xef\xbb\xbf") and b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
@@ -140,3 +149,56 @@ def test_score_counts_found_missed_and_extra_per_check(tmp_path):
     assert not result.exact
     assert "missed stock_parity emarsys B" in result.differences()
     assert result.table().splitlines()[-1].endswith("quarantined rows 2")
+
+
+def test_the_marketplaces_retailer_carries_its_traps_in_its_own_vocabulary(tmp_path):
+    """Client headers, Emarsys 1/2 and Ometria opt-in words, Ometria stock without a location column, a
+    merged pair sharing an email, a negative-availability location, a web order placed after Emarsys'
+    capture, and two Mirakl instances each with its own warehouse and payouts."""
+    generated = generate("marketplaces", tmp_path, drift=False)
+    drop = generated.written.drop
+    products = pl.read_csv(drop / "bluecherry" / "products.csv", infer_schema=False)
+    assert {"Item Number", "Item Status", "Retail EUR"} <= set(products.columns)
+    assert set(products["Item Status"]) == {"A", "S", "D"}
+    stock = pl.read_csv(drop / "bluecherry" / "inventory.csv", infer_schema=False)
+    short = stock.filter(pl.col("On Hand").cast(int) < pl.col("Allocated").cast(int))
+    assert short.height >= 1 and set(short["Avail To Sell"]) == {"0"}
+    assert set(pl.read_csv(drop / "emarsys" / "customers.csv", infer_schema=False)["email_consent"]) == {"1", "2"}
+    ometria = pl.read_csv(drop / "ometria" / "customers.csv", infer_schema=False)
+    assert set(ometria["email_consent"]) == {"EXPLICITLY_OPTEDIN", "EXPLICITLY_OPTEDOUT"}
+    assert "location" not in pl.read_csv(drop / "ometria" / "inventory.csv", infer_schema=False).columns
+    customers = pl.read_csv(drop / "bluecherry" / "customers.csv", infer_schema=False)
+    merged = customers.filter(pl.col("merged_into").is_not_null())
+    survivors = customers.join(merged.select("email", customer_id="merged_into"), on=["customer_id", "email"])
+    assert merged.height == 2 and survivors.height == 1  # one pair shares its email, the other does not
+    captured = {p.parent.name: json.loads(p.read_text())["captured_at"] for p in drop.glob("*/_manifest.json")}
+    erp_orders = pl.read_csv(drop / "bluecherry" / "orders.csv", infer_schema=False)
+    late = erp_orders.filter((pl.col("channel") == "web") & (pl.col("placed_at") > captured["emarsys"]))
+    assert late.height >= 2
+    assert not set(late["order_id"]) & set(pl.read_csv(drop / "emarsys" / "orders.csv")["order_id"])
+    for source, warehouse in (("mirakl_fr", "FR1"), ("mirakl_de", "DE1")):
+        assert pl.read_csv(drop / source / "payout_lines.csv").height > 10
+        assert warehouse in set(stock["Whse"])
+
+
+def test_the_packs_share_their_sock_and_each_marketplace_sells_from_its_own_warehouse(tmp_path):
+    """A pack's stock on a marketplace is the minimum over its components of floor(component ATS / qty),
+    the component's ATS taken at that marketplace's warehouse, recomputed here from the exports."""
+    generated = generate("marketplaces", tmp_path, drift=False)
+    drop, served = generated.written.drop, generated.written.served
+    components = pl.read_csv(drop / "bluecherry" / "pack_components.csv", infer_schema=False)
+    assert components.filter(pl.col("component_sku") == "29001-01-OS").height == 3
+    stock = pl.read_csv(drop / "bluecherry" / "inventory.csv", infer_schema=False)
+    for source, warehouse in (("mirakl_fr", "FR1"), ("mirakl_de", "DE1")):
+        here = stock.filter(pl.col("Whse") == warehouse)
+        free = {
+            r["Item Number"]: max(0, int(r["On Hand"]) - int(r["Allocated"]) - int(r["Min Qty"]))
+            for r in here.iter_rows(named=True)
+        }
+        published = dict(
+            pl.read_csv(served / source / "inventory.csv", infer_schema=False).select("sku", "available").iter_rows()
+        )
+        for pack in set(components["pack_sku"]):
+            parts = components.filter(pl.col("pack_sku") == pack).iter_rows(named=True)
+            expected = min(free.get(p["component_sku"], 0) // int(p["qty"]) for p in parts)
+            assert int(published[pack]) == expected, (source, pack)

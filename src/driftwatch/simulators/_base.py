@@ -169,9 +169,10 @@ class Simulator:
         self._server: ThreadingHTTPServer | None = None
 
     @classmethod
-    def from_snapshot_dir(cls, directory: Path, **kwargs: Any) -> Simulator:
-        """A simulator serving `directory/<name>/<entity>.{csv,parquet,jsonl}` (a file-drop snapshot)."""
-        folder = Path(directory) / cls.name
+    def from_snapshot_dir(cls, directory: Path, *, source: str | None = None, **kwargs: Any) -> Simulator:
+        """A simulator serving `directory/<source>/<entity>.{csv,parquet,jsonl}` (a file-drop snapshot);
+        `source` names one instance of the platform (default: the platform's own name)."""
+        folder = Path(directory) / (source or cls.name)
         dataset = {}
         for entity in ENTITIES:
             for path in (folder / f"{entity}.{ext}" for ext in ("csv", "parquet", "jsonl")):

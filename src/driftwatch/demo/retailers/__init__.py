@@ -20,11 +20,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from driftwatch.demo.retailers import storefront
+from driftwatch.demo.retailers import marketplaces, storefront
 from driftwatch.demo.retailers._files import Written, write
 from driftwatch.errors import UserError
 
-RETAILERS: dict[str, ModuleType] = {storefront.NAME: storefront}
+RETAILERS: dict[str, ModuleType] = {storefront.NAME: storefront, marketplaces.NAME: marketplaces}
 MODES = ("drop", "pull")
 
 

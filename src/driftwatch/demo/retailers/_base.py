@@ -96,6 +96,10 @@ class Picker:
     def one(self, pool: str, candidates: Iterable[Record], key: str) -> Record:
         return self.pick(pool, candidates, key, 1)[0]
 
+    def reserved(self, pool: str) -> set[Any]:
+        """The keys of a pool no later pick will draw."""
+        return set(self._used.get(pool, ()))
+
     def reserve(self, pool: str, keys: Iterable[Any]) -> None:
         """Keep records out of every later pick (they carry a trap that drift must not disturb)."""
         self._used.setdefault(pool, set()).update(keys)

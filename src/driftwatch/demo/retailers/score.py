@@ -29,6 +29,7 @@ from driftwatch.simulators import SIMULATORS
 from driftwatch.store import Store
 
 KEY = ["check_id", "target", "key"]
+NO_FINDINGS = pl.DataFrame(schema=dict.fromkeys([*KEY, "status"], pl.String))
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,10 @@ def measure(generated: Generated, workdir: Path) -> Score:
     if generated.mode == "drop":
         cfg = parse_config(generated.config())
         with Store(workdir / "drop.duckdb") as store:
-            report = load_directory(store, generated.written.drop, cfg)
+            try:
+                report = load_directory(store, generated.written.drop, cfg)
+            except UserError as exc:  # the drop does not load at all: nothing found, and why
+                return score(NO_FINDINGS, generated.written.answer_key, problems=[f"load: {exc}"])
             findings = audit(store, cfg).findings
         quarantined = (
             report.quarantine.select(pl.struct("origin", "line")).n_unique() if report.quarantine.height else 0
@@ -122,16 +126,19 @@ def measure(generated: Generated, workdir: Path) -> Score:
         return score(findings, generated.written.answer_key, quarantined=quarantined)
     with ExitStack() as stack:
         simulators = {
-            source: stack.enter_context(_simulator(kind, generated.written.served))
+            source: stack.enter_context(_simulator(kind, source, generated.written.served))
             for source, kind in generated.kinds.items()
             if kind != "bluecherry"
         }
-        connections: dict[str, dict[str, Any]] = {s: _connection(s, sim) for s, sim in simulators.items()}
+        connections: dict[str, dict[str, Any]] = {}
+        env: dict[str, str] = {}
+        for source, simulator in simulators.items():
+            connections[source], credentials = _connection(source, generated.kinds[source], simulator)
+            env.update(credentials)
         for source, kind in generated.kinds.items():
             if kind == "bluecherry":
                 connections[source] = {"path": str(generated.written.drop / source)}
         cfg = parse_config(generated.config(connections))
-        env = {name: value for sim in simulators.values() for name, value in sim.env.items()}
         with Store(workdir / "pull.duckdb") as store:
             pulls = pull_sources(store, cfg, env=env, checkpoint_dir=workdir / "checkpoints")
             findings = audit(store, cfg).findings
@@ -141,16 +148,22 @@ def measure(generated: Generated, workdir: Path) -> Score:
     )
 
 
-def _simulator(kind: str, served: Path):
+def _simulator(kind: str, source: str, served: Path):
     relaxed = {"rate_limits": {}} if kind == "mirakl" else {}  # one pull a test, not one a minute
-    return SIMULATORS[kind].from_snapshot_dir(served, **relaxed)
+    return SIMULATORS[kind].from_snapshot_dir(served, source=source, **relaxed)
 
 
-def _connection(source: str, simulator: Any) -> dict[str, Any]:
-    settings = simulator.settings()
-    if SIMULATORS["mirakl"] is type(simulator):
+def _connection(source: str, kind: str, simulator: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """Connector settings pointing at the simulator, and the credentials it accepts. A second instance of
+    a platform keeps its credentials in variables of its own, as a real configuration would."""
+    settings, env = simulator.settings(), dict(simulator.env)
+    if kind == "mirakl":
         settings["call_limits"] = {"OR11": [[100, 1]], "TL02": [[100, 1]]}
-    return settings
+    if source != kind:
+        renamed = {name: f"{source.upper()}_{name}" for name in env}
+        settings = {k: renamed.get(v, v) if k.endswith("_env") else v for k, v in settings.items()}
+        env = {renamed[name]: value for name, value in env.items()}
+    return settings, env
 
 
 def main(argv: list[str] | None = None) -> int:
