@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from driftwatch import platforms
-from driftwatch.entities import CANONICAL_STATUSES, ENTITIES
+from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
 from driftwatch.platforms import Platform
-from driftwatch.statuses import merged_map
+from driftwatch.statuses import CANONICAL, ORDERS, merged_map
 
 DEFAULT_CONFIG_NAME = "driftwatch.toml"
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -113,12 +113,20 @@ class Config:
                 channels += feed.channels if feed.channels is not None else [feed.target]
         return tuple(dict.fromkeys(channels))
 
-    def status_map(self, source: str) -> dict[str, str]:
-        """Raw order status -> canonical for one source: `[statuses.<source>]`, then `[statuses.<platform>]`
-        (shared by every instance of the platform), then the platform's shipped defaults."""
+    def status_map(self, source: str, vocabulary: str = ORDERS) -> dict[str, str]:
+        """Raw -> canonical for one source and vocabulary (orders, returns, products): the entries of
+        `[statuses.<source>]`, then those of `[statuses.<platform>]` (shared by every instance of the
+        platform), then the platform's shipped defaults. Order statuses go straight in the table; the other
+        vocabularies in its sub-table of their name (`[statuses.<source>.returns]`)."""
         kind = self.kind(source)
         tables = self.raw.get("statuses", {})
-        return merged_map(kind, {**tables.get(kind, {}), **tables.get(source, {})})
+        overrides = {**_vocabulary_table(tables.get(kind, {}), vocabulary)}
+        overrides.update(_vocabulary_table(tables.get(source, {}), vocabulary))
+        return merged_map(kind, overrides, vocabulary)
+
+    def same_stages(self, source: str) -> tuple[tuple[str, ...], ...]:
+        """The canonical order stages a source's platform cannot tell apart."""
+        return self.platform(source).vocabulary.same_stages
 
     def check_options(self, check_id: str, target: str | None = None) -> dict[str, Any]:
         """User overrides for a check: check-level values, then the target's own."""
@@ -310,18 +318,40 @@ def _check_kind(name: str, table: Any, problems: _Problems) -> bool:
 
 
 def _check_statuses(statuses: dict[str, Any], known: tuple[str, ...], problems: _Problems) -> None:
-    for source, mapping in statuses.items():
+    """`[statuses.<source>]` maps order statuses; its sub-tables `returns` and `products` map those."""
+    for source, table in statuses.items():
         if source not in known:
             problems.add(
                 f"statuses.{source}", f"unknown source; expected a configured source or a platform: {', '.join(known)}"
             )
             continue
-        for raw_value, canonical in mapping.items():
-            if canonical not in CANONICAL_STATUSES:
-                problems.add(
-                    f"statuses.{source}.{raw_value!r}",
-                    f"{canonical!r} is not a canonical status; expected one of {', '.join(CANONICAL_STATUSES)}",
-                )
+        for raw_value, canonical in table.items():
+            if isinstance(canonical, dict):
+                if raw_value not in CANONICAL or raw_value == ORDERS:
+                    others = ", ".join(v for v in CANONICAL if v != ORDERS)
+                    problems.add(
+                        f"statuses.{source}.{raw_value}",
+                        f"unknown vocabulary; order statuses go straight in [statuses.{source}], "
+                        f"the others in one of: {others}",
+                    )
+                    continue
+                for code, value in canonical.items():
+                    _check_status(problems, f"statuses.{source}.{raw_value}.{code!r}", value, raw_value)
+            else:
+                _check_status(problems, f"statuses.{source}.{raw_value!r}", canonical, ORDERS)
+
+
+def _vocabulary_table(table: dict[str, Any], vocabulary: str) -> dict[str, str]:
+    if vocabulary == ORDERS:
+        return {code: value for code, value in table.items() if not isinstance(value, dict)}
+    return table.get(vocabulary, {})
+
+
+def _check_status(problems: _Problems, key: str, value: Any, vocabulary: str) -> None:
+    names = CANONICAL[vocabulary]
+    if value not in names:
+        kind = {ORDERS: "status", "returns": "return state", "products": "product status"}[vocabulary]
+        problems.add(key, f"{value!r} is not a canonical {kind}; expected one of {', '.join(names)}")
 
 
 def _parse_feeds(

@@ -186,6 +186,7 @@ ENTITIES: dict[str, Entity] = {
 }
 
 PRODUCT_STATUSES = ("active", "discontinued")
+RETURN_STATES = ("authorised", "received", "refunded", "cancelled")
 EVENT_METRICS = ("order_placed", "order_fulfilled", "order_cancelled", "order_refunded")
 PAYOUT_LINE_TYPES = (
     "order_amount",
@@ -211,8 +212,9 @@ CANONICAL_STATUSES = (
 )
 
 # Value rules beyond type and nullability; a row that breaks one is quarantined with the rule's name.
+# Statuses (of orders, returns and products) are not among them: they are stored as the source says them
+# and mapped per source by the audit, which reports a value no mapping names.
 _VALUE_RULES: dict[tuple[str, str], pa.Check] = {
-    ("products", "status"): pa.Check.isin(PRODUCT_STATUSES),
     ("events", "metric"): pa.Check.isin(EVENT_METRICS),
     ("payout_lines", "line_type"): pa.Check.isin(PAYOUT_LINE_TYPES),
     ("pack_components", "qty"): pa.Check.gt(0),

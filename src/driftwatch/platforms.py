@@ -17,13 +17,13 @@ outside driftwatch registers its own through the `driftwatch.platforms` entry-po
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
 from driftwatch.errors import UserError
-from driftwatch.statuses import DEFAULT_STATUS_MAPS
+from driftwatch.statuses import VOCABULARIES, Vocabulary
 
 ENTRY_POINT_GROUP = "driftwatch.platforms"
 
@@ -39,7 +39,8 @@ class Platform:
     system_of_record: bool = False  # it holds the truth that feeds the targets
     marketplace: bool = False  # its orders are keyed by its own order id and come from its own channel
     stock_per_location: bool = False  # False: one stock figure per SKU (location "*")
-    statuses: Mapping[str, str] = field(default_factory=dict)  # its raw order statuses -> canonical
+    # its raw order, return and product statuses -> canonical, and the order stages it cannot tell apart
+    vocabulary: Vocabulary = field(default_factory=Vocabulary)
 
     def load_connector(self) -> type:
         return _load(self.connector, self.name)
@@ -66,7 +67,8 @@ def _load(reference: str, platform: str) -> Any:
         raise UserError(f"{platform}: cannot load {reference} ({exc})") from None
 
 
-# Settings every source may carry, whatever its platform (read by pulls, file drops and the HTTP layer).
+# Settings every source may carry, whatever its platform (read by pulls, file drops and the HTTP layer, and
+# by the audit: `carrier_map` turns ERP carrier codes into the codes this target knows).
 COMMON_SETTINGS = frozenset(
     {
         "kind",
@@ -81,6 +83,7 @@ COMMON_SETTINGS = frozenset(
         "backoff_initial",
         "backoff_max",
         "max_retry_after",
+        "carrier_map",
     }
 )
 
@@ -92,7 +95,7 @@ BUILTIN = (
         f"{_CONNECTORS}.bluecherry.push:Pusher",
         system_of_record=True,
         stock_per_location=True,
-        statuses=DEFAULT_STATUS_MAPS["bluecherry"],
+        vocabulary=VOCABULARIES["bluecherry"],
     ),
     Platform(
         "commercetools",
@@ -100,32 +103,32 @@ BUILTIN = (
         f"{_CONNECTORS}.commercetools.push:Pusher",
         system_of_record=True,
         stock_per_location=True,
-        statuses=DEFAULT_STATUS_MAPS["commercetools"],
+        vocabulary=VOCABULARIES["commercetools"],
     ),
     Platform(
         "emarsys",
         f"{_CONNECTORS}.emarsys.connector:Connector",
         f"{_CONNECTORS}.emarsys.push:Pusher",
-        statuses=DEFAULT_STATUS_MAPS["emarsys"],
+        vocabulary=VOCABULARIES["emarsys"],
     ),
     Platform(
         "ometria",
         f"{_CONNECTORS}.ometria.connector:Connector",
         f"{_CONNECTORS}.ometria.push:Pusher",
-        statuses=DEFAULT_STATUS_MAPS["ometria"],
+        vocabulary=VOCABULARIES["ometria"],
     ),
     Platform(
         "klaviyo",
         f"{_CONNECTORS}.klaviyo.connector:Connector",
         f"{_CONNECTORS}.klaviyo.push:Pusher",
-        statuses=DEFAULT_STATUS_MAPS["klaviyo"],
+        vocabulary=VOCABULARIES["klaviyo"],
     ),
     Platform(
         "mirakl",
         f"{_CONNECTORS}.mirakl.connector:Connector",
         f"{_CONNECTORS}.mirakl.push:Pusher",
         marketplace=True,
-        statuses=DEFAULT_STATUS_MAPS["mirakl"],
+        vocabulary=VOCABULARIES["mirakl"],
     ),
 )
 

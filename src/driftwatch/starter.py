@@ -40,12 +40,20 @@ api_key_env = "KLAVIYO_API_KEY"
 [sources.mirakl]
 base_url = "https://your-marketplace.mirakl.net"
 api_key_env = "MIRAKL_API_KEY"
+# carrier_map = { "UPS GROUND" = "ups" }   # ERP carrier code = the code this marketplace knows
 
 # BlueCherry status codes are set up per client: name yours here (raw code = canonical status).
 [statuses.bluecherry]
 # "10" = "placed"
 # "50" = "shipped"
 # "90" = "cancelled"
+# Return authorisations and credit memos: authorised, received, refunded or cancelled.
+# [statuses.bluecherry.returns]
+# "RA" = "authorised"
+# "CM" = "refunded"
+# Product statuses: active or discontinued.
+# [statuses.bluecherry.products]
+# "D" = "discontinued"
 
 # Reports, and where their readers open them: an alert links to link_base + the report's file name.
 [report]

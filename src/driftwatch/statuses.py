@@ -1,82 +1,191 @@
-"""Raw order statuses mapped to the canonical lifecycle.
+"""Each platform's status vocabularies, mapped to canonical ones.
 
-Shipped defaults cover each platform's documented vocabulary; a client's configuration adds to them (and
-must name BlueCherry's codes, which are not public). Keys may be glob patterns: commercetools reports a
-compound "orderState/shipmentState" value, and the most specific state must win, so patterns are tried in
-order and the first match counts.
+Three vocabularies are mapped the same way (raw values stay as the source says them in the store; the
+audit maps them):
+- `orders`: the canonical order lifecycle (`placed` ... `closed`);
+- `returns`: a return's state: `authorised` (agreed, goods not back yet), `received` (goods back, no money
+  returned yet, or none will be), `refunded` (money returned: a credit memo), `cancelled` (declined or
+  voided: nothing comes back, nothing is refunded);
+- `products`: `active` or `discontinued`.
+
+Shipped defaults cover each platform's documented vocabulary; a client's configuration adds to them per
+source (`[statuses.<source>]` for orders, `[statuses.<source>.returns]`, `[statuses.<source>.products]`),
+and must name BlueCherry's codes, which are not public. Keys may be glob patterns: commercetools reports
+compound values ("orderState/shipmentState"), and the most specific state must win, so patterns are tried
+in order and the first match counts. A raw value that already is a canonical name maps to itself; case
+carries no meaning in any documented vocabulary, so a value that matches nothing exactly is tried again
+ignoring case (a spreadsheet export says `TRUE` for `true`). A raw value nothing maps is null: the audit
+reports it as an unmapped code instead of guessing.
+
+A platform also has order stages it cannot tell apart (`same_stages`): Klaviyo's events say placed,
+fulfilled, cancelled or refunded, nothing finer; on Mirakl the seller takes an order up to SHIPPED and the
+customer or operator moves it on to RECEIVED and CLOSED. Comparing a status with such a platform's, the
+stages of one group count as equal, so only what the platform could have said differently is drift.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 import polars as pl
 
-from driftwatch.entities import CANONICAL_STATUSES
+from driftwatch.entities import CANONICAL_STATUSES, PRODUCT_STATUSES, RETURN_STATES
 
-DEFAULT_STATUS_MAPS: dict[str, dict[str, str]] = {
-    "mirakl": {
-        "STAGING": "placed",
-        "WAITING_ACCEPTANCE": "placed",
-        "WAITING_DEBIT": "placed",
-        "WAITING_DEBIT_PAYMENT": "placed",
-        "SHIPPING": "accepted",
-        "SHIPPED": "shipped",
-        "TO_COLLECT": "shipped",
-        "RECEIVED": "delivered",
-        "CLOSED": "closed",
-        "REFUSED": "cancelled",
-        "CANCELED": "cancelled",
-    },
-    "commercetools": {
-        "Cancelled": "cancelled",
-        "Cancelled/*": "cancelled",
-        "Complete": "closed",
-        "Complete/*": "closed",
-        "*/Delivered": "delivered",
-        "*/Shipped": "shipped",
-        "*/Partial": "partially_shipped",
-        "Open": "placed",
-        "Open/*": "placed",
-        "Confirmed": "accepted",
-        "Confirmed/*": "accepted",
-    },
-    "ometria": {
-        "pending": "placed",
-        "shipped": "shipped",
-        "complete": "delivered",
-        "cancelled": "cancelled",
-    },
-    # Klaviyo keeps no mutable order: its orders are derived from events, whose metric is the raw status.
-    "klaviyo": {
-        "order_placed": "placed",
-        "order_fulfilled": "shipped",
-        "order_cancelled": "cancelled",
-        "order_refunded": "refunded",
-    },
-    "emarsys": {
-        "order_placed": "placed",
-        "order_fulfilled": "shipped",
-        "order_cancelled": "cancelled",
-        "order_refunded": "refunded",
-    },
-    "bluecherry": {},
+ORDERS, RETURNS, PRODUCTS = "orders", "returns", "products"
+CANONICAL: dict[str, tuple[str, ...]] = {
+    ORDERS: CANONICAL_STATUSES,
+    RETURNS: RETURN_STATES,
+    PRODUCTS: PRODUCT_STATUSES,
+}
+# A platform's boolean "is it live" flag, as its API and exports write it.
+_PUBLISHED = {"true": "active", "false": "discontinued"}
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """What one platform says, per vocabulary (raw -> canonical), and the order stages it cannot tell apart."""
+
+    orders: Mapping[str, str] = field(default_factory=dict)
+    returns: Mapping[str, str] = field(default_factory=dict)
+    products: Mapping[str, str] = field(default_factory=dict)
+    same_stages: tuple[tuple[str, ...], ...] = ()
+
+    def of(self, vocabulary: str) -> Mapping[str, str]:
+        return getattr(self, vocabulary)
+
+
+# Klaviyo and Emarsys keep no mutable order: their orders are derived from events, whose metric is the raw
+# status. An event says an order was placed, fulfilled (dispatched, in whole or in part), cancelled or
+# refunded; nothing finer.
+_ORDER_EVENTS = {
+    "order_placed": "placed",
+    "order_fulfilled": "shipped",
+    "order_cancelled": "cancelled",
+    "order_refunded": "refunded",
+}
+_EVENT_STAGES = (("placed", "accepted"), ("partially_shipped", "shipped", "delivered", "closed"))
+
+# Mirakl offers: `active`, or inactive for the reasons OF21 lists. An offer inactive only for want of stock
+# is still listed; every other reason takes it off sale.
+MIRAKL_STOCK_REASONS = (
+    "ZERO_QUANTITY",
+    "AVAILABLE_QUANTITY_LESS_THAN_MIN_ORDER_QUANTITY",
+    "AVAILABLE_QUANTITY_LESS_THAN_PACKAGE_QUANTITY",
+)
+MIRAKL_OFF_SALE_REASONS = (
+    "PRODUCT_STATUS_NEW",
+    "PRODUCT_STATUS_INVALID",
+    "PRODUCT_STATUS_REJECTED",
+    "PRODUCT_STATUS_UNAUTHORIZED_TO_SELL",
+    "PRODUCT_STATUS_PENDING",
+    "PRODUCT_STATUS_SYNCHRO_ERROR",
+    "PRODUCT_DISABLED",
+    "SHOP_NOT_OPEN",
+    "NO_MIN_SHIPPING_RATE",
+    "NOT_IN_AVAILABILITY_PERIOD",
+    "NO_CHANNEL_ON_SHOP",
+    "SHOP_CURRENCY_DISABLED",
+    "NO_ACTIVE_PRICE",
+    "CATEGORY_UNAUTHORIZED_TO_SELL",
+    "BRAND_UNAUTHORIZED_TO_SELL",
+)
+
+VOCABULARIES: dict[str, Vocabulary] = {
+    "mirakl": Vocabulary(
+        orders={
+            "STAGING": "placed",
+            "WAITING_ACCEPTANCE": "placed",
+            "WAITING_DEBIT": "placed",
+            "WAITING_DEBIT_PAYMENT": "placed",
+            "SHIPPING": "accepted",
+            "SHIPPED": "shipped",
+            "TO_COLLECT": "shipped",
+            "RECEIVED": "delivered",
+            "CLOSED": "closed",
+            "REFUSED": "cancelled",
+            "CANCELED": "cancelled",
+        },
+        products={
+            **_PUBLISHED,
+            **dict.fromkeys(MIRAKL_STOCK_REASONS, "active"),
+            **dict.fromkeys(MIRAKL_OFF_SALE_REASONS, "discontinued"),
+        },
+        # The seller moves an order to SHIPPED (OR24); RECEIVED and CLOSED follow by the customer's or the
+        # operator's hand, never from the ERP.
+        same_stages=(("shipped", "delivered", "closed"),),
+    ),
+    "commercetools": Vocabulary(
+        orders={
+            "Cancelled": "cancelled",
+            "Cancelled/*": "cancelled",
+            "Complete": "closed",
+            "Complete/*": "closed",
+            "*/Delivered": "delivered",
+            "*/Shipped": "shipped",
+            "*/Partial": "partially_shipped",
+            "Open": "placed",
+            "Open/*": "placed",
+            "Confirmed": "accepted",
+            "Confirmed/*": "accepted",
+        },
+        # A return item's "shipmentState/paymentState". Advised (announced, non-refundable until it comes
+        # back) and Returned (refundable, Initial) are the two initial states; BackInStock and Unusable
+        # follow inspection.
+        returns={
+            "*/Refunded": "refunded",
+            "Advised/NotRefunded": "cancelled",
+            "Advised": "authorised",
+            "Advised/*": "authorised",
+            "Returned": "received",
+            "Returned/*": "received",
+            "BackInStock": "received",
+            "BackInStock/*": "received",
+            "Unusable": "received",
+            "Unusable/*": "received",
+        },
+        products=_PUBLISHED,  # a product's `published` flag
+    ),
+    "ometria": Vocabulary(
+        orders={
+            "pending": "placed",
+            "shipped": "shipped",
+            "complete": "delivered",
+            "cancelled": "cancelled",
+        },
+        products=_PUBLISHED,  # a product's `is_active` flag
+        # Ometria's order says pending, shipped, complete or cancelled: an order not yet shipped in whole is
+        # pending, and complete is the last word.
+        same_stages=(("placed", "accepted", "partially_shipped"), ("delivered", "closed")),
+    ),
+    "klaviyo": Vocabulary(
+        orders=_ORDER_EVENTS,
+        products=_PUBLISHED,  # a catalog variant's `published` flag
+        same_stages=_EVENT_STAGES,
+    ),
+    "emarsys": Vocabulary(
+        orders=_ORDER_EVENTS,
+        products=_PUBLISHED,  # the catalogue's `available` column
+        same_stages=_EVENT_STAGES,
+    ),
+    "bluecherry": Vocabulary(),  # per client: BlueCherry's codes are not public
 }
 
 
-def merged_map(platform: str, overrides: dict[str, str] | None) -> dict[str, str]:
-    """The user's entries first (they win), then the platform's shipped defaults (its registration's)."""
-    from driftwatch import platforms  # the registry reads this module's defaults when it is imported
+def merged_map(platform: str, overrides: Mapping[str, str] | None, vocabulary: str = ORDERS) -> dict[str, str]:
+    """The user's entries first (they win, and their patterns are tried first), then the platform's shipped
+    defaults (its registration's, so a plugin platform brings its own)."""
+    from driftwatch import platforms  # the registry reads this module's vocabularies when it is imported
 
-    defaults = platforms.get(platform).statuses if platforms.is_platform(platform) else {}
-    return {
-        **(overrides or {}),
-        **{k: v for k, v in defaults.items() if k not in (overrides or {})},
-    }
+    overrides = dict(overrides or {})
+    known = platforms.get(platform).vocabulary if platforms.is_platform(platform) else Vocabulary()
+    defaults = known.of(vocabulary)
+    return {**overrides, **{k: v for k, v in defaults.items() if k not in overrides}}
 
 
-def canonical_status(raw: str | None, mapping: dict[str, str]) -> str | None:
-    """The canonical status of one raw value, or None when nothing maps it (an unmapped code)."""
+def canonical_status(raw: str | None, mapping: Mapping[str, str], vocabulary: str = ORDERS) -> str | None:
+    """The canonical value of one raw value, or None when nothing maps it (an unmapped code)."""
     if raw is None:
         return None
     if raw in mapping:
@@ -84,16 +193,50 @@ def canonical_status(raw: str | None, mapping: dict[str, str]) -> str | None:
     for pattern, canonical in mapping.items():
         if any(ch in pattern for ch in "*?[") and fnmatchcase(raw, pattern):
             return canonical
-    return raw if raw in CANONICAL_STATUSES else None
+    if raw in CANONICAL[vocabulary]:
+        return raw
+    folded = raw.casefold()
+    for known, canonical in (*mapping.items(), *((name, name) for name in CANONICAL[vocabulary])):
+        if known.casefold() == folded:
+            return canonical
+    return None
 
 
-def map_statuses(raw: pl.Expr | str, mapping: dict[str, str], frame: pl.LazyFrame | pl.DataFrame) -> pl.Expr:
-    """An expression giving the canonical status of the `raw` column; null where the raw value is unmapped.
+def map_statuses(
+    raw: pl.Expr | str,
+    mapping: Mapping[str, str],
+    frame: pl.LazyFrame | pl.DataFrame,
+    vocabulary: str = ORDERS,
+) -> pl.Expr:
+    """An expression giving the canonical value of the `raw` column; null where the raw value is unmapped.
 
     Only the distinct raw values go through Python (a handful, whatever the row count), so this stays a
-    vectorised lookup on millions of orders.
+    vectorised lookup on millions of rows.
     """
     raw = pl.col(raw) if isinstance(raw, str) else raw
     distinct = frame.lazy().select(raw.unique().alias("raw")).collect()["raw"].to_list()
-    lookup = {value: canonical_status(value, mapping) for value in distinct if value is not None}
+    lookup = {value: canonical_status(value, mapping, vocabulary) for value in distinct if value is not None}
     return raw.replace_strict(lookup, default=None, return_dtype=pl.String)
+
+
+def stage_classes(groups: Iterable[Iterable[str]]) -> dict[str, str]:
+    """Each canonical order status that shares a group with another -> one name for its whole class.
+
+    Overlapping groups join up (shipped ~ closed on one platform and shipped ~ returned in a check make
+    closed ~ returned), so the result is an equivalence whatever order the groups come in."""
+    parent: dict[str, str] = {}
+
+    def root(status: str) -> str:
+        while parent.setdefault(status, status) != status:
+            status = parent[status]
+        return status
+
+    for group in groups:
+        members = list(group)
+        for other in members[1:]:
+            a, b = sorted((root(members[0]), root(other)))
+            parent[b] = a
+    classes: dict[str, list[str]] = {}
+    for status in parent:
+        classes.setdefault(root(status), []).append(status)
+    return {status: "|".join(sorted(members)) for members in classes.values() for status in members}

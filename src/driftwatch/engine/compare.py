@@ -21,6 +21,7 @@ from driftwatch.engine.context import Scope
 from driftwatch.engine.findings import FINDING_COLUMNS, MONEY, as_text
 from driftwatch.engine.views import VIEWS
 from driftwatch.errors import UserError
+from driftwatch.statuses import stage_classes
 
 _IN_EXPECTED, _IN_ACTUAL = "_in_expected", "_in_actual"
 _NUMERIC = ("money", "int")
@@ -46,7 +47,8 @@ def run_compare(scope: Scope, spec: CompareSpec) -> pl.LazyFrame | None:
     if spec.extra:
         parts.append(_presence(scope, spec, rows.filter(extra), spec.extra, "absent", "present"))
     for field in fields:
-        parts.append(_field_differences(scope, spec, rows.filter(both & _field_differs(scope, field)), field))
+        differs = _field_differs(scope, spec, field)
+        parts.append(_field_differences(scope, spec, rows.filter(both & differs), field))
     return pl.concat(parts, how="vertical") if parts else None
 
 
@@ -199,10 +201,11 @@ def _presence(
     )
 
 
-def _field_differs(scope: Scope, field: FieldSpec) -> pl.Expr:
+def _field_differs(scope: Scope, spec: CompareSpec, field: FieldSpec) -> pl.Expr:
     exp, act = pl.col(f"expected_{field.name}"), pl.col(f"actual_{field.name}")
     if field.kind == "status":
-        groups = _status_groups(scope)
+        # A status with no mapping is null here: unmapped_codes reports it, once per code.
+        groups = _status_groups(scope, spec.entity)
         return exp.is_not_null() & act.is_not_null() & (exp.replace(groups) != act.replace(groups))
     return _differs(field.kind, exp, act, _tolerance(scope, field))
 
@@ -263,10 +266,13 @@ def _tolerance(scope: Scope, field: FieldSpec) -> float | None:
     return field.tolerance
 
 
-def _status_groups(scope: Scope) -> dict[str, str]:
-    """Canonical statuses a target cannot tell apart count as equal (e.g. shipped and delivered)."""
-    groups = scope.options.get("same_status", [])
-    return {status: "|".join(group) for group in groups for status in group}
+def _status_groups(scope: Scope, entity: str) -> dict[str, str]:
+    """Canonical statuses that count as equal: those the check leaves to other checks (`same_status`) and,
+    for orders, the stages either side's platform cannot tell apart (Klaviyo's events have no `closed`)."""
+    groups = list(scope.options.get("same_status", []))
+    if entity == "orders":
+        groups += [g for side in (scope.source, scope.target) if side for g in scope.cfg.same_stages(side)]
+    return stage_classes(groups)
 
 
 def _sql(scope: Scope, expression: str) -> pl.Expr:

@@ -3,9 +3,10 @@
 The derived figures are pinned by the design so that every part agrees on them:
 - available-to-sell = Σ over the feeding locations of max(0, on_hand − allocated − safety_stock); a pack's
   is the minimum over its components of floor(component ATS / qty); on_order never counts;
-- net lifetime value = Σ total of the customer's orders not cancelled − Σ amount of their refunded returns,
-  with order count and last order date over the same orders;
-- canonical status = the raw status through the source's mapping (null when unmapped).
+- net lifetime value = Σ total of the customer's orders not cancelled − Σ amount of their refunded returns
+  (canonical return state `refunded`), with order count and last order date over the same orders;
+- canonical status = the raw status through the source's mapping (null when unmapped), for orders,
+  returns and products alike.
 
 A view takes a Scope (one check on one feed) and returns a lazy frame, or None when a side was not
 snapshotted: a source that was not snapshotted for an entity is not compared on it.
@@ -19,7 +20,7 @@ import polars as pl
 
 from driftwatch.engine.context import Scope
 from driftwatch.entities import TIMESTAMP
-from driftwatch.statuses import map_statuses
+from driftwatch.statuses import ORDERS, PRODUCTS, RETURNS, map_statuses
 
 View = Callable[[Scope], pl.LazyFrame | None]
 VIEWS: dict[str, View] = {}
@@ -90,12 +91,27 @@ def _pack_ats(component_ats: pl.LazyFrame, packs: pl.LazyFrame, keys: list[str])
 
 
 def with_canonical_status(
-    orders: pl.LazyFrame, mapping: dict[str, str], raw_values: pl.LazyFrame | None = None
+    frame: pl.LazyFrame,
+    mapping: dict[str, str],
+    raw_values: pl.LazyFrame | None = None,
+    vocabulary: str = ORDERS,
 ) -> pl.LazyFrame:
-    """Adds `status_canonical` (null where the raw status has no mapping: that is an unmapped code).
-    `raw_values` (a frame whose `status` column holds the distinct raw values) spares a pass over orders."""
-    values = orders if raw_values is None else raw_values
-    return orders.with_columns(map_statuses("status", mapping, values).alias("status_canonical"))
+    """Adds `status_canonical` (null where the raw status has no mapping: that is an unmapped code), for
+    orders, returns or products (`vocabulary`). `raw_values` (a frame whose `status` column holds the
+    distinct raw values) spares a pass over the frame."""
+    if "status" not in frame.collect_schema().names():
+        return frame.with_columns(pl.lit(None, pl.String).alias("status_canonical"))
+    values = frame if raw_values is None else raw_values
+    return frame.with_columns(map_statuses("status", mapping, values, vocabulary).alias("status_canonical"))
+
+
+def refunded_returns(
+    returns: pl.LazyFrame, return_map: dict[str, str], raw_values: pl.LazyFrame | None = None
+) -> pl.LazyFrame:
+    """The returns whose money went back (canonical return state `refunded`): the ERP's credit memos."""
+    return with_canonical_status(returns, return_map, raw_values, RETURNS).filter(
+        pl.col("status_canonical") == "refunded"
+    )
 
 
 def net_lifetime_value(
@@ -103,8 +119,9 @@ def net_lifetime_value(
     returns: pl.LazyFrame | None,
     mapping: dict[str, str],
     *,
-    refunded_statuses: tuple[str, ...] = ("refunded",),
+    return_map: dict[str, str] | None = None,
     raw_values: pl.LazyFrame | None = None,
+    raw_return_values: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """Per customer_id: lifetime_value, order_count, last_order_at, net of cancellations and refunds, and
     the currency of that value (null when the orders have none, or more than one)."""
@@ -124,7 +141,7 @@ def net_lifetime_value(
             "customer_id", pl.col("gross").alias("lifetime_value"), "order_count", "last_order_at", "currency"
         )
     refunds = (
-        returns.filter(pl.col("status").str.to_lowercase().is_in(refunded_statuses))
+        refunded_returns(returns, return_map or {}, raw_return_values)
         .join(orders.select("order_id", "customer_id"), on="order_id")
         .group_by("customer_id")
         .agg(pl.col("amount").sum().alias("refunded"))
@@ -182,13 +199,33 @@ def target_locations(scope: Scope) -> bool:
     return bool((locations != ALL_LOCATIONS).any())
 
 
-def raw_statuses(scope: Scope, source: str) -> pl.LazyFrame:
-    """The distinct raw order statuses of a source (for a platform keeping events: its event metrics)."""
-    if scope.ctx.has(source, "orders", "status"):
-        return scope.ctx.distinct(source, "orders", "status")
-    if scope.ctx.has(source, "events"):
+def raw_statuses(scope: Scope, source: str, entity: str = "orders") -> pl.LazyFrame:
+    """The distinct raw statuses of a source's orders, returns or products (for orders of a platform keeping
+    events: its event metrics)."""
+    if scope.ctx.has(source, entity, "status"):
+        return scope.ctx.distinct(source, entity, "status")
+    if entity == "orders" and scope.ctx.has(source, "events"):
         return scope.ctx.distinct(source, "events", "metric").rename({"metric": "status"})
     return pl.LazyFrame(schema={"status": pl.String})
+
+
+def source_returns(scope: Scope, source: str | None = None) -> pl.LazyFrame | None:
+    """A source's returns (default: the system of record's) with `status_canonical`, the return state."""
+    source = source or scope.source
+    returns = scope.ctx.frame(source, "returns") if source else None
+    if returns is None:
+        return None
+    mapping = scope.cfg.status_map(source, RETURNS)
+    return with_canonical_status(returns, mapping, raw_statuses(scope, source, "returns"), RETURNS)
+
+
+def _with_product_status(scope: Scope, source: str, products: pl.LazyFrame) -> pl.LazyFrame:
+    """Products with `status` in canonical words (null where the source's word has no mapping)."""
+    if "status" not in products.collect_schema().names():
+        return products
+    mapping = scope.cfg.status_map(source, PRODUCTS)
+    raw = raw_statuses(scope, source, "products")
+    return products.with_columns(map_statuses("status", mapping, raw, PRODUCTS).alias("status"))
 
 
 def source_orders(scope: Scope) -> pl.LazyFrame | None:
@@ -251,6 +288,64 @@ def order_ref_of_lines(scope: Scope, lines: pl.LazyFrame, orders: pl.LazyFrame) 
             .drop("_ext"),
         ],
         how="diagonal_relaxed",
+    )
+
+
+def carrier_map(scope: Scope) -> dict[str, str]:
+    """ERP carrier code -> the target's own code for it (`carrier_map` in the target's [sources] table)."""
+    return dict(scope.cfg.source(scope.target).get("carrier_map", {})) if scope.target else {}
+
+
+def carrier_codes(scope: Scope) -> pl.DataFrame | None:
+    """Per ERP carrier code of the shipments the target should hold by its capture: the code it is sent as
+    (after `carrier_map`), how many shipments carry it, one of their orders, how many of them the target
+    lacks or shows under another carrier, and whether the target uses the code at all (`known`).
+
+    The target's own shipments are the evidence of the codes it knows, so with none there is no answer
+    (None). A code the target never uses is why its tracking is rejected or relabelled: unmapped_codes
+    reports it once, and tracking_sync leaves its shipments alone."""
+    key = ("carrier_codes", scope.source, scope.target, scope.channels(), scope.marketplace)
+    return scope.ctx.memo(key, lambda: _carrier_codes(scope))
+
+
+def _carrier_codes(scope: Scope) -> pl.DataFrame | None:
+    shipments, orders = scope.source_frame("shipments"), source_orders(scope)
+    copy, copy_orders = scope.target_frame("shipments"), scope.target_frame("orders")
+    if shipments is None or orders is None or copy is None or copy_orders is None:
+        return None
+    if not scope.ctx.has(scope.source, "shipments", "carrier") or not scope.ctx.has(
+        scope.target, "shipments", "carrier"
+    ):
+        return None
+    used = sorted(scope.ctx.distinct(scope.target, "shipments", "carrier").collect()["carrier"].drop_nulls())
+    if not used:
+        return None
+    captured = scope.ctx.captured_at(scope.target, "shipments")
+    erp = (
+        shipments.filter(
+            pl.col("carrier").is_not_null()
+            & pl.col("tracking_number").is_not_null()
+            & (pl.col("shipped_at") <= captured)
+        )
+        .join(orders.select("order_id", "order_ref", "key"), on="order_id")
+        .with_columns(pl.col("carrier").replace(carrier_map(scope)).alias("sent_as"))
+    )
+    posted = order_ref_of_lines(scope, copy, copy_orders).select(
+        "order_ref", "tracking_number", pl.col("carrier").alias("posted")
+    )
+    shown = ", ".join(used[:6]) + (", ..." if len(used) > 6 else "")
+    return (
+        erp.join(posted, on=["order_ref", "tracking_number"], how="left")
+        .group_by("carrier", "sent_as")
+        .agg(
+            pl.len().alias("shipments"),
+            pl.col("key").min().alias("example"),
+            pl.col("posted").is_null().sum().alias("missing"),
+            pl.col("posted").ne(pl.col("sent_as")).sum().alias("relabelled"),
+        )
+        .with_columns(pl.col("sent_as").is_in(used).alias("known"), pl.lit(shown).alias("target_codes"))
+        .sort("carrier")
+        .collect()
     )
 
 
@@ -374,13 +469,17 @@ def source_products(scope: Scope) -> pl.LazyFrame | None:
     products = scope.source_frame("products")
     if products is None or scope.target_frame("products") is None:
         return None
-    return products.select(present(products, ["sku", "status", "price", "currency", "name"]))
+    products = products.select(present(products, ["sku", "status", "price", "currency", "name"]))
+    return _with_product_status(scope, scope.source, products)
 
 
 @view
 def target_products(scope: Scope) -> pl.LazyFrame | None:
     products = scope.target_frame("products")
-    return None if products is None else products.select(present(products, ["sku", "status", "price", "currency"]))
+    if products is None:
+        return None
+    products = products.select(present(products, ["sku", "status", "price", "currency"]))
+    return _with_product_status(scope, scope.target, products)
 
 
 @view
@@ -495,16 +594,16 @@ def source_customer_value(scope: Scope) -> pl.LazyFrame | None:
         return None
     if "customer_id" not in orders.collect_schema().names():
         return None
-    refunded = tuple(scope.option("refunded_statuses"))
     # The same for every target the source feeds: a pass over all its orders, made once.
     value = scope.ctx.materialize(
-        ("customer_value", scope.source, refunded),
+        ("customer_value", scope.source),
         lambda: net_lifetime_value(
             orders,
             scope.source_frame("returns"),
             scope.cfg.status_map(scope.source),
-            refunded_statuses=refunded,
+            return_map=scope.cfg.status_map(scope.source, RETURNS),
             raw_values=raw_statuses(scope, scope.source),
+            raw_return_values=raw_statuses(scope, scope.source, "returns"),
         ),
     )
     return (

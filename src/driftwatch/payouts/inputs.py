@@ -11,7 +11,7 @@ import polars as pl
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
 from driftwatch.payouts.settings import PayoutSettings
-from driftwatch.statuses import map_statuses
+from driftwatch.statuses import RETURNS, map_statuses
 from driftwatch.store import Store
 
 # The latest snapshot of (source, entity), or None when the source was never snapshotted for it.
@@ -54,15 +54,21 @@ def require_snapshots(store: Store, settings: PayoutSettings) -> None:
             )
 
 
-def read_inputs(snapshots: Snapshots, status_map: dict[str, str], settings: PayoutSettings) -> Inputs:
+def read_inputs(
+    snapshots: Snapshots,
+    status_map: dict[str, str],
+    settings: PayoutSettings,
+    return_map: dict[str, str] | None = None,
+) -> Inputs:
+    """`status_map` and `return_map`: the ERP's own order and return statuses -> canonical ones; a credit
+    memo is a return whose canonical state is one of `refunded_statuses`."""
     erp = {entity: snapshots(settings.erp, entity) for entity in ("orders", *OPTIONAL_ERP)}
     orders = complete(erp["orders"], "orders").filter(pl.col("external_id").is_not_null())
     orders = orders.with_columns(canonical_status=map_statuses("status", status_map, orders))
-    returns = (
-        complete(erp["returns"], "returns")
-        .filter(pl.col("status").is_in(settings.refunded_statuses))
-        .join(orders.select("order_id", "external_id", "channel", "currency"), on="order_id", how="inner")
-    )
+    returns = complete(erp["returns"], "returns")
+    returns = returns.filter(
+        map_statuses("status", return_map or {}, returns, RETURNS).is_in(settings.refunded_statuses)
+    ).join(orders.select("order_id", "external_id", "channel", "currency"), on="order_id", how="inner")
     warnings = tuple(
         f"no {settings.erp} {entity} loaded: {consequence}"
         for entity, consequence in OPTIONAL_ERP.items()

@@ -14,6 +14,7 @@ from driftwatch.payouts.journal import balances, propose
 from driftwatch.payouts.period import Period, parse_period, period_of
 from driftwatch.payouts.result import Reconciliation
 from driftwatch.payouts.settings import PayoutSettings, payout_settings
+from driftwatch.statuses import RETURNS
 from driftwatch.store import Store
 
 LINE_COLUMNS = (
@@ -65,7 +66,7 @@ def compute(store: Store, cfg: Config, period: Period) -> Reconciliation:
     """Reconcile the period from the latest snapshots, whether or not it is locked."""
     settings = payout_settings(cfg)
     require_snapshots(store, settings)
-    inputs = read_inputs(store.latest, cfg.status_map(settings.erp), settings)
+    inputs = read_inputs(store.latest, cfg.status_map(settings.erp), settings, cfg.status_map(settings.erp, RETURNS))
     return reconcile_inputs(inputs, settings, period)
 
 

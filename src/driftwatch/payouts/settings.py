@@ -7,7 +7,7 @@ erp = "bluecherry"              # the system of record holding orders, returns a
 channel = "mirakl"              # the ERP channel of this marketplace's orders
 tolerance = "0.01"              # money difference still counted as equal, in the line's currency
 delivered_statuses = ["delivered", "closed"]
-refunded_statuses = ["refunded"]  # ERP return statuses that are a credit memo
+refunded_statuses = ["refunded"]  # canonical return states that are a credit memo
 
 [payouts.commission]
 default = "0.15"                # the agreed rate where nothing more specific applies (unset: 0.15 is
@@ -35,7 +35,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from driftwatch.config import Config
-from driftwatch.entities import CANONICAL_STATUSES
+from driftwatch.entities import CANONICAL_STATUSES, RETURN_STATES
 from driftwatch.errors import UserError
 
 # Which ledger account each journalled line type posts to; the other side is always the receivable that
@@ -134,7 +134,7 @@ def payout_settings(cfg: Config) -> PayoutSettings:
         channel=channel,
         tolerance=_decimal(table.get("tolerance", defaults.tolerance), f"{where}.tolerance", upper=None),
         delivered_statuses=_statuses(table, "delivered_statuses", defaults.delivered_statuses, where),
-        refunded_statuses=tuple(table.get("refunded_statuses", defaults.refunded_statuses)),
+        refunded_statuses=_statuses(table, "refunded_statuses", defaults.refunded_statuses, where, RETURN_STATES),
         default_rate=_decimal(commission.get("default", defaults.default_rate), f"{where}.commission.default"),
         default_configured="default" in commission,
         commission_on_shipping=bool(commission.get("shipping", False)),
@@ -191,11 +191,13 @@ def _decimal(value: Any, key: str, upper: Decimal | None = Decimal(1)) -> Decima
     return number
 
 
-def _statuses(table: dict[str, Any], key: str, default: tuple[str, ...], where: str) -> tuple[str, ...]:
+def _statuses(
+    table: dict[str, Any], key: str, default: tuple[str, ...], where: str, names: tuple[str, ...] = CANONICAL_STATUSES
+) -> tuple[str, ...]:
     values = tuple(table.get(key, default))
-    unknown = [v for v in values if v not in CANONICAL_STATUSES]
+    unknown = [v for v in values if v not in names]
     if unknown:
-        raise UserError(f"{where}.{key}: {unknown} are not canonical statuses; expected some of {CANONICAL_STATUSES}")
+        raise UserError(f"{where}.{key}: {unknown} are not canonical statuses; expected some of {names}")
     return values
 
 

@@ -36,7 +36,7 @@ from driftwatch.connectors.ometria.client import BASE_URL, OmetriaClient
 from driftwatch.connectors.ometria.connector import Connector
 from driftwatch.connectors.ometria.mapping import OPTIN_VALUES
 from driftwatch.push import Action, PushOutcome
-from driftwatch.statuses import DEFAULT_STATUS_MAPS
+from driftwatch.statuses import VOCABULARIES
 
 PUSH_BATCH = 100  # records a call, as documented
 ERRORS_AFTER = 5.0
@@ -64,7 +64,7 @@ ORDER_STATUS = {
     "closed": "complete",
     "cancelled": "cancelled",
 }
-CANONICAL_STATUS = DEFAULT_STATUS_MAPS["ometria"]
+CANONICAL_STATUS = VOCABULARIES["ometria"].orders
 
 Record = dict[str, Any]
 RecordKey = tuple[str, str]  # (@type, id)

@@ -8,6 +8,7 @@ from driftwatch.engine.context import Scope
 from driftwatch.engine.rules._base import TS, due_before, findings_from, rule, text_or_none
 from driftwatch.engine.views import (
     source_orders,
+    source_returns,
 )
 
 
@@ -99,13 +100,10 @@ def fulfilment_events(scope: Scope) -> pl.LazyFrame | None:
             "send_event",
         )
     )
-    returns = scope.source_frame("returns")
+    returns = source_returns(scope)
     if returns is not None:
         refunded = (
-            returns.filter(
-                pl.col("status").str.to_lowercase().is_in(scope.option("refunded_statuses"))
-                & (pl.col("processed_at") <= due)
-            )
+            returns.filter((pl.col("status_canonical") == "refunded") & (pl.col("processed_at") <= due))
             .group_by("order_id")
             .agg(pl.col("processed_at").min(), pl.col("amount").sum().alias("refunded"))
             .join(refs, on="order_id")

@@ -7,6 +7,8 @@ import polars as pl
 from driftwatch.engine.context import Scope
 from driftwatch.engine.rules._base import TS, due_before, findings_from, rule, text_or_none
 from driftwatch.engine.views import (
+    carrier_codes,
+    carrier_map,
     order_ref_of_lines,
     source_orders,
 )
@@ -67,7 +69,8 @@ def acceptance_sla(scope: Scope) -> pl.LazyFrame | None:
 @rule
 def tracking_sync(scope: Scope) -> pl.LazyFrame | None:
     """Every ERP shipment of a marketplace order (older than the allowed lag) is on the marketplace with
-    the same tracking number and carrier code (after the configured carrier mapping)."""
+    the same tracking number and carrier code (after the target's carrier_map). A shipment sent with a
+    carrier code the target never uses is left to unmapped_codes, which reports the code once."""
     shipments, orders = scope.source_frame("shipments"), source_orders(scope)
     copy, copy_orders = scope.target_frame("shipments"), scope.target_frame("orders")
     if shipments is None or orders is None or copy is None or copy_orders is None:
@@ -76,8 +79,12 @@ def tracking_sync(scope: Scope) -> pl.LazyFrame | None:
     erp = (
         shipments.filter(pl.col("tracking_number").is_not_null() & (pl.col("shipped_at") <= due))
         .join(orders.select("order_id", "order_ref", "key"), on="order_id")
-        .with_columns(pl.col("carrier").replace(scope.option("carrier_map")).alias("carrier"))
+        .with_columns(pl.col("carrier").replace(carrier_map(scope)).alias("carrier"))
     )
+    codes = carrier_codes(scope)
+    if codes is not None:
+        unknown = codes.filter(~pl.col("known"))["sent_as"]
+        erp = erp.filter(~pl.col("carrier").is_in(unknown.implode()) | pl.col("carrier").is_null())
     posted = order_ref_of_lines(scope, copy, copy_orders).select(
         "order_ref", "tracking_number", pl.col("carrier").alias("posted_carrier")
     )

@@ -19,6 +19,7 @@ from driftwatch.entities import MONEY
 from driftwatch.payouts.inputs import read_inputs
 from driftwatch.payouts.reconcile import reconcile_to_date
 from driftwatch.payouts.settings import payout_settings
+from driftwatch.statuses import RETURNS
 
 log = logging.getLogger("driftwatch.payouts")
 
@@ -57,7 +58,8 @@ def payout_matching(scope: Scope) -> pl.LazyFrame | None:
         frame = ctx.frame(source, entity)
         return None if frame is None else frame.collect()
 
-    inputs = read_inputs(snapshot, scope.cfg.status_map(settings.erp), settings)
+    cfg = scope.cfg
+    inputs = read_inputs(snapshot, cfg.status_map(settings.erp), settings, cfg.status_map(settings.erp, RETURNS))
     results = reconcile_to_date(inputs, settings)
     for warning in dict.fromkeys(w for result in results for w in result.warnings):
         log.warning("payout_matching: %s", warning)

@@ -9,6 +9,7 @@ from driftwatch.engine.rules._base import due_before, findings_from, rule
 from driftwatch.engine.views import (
     order_ref_of_lines,
     source_orders,
+    source_returns,
     target_orders,
 )
 
@@ -16,8 +17,9 @@ from driftwatch.engine.views import (
 @rule
 def returns_sync(scope: Scope) -> pl.LazyFrame | None:
     """Processed ERP returns (older than the allowed lag) show as returned quantities on the target's
-    order lines, so no review request goes out for an item that came back."""
-    returns, orders = scope.source_frame("returns"), source_orders(scope)
+    order lines, so no review request goes out for an item that came back. Processed means a canonical
+    return state among `processed_states` (the goods are back, or the money went back)."""
+    returns, orders = source_returns(scope), source_orders(scope)
     lines, copy_orders = scope.target_frame("order_lines"), target_orders(scope)
     if returns is None or orders is None or lines is None or copy_orders is None:
         return None
@@ -28,8 +30,7 @@ def returns_sync(scope: Scope) -> pl.LazyFrame | None:
     currency = pl.col("currency") if "currency" in orders.collect_schema().names() else pl.lit(None, pl.String)
     processed = (
         returns.filter(
-            pl.col("status").str.to_lowercase().is_in(scope.option("processed_statuses"))
-            & (pl.col("processed_at") <= due)
+            pl.col("status_canonical").is_in(scope.option("processed_states")) & (pl.col("processed_at") <= due)
         )
         .join(orders.select("order_id", "order_ref", "key", currency.alias("currency")), on="order_id")
         .join(copy_orders.select("order_ref"), on="order_ref", how="semi")  # a missing order is not this check's
