@@ -349,10 +349,26 @@ def test_one_line_per_record_with_every_check_it_fails_grouped_by_check(store, s
 def test_an_untrusted_run_alerts_only_its_health_findings_and_keeps_what_routes_know(store, smtp, monkeypatch):
     settings = parse_alerts({"alerts": {"routes": [{"name": "ops", "urls": smtp.url("ops@example.com")}]}})
     night(store, settings, 1, drift())
-    truncated = finding("snapshot_health", "bluecherry", "inventory", field="row_count", severity="critical",
-                        expected=">= 11400", actual="310", message="bluecherry inventory: 310 rows against 12000")
-    oversell = finding("stock_parity", "mirakl", "SKU-200", field="available", severity="critical", expected="0",
-                       actual="5", message="mirakl publishes 5 but ERP available-to-sell is 0")
+    truncated = finding(
+        "snapshot_health",
+        "bluecherry",
+        "inventory",
+        field="row_count",
+        severity="critical",
+        expected=">= 11400",
+        actual="310",
+        message="bluecherry inventory: 310 rows against 12000",
+    )
+    oversell = finding(
+        "stock_parity",
+        "mirakl",
+        "SKU-200",
+        field="available",
+        severity="critical",
+        expected="0",
+        actual="5",
+        message="mirakl publishes 5 but ERP available-to-sell is 0",
+    )
     night(store, settings, 2, [*drift(**{"SO-42": None}), oversell, truncated], trusted=False)
     body = mail_to(smtp, "ops@example.com")[1]
     assert "inventory on bluecherry: bluecherry inventory: 310 rows against 12000" in body

@@ -92,54 +92,70 @@ def digest(
     if alerting.height == 0 and cleared.height == 0:
         return None
     records = _records(alerting, context)
-    lines = [f"driftwatch run {run.run_id} ({run.started_at:%Y-%m-%d %H:%M} UTC), route {route}"]
-    lines.append(_headline(records, cleared, open_findings))
-    if not run.trusted:
-        lines += [
-            "",
-            "The snapshot health check failed: this run's other findings are held back until the snapshots are "
-            "fixed and audited again.",
-        ]
-    shown, rest = records[:MAX_RECORDS], records[MAX_RECORDS:]
-    for check, group in _by_check(shown):
-        lines += ["", f"{check} ({len(group)})"]
-        lines += [_line(record, run, mask) for record in group[:LINES_PER_CHECK]]
-        if len(group) > LINES_PER_CHECK:
-            lines.append(f"- … and {len(group) - LINES_PER_CHECK} more in the report")
-    if rest:
-        counts = ", ".join(f"{check} {len(group)}" for check, group in _by_check(rest))
-        lines += ["", f"… and {len(rest)} more records in the report ({counts})."]
-    if cleared.height:
-        lines += ["", f"Cleared since the last digest ({cleared.height}):"]
-        lines += _cleared_lines(cleared, mask)
-    lines += ["", f"Report: {report}"]
+    # Blocks, separated by a blank line: whatever a digest adds later (incidents) is one more block.
+    blocks = [
+        [
+            f"driftwatch run {run.run_id} ({run.started_at:%Y-%m-%d %H:%M} UTC), route {route}",
+            _headline(records, cleared, open_findings),
+        ],
+        _untrusted_note(run),
+        *_record_blocks(records, run, mask),
+        _cleared_block(cleared, mask),
+        [f"Report: {report}"],
+    ]
+    body = "\n\n".join("\n".join(block) for block in blocks if block)
     named = sum(len(r.parts) for r in records) + cleared.height
     if records:
         count = "1 record needs" if len(records) == 1 else f"{len(records)} records need"
         also = f", {cleared.height} cleared" if cleared.height else ""
         urgent = any(SEVERITY_RANK.get(r.lead["severity"], 0) >= SEVERITY_RANK["high"] for r in records)
-        return Message("drift", f"driftwatch: {count} attention{also} ({route})", "\n".join(lines), named, urgent)
+        return Message("drift", f"driftwatch: {count} attention{also} ({route})", body, named, urgent)
     if open_findings == 0:
-        return Message("resolved", f"driftwatch: all clear ({route})", "\n".join(lines), named)
+        return Message("resolved", f"driftwatch: all clear ({route})", body, named)
     title = f"driftwatch: {cleared.height} cleared, {open_findings} still open ({route})"
-    return Message("resolved", title, "\n".join(lines), named)
+    return Message("resolved", title, body, named)
+
+
+def _untrusted_note(run: RunInfo) -> list[str]:
+    if run.trusted:
+        return []
+    return [
+        "The snapshot health check failed: this run's other findings are held back until the snapshots are "
+        "fixed and audited again."
+    ]
+
+
+def _record_blocks(records: list[_Record], run: RunInfo, mask: bool) -> list[list[str]]:
+    """One block per check for the most urgent records, and a count of the rest."""
+    shown, rest = records[:MAX_RECORDS], records[MAX_RECORDS:]
+    blocks = []
+    for check, group in _by_check(shown):
+        block = [f"{check} ({len(group)})", *(_line(record, run, mask) for record in group[:LINES_PER_CHECK])]
+        if len(group) > LINES_PER_CHECK:
+            block.append(f"- … and {len(group) - LINES_PER_CHECK} more in the report")
+        blocks.append(block)
+    if rest:
+        counts = ", ".join(f"{check} {len(group)}" for check, group in _by_check(rest))
+        blocks.append([f"… and {len(rest)} more records in the report ({counts})."])
+    return blocks
+
+
+def _cleared_block(cleared: pl.DataFrame, mask: bool) -> list[str]:
+    if cleared.height == 0:
+        return []
+    return [f"Cleared since the last digest ({cleared.height}):", *_cleared_lines(cleared, mask)]
 
 
 def _records(alerting: pl.DataFrame, context: pl.DataFrame) -> list[_Record]:
-    """One record per (target, key) with something alerting, holding every open finding of it."""
+    """One record per (target, key) with something alerting, holding every open finding of it (`context`
+    holds the alerting findings too; those come with their reason)."""
     reasons = {row["fingerprint"]: row for row in alerting.iter_rows(named=True)}
-    records: dict[tuple[str, str], _Record] = {}
-    for row in alerting.iter_rows(named=True):
-        records.setdefault((row["target"], row["key"]), _Record(row["key"], row["target"]))
+    records = {(row["target"], row["key"]): _Record(row["key"], row["target"]) for row in reasons.values()}
     for row in context.iter_rows(named=True):
         record = records.get((row["target"], row["key"]))
         if record is not None:
             record.parts.append(reasons.get(row["fingerprint"], row))
     for record in records.values():
-        # Alerting findings that are not in the context (an untrusted run's) still belong on the line.
-        have = {p["fingerprint"] for p in record.parts}
-        record.parts += [r for r in reasons.values() if (r["target"], r["key"]) == (record.target, record.key)
-                         and r["fingerprint"] not in have]  # fmt: skip
         record.parts.sort(key=_part_rank)
     return sorted(records.values(), key=_Record.rank)
 
