@@ -148,7 +148,9 @@ OMETRIA_STATUS = {
     "cancelled": "cancelled",
 }
 RETURN_STATUSES = {"CM": "refunded", "RA": "authorised"}
-CARRIERS = {"Colissimo": "COLISSIMO", "DHL Express": "DHL", "UPS": "UPS", "DPD": "DPD"}
+CARRIERS = {"Colissimo": "COLISSIMO", "DHL Express": "DHL", "UPS": "UPS", "DPD": "DPD"}  # ERP name -> Mirakl code
+UNMAPPED_CARRIER = "Chronopost"
+NEW_WAREHOUSE = "EU2"  # opened in the ERP, not yet in any feed
 SHIPPED = ("shipped", "delivered", "closed")
 SUBSCRIPTION_FEE = Decimal("29.00")
 ACCOUNTS = {"commission": "6100", "refund_commission": "6110", "fee": "6200"}
@@ -234,7 +236,7 @@ def config(written: Written, connections: dict[str, dict[str, Any]] | None = Non
     """The retailer's driftwatch.toml as tables; `connections` says how to reach each source."""
     sources: dict[str, dict[str, Any]] = {
         "bluecherry": {"column_map": COLUMN_MAP},
-        **{source: {"kind": "mirakl"} for source in MARKETPLACES},
+        **{source: {"kind": "mirakl", "carrier_map": CARRIERS} for source in MARKETPLACES},
     }
     for source, settings in (connections or {}).items():
         sources[source] = {**sources.get(source, {}), **settings}
@@ -243,8 +245,13 @@ def config(written: Written, connections: dict[str, dict[str, Any]] | None = Non
         "audit": {"fail_on": "high"},
         "feeds": FEEDS,
         "sources": sources,
-        "statuses": {"bluecherry": {code: state for state, code in ERP_STATUS.items()}},
-        "checks": {"tracking_sync": {"carrier_map": CARRIERS}},
+        "statuses": {
+            "bluecherry": {
+                **{code: state for state, code in ERP_STATUS.items()},
+                "returns": RETURN_STATUSES,
+                "products": PRODUCT_STATUSES,
+            }
+        },
         "payouts": {
             "marketplace": "mirakl_fr",
             "erp": "bluecherry",
@@ -953,6 +960,26 @@ class _Marketplaces:
         row = pick("sku", inflatable, "sku")[0]
         row["available"] = free_stock(row) + row["on_order"]
         answer("ats_inflation", "bluecherry", f"{row['sku']}/FR1", "available", "Avail To Sell counts the WIP")
+        for sku in pick("sku", [p for p in garments if p["sku"] not in self.picker.reserved("sku")], "sku", 2):
+            self.stock.append(
+                {
+                    "sku": sku["sku"],
+                    "location": NEW_WAREHOUSE,
+                    "on_hand": 12,
+                    "allocated": 0,
+                    "on_order": 0,
+                    "safety_stock": 0,
+                    "available": 12,
+                    "updated_at": self.stock[0]["updated_at"],
+                }
+            )
+        answer(
+            "unmapped_codes",
+            "bluecherry",
+            NEW_WAREHOUSE,
+            "location",
+            "a warehouse no feed lists holds stock: it reaches no target",
+        )
         for target, hours in (("ometria", 30), ("emarsys", 50)):
             row = pick(
                 "sku", [r for r in self.retailer.rows(target, "inventory") if not self.is_pack(r["sku"])], "sku"
@@ -1062,6 +1089,16 @@ class _Marketplaces:
             ret.set(source, "orders", {"order_id": order["order_id"]}, status=code)
             answer("unmapped_codes", source, code, "status", f"{source} order {order['order_id']} has status {code}")
 
+        order = pick("order", self._orders_where(settled, on("mirakl_fr")), "order_id")[0]
+        ret.set("bluecherry", "shipments", {"order_id": order["order_id"]}, carrier=UNMAPPED_CARRIER)
+        ret.drop("mirakl_fr", "shipments", order_id=order["order_id"])  # the marketplace rejected its tracking
+        answer(
+            "unmapped_codes",
+            "mirakl_fr",
+            UNMAPPED_CARRIER,
+            "carrier",
+            "an ERP carrier no carrier_map names and mirakl_fr never uses: its tracking was rejected",
+        )
         order = pick("order", self._orders_where(settled, on("mirakl_de")), "order_id")[0]
         ret.drop("mirakl_de", "shipments", order_id=order["order_id"])
         answer("tracking_sync", "mirakl_de", order["order_id"], "tracking_number", "ERP shipment, no tracking")

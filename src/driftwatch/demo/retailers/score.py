@@ -84,12 +84,12 @@ class Score:
         return "\n".join(lines + [f"problem: {p}" for p in self.problems])
 
     def differences(self) -> str:
-        """Every missed and extra finding, one a line: what a failing test prints."""
+        """Every missed and extra finding, one a line, and every problem: what a failing test prints."""
         lines = []
         for check in sorted(self.checks.values(), key=lambda c: c.check_id):
             lines += [f"missed {check.check_id} {target} {key}" for target, key in check.missed]
             lines += [f"extra  {check.check_id} {target} {key}" for target, key in check.extra]
-        return "\n".join(lines + [f"problem: {p}" for p in self.problems])
+        return "\n".join(lines)
 
 
 def score(
@@ -188,8 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"\n== {args.retailer} ({twin}), {'file drop' if mode == 'drop' else 'pulled through the connectors'}"
             )
             print(result.table())
-            if not result.exact:
-                print(result.differences())
+            print(result.differences())
             exact &= result.exact
     return 0 if exact else 1
 

@@ -193,6 +193,9 @@ def config(written: Written, connections: dict[str, dict[str, Any]] | None = Non
         "audit": {"fail_on": "high"},
         "feeds": FEEDS,
         "sources": sources,
+        "statuses": {"bluecherry": {"products": PRODUCT_STATUSES}},
+        # The wholesale warehouse feeds no consumer channel, on purpose.
+        "checks": {"unmapped_codes": {"unfed_locations": ["WHS"]}},
     }
 
 
