@@ -4,8 +4,11 @@
 
 This is how BlueCherry data usually arrives (scheduled report exports), and how any source can be audited
 without credentials. Report headers are mapped to canonical columns by a column map (BlueCherry's export
-headers are shipped as defaults; a client's config adds its own). A file that cannot be read at all stops
-the load with a one-line error and stores nothing; a bad row is quarantined with its reason.
+headers are shipped as defaults, per report; a client's config adds its own). A header that is known but
+carries nothing driftwatch compares (BlueCherry's `Color Name`, or another report's `Style Name`) is
+dropped with a note; a header nobody knows stops the load, naming where to map it. A file that cannot be
+read at all stops the load with a one-line error and stores nothing; a bad row is quarantined with its
+reason.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +25,12 @@ from pathlib import Path
 import polars as pl
 
 from driftwatch.config import Config, unknown_source
-from driftwatch.connectors.bluecherry.mapping import BLUECHERRY_COLUMN_MAP, BLUECHERRY_IGNORED, BLUECHERRY_SKU_TEMPLATE
+from driftwatch.connectors.bluecherry.mapping import (
+    BLUECHERRY_COLUMN_MAP,
+    BLUECHERRY_HEADER_VARIANTS,
+    BLUECHERRY_SKU_TEMPLATE,
+    BLUECHERRY_UNUSED,
+)
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import DataError, UserError
 from driftwatch.normalize import coerce
@@ -29,6 +38,23 @@ from driftwatch.store import IncomingSnapshot, IngestResult, Store
 
 FORMATS = (".csv", ".parquet", ".jsonl")
 MANIFEST = "_manifest.json"
+log = logging.getLogger("driftwatch.filedrop")
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """One export file read: its entity, its frame (canonical column names, values still as given), and the
+    known headers it carried that nothing compares, dropped."""
+
+    entity: str
+    frame: pl.DataFrame
+    ignored: tuple[str, ...] = ()
+
+    @property
+    def note(self) -> str | None:
+        if not self.ignored:
+            return None
+        return f"ignored column(s) driftwatch does not compare: {', '.join(self.ignored)}"
 
 
 @dataclass(frozen=True)
@@ -40,6 +66,7 @@ class FileResult:
     quarantined: int
     loaded: bool
     snapshot_id: str
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +79,10 @@ class LoadReport:
     def loaded(self) -> int:
         return sum(f.loaded for f in self.files)
 
+    @property
+    def notes(self) -> list[str]:
+        return [f"{f.path}: {f.note}" for f in self.files if f.note]
+
 
 def load_directory(store: Store, directory: Path | str, cfg: Config) -> LoadReport:
     """Read every file of a snapshot directory and store it in one transaction."""
@@ -61,13 +92,15 @@ def load_directory(store: Store, directory: Path | str, cfg: Config) -> LoadRepo
     prepared = [snap for source_dir in _source_dirs(directory, cfg) for snap in _read_source(source_dir, cfg)]
     if not prepared:
         raise UserError(f"{directory}: no snapshot files found (expected DIR/<source>/<entity>.csv|.parquet|.jsonl)")
-    results = store.ingest(snap for snap, _ in prepared)
-    files = [_file_result(path, snap, result) for (snap, path), result in zip(prepared, results, strict=True)]
-    quarantine = pl.concat([snap.quarantine for snap, _ in prepared])
+    results = store.ingest(snap for snap, _, _ in prepared)
+    files = [
+        _file_result(path, snap, result, note) for (snap, path, note), result in zip(prepared, results, strict=True)
+    ]
+    quarantine = pl.concat([snap.quarantine for snap, _, _ in prepared])
     return LoadReport(directory, files, quarantine)
 
 
-def _file_result(path: Path, snap: IncomingSnapshot, result: IngestResult) -> FileResult:
+def _file_result(path: Path, snap: IncomingSnapshot, result: IngestResult, note: str | None) -> FileResult:
     return FileResult(
         path,
         snap.source,
@@ -76,6 +109,7 @@ def _file_result(path: Path, snap: IncomingSnapshot, result: IngestResult) -> Fi
         result.snapshot.quarantined_rows,
         result.loaded,
         result.snapshot.snapshot_id,
+        note,
     )
 
 
@@ -87,7 +121,7 @@ def _source_dirs(directory: Path, cfg: Config) -> list[Path]:
     return dirs
 
 
-def _read_source(source_dir: Path, cfg: Config) -> list[tuple[IncomingSnapshot, Path]]:
+def _read_source(source_dir: Path, cfg: Config) -> list[tuple[IncomingSnapshot, Path, str | None]]:
     source = source_dir.name
     files = sorted(p for p in source_dir.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
     captured_at = captured_at_of(source_dir, files)
@@ -95,24 +129,28 @@ def _read_source(source_dir: Path, cfg: Config) -> list[tuple[IncomingSnapshot, 
     snaps = []
     kind = cfg.kind(source)
     for path in files:
-        entity_name, frame = read_entity_file(path, source, settings, kind=kind)
+        export = read_entity_file(path, source, settings, kind=kind)
+        if export.note:
+            log.info("%s: %s", path, export.note)
         first_line = first_record_line(path)
         coerced = coerce(
-            frame,
-            entity_name,
+            export.frame,
+            export.entity,
             origin=str(path),
             first_line=first_line,
             naive_timezone=settings.get("timezone", "UTC"),
         )
-        snaps.append((IncomingSnapshot.from_coerced(source, entity_name, captured_at, coerced, str(path)), path))
+        snap = IncomingSnapshot.from_coerced(source, export.entity, captured_at, coerced, str(path))
+        snaps.append((snap, path, export.note))
     return snaps
 
 
-def read_entity_file(path: Path, source: str, settings: dict, *, kind: str | None = None) -> tuple[str, pl.DataFrame]:
-    """One export file of a source (whose platform is `kind`, by default its name) as (entity, frame with
-    canonical column names, values still as given)."""
+def read_entity_file(path: Path, source: str, settings: dict, *, kind: str | None = None) -> ExportFile:
+    """One export file of a source (whose platform is `kind`, by default its name), with canonical column
+    names and its values still as given."""
     entity_name = _entity_of(path)
-    return entity_name, _map_columns(_read_file(path), source, kind or source, entity_name, settings, path)
+    frame, ignored = _map_columns(_read_file(path), source, kind or source, entity_name, settings, path)
+    return ExportFile(entity_name, frame, ignored)
 
 
 def _entity_of(path: Path) -> str:
@@ -206,51 +244,73 @@ def _normal(header: str) -> str:
 
 def _map_columns(
     frame: pl.DataFrame, source: str, kind: str, entity_name: str, settings: dict, path: Path
-) -> pl.DataFrame:
+) -> tuple[pl.DataFrame, tuple[str, ...]]:
+    """The frame with canonical column names, and the known headers dropped because nothing compares them."""
     columns = ENTITIES[entity_name].columns
     bluecherry = kind == "bluecherry"  # its report headers are known; other platforms' drops use canonical names
-    mapping = {
-        **(BLUECHERRY_COLUMN_MAP.get(entity_name, {}) if bluecherry else {}),
-        **settings.get("column_map", {}).get(entity_name, {}),
-    }
+    user_maps = settings.get("column_map", {})
+    if bluecherry:
+        frame = _read_variants(frame, BLUECHERRY_HEADER_VARIANTS.get(entity_name, {}))
+    mapping = {**(BLUECHERRY_COLUMN_MAP.get(entity_name, {}) if bluecherry else {}), **user_maps.get(entity_name, {})}
     by_header = {_normal(h): c for h, c in mapping.items()} | {_normal(c): c for c in columns}
-    ignored = {
-        _normal(h)
-        for h in (
-            *(BLUECHERRY_IGNORED if bluecherry else ()),
-            *settings.get("ignore_columns", ()),
-        )
-    }
+    silent = {_normal(h) for h in settings.get("ignore_columns", ())}  # the user's own choice: no note
+    known = {_normal(h) for h in _known_headers(bluecherry, user_maps)}
     template = settings.get("sku_template", BLUECHERRY_SKU_TEMPLATE if bluecherry else None)
     if "sku" in columns and template and not any(by_header.get(_normal(h)) == "sku" for h in frame.columns):
-        frame = _compose_sku(frame, template)
-        ignored |= {_normal(h) for h in re.findall(r"\{([^}]+)\}", template)}
-    renames, dropped = {}, []
+        frame, used = _compose_sku(frame, template)
+        silent |= used
+    renames, dropped, noted = {}, [], []
     for header in frame.columns:
         target = by_header.get(_normal(header))
         if target in columns and target not in renames.values():
             renames[header] = target
-        elif _normal(header) in ignored or target is not None:
+        elif _normal(header) in silent:
             dropped.append(header)
+        elif target is not None or _normal(header) in known:  # a second header for one column, or another report's
+            dropped.append(header)
+            noted.append(header)
         else:
             raise DataError(
                 f"{path}: unknown column {header!r} for {entity_name}; map it in "
                 f"[sources.{source}.column_map.{entity_name}] or list it in sources.{source}.ignore_columns"
             )
-    return frame.drop(dropped).rename(renames)
+    return frame.drop(dropped).rename(renames), tuple(noted)
 
 
-def _compose_sku(frame: pl.DataFrame, template: str) -> pl.DataFrame:
-    """Build the SKU from report columns, e.g. "{Style}-{Color #}-{Size}", keeping every leading zero."""
+def _known_headers(bluecherry: bool, user_maps: dict[str, dict[str, str]]) -> list[str]:
+    """Headers some report of the source is known to carry: mapped for any entity, or known to be unused."""
+    maps = [*(BLUECHERRY_COLUMN_MAP.values() if bluecherry else ()), *user_maps.values()]
+    variants = [h for table in BLUECHERRY_HEADER_VARIANTS.values() for h in table] if bluecherry else []
+    return [*(h for table in maps for h in table), *variants, *(BLUECHERRY_UNUSED if bluecherry else ())]
+
+
+def _read_variants(frame: pl.DataFrame, variants: dict[str, str]) -> pl.DataFrame:
+    """Headers that are this report's name for a field other reports name otherwise (StyleMaster's SIZES
+    for Size), renamed to the usual name unless the file carries that too."""
+    present = {_normal(h) for h in frame.columns}
+    wanted = {_normal(variant): usual for variant, usual in variants.items()}
+    renames = {
+        h: wanted[_normal(h)]
+        for h in frame.columns
+        if _normal(h) in wanted and _normal(wanted[_normal(h)]) not in present
+    }
+    return frame.rename(renames)
+
+
+def _compose_sku(frame: pl.DataFrame, template: str) -> tuple[pl.DataFrame, set[str]]:
+    """Build the SKU from report columns, e.g. "{Style}-{Color #}-{Size}", keeping every leading zero; also
+    the (normalised) headers it used. A template whose columns the file lacks does not apply: the missing
+    key column is reported later."""
     parts = re.split(r"(\{[^}]+\})", template)
     headers = {_normal(h): h for h in frame.columns}
-    exprs = []
+    exprs, used = [], set()
     for part in parts:
         if part.startswith("{") and part.endswith("}"):
             header = headers.get(_normal(part[1:-1]))
             if header is None:
-                return frame  # the template does not apply; a missing key column is reported later
+                return frame, set()
             exprs.append(pl.col(header).cast(pl.String).str.strip_chars())
+            used.add(_normal(header))
         elif part:
             exprs.append(pl.lit(part))
-    return frame.with_columns(pl.concat_str(exprs).alias("sku"))
+    return frame.with_columns(pl.concat_str(exprs).alias("sku")), used

@@ -62,7 +62,9 @@ def load_summary(report: LoadReport) -> pl.DataFrame:
             "quarantined": [f.quarantined for f in report.files],
             "status": ["loaded" if f.loaded else "unchanged" for f in report.files],
             "snapshot_id": [f.snapshot_id for f in report.files],
-        }
+            "note": [f.note for f in report.files],
+        },
+        schema_overrides={"note": pl.String},
     )
 
 
@@ -71,7 +73,9 @@ def print_load_report(report: LoadReport, fmt: str) -> None:
     if fmt != "table":
         emit(summary, fmt)
         return
-    emit(summary, fmt, title=f"Loaded {report.directory}")
+    emit(summary.drop("note"), fmt, title=f"Loaded {report.directory}")
+    for note in report.notes:
+        click.echo(f"note: {note}")
     if report.quarantine.height:
         shown = report.quarantine.head(QUARANTINE_SHOWN)
         emit(shown, fmt, title=f"\nQuarantined: {report.quarantine.height} problem(s) (first {shown.height})")

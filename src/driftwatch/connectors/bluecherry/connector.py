@@ -6,6 +6,7 @@ reads exactly what a file drop of the same exports would.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import tempfile
@@ -18,6 +19,8 @@ from urllib.parse import urlparse
 from driftwatch.connectors.base import BaseConnector, Pulled
 from driftwatch.errors import UserError
 from driftwatch.filedrop import FORMATS, MANIFEST, captured_at_of, first_record_line, read_entity_file
+
+log = logging.getLogger("driftwatch.connectors")
 
 EXPORTED = (
     "products",
@@ -51,7 +54,11 @@ class Connector(BaseConnector):
         files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in FORMATS and p.stem in chosen)
         if not files:
             raise UserError(f"sources.{self.source}: no exports ({', '.join(sorted(chosen))}) found in {folder}")
-        frames = dict(read_entity_file(path, self.source, self.settings, kind=self.name) for path in files)
+        exports = {path: read_entity_file(path, self.source, self.settings, kind=self.name) for path in files}
+        for path, export in exports.items():
+            if export.note:
+                log.info("%s: %s", path, export.note)
+        frames = {export.entity: export.frame for export in exports.values()}
         self._origins = {path.stem: (str(path), first_record_line(path)) for path in files}
         return Pulled(self.source, captured_at_of(folder, files), frames)
 
