@@ -24,6 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
+from driftwatch import platforms
 from driftwatch.config import Config, unknown_source
 from driftwatch.connectors.bluecherry.mapping import (
     BLUECHERRY_COLUMN_MAP,
@@ -147,9 +148,13 @@ def _read_source(source_dir: Path, cfg: Config) -> list[tuple[IncomingSnapshot, 
 
 def read_entity_file(path: Path, source: str, settings: dict, *, kind: str | None = None) -> ExportFile:
     """One export file of a source (whose platform is `kind`, by default its name), with canonical column
-    names and its values still as given."""
+    names; the platform's coded values (Emarsys's opt-in 1/2, Klaviyo's subscription states) read as its
+    connector reads them, everything else still as given."""
     entity_name = _entity_of(path)
-    frame, ignored = _map_columns(_read_file(path), source, kind or source, entity_name, settings, path)
+    kind = kind or source
+    frame, ignored = _map_columns(_read_file(path), source, kind, entity_name, settings, path)
+    if platforms.is_platform(kind):
+        frame = platforms.get(kind).load_connector().decode_drop(entity_name, frame, settings)
     return ExportFile(entity_name, frame, ignored)
 
 

@@ -85,6 +85,8 @@ class BaseConnector:
     settings_keys: ClassVar[frozenset[str]] = frozenset()
     # Rows fetched between two writes of the staging (setting `checkpoint_rows`); 0 writes every page.
     checkpoint_rows: ClassVar[int] = 0
+    # entity -> column -> the function a pull reads that column's coded values with (see decode_drop)
+    drop_decoders: ClassVar[Mapping[str, Mapping[str, Callable[[str], str | None]]]] = {}
 
     def __init__(
         self,
@@ -110,6 +112,13 @@ class BaseConnector:
 
     def close(self) -> None:
         """Release connections; a platform connector that holds a client closes it here."""
+
+    @classmethod
+    def decode_drop(cls, entity: str, frame: pl.DataFrame, settings: Mapping[str, Any]) -> pl.DataFrame:
+        """A file drop of this platform's `entity` (canonical column names), its coded values (an opt-in
+        written 1/2, a subscription state) read the way a pull reads them: through `drop_decoders`, the
+        functions the pull uses. The rest of a drop is read as given."""
+        return decode_values(frame, cls.drop_decoders.get(entity, {}))
 
     def setting(self, key: str, default: Any = _REQUIRED) -> Any:
         """A plain setting; without a default, a missing one is a UserError."""
@@ -164,3 +173,16 @@ class BaseConnector:
         if unknown:
             raise UserError(f"{self.source} cannot pull {', '.join(unknown)}: it provides {', '.join(self.entities)}")
         return chosen
+
+
+def decode_values(frame: pl.DataFrame, decoders: Mapping[str, Callable[[str], str | None]]) -> pl.DataFrame:
+    """Each named text column of a drop through its decoder (the function a pull reads the value with),
+    called once per distinct value. A value the decoder does not know comes back as it was, for the
+    normaliser to report."""
+    for column, decode in decoders.items():
+        if column not in frame.columns or frame.schema[column] != pl.String:
+            continue  # absent, or typed already (a parquet boolean needs no decoding)
+        values = frame[column].drop_nulls().unique().to_list()
+        lookup = {value: decode(value.strip()) for value in values}
+        frame = frame.with_columns(pl.col(column).replace_strict(lookup, default=None, return_dtype=pl.String))
+    return frame

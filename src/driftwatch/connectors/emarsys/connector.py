@@ -47,6 +47,7 @@ log = logging.getLogger("driftwatch.connectors.emarsys")
 class Connector(BaseConnector):
     name = "emarsys"
     entities = ("customers", "products", "inventory", "orders", "order_lines")
+    drop_decoders = mapping.DROP_DECODERS
     settings_keys = frozenset(
         {
             "base_url",

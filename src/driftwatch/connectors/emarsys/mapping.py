@@ -80,6 +80,15 @@ def text(value: Any) -> str | None:
     return str(value)
 
 
+def opt_in(value: str | None) -> str | None:
+    """Field 31 as canonical text: 1 is opted in, 2 opted out; an undocumented value stays as it is."""
+    return None if value is None else OPT_IN.get(value, value)
+
+
+# A drop of a contacts export carries field 31 as getdata does.
+DROP_DECODERS = {"customers": {"email_consent": opt_in}}
+
+
 def field_ids(settings: Mapping[str, Any]) -> dict[str, str]:
     return {**DEFAULT_FIELD_IDS, **{k: str(v) for k, v in (settings.get("field_ids") or {}).items()}}
 
@@ -102,9 +111,7 @@ def contacts_frame(contacts: list[Mapping[str, Any]], fields: Mapping[str, str])
     rows = []
     for contact in contacts:
         row = {column: text(contact.get(field_id)) for column, field_id in fields.items()}
-        consent = row.get("email_consent")
-        if consent is not None:
-            row["email_consent"] = OPT_IN.get(consent, consent)  # an unknown value stays raw, to be reported
+        row["email_consent"] = opt_in(row.get("email_consent"))  # an unknown value stays raw, to be reported
         rows.append({"customer_id": text(contact["id"]), **row})
     return pl.DataFrame(rows, schema=dict.fromkeys(["customer_id", *fields], pl.String))
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from driftwatch.connectors.base import BaseConnector, Cursor, Pulled
+from driftwatch.connectors.base import BaseConnector, Cursor, Pulled, decode_values
 from driftwatch.connectors.klaviyo import mapping
 from driftwatch.connectors.klaviyo.client import REVISION, KlaviyoClient, after, all_of
 
@@ -35,6 +35,7 @@ class Connector(BaseConnector):
     )
     entities = ("customers", "products", "inventory", "events")
     checkpoint_rows = 5000  # a file per 100-profile page would cost more than fetching it
+    drop_decoders = mapping.DROP_DECODERS
 
     def __init__(
         self,
@@ -56,6 +57,16 @@ class Connector(BaseConnector):
             rate_limits=self.setting("rate_limits", {}),
         )
         self._variant_rows: pl.DataFrame | None = None
+
+    @classmethod
+    def decode_drop(cls, entity: str, frame: pl.DataFrame, settings: Mapping[str, Any]) -> pl.DataFrame:
+        """Besides consent states, an events drop names its metrics as Klaviyo does (Placed Order): read
+        through the source's `metrics`, as a pull reads them."""
+        frame = super().decode_drop(entity, frame, settings)
+        if entity != "events":
+            return frame
+        metrics = dict(settings.get("metrics", mapping.METRICS))
+        return decode_values(frame, {"metric": lambda name: metrics.get(name, name)})
 
     def close(self) -> None:
         self.client.close()

@@ -122,6 +122,10 @@ def consent(state: Any) -> str | None:
     return str(state) if known is None else text(known)
 
 
+# A drop of profiles carries subscription states (SUBSCRIBED, UNSUBSCRIBED, NEVER_SUBSCRIBED) as the API does.
+DROP_DECODERS = {"customers": {"email_consent": consent, "sms_consent": consent}}
+
+
 def text(value: Any) -> str | None:
     """Canonical text of a JSON value (numbers arrive as int or Decimal, never float)."""
     if value is None:

@@ -47,6 +47,25 @@ class Connector(BaseConnector):
         {"base_url", "api_key_env", "shop_id", "call_limits", "offset_page_size", "seek_page_size"}
     )
 
+    @classmethod
+    def decode_drop(cls, entity: str, frame: pl.DataFrame, settings: Mapping[str, Any]) -> pl.DataFrame:
+        """Transaction lines dropped as TL02 gives them (ORDER_AMOUNT, PAYMENT, ...) read as a pull reads
+        them: the canonical line type, and a PAYMENT's amount as the amount paid out. A line already in
+        canonical words is read as given."""
+        if entity != "payout_lines" or frame.schema.get("line_type") != pl.String:
+            return frame
+        raw = pl.col("line_type").str.strip_chars()
+        paid_out = raw.is_in(sorted(mapping.PAID_OUT))
+        if "amount" in frame.columns:
+            amount = pl.col("amount")
+            if frame.schema["amount"] == pl.String:  # negated as text: the normaliser parses it exactly
+                amount = amount.str.strip_chars()
+                negated = pl.when(amount.str.starts_with("-")).then(amount.str.slice(1)).otherwise(pl.lit("-") + amount)
+            else:
+                negated = -amount
+            frame = frame.with_columns(pl.when(paid_out).then(negated).otherwise(pl.col("amount")).alias("amount"))
+        return frame.with_columns(raw.replace(mapping.LINE_TYPES).alias("line_type"))
+
     def __init__(
         self,
         settings: Mapping[str, Any],

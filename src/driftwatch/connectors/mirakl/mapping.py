@@ -87,6 +87,9 @@ LINE_TYPES: dict[str, str] = {
     "RESERVE_SETTLEMENT": "adjustment",
     "PAYMENT": "payment",
 }
+# The TL02 types whose amount the seller's balance sees the other way round: the payout debits the balance
+# by what it pays out, and a canonical `payment` line is the amount paid out.
+PAID_OUT = frozenset({"PAYMENT"})
 # The simulator's choice of TL02 type for each canonical line type.
 TRANSACTION_TYPES: dict[str, str] = {
     "order_amount": "ORDER_AMOUNT",
@@ -197,8 +200,8 @@ def transaction_to_payout_line(transaction: Record, document_numbers: Mapping[st
     raw_type = transaction.get("type") or ""
     line_type = LINE_TYPES.get(raw_type, raw_type)
     amount = transaction.get("amount")
-    if line_type == "payment" and amount is not None:
-        amount = -Decimal(amount)  # the payout debits the seller's balance
+    if raw_type in PAID_OUT and amount is not None:
+        amount = -Decimal(amount)
     document_id = transaction.get("accounting_document_id")
     entities = transaction.get("entities") or {}
     return {

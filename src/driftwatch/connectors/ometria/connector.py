@@ -49,6 +49,7 @@ TO_ROWS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 class Connector(BaseConnector):
     name = "ometria"
     entities = ("customers", "orders", "order_lines", "products", "inventory")
+    drop_decoders = mapping.DROP_DECODERS
     settings_keys = frozenset({"base_url", "api_key_env", "page_size", "read_rate", "push_rate"})
 
     def __init__(self, settings: dict[str, Any], **kwargs: Any):

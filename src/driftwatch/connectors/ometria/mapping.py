@@ -60,13 +60,23 @@ def text(value: Any) -> str | None:
 # ---- pull: records -> canonical rows -------------------------------------------------------------
 
 
+def marketing_optin(value: str | None) -> str | None:
+    """A contact's `marketing_optin` as canonical text (NOT_SPECIFIED is no answer); an undocumented value
+    stays as it is."""
+    return OPTIN.get(value or "NOT_SPECIFIED", value)
+
+
+# A drop of a contacts export carries marketing_optin as the API does.
+DROP_DECODERS = {"customers": {"email_consent": marketing_optin}}
+
+
 def contact_to_row(record: dict[str, Any]) -> dict[str, Any]:
     sms = (record.get("channels") or {}).get("sms") or {}
     return {
         "customer_id": text(record["id"]),
         "erp_customer_id": text(record.get("customer_id")),
         "email": text(record.get("email")),
-        "email_consent": OPTIN.get(record.get("marketing_optin") or "NOT_SPECIFIED", record.get("marketing_optin")),
+        "email_consent": marketing_optin(record.get("marketing_optin")),
         "sms_consent": text(sms.get("allow_marketing")),
         "consent_updated_at": text(record.get("timestamp_subscribed") or record.get("timestamp_unsubscribed")),
         "first_name": text(record.get("firstname")),
