@@ -17,7 +17,6 @@ outside driftwatch registers its own through the `driftwatch.platforms` entry-po
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -173,16 +172,16 @@ def _load_plugins() -> None:
     global _plugins_loaded
     if _plugins_loaded:
         return
-    _plugins_loaded = True
     for point in entry_points(group=ENTRY_POINT_GROUP):
         try:
             loaded = point.load()
         except Exception as exc:  # a broken plugin must say which one it is, not crash with its traceback
             raise UserError(f"plugin platform {point.name!r} ({point.value}) cannot be loaded: {exc}") from None
-        platform = loaded() if isinstance(loaded, Callable) and not isinstance(loaded, Platform) else loaded
+        platform = loaded() if callable(loaded) else loaded  # a Platform, or a function returning one
         if not isinstance(platform, Platform):
             raise UserError(f"plugin platform {point.name!r} ({point.value}) is not a driftwatch Platform")
         register(platform)
+    _plugins_loaded = True  # only once every plugin loaded: a broken one is reported on every lookup
 
 
 def reload_plugins() -> None:
