@@ -11,9 +11,11 @@ never values in this file, only the names of environment variables that hold the
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,9 @@ _TOP_LEVEL = (
 # Setting names that hold a credential. A name such as `project_key` or `listing_field` is not one.
 _SECRET_NAME = re.compile(r"(^key$|api_?key|secret|password|passphrase|token|private_key|access_key)", re.IGNORECASE)
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_STORE_KEYS = ("path",)
+_AUDIT_KEYS = ("fail_on", "marketplaces", "checks_dirs")
+_FEED_KEYS = ("source", "target", "entities", "channels", "locations")
 DEFAULT_SYSTEM_OF_RECORD = "bluecherry"  # what feeds every target when no [[feeds]] say otherwise
 
 
@@ -128,19 +133,44 @@ class Config:
         """The canonical order stages a source's platform cannot tell apart."""
         return self.platform(source).vocabulary.same_stages
 
-    def check_options(self, check_id: str, target: str | None = None) -> dict[str, Any]:
-        """User overrides for a check: check-level values, then the target's own."""
+    def check_options(
+        self, check_id: str, target: str | None = None, defaults: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A check's options: its file's `defaults`, then `[checks.<id>]`, then the target's own
+        `[checks.<id>.targets.<target>]` (see `merge_options` for how tables combine)."""
         table = dict(self.raw.get("checks", {}).get(check_id, {}))
         per_target = table.pop("targets", {})
+        merged = merge_options(defaults or {}, table)
         if target is not None:
-            table.update(per_target.get(target, {}))
-        return table
+            merged = merge_options(merged, per_target.get(target, {}))
+        return merged
 
     def feeds_to(self, target: str) -> list[Feed]:
         return [f for f in self.feeds if f.target == target]
 
     def section(self, name: str) -> dict[str, Any]:
         return self.raw.get(name, {})
+
+
+def merge_options(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` over `base`: a table option (a money tolerance per currency) adds to the
+    table above it, entry by entry; any other value replaces. A money tolerance given as one amount is the
+    amount for every currency, so it replaces whatever per-currency entries came before."""
+    merged = dict(base)
+    for name, value in override.items():
+        before = merged.get(name)
+        if name.endswith("money_tolerance") and before is not None and not isinstance(before, dict):
+            before = {"default": before}
+        merged[name] = {**before, **value} if isinstance(value, dict) and isinstance(before, dict) else value
+    return merged
+
+
+def unknown_key(key: str, allowed: Iterable[str], what: str = "key") -> str:
+    """The problem with a key that is not one of `allowed`, with the closest allowed one as a hint."""
+    allowed = sorted(allowed)
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {what}{hint}; expected one of {', '.join(allowed)}"
 
 
 def unknown_source(name: str, cfg: Config | None = None, what: str = "source") -> str:
@@ -195,6 +225,7 @@ _SECTION_VALIDATORS = {  # section -> (module:function, whether it reads the who
     "alerts": ("driftwatch.alerts.routes:parse_alerts", "raw"),
     "repair": ("driftwatch.repair.guards:settings", "config"),
     "payouts": ("driftwatch.payouts.settings:payout_settings", "config"),
+    "checks": ("driftwatch.engine.overrides:validate_check_settings", "config"),
 }
 
 
@@ -208,14 +239,15 @@ def _validate_sections(cfg: Config) -> None:
             try:
                 getattr(importlib.import_module(module), function)(cfg if reads == "config" else cfg.raw)
             except UserError as exc:
-                raise UserError(f"{cfg.path}: {exc}") from None
+                raise UserError("\n".join(f"{cfg.path}: {line}" for line in str(exc).splitlines())) from None
 
 
 def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
     problems = _Problems(path)
     for key in raw:
         if key not in _TOP_LEVEL:
-            problems.add(key, f"unknown section; expected one of {', '.join(_TOP_LEVEL)}")
+            problems.add(key, unknown_key(key, _TOP_LEVEL, "section"))
+    _check_tables(raw, problems)
     _check_secrets(raw, "", problems)
     sources = raw.get("sources", {})
     _check_sources(sources, problems)
@@ -234,6 +266,21 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         feeds=feeds,
         checks_dirs=[base / p for p in raw.get("audit", {}).get("checks_dirs", [])],
     )
+
+
+def _check_tables(raw: dict[str, Any], problems: _Problems) -> None:
+    """Every section is a table of the right shape, and the simple ones hold only their known keys."""
+    for section in ("store", "audit", "sources", "statuses", "checks", "report", "alerts", "repair", "payouts"):
+        if section in raw and not isinstance(raw[section], dict):
+            problems.add(section, f"expected a table: [{section}]")
+            raw[section] = {}
+    if "feeds" in raw and not (isinstance(raw["feeds"], list) and all(isinstance(f, dict) for f in raw["feeds"])):
+        problems.add("feeds", "expected [[feeds]] tables")
+        raw["feeds"] = []
+    for section, allowed in (("store", _STORE_KEYS), ("audit", _AUDIT_KEYS)):
+        for key in raw.get(section, {}):
+            if key not in allowed:
+                problems.add(f"{section}.{key}", unknown_key(key, allowed))
 
 
 class _Problems:
@@ -271,15 +318,25 @@ def _check_sources(sources: dict[str, Any], problems: _Problems) -> None:
     for name, table in sources.items():
         if not _check_kind(name, table, problems):
             continue
+        platform = platforms.get(table.get("kind", name))
+        allowed = platform.settings()
+        for key in table:
+            if key not in allowed:
+                problems.add(
+                    f"sources.{name}.{key}", unknown_key(key, allowed, f"setting for a {platform.name} source")
+                )
+        if not isinstance(table.get("column_map", {}), dict):
+            problems.add(f"sources.{name}.column_map", "expected tables per entity: [sources.NAME.column_map.ENTITY]")
+            continue
         for entity_name in table.get("column_map", {}):
             if entity_name not in ENTITIES:
-                problems.add(
-                    f"sources.{name}.column_map.{entity_name}",
-                    f"unknown entity; expected one of {', '.join(ENTITIES)}",
-                )
+                problems.add(f"sources.{name}.column_map.{entity_name}", unknown_key(entity_name, ENTITIES, "entity"))
+                continue
+            if not isinstance(table["column_map"][entity_name], dict):
+                problems.add(f"sources.{name}.column_map.{entity_name}", 'expected a table: "Report header" = "column"')
                 continue
             for header, column in table["column_map"][entity_name].items():
-                if column not in ENTITIES[entity_name].columns:
+                if not isinstance(column, str) or column not in ENTITIES[entity_name].columns:
                     problems.add(
                         f"sources.{name}.column_map.{entity_name}.{header!r}",
                         f"{column!r} is not a column of {entity_name}; expected one of "
@@ -325,6 +382,9 @@ def _check_statuses(statuses: dict[str, Any], known: tuple[str, ...], problems: 
                 f"statuses.{source}", f"unknown source; expected a configured source or a platform: {', '.join(known)}"
             )
             continue
+        if not isinstance(table, dict):
+            problems.add(f"statuses.{source}", 'expected a table: "RAW_STATUS" = "canonical status"')
+            continue
         for raw_value, canonical in table.items():
             if isinstance(canonical, dict):
                 if raw_value not in CANONICAL or raw_value == ORDERS:
@@ -362,6 +422,13 @@ def _parse_feeds(
     feeds = []
     for i, item in enumerate(items):
         key = f"feeds[{i}]"
+        for name in item:
+            if name not in _FEED_KEYS:
+                problems.add(f"{key}.{name}", unknown_key(name, _FEED_KEYS))
+        for name in ("entities", "channels", "locations"):
+            if name in item and not (isinstance(item[name], list) and all(isinstance(v, str) for v in item[name])):
+                problems.add(f"{key}.{name}", f'expected a list of names, e.g. {name} = ["..."]')
+                item = {k: v for k, v in item.items() if k != name}
         source, target = item.get("source"), item.get("target")
         if source not in known or target not in known:
             problems.add(

@@ -6,10 +6,14 @@ agree on what "one unit" is in each currency.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import cache
 
 from babel.core import UnknownLocaleError
-from babel.numbers import get_currency_precision
+from babel.numbers import get_currency_precision, list_currencies
 
 DEFAULT_DIGITS = 2  # an unknown or absent currency is shown and rounded like most currencies
 
@@ -40,3 +44,59 @@ def format_money(amount: Decimal | None, currency: str | None) -> str:
         return ""
     text = f"{quantize(Decimal(amount), currency):,}"
     return f"{text} {currency}" if currency else text
+
+
+@cache
+def currencies() -> frozenset[str]:
+    """Every ISO 4217 code babel knows (current and historic)."""
+    return frozenset(list_currencies())
+
+
+@dataclass(frozen=True)
+class MoneyTolerance:
+    """How far apart two amounts of one currency may be and still count as equal: the amount set for the
+    currency, else the `default` amount, else one minor unit of the currency (0.01 GBP, 1 JPY)."""
+
+    per_currency: Mapping[str, Decimal] = field(default_factory=dict)
+    default: Decimal | None = None
+
+    @classmethod
+    def parse(cls, value: object) -> MoneyTolerance:
+        """From a check option: one amount for every currency (`0.05` or `"0.05"`), or a table of amounts per
+        currency code with an optional `default` (`{ JPY = "5", default = "0.02" }`). A ValueError says
+        what is wrong, naming the entry."""
+        if not isinstance(value, Mapping):
+            return cls({}, _amount(value, "money_tolerance"))
+        amounts: dict[str, Decimal] = {}
+        for code, amount in value.items():
+            if code != "default" and code.upper() not in currencies():
+                swapped = [c for c in sorted(currencies()) if sorted(c) == sorted(code.upper())]  # JYP -> JPY
+                close = swapped or difflib.get_close_matches(code.upper(), sorted(currencies()), n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise ValueError(f"{code!r} is not an ISO 4217 currency code{hint}; or use `default` for the rest")
+            amounts[code if code == "default" else code.upper()] = _amount(amount, code)
+        default = amounts.pop("default", None)
+        return cls(amounts, default)
+
+    def of(self, currency: str | None) -> Decimal:
+        code = (currency or "").strip().upper()
+        if code in self.per_currency:
+            return self.per_currency[code]
+        if self.default is not None:
+            return self.default
+        return minor_unit(code or None)
+
+    def table(self) -> dict[str, Decimal]:
+        """The tolerance of every known currency, and of each one named in the option."""
+        return {code: self.of(code) for code in currencies() | set(self.per_currency)}
+
+
+def _amount(value: object, name: str) -> Decimal:
+    # Floats come through str(): 0.01 in TOML is exactly 0.01, not its binary neighbour.
+    try:
+        amount = None if isinstance(value, bool) else Decimal(str(value))
+    except InvalidOperation:
+        amount = None
+    if amount is None or not amount.is_finite() or amount < 0:
+        raise ValueError(f'{name}: {value!r} is not an amount of money of at least 0, e.g. "0.05"')
+    return amount

@@ -1,8 +1,13 @@
-"""The commented starter configuration written by `driftwatch init`."""
+"""The commented starter configuration written by `driftwatch init`.
+
+Its commented example lines are valid settings: uncommenting every one of them gives a configuration that
+loads. A test holds the starter to that, so it cannot drift from the keys driftwatch accepts.
+"""
 
 STARTER_CONFIG = """\
 # driftwatch configuration. Every key is optional; delete what you do not need.
 # Secrets never go in this file: name the environment variable that holds each one (keys ending in _env).
+# A key driftwatch does not know is refused with its name, so a typo never goes unnoticed.
 
 [store]
 path = "driftwatch.duckdb"          # the DuckDB file holding every snapshot, finding and journal
@@ -17,6 +22,7 @@ fail_on = "high"                    # exit code 1 when drift at or above this se
 source = "bluecherry"
 target = "mirakl"
 entities = ["products", "inventory", "orders", "order_lines", "shipments", "payout_lines"]
+# channels = ["mirakl"]             # ERP channels of this marketplace's orders (default: its own name)
 # locations = ["WH01", "WH02"]      # ERP locations whose stock this target sells (default: all)
 
 [[feeds]]
@@ -25,13 +31,21 @@ target = "klaviyo"
 entities = ["customers", "products", "inventory", "events", "orders", "order_lines", "returns"]
 # channels = ["web", "retail"]      # orders of these channels (default: every channel but marketplaces)
 
+# A source is an instance of a platform. One named after its platform needs no `kind`; name the others:
+# [[feeds]]
+# source = "bluecherry"
+# target = "mirakl_de"
+# entities = ["products", "inventory", "orders", "order_lines", "shipments", "payout_lines"]
+
 [sources.bluecherry]
 timezone = "America/New_York"       # exports give local times without an offset
 sku_template = "{Style}-{Color #}-{Size}"
+# path = "/srv/exports/bluecherry"  # where `driftwatch pull` picks up the report exports
+# ignore_columns = ["Buyer Notes"]  # report columns to leave out
+
 # Map your report headers to canonical columns, per entity:
 # [sources.bluecherry.column_map.inventory]
 # "Avail QOH" = "available"
-# ignore_columns = ["Buyer Notes"]
 
 [sources.klaviyo]
 base_url = "https://a.klaviyo.com"
@@ -41,6 +55,12 @@ api_key_env = "KLAVIYO_API_KEY"
 base_url = "https://your-marketplace.mirakl.net"
 api_key_env = "MIRAKL_API_KEY"
 # carrier_map = { "UPS GROUND" = "ups" }   # ERP carrier code = the code this marketplace knows
+
+# A second Mirakl marketplace, with its own key:
+# [sources.mirakl_de]
+# kind = "mirakl"
+# base_url = "https://your-other-marketplace.mirakl.net"
+# api_key_env = "MIRAKL_DE_API_KEY"
 
 # BlueCherry status codes are set up per client: name yours here (raw code = canonical status).
 [statuses.bluecherry]
@@ -67,9 +87,17 @@ out_dir = "driftwatch-reports"      # relative to this file
 # teams = ["customer-service", "crm"]   # owners of the checks; or checks = [...], targets = [...]
 # min_severity = "high"
 
-# Tolerances and lags per check, and per target:
+# Tolerances and lags per check, and per target (`driftwatch checks list` shows each check's options):
 # [checks.stock_parity]
-# tolerance = 0
+# stock_tolerance = 0
 # [checks.stock_parity.targets.mirakl]
-# tolerance = 2
+# stock_tolerance = 2
+
+# Money is equal within one minor unit of its currency (0.01 GBP, 1 JPY) unless you say otherwise:
+# one amount for every currency, or amounts per currency (`default` for the others).
+# [checks.order_value_drift]
+# money_tolerance = "0.05"
+# [checks.catalogue_parity.money_tolerance]
+# JPY = "5"
+# default = "0.02"
 """

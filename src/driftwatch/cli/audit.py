@@ -158,7 +158,8 @@ def checks_group() -> None:
 @format_option()
 @pass_app
 def checks_list(app: AppContext, fmt: str) -> None:
-    """List every check: id, title, owner team, what it reads and how it runs.
+    """List every check: id, title, owner team, what it reads, how it runs and the options
+    driftwatch.toml may set for it ([checks.<id>]).
 
     \b
     Example:
@@ -172,6 +173,7 @@ def checks_list(app: AppContext, fmt: str) -> None:
             "owner": [c.owner for c in catalogue],
             "reads": [", ".join(c.reads) for c in catalogue],
             "runs": [f"rule {c.rule}" if c.rule else f"compare ({len(c.compares)})" for c in catalogue],
+            "options": [", ".join(c.options) for c in catalogue],
             "file": [str(c.path) for c in catalogue],
         },
         schema={
@@ -180,6 +182,7 @@ def checks_list(app: AppContext, fmt: str) -> None:
             "owner": pl.String,
             "reads": pl.String,
             "runs": pl.String,
+            "options": pl.String,
             "file": pl.String,
         },
     )

@@ -37,7 +37,7 @@ problem is reported as `FILE: KEY: problem`.
     message = "price {actual} on {target}, {expected} in the ERP"
 
     [options]                          # defaults; driftwatch.toml [checks.ID] overrides them
-    money_tolerance = 0.01
+    money_tolerance = {}               # money: one amount, or amounts per currency (default: one minor unit)
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import string
-from decimal import Decimal
 
 import polars as pl
 
@@ -21,6 +20,7 @@ from driftwatch.engine.context import Scope
 from driftwatch.engine.findings import FINDING_COLUMNS, MONEY, as_text
 from driftwatch.engine.views import VIEWS
 from driftwatch.errors import UserError
+from driftwatch.money import MoneyTolerance
 from driftwatch.statuses import stage_classes
 
 _IN_EXPECTED, _IN_ACTUAL = "_in_expected", "_in_actual"
@@ -46,8 +46,9 @@ def run_compare(scope: Scope, spec: CompareSpec) -> pl.LazyFrame | None:
         parts.append(_presence(scope, spec, rows.filter(missing), spec.missing, "present", "absent"))
     if spec.extra:
         parts.append(_presence(scope, spec, rows.filter(extra), spec.extra, "absent", "present"))
+    currency = _currency(spec, names)
     for field in fields:
-        differs = _field_differs(scope, spec, field)
+        differs = _field_differs(scope, spec, field, currency)
         parts.append(_field_differences(scope, spec, rows.filter(both & differs), field))
     return pl.concat(parts, how="vertical") if parts else None
 
@@ -201,13 +202,30 @@ def _presence(
     )
 
 
-def _field_differs(scope: Scope, spec: CompareSpec, field: FieldSpec) -> pl.Expr:
+def _field_differs(scope: Scope, spec: CompareSpec, field: FieldSpec, currency: pl.Expr) -> pl.Expr:
     exp, act = pl.col(f"expected_{field.name}"), pl.col(f"actual_{field.name}")
     if field.kind == "status":
         # A status with no mapping is null here: unmapped_codes reports it, once per code.
         groups = _status_groups(scope, spec.entity)
         return exp.is_not_null() & act.is_not_null() & (exp.replace(groups) != act.replace(groups))
+    if field.kind == "money":
+        limit = money_limit(_option_or_value(scope, field.tolerance), currency)
+        return (exp.is_null() != act.is_null()) | ((act - exp).abs() > limit).fill_null(False)
     return _differs(field.kind, exp, act, _tolerance(scope, field))
+
+
+def money_limit(tolerance: object, currency: pl.Expr) -> pl.Expr:
+    """Per row, the money tolerance of the row's currency: a check's `money_tolerance` option is one amount
+    for every currency or a table per currency, and a currency it does not name gets one minor unit."""
+    parsed = MoneyTolerance.parse({} if tolerance is None else tolerance)
+    code = currency.cast(pl.String).str.strip_chars().str.to_uppercase()
+    return code.replace_strict(parsed.table(), default=parsed.of(None), return_dtype=MONEY)
+
+
+def _currency(spec: CompareSpec, names: list[str]) -> pl.Expr:
+    """The currency of a joined row: the check's currency column, from whichever side has it."""
+    sides = [f"{side}_{spec.currency}" for side in ("expected", "actual") if f"{side}_{spec.currency}" in names]
+    return pl.coalesce(sides) if spec.currency and sides else pl.lit(None, pl.String)
 
 
 def _field_differences(scope: Scope, spec: CompareSpec, rows: pl.LazyFrame, field: FieldSpec) -> pl.LazyFrame:
@@ -235,9 +253,8 @@ def _field_name(name: str) -> pl.Expr:
 
 
 def _differs(kind: str, exp: pl.Expr, act: pl.Expr, tolerance: float | None) -> pl.Expr:
-    if kind in _NUMERIC:
-        limit = pl.lit(Decimal(str(tolerance or 0))).cast(MONEY) if kind == "money" else pl.lit(tolerance or 0)
-        return (exp.is_null() != act.is_null()) | ((act - exp).abs() > limit).fill_null(False)
+    if kind == "int":
+        return (exp.is_null() != act.is_null()) | ((act - exp).abs() > pl.lit(tolerance or 0)).fill_null(False)
     if kind == "timestamp":
         if tolerance:
             gap = (act - exp).abs() > pl.duration(seconds=tolerance)
@@ -261,9 +278,13 @@ def _canonical_text(kind: str, value: pl.Expr) -> pl.Expr:
 
 
 def _tolerance(scope: Scope, field: FieldSpec) -> float | None:
-    if isinstance(field.tolerance, str):
-        return float(scope.option(field.tolerance))
-    return field.tolerance
+    value = _option_or_value(scope, field.tolerance)
+    return None if value is None else float(value)
+
+
+def _option_or_value(scope: Scope, tolerance: str | float | None) -> object:
+    """A field's tolerance: the option it names, or the number the check file gives."""
+    return scope.option(tolerance) if isinstance(tolerance, str) else tolerance
 
 
 def _status_groups(scope: Scope, entity: str) -> dict[str, str]:

@@ -96,7 +96,7 @@ def _scopes(ctx: AuditContext, check: CheckSpec) -> Iterator[Scope]:
     cfg = ctx.cfg
 
     def options(target: str | None) -> dict:
-        return {**check.options, **cfg.check_options(check.id, target)}
+        return cfg.check_options(check.id, target, defaults=check.options)
 
     if check.scope == "run":
         yield Scope(ctx, check, None, None, None, options(None))

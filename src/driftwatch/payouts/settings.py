@@ -205,4 +205,5 @@ def _category(name: str, spec: Any, where: str) -> Category:
     key = f"{where}.commission.categories.{name}"
     if not isinstance(spec, dict) or "rate" not in spec or not spec.get("skus"):
         raise UserError(f'{key}: expected a table with rate and skus, e.g. rate = "0.12", skus = ["00412-*"]')
+    _known_keys(spec, ("rate", "skus"), key)
     return Category(name, _decimal(spec["rate"], f"{key}.rate"), tuple(spec["skus"]))
