@@ -220,26 +220,27 @@ def load_config(path: Path | str | None = None) -> Config:
 
 # Sections owned by other parts, validated where they are read; run at load time so that a mistake is
 # reported when the config is read, not halfway through a nightly job.
-_SECTION_VALIDATORS = {  # section -> (module:function, whether it reads the whole Config or the raw tables)
-    "report": ("driftwatch.report.build:report_settings", "config"),
-    "alerts": ("driftwatch.alerts.routes:parse_alerts", "raw"),
-    "repair": ("driftwatch.repair.guards:settings", "config"),
-    "payouts": ("driftwatch.payouts.settings:payout_settings", "config"),
-    "checks": ("driftwatch.engine.overrides:validate_check_settings", "config"),
-}
+_SECTION_VALIDATORS = (  # (sections calling for it, module:function, whether it reads the Config or the raw tables)
+    (("report",), "driftwatch.report.build:report_settings", "config"),
+    (("alerts",), "driftwatch.alerts.routes:parse_alerts", "raw"),
+    (("repair",), "driftwatch.repair.guards:settings", "config"),
+    # Before the checks: it says where each option payout_matching no longer takes has gone.
+    (("payouts", "checks"), "driftwatch.payouts.settings:payout_settings", "config"),
+    (("checks",), "driftwatch.engine.overrides:validate_check_settings", "config"),
+)
 
 
 def _validate_sections(cfg: Config) -> None:
-    for section, (target, reads) in _SECTION_VALIDATORS.items():
-        # [payouts] also owns the payout_matching check's settings: it refuses the ones the check once took.
-        checks = cfg.raw.get("checks")
-        owned = section == "payouts" and isinstance(checks, dict) and "payout_matching" in checks
-        if section in cfg.raw or owned:
+    for sections, target, reads in _SECTION_VALIDATORS:
+        if any(section in cfg.raw for section in sections):
             module, function = target.split(":")
             try:
                 getattr(importlib.import_module(module), function)(cfg if reads == "config" else cfg.raw)
             except UserError as exc:
-                raise UserError("\n".join(f"{cfg.path}: {line}" for line in str(exc).splitlines())) from None
+                lines = str(exc).splitlines()
+                raise UserError(
+                    "\n".join(line if line.startswith(f"{cfg.path}:") else f"{cfg.path}: {line}" for line in lines)
+                ) from None
 
 
 def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
