@@ -232,3 +232,30 @@ def test_repair_pushes_each_instances_drift_to_that_instance_with_its_own_key(tm
             report = apply_plan(store, cfg, plan, pushers)
         assert report.verdicts == {plan.actions[0].action_id: "repaired"}
         assert dict(fr.writes) == {("STO01", "P1"): 1} and not de.writes
+
+
+@pytest.mark.parametrize("erp", ["commercetools", "erp_us"])
+def test_erp_side_repairs_go_to_the_system_of_record_of_the_findings_feed(tmp_path, erp):
+    """A marketplace order the system of record lacks is imported into that system of record: the
+    storefront when commercetools owns orders, the configured BlueCherry instance otherwise."""
+    from driftwatch.repair import make_plan, pusher_for
+    from driftwatch.store import IncomingSnapshot
+
+    sources = {"erp_us": {"kind": "bluecherry", "outbox": str(tmp_path / "outbox")}} if erp == "erp_us" else {}
+    cfg = parse_config({"sources": sources, "feeds": [{"source": erp, "target": "mirakl", "entities": ["orders"]}]})
+    truth = coerce(pl.DataFrame([order("SO1", "MRK-1", "mirakl", "shipped")]), "orders").good
+    copy = pl.DataFrame([order("MRK-1", "MRK-1", "mirakl", "SHIPPED"), order("MRK-2", "MRK-2", "mirakl", "SHIPPED")])
+    with Store(tmp_path / "s.duckdb") as store:
+        store.ingest([IncomingSnapshot(erp, "orders", CAPTURED, truth),
+                      IncomingSnapshot("mirakl", "orders", CAPTURED, coerce(copy, "orders").good)])  # fmt: skip
+        audit(store, cfg, checks=["order_presence"])
+        plan = make_plan(store, cfg)
+    assert [(a.platform, a.target, a.action, a.key) for a in plan.actions] == [
+        (erp, "mirakl", "import_order_to_erp", "MRK-2")
+    ]
+    if erp == "erp_us":  # BlueCherry takes it as an import file, in this instance's outbox
+        pusher = pusher_for(erp, cfg)
+        assert pusher.target == erp and pusher.outbox == tmp_path / "outbox"
+        assert "import_order_to_erp" in pusher.actions
+    else:  # the storefront has no such write: apply refuses it by name rather than pushing it elsewhere
+        assert "import_order_to_erp" not in cfg.platform(erp).load_pusher().actions

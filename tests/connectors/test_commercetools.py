@@ -90,7 +90,17 @@ def orders_dataset() -> dict[str, pl.DataFrame]:
             "processed_at": ["2026-10-05T12:00:00Z", "2026-10-06T12:00:00Z", "2026-10-07T12:00:00Z"],
         }
     )
-    return {"orders": orders, "order_lines": lines, "returns": returns}
+    # W1001 went in two parcels, W1004 in one delivery the storefront recorded without tracking.
+    shipments = pl.DataFrame(
+        {
+            "shipment_id": ["p-1", "p-2", "d-4", "p-5"],
+            "order_id": ["W1001", "W1001", "W1004", "W1005"],
+            "carrier": ["DHL", "DHL", None, "UPS"],
+            "tracking_number": ["JD0001", "JD0002", None, "1Z999"],
+            "shipped_at": ["2026-10-02T08:00:00Z", "2026-10-02T08:05:00Z", STAMP, STAMP],
+        }
+    )
+    return {"orders": orders, "order_lines": lines, "returns": returns, "shipments": shipments}
 
 
 def inventory(count: int = 6) -> pl.DataFrame:
@@ -308,7 +318,7 @@ def test_interrupted_pull_resumes_without_losing_or_repeating_a_record(fast_http
         sim.requests.clear()
         pulled = connect(sim, fast_http, tmp_path).pull()
         resumed = [r for r in sim.requests if r.path == f"/{PROJECT_KEY}/orders"]
-    assert staged == ["order_lines", "orders", "returns"]
+    assert staged == ["order_lines", "orders", "returns", "shipments"]
     assert resumed[0].query["where"].startswith("id > ")  # continued, not restarted
     assert_same(pulled.frames, data, canonical)
 
@@ -506,3 +516,88 @@ def test_incremental_pull_needs_the_messages_scope(fast_http):
         pytest.raises(UserError, match=r"insufficient_scope.*view_messages"),
     ):
         connect(sim, fast_http).pull(["customers"], since=datetime.now(UTC))
+
+
+def test_when_commercetools_owns_orders_its_deliveries_feed_fulfilment_and_tracking_checks(fast_http, tmp_path):
+    """Pulled through the APIs, the storefront's parcels are the shipments fulfilment_events and tracking_sync
+    hold the marketing platform and the marketplace to."""
+    from driftwatch.config import parse_config
+    from driftwatch.engine import audit
+    from driftwatch.normalize import coerce
+    from driftwatch.pull import pull_sources
+    from driftwatch.simulators.klaviyo import KlaviyoSimulator
+    from driftwatch.simulators.mirakl import MiraklSimulator
+    from driftwatch.store import Store
+
+    def typed(frame: pl.DataFrame, entity: str) -> pl.DataFrame:
+        return coerce(frame, entity).good
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    days_ago = [(now - timedelta(days=d)).isoformat() for d in range(4)]
+    storefront = {
+        "orders": pl.DataFrame(
+            {
+                "order_id": ["W1", "W2", "M1"],
+                "external_id": ["W1", "W2", "MRK-1"],
+                "channel": ["web", "web", "mirakl"],
+                "email": ["a@example.com", "b@example.com", None],
+                "status": ["Confirmed/Shipped", "Confirmed/Shipped", "Confirmed/Shipped"],
+                "placed_at": [days_ago[3]] * 3,
+                "updated_at": [days_ago[2]] * 3,
+                "total": ["10.00", "20.00", "30.00"],
+                "currency": ["EUR"] * 3,
+            }
+        ),
+        "order_lines": pl.DataFrame(
+            {"order_id": ["W1", "W2", "M1"], "line_no": ["1"] * 3, "sku": ["S1"] * 3, "qty_ordered": ["1"] * 3,
+             "qty_shipped": ["1"] * 3, "unit_price": ["10.00", "20.00", "30.00"]}
+        ),
+        "shipments": pl.DataFrame(
+            {"shipment_id": ["p-1", "p-2", "p-3"], "order_id": ["W1", "W2", "M1"], "carrier": ["DHL", "DHL", "UPS"],
+             "tracking_number": ["T1", "T2", "T3"], "shipped_at": [days_ago[2]] * 3}
+        ),
+    }  # fmt: skip
+    # Klaviyo heard of W1's dispatch, not W2's; Mirakl has MRK-1 but no tracking for it.
+    events = pl.DataFrame(
+        {
+            "event_id": ["e1", "e2", "e3"],
+            "metric": ["order_placed", "order_fulfilled", "order_placed"],
+            "order_id": ["W1", "W1", "W2"],
+            "email": ["a@example.com", "a@example.com", "b@example.com"],
+            "occurred_at": [days_ago[3], days_ago[2], days_ago[3]],
+            "value": ["10.00", None, "20.00"],
+        }
+    )
+    mirakl_orders = pl.DataFrame(
+        {"order_id": ["M1"], "external_id": ["MRK-1"], "channel": ["mirakl"], "status": ["SHIPPING"],
+         "placed_at": [days_ago[3]], "total": ["30.00"], "currency": ["EUR"]}
+    )  # fmt: skip
+    mirakl_lines = storefront["order_lines"].filter(pl.col("order_id") == "M1").with_columns(qty_shipped=pl.lit("0"))
+    with (
+        Simulator(storefront) as ct,
+        KlaviyoSimulator({"events": typed(events, "events")}) as klaviyo,
+        MiraklSimulator(
+            {"orders": typed(mirakl_orders, "orders"), "order_lines": typed(mirakl_lines, "order_lines")},
+            rate_limits={},
+        ) as mirakl,
+    ):
+        cfg = parse_config(
+            {
+                "sources": {"commercetools": ct.settings(**fast_http), "klaviyo": klaviyo.settings(**fast_http),
+                            "mirakl": mirakl.settings(**fast_http)},
+                "feeds": [
+                    {"source": "commercetools", "target": "klaviyo", "entities": ["events"]},
+                    {"source": "commercetools", "target": "mirakl", "entities": ["orders", "shipments"]},
+                ],
+            }
+        )  # fmt: skip
+        env = {**ct.env, **klaviyo.env, **mirakl.env}
+        with Store(tmp_path / "s.duckdb") as store:
+            pulled = pull_sources(store, cfg, env=env, progress=False)
+            assert not [r.error for r in pulled if r.error]
+            assert {r.entity for r in pulled if r.source == "commercetools"} >= {"orders", "shipments"}
+            found = audit(store, cfg, checks=["fulfilment_events", "tracking_sync"]).findings
+    assert set(found.select("check_id", "target", "key", "field").rows()) == {
+        ("fulfilment_events", "klaviyo", "W2", "order_fulfilled"),
+        ("tracking_sync", "mirakl", "M1", "tracking_number"),
+    }

@@ -540,7 +540,9 @@ def _resources(dataset: Mapping[str, pl.DataFrame]) -> dict[str, dict[str, dict[
     built = {
         "customers": mapping.customer_resources(frames["customers"], names) if "customers" in frames else empty,
         "orders": (
-            mapping.order_resources(frames["orders"], frames.get("order_lines"), frames.get("returns"), names)
+            mapping.order_resources(
+                frames["orders"], frames.get("order_lines"), frames.get("returns"), names, frames.get("shipments")
+            )
             if "orders" in frames
             else empty
         ),

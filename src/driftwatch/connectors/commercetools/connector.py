@@ -61,7 +61,7 @@ MESSAGE_OVERLAP = timedelta(minutes=5)
 
 RESOURCES = (
     Resource("customers", "customer", ("customers",)),
-    Resource("orders", "order", ("orders", "order_lines", "returns")),
+    Resource("orders", "order", ("orders", "order_lines", "returns", "shipments")),
     Resource("inventory", "inventory-entry", ("inventory",), {"expand": "supplyChannel"}),
     Resource("product-projections", "product", ("products",), {"staged": "false"}),
 )
@@ -176,6 +176,7 @@ class Connector(BaseConnector):
                 rows["orders"].append(head)
                 rows["order_lines"].extend(lines)
                 rows["returns"].extend(returns)
+                rows["shipments"].extend(mapping.order_shipments(record, self.names))
             elif resource.type_id == "inventory-entry":
                 rows["inventory"].append(mapping.inventory_row(record))
             else:

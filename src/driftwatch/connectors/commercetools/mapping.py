@@ -20,6 +20,10 @@ Conventions:
 - order_lines: line_no is the line item's position (1-based); qty_shipped sums the deliveries;
   qty_returned sums return items that physically came back; qty_cancelled is a line item custom field.
 - returns: one row per ReturnItem; status is "shipmentState/paymentState"; amount is a custom field.
+- shipments: the order's `shippingInfo.deliveries`: one row per parcel (shipment_id is the Parcel `id`,
+  carrier and tracking_number its `trackingData.carrier` / `trackingId`), and one row for a delivery with
+  no parcel (shipment_id is the Delivery `id`: dispatched, with no tracking). shipped_at is the parcel's (or
+  delivery's) `createdAt`. Return parcels (`trackingData.isReturn`) are not dispatches and are left out.
 - inventory: location is the supply channel's key, "*" for an entry without a supply channel.
 - products: one row per variant of a current product projection; a variant without a SKU cannot be
   audited (the SKU is optional in commercetools) and is skipped.
@@ -187,7 +191,7 @@ def _customer_address(customer: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def order_rows(order: Mapping[str, Any], names: Names) -> tuple[Row, list[Row], list[Row]]:
     """The order, its lines and its return items."""
-    order_id = _custom(order).get(names.fields["erp_order_number"]) or order.get("orderNumber") or order["id"]
+    order_id = _order_id(order, names)
     total = order.get("totalPrice") or {}
     head = {
         "order_id": order_id,
@@ -232,6 +236,38 @@ def order_rows(order: Mapping[str, Any], names: Names) -> tuple[Row, list[Row], 
         for ret in info.get("items") or []
     ]
     return head, lines, returns
+
+
+def order_shipments(order: Mapping[str, Any], names: Names) -> list[Row]:
+    """The order's dispatches: a row per parcel, or per delivery that has none."""
+    order_id = _order_id(order, names)
+    rows = []
+    for delivery in (order.get("shippingInfo") or {}).get("deliveries") or []:
+        parcels = delivery.get("parcels") or []
+        for parcel in parcels:
+            tracking = parcel.get("trackingData") or {}
+            if tracking.get("isReturn"):
+                continue
+            rows.append(
+                _shipment(parcel["id"], order_id, tracking, parcel.get("createdAt") or delivery.get("createdAt"))
+            )
+        if not parcels:
+            rows.append(_shipment(delivery["id"], order_id, {}, delivery.get("createdAt")))
+    return rows
+
+
+def _shipment(shipment_id: str, order_id: str, tracking: Mapping[str, Any], created_at: str | None) -> Row:
+    return {
+        "shipment_id": shipment_id,
+        "order_id": order_id,
+        "carrier": tracking.get("carrier"),
+        "tracking_number": tracking.get("trackingId"),
+        "shipped_at": created_at,
+    }
+
+
+def _order_id(order: Mapping[str, Any], names: Names) -> str:
+    return _custom(order).get(names.fields["erp_order_number"]) or order.get("orderNumber") or order["id"]
 
 
 def _delivered_quantities(order: Mapping[str, Any]) -> dict[str, int]:
@@ -361,18 +397,29 @@ def customer_resources(customers: pl.DataFrame, names: Names, currency: str = "E
 
 
 def order_resources(
-    orders: pl.DataFrame, lines: pl.DataFrame | None, returns: pl.DataFrame | None, names: Names
+    orders: pl.DataFrame,
+    lines: pl.DataFrame | None,
+    returns: pl.DataFrame | None,
+    names: Names,
+    shipments: pl.DataFrame | None = None,
 ) -> list[Resource]:
     lines_by_order = _group(_records(lines), "order_id")
     returns_by_order = _group(_records(returns), "order_id")
+    shipments_by_order = _group(_records(shipments), "order_id")
     resources = []
     for row in _records(orders):
         order_lines = sorted(lines_by_order.get(row["order_id"], []), key=lambda line: line["line_no"])
-        resources.append(_order_resource(row, order_lines, returns_by_order.get(row["order_id"], []), names))
+        dispatches = sorted(
+            shipments_by_order.get(row["order_id"], []),
+            key=lambda s: (s["shipped_at"] is None, s["shipped_at"] or 0, s["shipment_id"]),
+        )
+        resources.append(
+            _order_resource(row, order_lines, returns_by_order.get(row["order_id"], []), names, dispatches)
+        )
     return resources
 
 
-def _order_resource(row: Row, lines: list[Row], returns: list[Row], names: Names) -> Resource:
+def _order_resource(row: Row, lines: list[Row], returns: list[Row], names: Names, shipments: list[Row]) -> Resource:
     order_key = stable_id("order", row["order_id"])
     erp_number = None if row["order_id"] == row["external_id"] else row["order_id"]
     currency = row["currency"]
@@ -392,7 +439,7 @@ def _order_resource(row: Row, lines: list[Row], returns: list[Row], names: Names
             "custom": _custom_block({names.fields["erp_order_number"]: erp_number}, "order-fields"),
             "lineItems": items,
             "customLineItems": [],
-            "shippingInfo": _shipping_info(order_key, items, lines),
+            "shippingInfo": _shipping_info(order_key, items, lines, shipments, row["updated_at"] or row["placed_at"]),
             "returnInfo": _return_info(order_key, items, lines, returns, currency, names),
             "createdAt": to_timestamp(row["placed_at"]),
             "lastModifiedAt": to_timestamp(row["updated_at"] or row["placed_at"]),
@@ -418,16 +465,43 @@ def _line_item(order_key: str, line: Row, currency: str | None, names: Names) ->
     )
 
 
-def _shipping_info(order_key: str, items: list[Resource], lines: list[Row]) -> Resource | None:
+def _shipping_info(
+    order_key: str, items: list[Resource], lines: list[Row], shipments: list[Row], updated_at: datetime | None
+) -> Resource | None:
+    """One delivery per shipment (a parcel with its tracking data, or no parcel where the shipment has no
+    tracking), the shipped quantities in the first; without shipments, one delivery of those quantities."""
     shipped = [
         {"id": item["id"], "quantity": line["qty_shipped"]}
         for item, line in zip(items, lines, strict=True)
         if line["qty_shipped"]
     ]
-    if not shipped:
+    if not shipped and not shipments:
         return None
-    delivery = {"id": stable_id("delivery", order_key), "items": shipped, "parcels": []}
-    return {"shippingMethodName": "Standard", "deliveries": [delivery]}
+    if not shipments:
+        delivery = {"id": stable_id("delivery", order_key), "createdAt": to_timestamp(updated_at), "items": shipped}
+        return {"shippingMethodName": "Standard", "deliveries": [_drop_none({**delivery, "parcels": []})]}
+    deliveries = []
+    for position, shipment in enumerate(shipments):
+        created_at = to_timestamp(shipment["shipped_at"])
+        tracking = _drop_none({"trackingId": shipment["tracking_number"], "carrier": shipment["carrier"]})
+        parcels = (
+            [_drop_none({"id": shipment["shipment_id"], "createdAt": created_at, "items": [],
+                         "trackingData": {**tracking, "isReturn": False}})]
+            if tracking
+            else []
+        )  # fmt: skip
+        delivery_id = stable_id("delivery", order_key, shipment["shipment_id"]) if parcels else shipment["shipment_id"]
+        deliveries.append(
+            _drop_none(
+                {
+                    "id": delivery_id,
+                    "createdAt": created_at,
+                    "items": shipped if position == 0 else [],
+                    "parcels": parcels,
+                }
+            )
+        )
+    return {"shippingMethodName": "Standard", "deliveries": deliveries}
 
 
 def _return_info(
