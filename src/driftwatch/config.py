@@ -225,7 +225,7 @@ _SECTION_VALIDATORS = (  # (sections calling for it, module:function, whether it
     (("alerts",), "driftwatch.alerts.routes:parse_alerts", "raw"),
     (("repair",), "driftwatch.repair.guards:settings", "config"),
     # Before the checks: it says where each option payout_matching no longer takes has gone.
-    (("payouts", "checks"), "driftwatch.payouts.settings:payout_settings", "config"),
+    (("payouts", "checks"), "driftwatch.payouts.settings:validate_payouts", "config"),
     (("checks",), "driftwatch.engine.overrides:validate_check_settings", "config"),
 )
 

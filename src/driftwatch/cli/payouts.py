@@ -41,10 +41,17 @@ def payouts() -> None:
     default=None,
     help="Directory for the workbook, CSVs and journal import file (default: ./payouts-YYYY-MM).",
 )
+@click.option(
+    "--marketplace",
+    default=None,
+    help="The marketplace source whose payouts to reconcile (needed when several are: mirakl_fr, ...).",
+)
 @click.option("--lock", "lock_period", is_flag=True, help="Keep this result as the period's close.")
 @format_option()
 @pass_app
-def reconcile_command(app: AppContext, period_text: str, out_dir: Path | None, lock_period: bool, fmt: str) -> None:
+def reconcile_command(
+    app: AppContext, period_text: str, out_dir: Path | None, marketplace: str | None, lock_period: bool, fmt: str
+) -> None:
     """Match every payout line of the month's accounting documents to ERP orders, credit memos, agreed
     commission rates and journal entries; write a workbook, CSVs and a balanced journal import file.
 
@@ -55,9 +62,10 @@ def reconcile_command(app: AppContext, period_text: str, out_dir: Path | None, l
     Example:
       driftwatch payouts reconcile --period 2026-10 --out close/2026-10
       driftwatch payouts reconcile --period 2026-10 --lock
+      driftwatch payouts reconcile --period 2026-10 --marketplace mirakl_de
     """
     period = parse_period(period_text)
-    result = reconcile(app.store, app.config, period)
+    result = reconcile(app.store, app.config, period, marketplace)
     if lock_period:
         if result.locked_at is None:
             result = replace(result, locked_at=lock(app.store, result))
@@ -66,7 +74,8 @@ def reconcile_command(app: AppContext, period_text: str, out_dir: Path | None, l
             click.echo(f"{period} was already locked on {result.locked_at:%Y-%m-%d}; its close is kept", err=True)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
-    written = write_outputs(result, out_dir or Path(f"payouts-{period}"))
+    default_dir = f"payouts-{period}" if marketplace is None else f"payouts-{result.marketplace}-{period}"
+    written = write_outputs(result, out_dir or Path(default_dir))
     if fmt != "table":
         emit(result.summary, fmt)
         return

@@ -35,41 +35,78 @@ register_migration(
 )
 
 
-def locked_at(store: Store, period: Period) -> datetime | None:
+# Each marketplace closes its own periods. Closes kept before that were the one marketplace's: Mirakl's.
+register_migration(
+    301,
+    "payout period closes per marketplace",
+    """
+    CREATE TABLE payout_closes_by_marketplace (
+      marketplace VARCHAR NOT NULL,
+      period VARCHAR NOT NULL,
+      locked_at TIMESTAMPTZ NOT NULL,
+      PRIMARY KEY (marketplace, period)
+    );
+    INSERT INTO payout_closes_by_marketplace SELECT 'mirakl', period, locked_at FROM payout_closes;
+    DROP TABLE payout_closes;
+    ALTER TABLE payout_closes_by_marketplace RENAME TO payout_closes;
+    CREATE TABLE payout_close_tables_by_marketplace (
+      marketplace VARCHAR NOT NULL,
+      period VARCHAR NOT NULL,
+      table_name VARCHAR NOT NULL,
+      row_count BIGINT NOT NULL,
+      parquet BLOB NOT NULL,
+      PRIMARY KEY (marketplace, period, table_name)
+    );
+    INSERT INTO payout_close_tables_by_marketplace
+      SELECT 'mirakl', period, table_name, row_count, parquet FROM payout_close_tables;
+    DROP TABLE payout_close_tables;
+    ALTER TABLE payout_close_tables_by_marketplace RENAME TO payout_close_tables;
+    """,
+)
+
+
+def locked_at(store: Store, period: Period, marketplace: str = "mirakl") -> datetime | None:
     store.migrate()
-    rows = store.query("SELECT locked_at FROM payout_closes WHERE period = ?", [period.name]).fetchall()
+    rows = store.query(
+        "SELECT locked_at FROM payout_closes WHERE marketplace = ? AND period = ?", [marketplace, period.name]
+    ).fetchall()
     return rows[0][0] if rows else None
 
 
 def lock(store: Store, reconciliation: Reconciliation) -> datetime:
-    """Keep this reconciliation as the period's close. A period is locked once."""
-    period = reconciliation.period
-    already = locked_at(store, period)
+    """Keep this reconciliation as its marketplace's close of the period. A period is locked once."""
+    period, marketplace = reconciliation.period, reconciliation.marketplace
+    already = locked_at(store, period, marketplace)
     if already is not None:
-        raise UserError(f"period {period} is already locked (since {already:%Y-%m-%d %H:%M} UTC); its close is kept")
+        raise UserError(
+            f"{marketplace} period {period} is already locked (since {already:%Y-%m-%d %H:%M} UTC); its close is kept"
+        )
     now = datetime.now(UTC)
     with store.transaction() as cur:
-        cur.execute("INSERT INTO payout_closes VALUES (?, ?)", [period.name, now])
+        cur.execute("INSERT INTO payout_closes VALUES (?, ?, ?)", [marketplace, period.name, now])
         for name in TABLE_KEYS:
             frame = getattr(reconciliation, name)
             buffer = io.BytesIO()
             frame.write_parquet(buffer)
             cur.execute(
-                "INSERT INTO payout_close_tables VALUES (?, ?, ?, ?)",
-                [period.name, name, frame.height, buffer.getvalue()],
+                "INSERT INTO payout_close_tables VALUES (?, ?, ?, ?, ?)",
+                [marketplace, period.name, name, frame.height, buffer.getvalue()],
             )
     return now
 
 
-def load_close(store: Store, period: Period) -> Reconciliation | None:
-    when = locked_at(store, period)
+def load_close(store: Store, period: Period, marketplace: str = "mirakl") -> Reconciliation | None:
+    when = locked_at(store, period, marketplace)
     if when is None:
         return None
-    rows = store.query("SELECT table_name, parquet FROM payout_close_tables WHERE period = ?", [period.name]).fetchall()
+    rows = store.query(
+        "SELECT table_name, parquet FROM payout_close_tables WHERE marketplace = ? AND period = ?",
+        [marketplace, period.name],
+    ).fetchall()
     tables = {name: pl.read_parquet(io.BytesIO(data)) for name, data in rows}
     # A table this version keeps that an older close did not: the close simply had none of it.
     tables |= {name: pl.DataFrame() for name in TABLE_KEYS if name not in tables}
-    return Reconciliation(period=period, locked_at=when, **tables)
+    return Reconciliation(period=period, locked_at=when, marketplace=marketplace, **tables)
 
 
 def variances(close: Reconciliation, current: Reconciliation) -> pl.DataFrame:

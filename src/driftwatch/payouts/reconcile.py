@@ -51,20 +51,21 @@ SUMMARY_COLUMNS = (
 )
 
 
-def reconcile(store: Store, cfg: Config, period: Period | str) -> Reconciliation:
-    """The period's reconciliation. A locked period gives its close as locked, with today's differences
-    from it as variances: a close is never silently rewritten."""
+def reconcile(store: Store, cfg: Config, period: Period | str, marketplace: str | None = None) -> Reconciliation:
+    """The period's reconciliation of one marketplace's payouts (by default the only one reconciled). A
+    locked period gives its close as locked, with today's differences from it as variances: a close is
+    never silently rewritten."""
     period = parse_period(period) if isinstance(period, str) else period
-    current = compute(store, cfg, period)
-    close = closes.load_close(store, period)
+    current = compute(store, cfg, period, marketplace)
+    close = closes.load_close(store, period, current.marketplace)
     if close is None:
         return current
     return replace(close, variances=closes.variances(close, current), warnings=current.warnings)
 
 
-def compute(store: Store, cfg: Config, period: Period) -> Reconciliation:
+def compute(store: Store, cfg: Config, period: Period, marketplace: str | None = None) -> Reconciliation:
     """Reconcile the period from the latest snapshots, whether or not it is locked."""
-    settings = payout_settings(cfg)
+    settings = payout_settings(cfg, marketplace)
     require_snapshots(store, settings)
     inputs = read_inputs(store.latest, cfg.status_map(settings.erp), settings, cfg.status_map(settings.erp, RETURNS))
     return reconcile_inputs(inputs, settings, period)
@@ -123,6 +124,7 @@ def reconcile_inputs(inputs: Inputs, settings: PayoutSettings, period: Period) -
     later = inputs.lines.filter(pl.col("document_date") >= period.end)
     unmatched_erp = matching.unpaid_erp(inputs.erp_orders, credit_memos, history, later, settings, period)
     return Reconciliation(
+        marketplace=settings.marketplace,
         period=period,
         summary=_summary(lines, documents, mismatches, unmatched_erp, proposed),
         documents=documents,

@@ -37,6 +37,7 @@ class Reconciliation:
     locked_at: datetime | None = None
     variances: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=VARIANCE_SCHEMA))
     warnings: tuple[str, ...] = ()  # what limits this result, e.g. ERP statuses nobody has mapped
+    marketplace: str = "mirakl"  # the marketplace source whose payouts these are
 
     def tables(self) -> dict[str, pl.DataFrame]:
         """Every table by name; a locked period adds what changed since its close, and warnings come last."""

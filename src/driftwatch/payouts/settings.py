@@ -4,6 +4,7 @@
 [payouts]
 marketplace = "mirakl"          # the source whose payout_lines are reconciled
 erp = "bluecherry"              # the system of record holding orders, returns and journal entries
+                                # (default: the source of the feed giving the marketplace payout_lines)
 channel = "mirakl"              # the ERP channel of this marketplace's orders
 tolerance = "0.01"              # money difference still counted as equal, in the line's currency
 delivered_statuses = ["delivered", "closed"]
@@ -21,7 +22,16 @@ skus = ["00412-*", "00413-*"]   # glob patterns over ERP SKUs
 
 [payouts.accounts]              # ERP ledger accounts of the proposed journal entries
 receivable = "MKT-RECEIVABLE"
+
+[payouts.marketplaces.mirakl_de]  # one marketplace instance's own settings, over the ones above
+channel = "MKP-DE"              # default: the instance's own name
+[payouts.marketplaces.mirakl_de.commission]
+default = "0.12"
 ```
+
+Each marketplace is reconciled on its own: `[payouts] marketplace` (default `mirakl`) with the settings
+above, and each `[payouts.marketplaces.<source>]` with those settings and its own. Without either, every
+marketplace a feed gives payout lines is reconciled.
 
 The nightly `payout_matching` check and month-end `driftwatch payouts reconcile` both read this table and
 nothing else: `[checks.payout_matching]` takes only `severity`.
@@ -58,7 +68,9 @@ _KEYS = (
     "refunded_statuses",
     "commission",
     "accounts",
+    "marketplaces",
 )
+_INSTANCE_KEYS = tuple(k for k in _KEYS if k not in ("marketplace", "marketplaces"))
 _COMMISSION_KEYS = ("default", "shipping", "channels", "categories")
 # What the payout_matching check once took in [checks.payout_matching], and where it is set now.
 RETIRED_CHECK_OPTIONS = {
@@ -116,21 +128,66 @@ class PayoutSettings:
         return None
 
 
-def payout_settings(cfg: Config) -> PayoutSettings:
-    """Read and validate `[payouts]`; every problem names the key to fix."""
-    _retired_check_options(cfg)
+def marketplaces(cfg: Config) -> tuple[str, ...]:
+    """The marketplaces whose payouts are reconciled, each on its own (see the module's docstring)."""
     table = cfg.section("payouts")
-    where = f"{cfg.path or 'configuration'}: payouts"
+    named = [*([table["marketplace"]] if "marketplace" in table else []), *table.get("marketplaces", {})]
+    if named:
+        return tuple(dict.fromkeys(named))
+    fed = [f.target for f in cfg.feeds if "payout_lines" in f.entities and cfg.is_marketplace(f.target)]
+    return tuple(dict.fromkeys(fed)) or (PayoutSettings.marketplace,)
+
+
+def validate_payouts(cfg: Config) -> None:
+    """Every marketplace's settings, when the configuration is read."""
+    _known_keys(cfg.section("payouts"), _KEYS, f"{cfg.path or 'configuration'}: payouts")
+    for name in cfg.section("payouts").get("marketplaces", {}):
+        if name not in cfg.known_sources() or not cfg.is_marketplace(name):
+            raise UserError(
+                f"{cfg.path or 'configuration'}: payouts.marketplaces.{name}: not a marketplace source; "
+                f"expected one of {', '.join(n for n in cfg.known_sources() if cfg.is_marketplace(n))}"
+            )
+    for name in marketplaces(cfg):
+        payout_settings(cfg, name)
+
+
+def payout_settings(cfg: Config, marketplace: str | None = None) -> PayoutSettings:
+    """Read and validate the settings of one marketplace's reconciliation (by default the only one
+    reconciled); every problem names the key to fix."""
+    _retired_check_options(cfg)
+    reconciled = marketplaces(cfg)
+    if marketplace is None:
+        if len(reconciled) > 1:
+            raise UserError(
+                f"payouts of several marketplaces are reconciled ({', '.join(reconciled)}): name one "
+                "(driftwatch payouts reconcile --marketplace NAME)"
+            )
+        marketplace = reconciled[0]
+    elif marketplace not in cfg.known_sources() or not cfg.is_marketplace(marketplace):
+        choices = [name for name in cfg.known_sources() if cfg.is_marketplace(name)]
+        raise UserError(f"{marketplace!r} is not a marketplace source; expected one of {', '.join(choices)}")
+    top = cfg.section("payouts")
+    _known_keys(top, _KEYS, f"{cfg.path or 'configuration'}: payouts")
+    own = top.get("marketplaces", {}).get(marketplace, {})
+    where = f"{cfg.path or 'configuration'}: payouts" + (f".marketplaces.{marketplace}" if own else "")
+    if not isinstance(own, dict):
+        raise UserError(f"{where}: expected a table of settings")
+    _known_keys(own, _INSTANCE_KEYS, where)
+    shared = {k: v for k, v in top.items() if k not in ("marketplace", "marketplaces")}
+    # The top-level channel is the channel of the top-level marketplace; another one's is its own name.
+    if top.get("marketplace", PayoutSettings.marketplace) != marketplace:
+        shared.pop("channel", None)
+    table = _merged(shared, own)
     commission = table.get("commission", {})
     _known_keys(table, _KEYS, where)
     _known_keys(commission, _COMMISSION_KEYS, f"{where}.commission")
     _known_keys(table.get("accounts", {}), tuple(DEFAULT_ACCOUNTS), f"{where}.accounts")
-    _sources(table, where, cfg.known_sources())
+    _sources({**table, "marketplace": marketplace}, where, cfg.known_sources())
     defaults = PayoutSettings()
-    channel = str(table.get("channel", table.get("marketplace", defaults.channel)))
+    channel = str(table.get("channel", marketplace))
     return PayoutSettings(
-        marketplace=str(table.get("marketplace", defaults.marketplace)),
-        erp=str(table.get("erp", defaults.erp)),
+        marketplace=marketplace,
+        erp=str(table.get("erp", _feeding_erp(cfg, marketplace) or defaults.erp)),
         channel=channel,
         tolerance=_decimal(table.get("tolerance", defaults.tolerance), f"{where}.tolerance", upper=None),
         delivered_statuses=_statuses(table, "delivered_statuses", defaults.delivered_statuses, where),
@@ -145,6 +202,22 @@ def payout_settings(cfg: Config) -> PayoutSettings:
         categories=tuple(_category(name, spec, where) for name, spec in commission.get("categories", {}).items()),
         accounts={**DEFAULT_ACCOUNTS, **table.get("accounts", {})},
     )
+
+
+def _feeding_erp(cfg: Config, marketplace: str) -> str | None:
+    """The system of record whose feed gives the marketplace its payout lines, when a feed says so."""
+    sources = [f.source for f in cfg.feeds if f.target == marketplace and "payout_lines" in f.entities]
+    return sources[0] if sources else None
+
+
+def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` over `base`, tables merged key by key (a marketplace's own commission default keeps the
+    shared channel rates and categories)."""
+    merged = dict(base)
+    for key, value in override.items():
+        before = merged.get(key)
+        merged[key] = _merged(before, value) if isinstance(before, dict) and isinstance(value, dict) else value
+    return merged
 
 
 def _retired_check_options(cfg: Config) -> None:

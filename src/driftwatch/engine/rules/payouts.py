@@ -18,7 +18,7 @@ from driftwatch.engine.rules._base import findings_from, rule
 from driftwatch.entities import MONEY
 from driftwatch.payouts.inputs import read_inputs
 from driftwatch.payouts.reconcile import reconcile_to_date
-from driftwatch.payouts.settings import payout_settings
+from driftwatch.payouts.settings import marketplaces, payout_settings
 from driftwatch.statuses import RETURNS
 
 log = logging.getLogger("driftwatch.payouts")
@@ -46,9 +46,12 @@ def payout_matching(scope: Scope) -> pl.LazyFrame | None:
     """Every payout line of every accounting document: its order exists in the ERP, order and shipping
     amounts equal the ERP order's, commission is at the agreed rate, a refund has a credit memo, fees and
     adjustments have a journal entry, no charge is repeated, and each document's lines sum to its payment."""
-    settings = payout_settings(scope.cfg)
-    # [payouts] names the marketplace and the ERP reconciled; other feeds carrying payout lines are not it.
-    if (scope.source, scope.target) != (settings.erp, settings.marketplace):
+    # Each marketplace reconciled is matched on its own settings, against the ERP they name; other feeds
+    # carrying payout lines are not it.
+    if scope.target not in marketplaces(scope.cfg):
+        return None
+    settings = payout_settings(scope.cfg, scope.target)
+    if scope.source != settings.erp:
         return None
     ctx = scope.ctx
     if scope.target_frame("payout_lines") is None or ctx.frame(settings.erp, "orders") is None:
