@@ -259,3 +259,8 @@ def test_erp_side_repairs_go_to_the_system_of_record_of_the_findings_feed(tmp_pa
         assert "import_order_to_erp" in pusher.actions
     else:  # the storefront has no such write: apply refuses it by name rather than pushing it elsewhere
         assert "import_order_to_erp" not in cfg.platform(erp).load_pusher().actions
+
+
+def test_pulling_a_source_nobody_configured_is_a_usage_error(tmp_path):
+    with Store(tmp_path / "s.duckdb") as store, pytest.raises(UserError, match="unknown source 'mirakl_it'"):
+        pull_sources(store, parse_config(TWO_MIRAKLS), ["mirakl_it"])

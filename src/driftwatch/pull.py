@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from driftwatch.config import Config
+from driftwatch.config import Config, unknown_source
 from driftwatch.errors import UserError
 from driftwatch.normalize import coerce
 from driftwatch.store import IncomingSnapshot, Store
@@ -46,6 +46,9 @@ def pull_sources(
     chosen = list(sources) if sources is not None else pullable_sources(cfg)
     if not chosen:
         raise UserError("no source to pull: configure [sources.<name>] with base_url (API), path or sftp_url")
+    for source in chosen:  # a mistyped name is a usage error, not a source that failed tonight
+        if source not in cfg.known_sources():
+            raise UserError(unknown_source(source, cfg))
     results: list[PullResult] = []
     for source in chosen:
         try:
