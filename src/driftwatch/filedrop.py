@@ -222,11 +222,49 @@ def _read_file(path: Path) -> pl.DataFrame:
         else:
             frame = pl.read_ndjson(path, infer_schema_length=None)
     except pl.exceptions.PolarsError as exc:
+        _refuse_mixed_lists(path)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: cannot parse as {path.suffix[1:].upper()}: {first}") from None
     if frame.width == 0 or (frame.height == 0 and path.suffix == ".jsonl"):
         raise DataError(f"{path}: no columns found; expected a header row")
+    if path.suffix == ".jsonl" and _may_hold_lists_as_text(frame):
+        _refuse_mixed_lists(path)
     return frame
+
+
+def _may_hold_lists_as_text(frame: pl.DataFrame) -> bool:
+    """polars reads a JSONL column mixing text and lists as text, the lists written out as JSON: a cheap
+    test for whether that may have happened (a text value that opens like a JSON list or object)."""
+    texts = [c for c, dtype in frame.schema.items() if dtype == pl.String]
+    if not texts:
+        return False
+    opens = pl.any_horizontal(pl.col(c).str.starts_with("[") | pl.col(c).str.starts_with("{") for c in texts)
+    return bool(frame.select(opens.any()).item())
+
+
+def _refuse_mixed_lists(path: Path) -> None:
+    """A column that holds a list (or record) on some lines and a single value on others cannot be read as
+    one column without guessing: stop with the first such line, storing nothing. (A column of lists on
+    every line reads as a list column, and each of its rows is quarantined by `coerce`.)"""
+    seen: dict[str, set[bool]] = {}
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            try:
+                record = json.loads(line) if line.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: cannot parse as JSONL: line {number}: {exc.msg}") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}: cannot parse as JSONL: line {number} is not a JSON object")
+            for column, value in record.items():
+                if value is None:
+                    continue
+                kinds = seen.setdefault(column, set())
+                kinds.add(isinstance(value, list | dict))
+                if len(kinds) == 2:
+                    raise DataError(
+                        f"{path}: line {number}: column {column!r} holds a list on some lines and a single value "
+                        "on others; export one value per line (or a list on every line)"
+                    )
 
 
 def _check_text(path: Path) -> None:

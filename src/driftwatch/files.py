@@ -86,7 +86,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(handle)
     except OSError as exc:
-        _raise_if_refused(path, exc)
+        raise_if_refused(path, exc)
         raise
     tmp = Path(name)
     try:
@@ -97,7 +97,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, Exception) and not isinstance(exc, UserError):
-            _raise_if_refused(path, exc)
+            raise_if_refused(path, exc)
         raise
     _sync_directory(path.parent)
 
@@ -121,12 +121,13 @@ def private_directory(path: Path) -> Path:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(path, 0o700)  # mkdir's mode is masked by the umask, and an older directory may be wider
     except OSError as exc:
-        _raise_if_refused(path, exc)
+        raise_if_refused(path, exc)
         raise
     return path
 
 
-def _raise_if_refused(path: Path, exc: BaseException) -> None:
+def raise_if_refused(path: Path, exc: BaseException) -> None:
+    """Raise a StorageError naming `path` if `exc` says the machine refused a write there."""
     reason = refused_write(exc)
     if reason is not None:
         raise StorageError(f"cannot write {path}: {reason}") from exc

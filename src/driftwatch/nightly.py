@@ -11,11 +11,10 @@ from driftwatch.alerts.run import AlertOutcome, alert_run
 from driftwatch.config import Config
 from driftwatch.engine import RunResult, audit
 from driftwatch.engine.findings import SEVERITIES
+from driftwatch.exitcodes import ExitCode
 from driftwatch.pull import PullResult, pull_sources
 from driftwatch.report.build import build_report, report_settings
 from driftwatch.store import Store
-
-EXIT_OK, EXIT_DRIFT, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -32,9 +31,9 @@ class NightlyResult:
     def exit_code(self, fail_on: str) -> int:
         """3 when a source or an alert delivery failed (the job is incomplete), else 1 on drift, else 0."""
         if self.failed_pulls or self.alerts.failed:
-            return EXIT_INCOMPLETE
+            return ExitCode.INCOMPLETE
         worst = SEVERITIES[: SEVERITIES.index(fail_on) + 1]
-        return EXIT_DRIFT if any(self.run.counts[s] for s in worst) else EXIT_OK
+        return ExitCode.DRIFT if any(self.run.counts[s] for s in worst) else ExitCode.CLEAN
 
 
 def run_nightly(

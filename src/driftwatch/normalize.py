@@ -7,6 +7,7 @@ dropped silently: it comes back in `bad` with its line, column, value and reason
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -139,6 +140,8 @@ def _as_text(col: str) -> pl.Expr:
 
 
 def _parse(col: str, kind: str, naive_timezone: str, dtype: pl.DataType) -> pl.Expr:
+    if dtype.is_nested():  # a list or record where one value belongs: no value, and _parse_errors says why
+        return pl.lit(None, dtype=DTYPES[kind])
     typed = _from_typed(col, kind, naive_timezone, dtype)
     if typed is not None:
         return typed
@@ -213,6 +216,9 @@ def _parse_errors(raw: pl.DataFrame, parsed: pl.DataFrame, spec: Entity, origin:
     for col, kind in spec.columns.items():
         if col not in raw.columns:
             continue
+        if raw.schema[col].is_nested():
+            problems.append(_nested_problems(raw, col, kind, origin))
+            continue
         given = _as_text(col) if raw.schema[col] == pl.String else pl.col(col)
         failed = given.is_not_null() & parsed[col].is_null()
         rows = raw.filter(failed)
@@ -230,6 +236,21 @@ _KIND_NAMES = {
     "text": "text",
     "email": "email",
 }
+
+
+def _nested_problems(raw: pl.DataFrame, col: str, kind: str, origin: str) -> pl.DataFrame:
+    """A Parquet or JSONL column of lists (or records) where the entity holds one value per row: each row
+    that has one is held back with the whole value, as JSON, so nothing of it is lost."""
+    rows = raw.filter(pl.col(col).is_not_null()).select(LINE, col)
+    what = "a record" if isinstance(raw.schema[col], pl.Struct) else "a list of values"
+    shown = [json.dumps(value, default=str, ensure_ascii=False) for value in rows[col].to_list()]
+    return rows.select(
+        pl.lit(origin).alias("origin"),
+        pl.col(LINE).alias("line"),
+        pl.lit(col).alias("column"),
+        pl.Series("value", shown, dtype=pl.String),
+        pl.lit(f"{what}, where one {_KIND_NAMES[kind]} was expected").alias("reason"),
+    )
 
 
 def _problems(rows: pl.DataFrame, col: str, origin: str, reason: str) -> pl.DataFrame:

@@ -1,37 +1,52 @@
-"""The `driftwatch` command: a thin layer over the library. Every command has --help with an example."""
+"""The `driftwatch` command: a thin layer over the library. Every command has --help with an example.
+
+Exit codes are a contract with schedulers (driftwatch.exitcodes): `main` turns every way a command can end
+into one of them, so a crash never looks like drift.
+"""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from collections.abc import Sequence
 
 import click
 
-from driftwatch.cli import alert, audit, payouts, pull, repair, report, run, snapshots
-from driftwatch.cli._common import AppContext
+from driftwatch.cli import alert, audit, demo, payouts, pull, repair, report, run, snapshots
+from driftwatch.cli._common import AppContext, shared_options
+from driftwatch.cli._crash import first_line, internal_error
 from driftwatch.errors import UserError
+from driftwatch.exitcodes import ExitCode
+from driftwatch.files import refused_write
 
-EXIT_USAGE = 2
+
+class DriftwatchGroup(click.Group):
+    """Gives every command, and every command of a subgroup, the --config and --db options, so they work
+    the same before or after a command's name (`driftwatch --db x.duckdb audit` = `driftwatch audit --db
+    x.duckdb`). They are added when a command is looked up, so commands registered later get them too."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _share_options(command)
+        return command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Config file (default: ./driftwatch.toml if present, else built-in defaults).",
-)
-@click.option(
-    "--db",
-    "db_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="DuckDB store (default: the config's store.path, else ./driftwatch.duckdb).",
+def _share_options(command: click.Command) -> None:
+    present = {param.name for param in command.params}
+    command.params.extend(option for option in shared_options() if option.name not in present)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _share_options(sub)
+
+
+@click.group(
+    cls=DriftwatchGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+    params=shared_options(),
 )
 @click.version_option(package_name="driftwatch")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, db_path: Path | None) -> None:
+def cli(ctx: click.Context) -> None:
     """Find where downstream platforms have drifted from the ERP, report it, alert on it, repair it.
 
     \b
@@ -39,29 +54,48 @@ def cli(ctx: click.Context, config_path: Path | None, db_path: Path | None) -> N
       driftwatch load exports/2026-11-23
       driftwatch audit
       driftwatch findings --format json
+
+    \b
+    Exit codes: 0 clean, 1 drift, 2 something to fix first (usage, configuration, data, disk full),
+    3 incomplete (a source not pulled, an alert not delivered), 70 internal error.
     """
-    app = AppContext(config_path, db_path)
-    ctx.obj = app
-    ctx.call_on_close(app.close)
+    ctx.call_on_close(ctx.ensure_object(AppContext).close)
 
 
-for module in (snapshots, pull, audit, report, alert, run, repair, payouts):
+for module in (snapshots, pull, audit, report, alert, run, repair, payouts, demo):
     module.register(cli)
 
 
-def main() -> None:
+def run_cli(args: Sequence[str] | None = None) -> int:
+    """Run one command line and return its exit code (driftwatch.exitcodes)."""
     try:
         # Outside standalone mode click returns a command's exit code instead of exiting with it.
-        code = cli.main(standalone_mode=False)
+        code = cli.main(list(args) if args is not None else None, prog_name="driftwatch", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        sys.exit(EXIT_USAGE)
+        return ExitCode.USER_ERROR
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "driftwatch"
+        click.echo(f"error: {exc.format_message()} (see {where} --help)", err=True)
+        return ExitCode.USER_ERROR
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(EXIT_USAGE)
+        click.echo(f"error: {exc.format_message()}", err=True)
+        return ExitCode.USER_ERROR
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)
+        return ExitCode.USER_ERROR
+    except BrokenPipeError:
+        return ExitCode.USER_ERROR  # whatever read the output stopped reading: nothing to print it on
+    except Exception as exc:
+        reason = refused_write(exc)
+        if reason is not None:  # a full disk met inside DuckDB or polars: the operator must act, not a bug
+            click.echo(f"error: the machine refused a write ({reason}): {first_line(exc)}", err=True)
+            return ExitCode.USER_ERROR
+        return internal_error(exc)
+    return code if isinstance(code, int) else ExitCode.CLEAN
+
+
+def main() -> None:
+    sys.exit(run_cli())

@@ -13,6 +13,7 @@ import click
 import polars as pl
 
 from driftwatch.config import Config, load_config
+from driftwatch.locations import working
 from driftwatch.store import Store
 
 FORMATS = ("table", "json", "csv")
@@ -20,8 +21,8 @@ FORMATS = ("table", "json", "csv")
 
 @dataclass
 class AppContext:
-    config_path: Path | None
-    db_path: Path | None
+    config_path: Path | None = None
+    db_path: Path | None = None
     _config: Config | None = field(default=None, repr=False)
     _store: Store | None = field(default=None, repr=False)
 
@@ -32,26 +33,63 @@ class AppContext:
         return self._config
 
     @property
+    def store_path(self) -> Path:
+        return self.db_path or self.config.store_path
+
+    @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self.db_path or self.config.store_path)
+            self._store = Store(self.store_path)
         return self._store
+
+    def working(self, name: str) -> Path:
+        """A folder for working files (plans, pulls) beside the store, created on first use."""
+        return working(self.store_path, name)
 
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
 
 
-pass_app = click.make_pass_decorator(AppContext)
+pass_app = click.make_pass_decorator(AppContext, ensure=True)
+
+
+def shared_options() -> list[click.Option]:
+    """--config and --db, which every command takes before or after its name (see DriftwatchGroup).
+    They set the command line's AppContext; the last one given wins."""
+    return [
+        click.Option(
+            ["--config"],
+            type=click.Path(path_type=Path, dir_okay=False),
+            expose_value=False,
+            callback=_remember("config_path"),
+            help="Config file (default: ./driftwatch.toml if present, else built-in defaults).",
+        ),
+        click.Option(
+            ["--db"],
+            type=click.Path(path_type=Path, dir_okay=False),
+            expose_value=False,
+            callback=_remember("db_path"),
+            help="DuckDB store (default: the config's store.path, else ./driftwatch.duckdb).",
+        ),
+    ]
+
+
+def _remember(attribute: str):
+    def callback(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+        if value is not None:
+            setattr(ctx.ensure_object(AppContext), attribute, value)
+
+    return callback
 
 
 def checkpoints_option():
     return click.option(
         "--checkpoints",
-        type=click.Path(path_type=Path),
-        default=Path(".driftwatch/pulls"),
-        show_default=True,
-        help="Where interrupted pulls keep their pages, to resume without re-reading.",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=None,
+        help="Where interrupted pulls keep their pages, to resume without re-reading "
+        "(default: pulls/ in the store's working folder, <store name>.work/ beside the store).",
     )
 
 

@@ -7,7 +7,7 @@ import click
 from driftwatch.alerts import preview
 from driftwatch.alerts.run import alert_run
 from driftwatch.cli._common import AppContext, pass_app
-from driftwatch.nightly import EXIT_INCOMPLETE
+from driftwatch.exitcodes import ExitCode
 
 
 @click.command()
@@ -37,7 +37,7 @@ def alert(app: AppContext, run_id: str | None, only_preview: bool, report_link: 
     if not outcome.deliveries:
         click.echo("nothing to send")
     if outcome.failed:
-        raise click.exceptions.Exit(EXIT_INCOMPLETE)
+        raise click.exceptions.Exit(ExitCode.INCOMPLETE)
 
 
 def register(group: click.Group) -> None:

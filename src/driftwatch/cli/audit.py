@@ -1,7 +1,7 @@
 """Auditing: `audit`, `findings`, `checks list` and `ack`.
 
-Exit codes a scheduler can act on: 0 no open drift at or above the configured severity (audit.fail_on),
-1 drift, 2 usage, configuration or data error.
+Exit codes a scheduler can act on (driftwatch.exitcodes): 0 no open drift at or above the configured
+severity (audit.fail_on), 1 drift, 2 usage, configuration or data error, 70 internal error.
 """
 
 from __future__ import annotations
@@ -15,31 +15,10 @@ import polars as pl
 from driftwatch.cli._common import AppContext, emit, format_option, pass_app
 from driftwatch.engine import acknowledge, audit, findings, load_catalogue
 from driftwatch.engine.findings import OPEN_STATUSES, SEVERITIES, STATUSES, RunResult
+from driftwatch.exitcodes import ExitCode
 from driftwatch.filedrop import load_directory
 
-EXIT_DRIFT = 1
 LISTED = ("check_id", "severity", "target", "key", "field", "expected", "actual", "status", "message", "fingerprint")
-
-
-def _store_options(command):
-    """--db and --config on the command itself, as well as on `driftwatch`."""
-    command = click.option(
-        "--db",
-        "db_path",
-        type=click.Path(path_type=Path),
-        default=None,
-        help="DuckDB store (overrides the global --db).",
-    )(command)
-    return click.option("--config", "config_path", type=click.Path(path_type=Path), default=None, help="Config file.")(
-        command
-    )
-
-
-def _override(app: AppContext, db_path: Path | None, config_path: Path | None) -> None:
-    if db_path is not None:
-        app.db_path = db_path
-    if config_path is not None:
-        app.config_path = config_path
 
 
 @click.command("audit")
@@ -51,15 +30,12 @@ def _override(app: AppContext, db_path: Path | None, config_path: Path | None) -
     help="Load this file-drop directory first (DIR/<source>/<entity>.csv ...).",
 )
 @click.option("--check", "checks", multiple=True, metavar="ID", help="Run only this check (repeatable).")
-@_store_options
 @format_option()
 @pass_app
 def audit_command(
     app: AppContext,
     snapshots_dir: Path | None,
     checks: tuple[str, ...],
-    db_path: Path | None,
-    config_path: Path | None,
     fmt: str,
 ) -> None:
     """Run the checks over the latest snapshots and store the findings as a new run.
@@ -72,7 +48,6 @@ def audit_command(
       driftwatch audit --snapshots exports/2026-11-23
       driftwatch audit --check stock_parity --check consent_parity --format json
     """
-    _override(app, db_path, config_path)
     if snapshots_dir is not None:
         load_directory(app.store, snapshots_dir, app.config)
     result = audit(app.store, app.config, checks=list(checks) or None)
@@ -81,7 +56,7 @@ def audit_command(
     else:
         emit(result.findings.select(_listed(result.findings)), fmt)
     if _fails(result, app.config.audit.fail_on):
-        raise click.exceptions.Exit(EXIT_DRIFT)
+        raise click.exceptions.Exit(ExitCode.DRIFT)
 
 
 def _fails(result: RunResult, fail_on: str) -> bool:
@@ -117,7 +92,6 @@ def _listed(frame: pl.DataFrame) -> list[str]:
 @click.option("--status", type=click.Choice(STATUSES), default=None, help="Only findings with this status.")
 @click.option("--check", "check_id", default=None, metavar="ID", help="Only this check's findings.")
 @click.option("--include-muted", is_flag=True, help="Also show muted findings.")
-@_store_options
 @format_option()
 @pass_app
 def findings_command(
@@ -126,8 +100,6 @@ def findings_command(
     status: str | None,
     check_id: str | None,
     include_muted: bool,
-    db_path: Path | None,
-    config_path: Path | None,
     fmt: str,
 ) -> None:
     """Show the findings of a run (default: the latest).
@@ -137,7 +109,6 @@ def findings_command(
       driftwatch findings --status new
       driftwatch findings --run 20261123T020000-1a2b3c --format csv > findings.csv
     """
-    _override(app, db_path, config_path)
     found = findings(app.store, run_id=run_id, status=status)
     if check_id:
         found = found.filter(pl.col("check_id") == check_id)
@@ -199,7 +170,6 @@ def checks_list(app: AppContext, fmt: str) -> None:
 )
 @click.option("--mute", is_flag=True, help="Mute: hide it from findings and alerts, not just acknowledge it.")
 @click.option("--note", default=None, help="Why (kept with the acknowledgement).")
-@_store_options
 @pass_app
 def ack_command(
     app: AppContext,
@@ -207,8 +177,6 @@ def ack_command(
     until,
     mute: bool,
     note: str | None,
-    db_path: Path | None,
-    config_path: Path | None,
 ) -> None:
     """Acknowledge a finding: it stays listed but no longer alerts or fails the run (--mute also hides it).
 
@@ -217,7 +185,6 @@ def ack_command(
       driftwatch ack 3f9c2a1b7d4e8f60 --until 2026-12-01 --note "ERP fix in next release"
       driftwatch ack 3f9c2a1b7d4e8f60 --mute
     """
-    _override(app, db_path, config_path)
     day: date | None = until.date() if until else None
     acknowledge(app.store, fingerprint, until=day, mute=mute, note=note)
     what = "muted" if mute else "acknowledged"

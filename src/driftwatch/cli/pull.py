@@ -7,9 +7,8 @@ from pathlib import Path
 import click
 
 from driftwatch.cli._common import AppContext, checkpoints_option, emit, format_option, pass_app
+from driftwatch.exitcodes import ExitCode
 from driftwatch.pull import PullResult, pull_sources, results_frame
-
-EXIT_PULL_FAILED = 1
 
 
 @click.command()
@@ -22,20 +21,22 @@ EXIT_PULL_FAILED = 1
 @checkpoints_option()
 @format_option()
 @pass_app
-def pull(app: AppContext, sources: tuple[str, ...], checkpoints: Path, fmt: str) -> None:
+def pull(app: AppContext, sources: tuple[str, ...], checkpoints: Path | None, fmt: str) -> None:
     """Pull every configured source (or --source NAME) and store the snapshots.
 
     Credentials come from the environment variables the config names (for example KLAVIYO_API_KEY).
-    Exit code 1 when any source failed; what did arrive is stored.
+    Exit code 3 when any source could not be pulled; what did arrive is stored.
 
     \b
     Example:
       KLAVIYO_API_KEY=pk_... driftwatch pull --source klaviyo
     """
-    results = pull_sources(app.store, app.config, sources or None, checkpoint_dir=checkpoints)
+    for name in sources:
+        app.config.kind(name)  # a source the config does not know is a usage error, not a failed pull
+    results = pull_sources(app.store, app.config, sources or None, checkpoint_dir=checkpoints or app.working("pulls"))
     show_pulls(results, fmt)
     if any(r.error for r in results):
-        raise click.exceptions.Exit(EXIT_PULL_FAILED)
+        raise click.exceptions.Exit(ExitCode.INCOMPLETE)
 
 
 def show_pulls(results: list[PullResult], fmt: str = "table") -> None:

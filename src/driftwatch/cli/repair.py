@@ -7,9 +7,8 @@ from pathlib import Path
 import click
 
 from driftwatch.cli._common import AppContext, emit, format_option, pass_app
+from driftwatch.exitcodes import ExitCode
 from driftwatch.repair import apply_plan, load_plan, make_plan, pusher_for, refusals
-
-EXIT_FAILED = 1
 
 
 @click.group()
@@ -25,7 +24,7 @@ def repair() -> None:
     "--out",
     type=click.Path(path_type=Path),
     default=None,
-    help="Where to save the plan (default: plans/<plan id>.json).",
+    help="Where to save the plan (default: plans/<plan id>.json in the store's working folder).",
 )
 @format_option()
 @pass_app
@@ -39,7 +38,7 @@ def plan(
       driftwatch repair plan --check stock_parity --target mirakl
     """
     made = make_plan(app.store, app.config, run_id=run_id, checks=list(checks) or None, targets=list(targets) or None)
-    path = made.save(out or Path("plans") / f"{made.plan_id}.json")
+    path = made.save(out or app.working("plans") / f"{made.plan_id}.json")
     emit(made.to_frame(), fmt, title=f"Plan {made.plan_id}: {len(made.actions)} action(s)")
     if fmt == "table":
         for reason in refusals(made, app.store, app.config):
@@ -61,7 +60,8 @@ def apply(
     """Execute a saved plan through each platform's push side, then verify what it touched.
 
     Dry run unless --apply. A journal row is written before every push and completed after it, so rerunning
-    after a crash pushes nothing twice and finishes the rest.
+    after a crash pushes nothing twice and finishes the rest. Exits 3 when a push failed or a repair did not
+    verify (rerun it to finish).
 
     \b
     Example:
@@ -88,7 +88,7 @@ def apply(
         f"{report.already_done} already done, {report.settled_in_doubt} settled after an interruption",
     )
     if report.failed or any(v != "repaired" for v in report.verdicts.values()):
-        raise click.exceptions.Exit(EXIT_FAILED)
+        raise click.exceptions.Exit(ExitCode.INCOMPLETE)
 
 
 def register(group: click.Group) -> None:

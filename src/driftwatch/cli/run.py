@@ -16,18 +16,19 @@ from driftwatch.nightly import run_nightly
 @checkpoints_option()
 @click.option("--no-alerts", is_flag=True, help="Plan the alerts and print them instead of sending.")
 @pass_app
-def run_command(app: AppContext, checkpoints: Path, no_alerts: bool) -> None:
+def run_command(app: AppContext, checkpoints: Path | None, no_alerts: bool) -> None:
     """Pull every configured source, audit, write the HTML report, send the alerts.
 
     Exit codes for the scheduler: 0 no drift at or above audit.fail_on; 1 drift; 2 usage or configuration
-    error; 3 the job is incomplete (a source could not be pulled or an alert could not be delivered; what
-    did arrive is stored and audited).
+    error, or the machine refused a write; 3 the job is incomplete (a source could not be pulled or an alert
+    could not be delivered; what did arrive is stored, audited and reported); 70 internal error.
 
     \b
     Example (cron, 02:30 every night):
       30 2 * * *  cd /srv/driftwatch && driftwatch run >> driftwatch.log 2>&1
     """
-    result = run_nightly(app.store, app.config, checkpoint_dir=checkpoints, send_alerts=not no_alerts)
+    pulls = checkpoints or app.working("pulls")
+    result = run_nightly(app.store, app.config, checkpoint_dir=pulls, send_alerts=not no_alerts)
     show_pulls(result.pulls)
     open_count = sum(result.run.counts.values())
     trust = "" if result.run.trusted else "  ** UNTRUSTED: snapshot_health failed **"

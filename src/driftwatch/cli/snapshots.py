@@ -18,15 +18,23 @@ QUARANTINE_SHOWN = 20
 
 
 @click.command()
-@click.option("--path", type=click.Path(path_type=Path), default=Path(DEFAULT_CONFIG_NAME), show_default=True)
+@click.option(
+    "--path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help=f"File to write (default: --config, else ./{DEFAULT_CONFIG_NAME}).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def init(path: Path, force: bool) -> None:
+@pass_app
+def init(app: AppContext, path: Path | None, force: bool) -> None:
     """Write a commented starter driftwatch.toml.
 
     \b
-    Example:
+    Examples:
       driftwatch init && $EDITOR driftwatch.toml
+      driftwatch --config /etc/driftwatch/driftwatch.toml init
     """
+    path = path or app.config_path or Path(DEFAULT_CONFIG_NAME)
     if path.exists() and not force:
         raise UserError(f"{path} already exists; use --force to overwrite it")
     write_text(path, STARTER_CONFIG)

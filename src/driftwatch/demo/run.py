@@ -25,6 +25,7 @@ from driftwatch.config import load_config
 from driftwatch.demo.generator import generate
 from driftwatch.errors import UserError
 from driftwatch.files import write_text
+from driftwatch.locations import demo_dir, working
 from driftwatch.nightly import run_nightly
 from driftwatch.pull import results_frame
 from driftwatch.simulators import PLATFORMS, SIMULATORS
@@ -65,9 +66,12 @@ def demo_config(snapshot_dir: Path, sources: dict[str, dict[str, Any]] | None = 
     }  # fmt: skip
 
 
+MARKER = ".driftwatch-demo"  # marks a folder the demo made, so that only such a folder is ever emptied
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("out/demo"))
+    parser.add_argument("--out", type=Path, default=demo_dir())
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
     try:
@@ -77,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def run_demo(out: Path, seed: int) -> int:
-    if out.exists():
-        shutil.rmtree(out)  # every demo starts from nothing, so it shows what a first night looks like
+def run_demo(out: Path, seed: int = 7) -> int:
+    """Generate the demo retailer into `out`, run the nightly job on it, and score the audit."""
+    fresh_folder(out)
     snapshots = out / "snapshots"
     captured_at = datetime.now(UTC).replace(microsecond=0)
     say(f"1. generating the demo retailer into {snapshots}")
@@ -96,7 +100,8 @@ def run_demo(out: Path, seed: int) -> int:
         env = {k: v for sim in simulators.values() for k, v in sim.env.items()}
         say(f"3. nightly job with {config_path}: pull every source, audit, report, alerts (preview)")
         with Store(cfg.store_path) as store:
-            result = run_nightly(store, cfg, env=env, checkpoint_dir=out / "checkpoints", send_alerts=False)
+            pulls = working(cfg.store_path, "pulls")
+            result = run_nightly(store, cfg, env=env, checkpoint_dir=pulls, send_alerts=False)
     print(results_frame(result.pulls))
     print_findings(result.run.findings)
     say(f"4. report: {result.report.resolve()}")
@@ -104,6 +109,19 @@ def run_demo(out: Path, seed: int) -> int:
     print(preview(result.alerts.plan))
     score(result.run.findings, snapshots / "answer_key.csv")
     return 0
+
+
+def fresh_folder(out: Path) -> None:
+    """Every demo starts from nothing, so it shows what a first night looks like; but only a folder an
+    earlier demo made (or an empty one) is ever emptied: --out pointing at anything else is refused."""
+    if out.exists():
+        if not out.is_dir():
+            raise UserError(f"{out} is a file; give --out a folder for the demo")
+        if any(out.iterdir()) and not (out / MARKER).exists():
+            raise UserError(f"{out} is not empty and was not made by the demo; give --out a new or empty folder")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    write_text(out / MARKER, "made by `driftwatch demo`: the next demo run into this folder empties it\n")
 
 
 def print_findings(findings: pl.DataFrame) -> None:

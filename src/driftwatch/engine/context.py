@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +15,9 @@ from polars.io.plugins import register_io_source
 from driftwatch.config import Config, Feed
 from driftwatch.engine.checkfile import CheckSpec, CompareSpec
 from driftwatch.entities import ENTITIES
+from driftwatch.files import raise_if_refused
+from driftwatch.locations import working
+from driftwatch.scratch import scratch_folder
 from driftwatch.store import SnapshotInfo, Store
 
 _BATCH_ROWS = 122_880
@@ -28,7 +30,9 @@ class AuditContext:
     many times, and a parquet scan reads only the columns and row groups a plan asks for, in parallel,
     where a DuckDB read goes through Python batch by batch. The audit never holds every table in memory
     at once. Frames several checks derive (event-derived orders, profiles per customer) are computed once
-    into parquet files the same way; use the context as a `with` block so they are removed at the end."""
+    into parquet files the same way; use the context as a `with` block so they are removed at the end.
+    The scratch folder is private to the user, beside the store (see driftwatch.locations), and a killed
+    audit's folder is removed when the next audit starts."""
 
     store: Store
     cfg: Config
@@ -38,14 +42,15 @@ class AuditContext:
     _memo: dict[tuple, Any] = field(default_factory=dict)
     _shared: dict[tuple, tuple[Any, int]] = field(default_factory=dict)
     _workdir: Path | None = None
+    _cleanup: ExitStack = field(default_factory=ExitStack)
 
     def __enter__(self) -> AuditContext:
-        self._workdir = Path(tempfile.mkdtemp(prefix="driftwatch-audit-"))
+        self._workdir = self._cleanup.enter_context(scratch_folder(working(self.store.path, "scratch"), "audit"))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
+        self._cleanup.close()
+        self._workdir = None
 
     def snapshot(self, source: str, entity: str) -> SnapshotInfo | None:
         if (source, entity) not in self._infos:
@@ -84,7 +89,11 @@ class AuditContext:
             if self._workdir is None:
                 raise RuntimeError("AuditContext is used outside its `with` block")
             path = self._workdir / f"derived-{len(self._memo)}.parquet"
-            frame.sink_parquet(path, compression="lz4")  # written once, read a few times: fast beats small
+            try:
+                frame.sink_parquet(path, compression="lz4")  # written once, read a few times: fast beats small
+            except Exception as exc:
+                raise_if_refused(path.parent, exc)  # a full disk is the operator's to fix, not a bug
+                raise
             return path
 
         path = self.memo(("materialized", *key), sink)

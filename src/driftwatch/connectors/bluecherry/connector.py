@@ -1,7 +1,7 @@
 """Picking up BlueCherry's scheduled report exports from a folder, or from an SFTP drop.
 
-An SFTP drop is first copied into a local folder (the checkpoint directory when there is one), so a pull
-reads exactly what a file drop of the same exports would.
+An SFTP drop is first copied into a private local folder (under the checkpoint directory when there is
+one), so a pull reads exactly what a file drop of the same exports would; the copy is removed once read.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import stat
-import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,8 @@ from urllib.parse import urlparse
 from driftwatch.connectors.base import BaseConnector, Pulled
 from driftwatch.errors import UserError
 from driftwatch.filedrop import FORMATS, MANIFEST, captured_at_of, first_record_line, read_entity_file
+from driftwatch.locations import temp_dir
+from driftwatch.scratch import scratch_folder
 
 log = logging.getLogger("driftwatch.connectors")
 
@@ -50,40 +52,57 @@ class Connector(BaseConnector):
 
     def pull(self, entities: Iterable[str] | None = None, *, since: datetime | None = None) -> Pulled:
         chosen = set(self._select(entities))
-        folder = self._local_folder()
-        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in FORMATS and p.stem in chosen)
-        if not files:
-            raise UserError(f"sources.{self.source}: no exports ({', '.join(sorted(chosen))}) found in {folder}")
-        exports = {path: read_entity_file(path, self.source, self.settings, kind=self.name) for path in files}
-        for path, export in exports.items():
-            if export.note:
-                log.info("%s: %s", path, export.note)
-        frames = {export.entity: export.frame for export in exports.values()}
-        self._origins = {path.stem: (str(path), first_record_line(path)) for path in files}
-        return Pulled(self.source, captured_at_of(folder, files), frames)
+        with self._exports() as (folder, shown):
+            files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in FORMATS and p.stem in chosen)
+            if not files:
+                raise UserError(f"sources.{self.source}: no exports ({', '.join(sorted(chosen))}) found in {shown}")
+            exports = {path: read_entity_file(path, self.source, self.settings, kind=self.name) for path in files}
+            for path, export in exports.items():
+                if export.note:
+                    log.info("%s/%s: %s", shown, path.name, export.note)
+            frames = {export.entity: export.frame for export in exports.values()}
+            self._origins = {path.stem: (f"{shown}/{path.name}", first_record_line(path)) for path in files}
+            return Pulled(self.source, captured_at_of(folder, files), frames)
 
     def origin(self, entity: str) -> tuple[str, int]:
         """The export file an entity came from and the line number of its first record."""
         return self._origins[entity]
 
-    def _local_folder(self) -> Path:
+    @contextmanager
+    def _exports(self) -> Iterator[tuple[Path, str]]:
+        """The local folder holding the exports, and how messages name where they came from. An SFTP drop
+        is downloaded into a private scratch folder (under the pull's checkpoint folder when it has one),
+        removed once read: the exports hold customer data."""
         if self.settings.get("path"):
-            folder = Path(self.settings["path"])
+            folder = Path(self.settings["path"]).expanduser()
             if not folder.is_dir():
                 raise UserError(f"sources.{self.source}.path: {folder} is not a folder")
-            return folder
-        return self._download()
+            yield folder, str(folder)
+            return
+        root = Path(self.checkpoint_dir) if self.checkpoint_dir is not None else temp_dir()
+        with scratch_folder(root / "sftp", self.source) as target:
+            yield target, self._download(target)
 
-    def _download(self) -> Path:
-        import paramiko  # optional: only SFTP drops need it
-
+    def _download(self, target: Path) -> str:
+        """Copy the drop's exports into `target`; returns the drop's URL for messages."""
+        try:
+            import paramiko  # optional: only SFTP drops need it
+        except ModuleNotFoundError:
+            raise UserError(
+                f"sources.{self.source}.sftp_url: SFTP drops need paramiko: pip install 'driftwatch[sftp]'"
+            ) from None
+        # paramiko logs a failed handshake with its traceback; the failure is reported here, in one line.
+        logging.getLogger("paramiko").addHandler(logging.NullHandler())
         url = urlparse(self.settings["sftp_url"])
         if url.scheme != "sftp" or not url.hostname:
             raise UserError(f"sources.{self.source}.sftp_url: expected sftp://user@host[:port]/folder")
-        target = Path(tempfile.mkdtemp(prefix="bluecherry-", dir=self.checkpoint_dir))
-        transport = paramiko.Transport((url.hostname, url.port or 22))
+        password = self.credential("sftp_password_env")
+        transport = None
         try:
-            transport.connect(username=url.username, password=self.credential("sftp_password_env"))
+            # Connecting is inside the try: an unreachable host, a refused port and a server that is not
+            # SSH all fail this source with one line, never the whole run with a traceback.
+            transport = paramiko.Transport((url.hostname, url.port or 22))
+            transport.connect(username=url.username, password=password)
             sftp = paramiko.SFTPClient.from_transport(transport)
             remote = url.path or "."
             for entry in sftp.listdir_attr(remote):
@@ -92,8 +111,9 @@ class Connector(BaseConnector):
                     local = target / entry.filename
                     sftp.get(f"{remote}/{entry.filename}", str(local))
                     os.utime(local, (entry.st_atime or 0, entry.st_mtime or 0))  # keeps the export's own time
-        except (paramiko.SSHException, OSError) as exc:
+        except (paramiko.SSHException, OSError, EOFError) as exc:
             raise UserError(f"sources.{self.source}: SFTP {url.hostname}: {type(exc).__name__}: {exc}") from None
         finally:
-            transport.close()
-        return target
+            if transport is not None:
+                transport.close()
+        return f"sftp://{url.hostname}{f':{url.port}' if url.port else ''}{url.path or '/'}".rstrip("/")
