@@ -114,8 +114,7 @@ def made_plan(tmp_path_factory) -> Path:
 
 def planned(settings: dict, made_plan: Path, tmp_path: Path) -> tuple[Config, Path]:
     """A copy of the audited store and its plan, and the configuration that points at this test's simulator."""
-    for made in made_plan.iterdir():
-        shutil.copy(made, tmp_path / made.name)
+    shutil.copytree(made_plan, tmp_path, dirs_exist_ok=True)  # the store, its working folder and the plan
     return parse_config(config(settings)), tmp_path / "plan.json"
 
 
