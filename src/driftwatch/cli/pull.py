@@ -31,8 +31,6 @@ def pull(app: AppContext, sources: tuple[str, ...], checkpoints: Path | None, fm
     Example:
       KLAVIYO_API_KEY=pk_... driftwatch pull --source klaviyo
     """
-    for name in sources:
-        app.config.kind(name)  # a source the config does not know is a usage error, not a failed pull
     results = pull_sources(app.store, app.config, sources or None, checkpoint_dir=checkpoints or app.working("pulls"))
     show_pulls(results, fmt)
     if any(r.error for r in results):
