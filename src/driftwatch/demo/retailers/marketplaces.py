@@ -345,6 +345,7 @@ class _Marketplaces:
         self.people: list[Record] = []
         self.orders: list[Record] = []
         self.history: dict[str, tuple[datetime, Record]] = {}
+        self.unknown_value: set[str] = set()  # customers with an order whose ERP status no mapping names
 
     def cap(self, source: str) -> datetime:
         return self.captures[source]
@@ -1087,6 +1088,8 @@ class _Marketplaces:
         ):
             order = pick("order", self._orders_where(lambda o, c=channel: o["channel"] == c, settled), "order_id")[0]
             ret.set(source, "orders", {"order_id": order["order_id"]}, status=code)
+            if source == "bluecherry":  # whether it is cancelled is unknown: its customer's value is not judged
+                self.unknown_value.add(order["customer_id"])
             answer("unmapped_codes", source, code, "status", f"{source} order {order['order_id']} has status {code}")
 
         order = pick("order", self._orders_where(settled, on("mirakl_fr")), "order_id")[0]
@@ -1163,6 +1166,7 @@ class _Marketplaces:
         )
 
         value = self.value_as_of(self.cap("ometria"))
+        people = [p for p in people if p["customer_id"] not in self.unknown_value]
         with_refunds = [
             p
             for p in people
