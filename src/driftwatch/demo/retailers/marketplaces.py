@@ -252,11 +252,13 @@ def config(written: Written, connections: dict[str, dict[str, Any]] | None = Non
                 "products": PRODUCT_STATUSES,
             }
         },
+        # Each marketplace is reconciled on its own, with its own channel and agreed commission.
         "payouts": {
-            "marketplace": "mirakl_fr",
             "erp": "bluecherry",
-            "channel": MARKETPLACES["mirakl_fr"][0],
-            "commission": {"default": str(MARKETPLACES["mirakl_fr"][2])},
+            "marketplaces": {
+                source: {"channel": channel, "commission": {"default": str(rate)}}
+                for source, (channel, _, rate, _) in MARKETPLACES.items()
+            },
         },
     }
 
