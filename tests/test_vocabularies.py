@@ -8,8 +8,11 @@ import pytest
 from audit_helpers import keys, run_audit, snap
 
 from driftwatch.config import parse_config
+from driftwatch.engine import audit
 from driftwatch.errors import UserError
+from driftwatch.repair import make_plan
 from driftwatch.statuses import PRODUCTS, RETURNS, canonical_status, merged_map, stage_classes
+from driftwatch.store import Store
 
 
 @pytest.mark.parametrize(
@@ -344,3 +347,23 @@ def test_an_instance_reads_its_platforms_words_then_its_own():
     assert canonical_status("PAUSED", cfg.status_map("mirakl_fr", PRODUCTS), PRODUCTS) == "active"
     assert canonical_status("PAUSED", cfg.status_map("mirakl", PRODUCTS), PRODUCTS) == "discontinued"
     assert cfg.same_stages("mirakl_fr") == cfg.same_stages("mirakl") == (("shipped", "delivered", "closed"),)
+
+
+def test_a_repair_carries_the_truths_status_in_canonical_words(tmp_path):
+    config = {
+        "feeds": [{"source": "bluecherry", "target": "mirakl", "entities": ["products"]}],
+        "statuses": {"bluecherry": {"products": {"A": "active", "D": "discontinued"}}},
+    }
+    with Store(tmp_path / "s.duckdb") as store:
+        store.ingest(
+            [
+                snap("bluecherry", "products", sku=["S1", "S2"], status=["A", "D"], price=["10.00", "12.00"]),
+                snap("mirakl", "products", sku=["S1", "S2"], status=["active", "active"], price=["10.00", "12.00"]),
+            ]
+        )
+        cfg = parse_config(config)
+        audit(store, cfg, checks=["catalogue_parity"])
+        (action,) = make_plan(store, cfg).actions
+    # The pusher reads the truth: "D" would mean nothing to Mirakl, "discontinued" ends the offer.
+    assert (action.key, action.action, action.after) == ("S2", "set_offer_status", "discontinued")
+    assert action.truth["status"] == "discontinued" and action.truth["status_raw"] == "D"

@@ -22,9 +22,11 @@ from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
 from driftwatch.files import write_text
 from driftwatch.push import ERP_ACTIONS, Action
+from driftwatch.statuses import ORDERS, PRODUCTS, RETURNS, canonical_status
 from driftwatch.store import Store
 
 PLAN_VERSION = 1
+_VOCABULARY_OF = {"orders": ORDERS, "returns": RETURNS, "products": PRODUCTS}
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def make_plan(
     if targets:
         frame = frame.filter(pl.col("target").is_in(targets))
     actions = [
-        _action(row, _truth_row(store, row))
+        _action(row, _in_canonical_words(cfg, row, _truth_row(store, row)))
         for row in frame.sort("target", "check_id", "key", "field").iter_rows(named=True)
     ]
     created_at = datetime.now(UTC)
@@ -131,6 +133,17 @@ def _pushed_to(finding: dict[str, Any]) -> str:
     if finding["repair_action"] in ERP_ACTIONS and finding["source"]:
         return finding["source"]
     return finding["target"]
+
+
+def _in_canonical_words(cfg: Config, finding: dict[str, Any], truth: dict[str, Any]) -> dict[str, Any]:
+    """The truth's status in canonical words (a target never speaks the ERP's own codes), the source's word
+    kept as `status_raw`; None where no mapping names it."""
+    vocabulary = _VOCABULARY_OF.get(finding["entity"])
+    if vocabulary is None or truth.get("status") is None or not finding["source"]:
+        return truth
+    raw = truth["status"]
+    canonical = canonical_status(raw, cfg.status_map(finding["source"], vocabulary), vocabulary)
+    return {**truth, "status": canonical, "status_raw": raw}
 
 
 def _truth_row(store: Store, finding: dict[str, Any]) -> dict[str, Any]:
