@@ -97,3 +97,15 @@ def test_a_feed_without_locations_takes_every_location(tmp_path):
         {"source": "bluecherry", "target": "ometria", "entities": ["inventory"]},
     ]
     assert keys(run_audit(tmp_path, _stock(), {"feeds": feeds}, ["unmapped_codes"])) == set()
+
+
+def test_a_feed_location_the_erp_never_names_is_reported_for_its_target(tmp_path):
+    feeds = [
+        {"source": "bluecherry", "target": "mirakl", "entities": ["inventory"], "locations": ["W1", "W-2"]},
+        {"source": "bluecherry", "target": "ometria", "entities": ["inventory"]},  # takes every location
+    ]
+    found = run_audit(tmp_path, _stock(), {"feeds": feeds}, ["unmapped_codes"])
+    assert keys(found) == {("unmapped_codes", "mirakl", "W-2", "location")}
+    message = found["message"][0]
+    assert "the feed to mirakl takes stock from location 'W-2'" in message
+    assert "(OUTLET, W1, W2, W3)" in message

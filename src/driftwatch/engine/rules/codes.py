@@ -25,17 +25,14 @@ _STATUSES = {
 @rule
 def unmapped_codes(scope: Scope) -> pl.LazyFrame | None:
     """Raw statuses (of orders, returns, products) that no mapping names, ERP carrier codes a target does not
-    know, and ERP locations that no feed lists."""
-    parts = [
-        part
-        for source in scope.cfg.known_sources()
-        for entity in _STATUSES
-        if (part := _unmapped_statuses(scope, source, entity)) is not None
+    know, ERP locations that no feed lists, and feed locations the ERP does not know."""
+    candidates = [
+        *(_unmapped_statuses(scope, source, entity) for source in scope.cfg.known_sources() for entity in _STATUSES),
+        *(_unmapped_carriers(scope, feed) for feed in scope.cfg.feeds),
+        *(_unfed_locations(scope, source) for source in _sources_with_located_feeds(scope)),
+        *(_feed_locations_unknown(scope, feed) for feed in scope.cfg.feeds),
     ]
-    parts += [part for feed in scope.cfg.feeds if (part := _unmapped_carriers(scope, feed)) is not None]
-    parts += [
-        part for source in _sources_with_located_feeds(scope) if (part := _unfed_locations(scope, source)) is not None
-    ]
+    parts = [part for part in candidates if part is not None]
     return pl.concat(parts) if parts else None
 
 
@@ -149,6 +146,35 @@ def _unfed_locations(scope: Scope, source: str) -> pl.LazyFrame | None:
             "location",
             "skus",
             "example",
+        ),
+    )
+
+
+def _feed_locations_unknown(scope: Scope, feed: Feed) -> pl.LazyFrame | None:
+    """Locations a stock feed lists that the ERP's inventory never names (a code renamed in the ERP, or
+    mistyped in the feed): the target would be compared with no stock at all from them."""
+    if feed.locations is None or "inventory" not in feed.entities:
+        return None
+    if not scope.ctx.has(feed.source, "inventory", "location"):
+        return None
+    held = set(scope.ctx.distinct(feed.source, "inventory", "location").collect()["location"].drop_nulls())
+    unknown = [location for location in feed.locations if location not in held]
+    shown = ", ".join(sorted(held)[:6]) + (", ..." if len(held) > 6 else "")
+    return findings_from(
+        Scope(scope.ctx, scope.check, feed.source, feed.target, feed, scope.options),
+        pl.LazyFrame({"location": unknown}, schema={"location": pl.String}),
+        entity="inventory",
+        key=pl.col("location"),
+        field="location",
+        expected=pl.lit("a location the ERP holds stock in"),
+        actual=pl.col("location"),
+        severity=scope.option("severity"),
+        message=pl.format(
+            "the feed to {} takes stock from location '{}', which the ERP's inventory never names ({}); "
+            "correct the feed's locations",
+            pl.lit(feed.target),
+            "location",
+            pl.lit(shown or "none at all"),
         ),
     )
 
