@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import click
 
-from driftwatch.cli import alert, audit, demo, payouts, pull, repair, report, run, snapshots
+from driftwatch.cli import alert, audit, demo, doctor, payouts, pull, repair, report, run, snapshots
 from driftwatch.cli._common import AppContext, shared_options
 from driftwatch.cli._crash import first_line, internal_error
 from driftwatch.errors import UserError
@@ -62,7 +62,7 @@ def cli(ctx: click.Context) -> None:
     ctx.call_on_close(ctx.ensure_object(AppContext).close)
 
 
-for module in (snapshots, pull, audit, report, alert, run, repair, payouts, demo):
+for module in (snapshots, pull, audit, report, alert, run, repair, payouts, demo, doctor):
     module.register(cli)
 
 

@@ -68,6 +68,8 @@ class Connector(Protocol):
 
     def pull(self, entities: Iterable[str] | None = None, *, since: datetime | None = None) -> Pulled: ...
 
+    def check(self) -> str: ...
+
     def close(self) -> None: ...
 
 
@@ -143,6 +145,11 @@ class BaseConnector:
         return Pulled(self.source, captured_at, frames)
 
     def pull_entity(self, entity: str, *, since: datetime | None) -> pl.DataFrame:
+        raise NotImplementedError
+
+    def check(self) -> str:
+        """Reach the platform once with its cheapest authenticated call (`driftwatch doctor`): returns what
+        that proved, raises UserError when it fails. Reads nothing worth storing and writes nothing."""
         raise NotImplementedError
 
     def paginate(self, entity: str, fetch: FetchPage, *, params: Mapping[str, Any] | None = None) -> pl.DataFrame:

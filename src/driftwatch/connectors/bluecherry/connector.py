@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import stat
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -83,8 +84,33 @@ class Connector(BaseConnector):
         with scratch_folder(root / "sftp", self.source) as target:
             yield target, self._download(target)
 
+    def check(self) -> str:
+        """The folder is readable and holds exports, or the SFTP drop accepts the login and lists them."""
+        if self.settings.get("path"):
+            with self._exports() as (folder, shown):
+                found = [p.name for p in folder.iterdir() if p.is_file() and p.suffix in FORMATS]
+        else:
+            with self._sftp() as (sftp, remote, shown):
+                found = [name for name in sftp.listdir(remote) if Path(name).suffix in FORMATS]
+        if not found:
+            raise UserError(f"sources.{self.source}: no export files ({', '.join(FORMATS)}) in {shown}")
+        return f"{shown}: {len(found)} export file(s) readable"
+
     def _download(self, target: Path) -> str:
         """Copy the drop's exports into `target`; returns the drop's URL for messages."""
+        with self._sftp() as (sftp, remote, shown):
+            for entry in sftp.listdir_attr(remote):
+                wanted = Path(entry.filename).suffix in FORMATS or entry.filename == MANIFEST
+                if wanted and stat.S_ISREG(entry.st_mode or 0):
+                    local = target / entry.filename
+                    sftp.get(f"{remote}/{entry.filename}", str(local))
+                    os.utime(local, (entry.st_atime or 0, entry.st_mtime or 0))  # keeps the export's own time
+        return shown
+
+    @contextmanager
+    def _sftp(self) -> Iterator[tuple[Any, str, str]]:
+        """A logged-in SFTP session on the drop: (client, remote folder, the drop's URL for messages). Every
+        way of failing (unreachable host, refused port, not an SSH server, refused login) is one line."""
         try:
             import paramiko  # optional: only SFTP drops need it
         except ModuleNotFoundError:
@@ -97,23 +123,15 @@ class Connector(BaseConnector):
         if url.scheme != "sftp" or not url.hostname:
             raise UserError(f"sources.{self.source}.sftp_url: expected sftp://user@host[:port]/folder")
         password = self.credential("sftp_password_env")
+        shown = f"sftp://{url.hostname}{f':{url.port}' if url.port else ''}{url.path or '/'}".rstrip("/")
         transport = None
         try:
-            # Connecting is inside the try: an unreachable host, a refused port and a server that is not
-            # SSH all fail this source with one line, never the whole run with a traceback.
-            transport = paramiko.Transport((url.hostname, url.port or 22))
+            address = (url.hostname, url.port or 22)
+            transport = paramiko.Transport(socket.create_connection(address, timeout=self.http_settings.timeout))
             transport.connect(username=url.username, password=password)
-            sftp = paramiko.SFTPClient.from_transport(transport)
-            remote = url.path or "."
-            for entry in sftp.listdir_attr(remote):
-                wanted = Path(entry.filename).suffix in FORMATS or entry.filename == MANIFEST
-                if wanted and stat.S_ISREG(entry.st_mode or 0):
-                    local = target / entry.filename
-                    sftp.get(f"{remote}/{entry.filename}", str(local))
-                    os.utime(local, (entry.st_atime or 0, entry.st_mtime or 0))  # keeps the export's own time
+            yield paramiko.SFTPClient.from_transport(transport), url.path or ".", shown
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise UserError(f"sources.{self.source}: SFTP {url.hostname}: {type(exc).__name__}: {exc}") from None
         finally:
             if transport is not None:
                 transport.close()
-        return f"sftp://{url.hostname}{f':{url.port}' if url.port else ''}{url.path or '/'}".rstrip("/")

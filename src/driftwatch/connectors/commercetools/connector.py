@@ -114,6 +114,19 @@ class Connector(BaseConnector):
             settings=self.http_settings,
         )
 
+    def check(self) -> str:
+        client = self._connect()
+        try:
+            project = client.project()
+        finally:
+            client.close()
+        if project is None:
+            return (
+                f"API client accepted; project {client.project_key} settings not readable with its scopes "
+                "(only incremental pulls need them)"
+            )
+        return f"API client accepted; project {client.project_key} readable"
+
     def pull(self, entities: Iterable[str] | None = None, *, since: datetime | None = None) -> Pulled:
         chosen = self._select(entities)
         captured_at = datetime.now(UTC)

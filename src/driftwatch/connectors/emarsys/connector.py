@@ -89,8 +89,16 @@ class Connector(BaseConnector):
             return auth, "/api/v3", [client_secret]
         raise UserError(f"sources.{self.source}.auth: expected 'wsse' or 'oauth', not {method!r}")
 
-    def pull(self, entities: Iterable[str] | None = None, *, since: datetime | None = None) -> Pulled:
-        self._client = EmarsysClient(
+    def check(self) -> str:
+        client = self._connect()
+        try:
+            client.contact_ids(str(self.setting("listing_field", "3")), 0, 1)
+        finally:
+            client.close()
+        return f"{self.setting('auth', 'wsse')} credentials accepted (GET {self._api_path}/contact/query)"
+
+    def _connect(self) -> EmarsysClient:
+        return EmarsysClient(
             self.setting("base_url", BASE_URL),
             self._auth,
             api_path=self._api_path,
@@ -98,6 +106,9 @@ class Connector(BaseConnector):
             settings=self.settings,
             http_settings=self.http_settings,
         )
+
+    def pull(self, entities: Iterable[str] | None = None, *, since: datetime | None = None) -> Pulled:
+        self._client = self._connect()
         try:
             return super().pull(entities, since=since)
         finally:

@@ -80,6 +80,10 @@ class Connector(BaseConnector):
         finally:
             self._variant_rows = None
 
+    def check(self) -> str:
+        self.client.page("/api/metrics")
+        return "private API key accepted (GET /api/metrics)"
+
     def pull_entity(self, entity: str, *, since: datetime | None) -> pl.DataFrame:
         if entity == "customers":
             return self._customers(since)

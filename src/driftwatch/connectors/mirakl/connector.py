@@ -89,6 +89,11 @@ class Connector(BaseConnector):
             frames = self._pull(client, chosen, since)
         return Pulled(self.source, captured_at, {entity: frames[entity] for entity in chosen})
 
+    def check(self) -> str:
+        with self._client() as client:
+            client.get("/api/shipping/carriers")
+        return "shop API key accepted (SH21 GET /api/shipping/carriers)"
+
     def _client(self) -> MiraklClient:
         return MiraklClient(
             self._base_url,

@@ -58,6 +58,14 @@ class Connector(BaseConnector):
         self._client: OmetriaClient | None = None
         self._pulled: dict[str, pl.DataFrame] = {}  # one pull's frames, so a record type is read once
 
+    def check(self) -> str:
+        client = OmetriaClient(self.setting("base_url", BASE_URL), self._api_key, {"page_size": 1}, self.http_settings)
+        try:
+            client.page("contact", 0)
+        finally:
+            client.close()
+        return "API key accepted (GET /v2/contacts)"
+
     def pull(self, entities: Iterable[str] | None = None, *, since: datetime | None = None) -> Pulled:
         self._client = OmetriaClient(
             self.setting("base_url", BASE_URL), self._api_key, self.settings, self.http_settings
