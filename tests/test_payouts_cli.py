@@ -92,3 +92,19 @@ def test_cli_table_output_shows_the_close_and_its_problems(tmp_path: Path) -> No
     assert "Unbalanced documents" in outputs[1] and "P-103" in outputs[1]
     assert "Mismatches: 4" in outputs[1]
     assert "Variances since the close: 0" in outputs[1]
+
+
+def test_without_out_the_files_go_beside_the_config_not_into_the_current_directory(tmp_path: Path, monkeypatch):
+    config = tmp_path / "site" / "driftwatch.toml"
+    config.parent.mkdir()
+    config.write_text(CONFIG.read_text())
+    db = loaded_store(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    app = AppContext(config, db)
+    result = CliRunner().invoke(payouts, ["reconcile", "--period", OCTOBER], obj=app)
+    app.close()
+    assert result.exit_code == 0, result.output
+    assert (config.parent / f"payouts-{OCTOBER}" / f"payouts-{OCTOBER}.xlsx").exists()
+    assert list(elsewhere.iterdir()) == []

@@ -39,7 +39,8 @@ def payouts() -> None:
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Directory for the workbook, CSVs and journal import file (default: ./payouts-YYYY-MM).",
+    help="Directory for the workbook, CSVs and journal import file (default: payouts-YYYY-MM beside the "
+    "config file, else in the current directory).",
 )
 @click.option(
     "--marketplace",
@@ -75,7 +76,9 @@ def reconcile_command(
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     default_dir = f"payouts-{period}" if marketplace is None else f"payouts-{result.marketplace}-{period}"
-    written = write_outputs(result, out_dir or Path(default_dir))
+    # Beside the config, as reports are: a scheduler's working directory is nobody's choice of folder.
+    base = app.config.path.parent if app.config.path else Path()
+    written = write_outputs(result, out_dir or base / default_dir)
     if fmt != "table":
         emit(result.summary, fmt)
         return
