@@ -7,11 +7,14 @@ text with their leading zeros.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import pandera.polars as pa
 import polars as pl
+
+# A platform with one stock figure per SKU keeps no location: its stock is the whole target's, at "*".
+WHOLE_STOCK = "*"
 
 # Money is exact. Scale 4 keeps sub-cent commission maths exact; 19.9 and 19.90 are the same value.
 MONEY = pl.Decimal(18, 4)
@@ -36,6 +39,8 @@ class Entity:
     key: tuple[str, ...]
     columns: dict[str, Kind]
     required: tuple[str, ...] = ()  # non-key columns that may not be null
+    # Key columns that may be blank or absent, and what they then mean (inventory's location: "*").
+    key_defaults: dict[str, str] = field(default_factory=dict)
 
     @property
     def schema(self) -> dict[str, pl.DataType]:
@@ -43,7 +48,8 @@ class Entity:
 
 
 def _entity(entity_name: str, key: tuple[str, ...], required: tuple[str, ...] = (), /, **columns: Kind) -> Entity:
-    return Entity(entity_name, key, columns, required)
+    defaults = {"location": WHOLE_STOCK} if "location" in key else {}
+    return Entity(entity_name, key, columns, required, defaults)
 
 
 ENTITIES: dict[str, Entity] = {

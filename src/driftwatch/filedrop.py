@@ -87,18 +87,25 @@ class LoadReport:
 
 def load_directory(store: Store, directory: Path | str, cfg: Config) -> LoadReport:
     """Read every file of a snapshot directory and store it in one transaction."""
+    prepared = read_directory(directory, cfg)
+    results = store.ingest(snap for snap, _, _ in prepared)
+    files = [
+        _file_result(path, snap, result, note) for (snap, path, note), result in zip(prepared, results, strict=True)
+    ]
+    quarantine = pl.concat([snap.quarantine for snap, _, _ in prepared])
+    return LoadReport(Path(directory), files, quarantine)
+
+
+def read_directory(directory: Path | str, cfg: Config) -> list[tuple[IncomingSnapshot, Path, str | None]]:
+    """Every file of a snapshot directory read and validated, with the path it came from and what reading it
+    noted; nothing stored."""
     directory = Path(directory)
     if not directory.is_dir():
         raise UserError(f"{directory}: not a directory (expected DIR/<source>/<entity>.csv)")
     prepared = [snap for source_dir in _source_dirs(directory, cfg) for snap in _read_source(source_dir, cfg)]
     if not prepared:
         raise UserError(f"{directory}: no snapshot files found (expected DIR/<source>/<entity>.csv|.parquet|.jsonl)")
-    results = store.ingest(snap for snap, _, _ in prepared)
-    files = [
-        _file_result(path, snap, result, note) for (snap, path, note), result in zip(prepared, results, strict=True)
-    ]
-    quarantine = pl.concat([snap.quarantine for snap, _, _ in prepared])
-    return LoadReport(directory, files, quarantine)
+    return prepared
 
 
 def _file_result(path: Path, snap: IncomingSnapshot, result: IngestResult, note: str | None) -> FileResult:
@@ -133,9 +140,12 @@ def _read_source(source_dir: Path, cfg: Config) -> list[tuple[IncomingSnapshot, 
         export = read_entity_file(path, source, settings, kind=kind)
         if export.note:
             log.info("%s: %s", path, export.note)
+        frame = export.frame
+        if export.entity == "orders" and cfg.is_marketplace(source):
+            frame = keyed_by_marketplace_id(frame)
         first_line = first_record_line(path)
         coerced = coerce(
-            export.frame,
+            frame,
             export.entity,
             origin=str(path),
             first_line=first_line,
@@ -144,6 +154,22 @@ def _read_source(source_dir: Path, cfg: Config) -> list[tuple[IncomingSnapshot, 
         snap = IncomingSnapshot.from_coerced(source, export.entity, captured_at, coerced, str(path))
         snaps.append((snap, path, export.note))
     return snaps
+
+
+def keyed_by_marketplace_id(orders: pl.DataFrame) -> pl.DataFrame:
+    """A marketplace's orders are keyed by its own order id (external_id): order_id, the ERP's number, is
+    only filled once the ERP has the order. Where it is blank, or absent, the order is keyed by its
+    external_id, as the connectors key it, so the order the ERP has not got yet is audited, not
+    quarantined. Its lines and shipments name it by the same id."""
+    if "external_id" not in orders.columns:
+        return orders
+    marketplace_id = pl.col("external_id").cast(pl.String).str.strip_chars()
+    if "order_id" not in orders.columns:
+        return orders.with_columns(marketplace_id.alias("order_id"))
+    erp_number = pl.col("order_id").cast(pl.String).str.strip_chars()
+    blank = erp_number.is_null() | (erp_number == "")
+    keyed = pl.when(blank).then(marketplace_id).otherwise(pl.col("order_id").cast(pl.String))
+    return orders.with_columns(keyed.alias("order_id"))
 
 
 def read_entity_file(path: Path, source: str, settings: dict, *, kind: str | None = None) -> ExportFile:

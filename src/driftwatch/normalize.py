@@ -90,6 +90,7 @@ def coerce_batches(
     spec = entity(entity_name)
     parsed_parts, parse_errors, line = [], [], first_line
     for raw in batches:
+        raw = raw.with_columns(pl.lit(None, pl.String).alias(c) for c in spec.key_defaults if c not in raw.columns)
         _check_columns(raw, spec, origin)
         raw = raw.with_row_index(LINE, offset=line).with_columns(pl.col(LINE).cast(pl.Int64))
         parsed = raw.select(
@@ -99,7 +100,7 @@ def coerce_batches(
                 for col, kind in spec.columns.items()
                 if col in raw.columns
             ],
-        )
+        ).with_columns(pl.col(c).fill_null(default) for c, default in spec.key_defaults.items())
         parse_errors.append(_parse_errors(raw, parsed, spec, origin))
         parsed_parts.append(parsed)
         line += raw.height
