@@ -145,6 +145,10 @@ def stock_chunk(seed: int, start: int, n: int) -> Chunk:
     on_hand = rng.integers(0, 200, n)
     allocated = (rng.random(n) * (on_hand + 1)).astype(np.int64)
     safety = rng.integers(0, 6, n)
+    # A record one side lacks (or holds no quantity for) is a difference only where there is stock: 0 against
+    # no record is 0 either way. Those kinds get stock, so each of them is a real difference.
+    absent = [list(STOCK_KINDS).index(k) for k in ("missing_in_target", "missing_in_source", "null_in_target")]
+    on_hand = np.where(np.isin(kind_index, absent), np.maximum(on_hand, allocated + safety + 1), on_hand)
     ats = np.maximum(0, on_hand - allocated - safety)
     # A change of `step` units, downwards only where that stays at or above zero.
     above = rng.integers(STOCK_TOLERANCE + 1, STOCK_TOLERANCE + 21, n)

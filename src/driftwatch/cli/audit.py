@@ -13,7 +13,7 @@ import click
 import polars as pl
 
 from driftwatch.cli._common import AppContext, emit, format_option, pass_app
-from driftwatch.engine import acknowledge, audit, findings, load_catalogue
+from driftwatch.engine import acknowledge, audit, findings, latest_run_id, load_catalogue, run_notes
 from driftwatch.engine.findings import OPEN_STATUSES, SEVERITIES, STATUSES, RunResult
 from driftwatch.exitcodes import ExitCode
 from driftwatch.filedrop import load_directory
@@ -55,6 +55,7 @@ def audit_command(
         _print_summary(result)
     else:
         emit(result.findings.select(_listed(result.findings)), fmt)
+    print_notes(result.notes, fmt)
     if _fails(result, app.config.audit.fail_on):
         raise click.exceptions.Exit(ExitCode.DRIFT)
 
@@ -81,6 +82,13 @@ def _print_summary(result: RunResult) -> None:
     resolved = result.findings.filter(pl.col("status") == "resolved").height
     if resolved:
         click.echo(f"{resolved} finding(s) resolved since the last run")
+
+
+def print_notes(notes: pl.DataFrame, fmt: str) -> None:
+    """What the run could not check, one `info` line each: below the table for people, on stderr when
+    stdout carries JSON or CSV for a script."""
+    for message in notes["message"]:
+        click.echo(f"info: {message}", err=fmt != "table")
 
 
 def _listed(frame: pl.DataFrame) -> list[str]:
@@ -110,14 +118,17 @@ def findings_command(
       driftwatch findings --run 20261123T020000-1a2b3c --format csv > findings.csv
     """
     found = findings(app.store, run_id=run_id, status=status)
+    notes = run_notes(app.store, run_id or latest_run_id(app.store))
     if check_id:
         found = found.filter(pl.col("check_id") == check_id)
+        notes = notes.filter(pl.col("check_id") == check_id)
     if not include_muted:
         found = found.filter(~pl.col("muted"))
     if fmt == "table":
         emit(found.select([c for c in LISTED if c in found.columns]), fmt, title=f"{found.height} finding(s)")
     else:
         emit(found.select(_listed(found)), fmt)
+    print_notes(notes, fmt)
 
 
 @click.group("checks")

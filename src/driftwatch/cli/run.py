@@ -8,6 +8,7 @@ import click
 
 from driftwatch.alerts import preview
 from driftwatch.cli._common import AppContext, checkpoints_option, pass_app
+from driftwatch.cli.audit import print_notes
 from driftwatch.cli.pull import show_pulls
 from driftwatch.nightly import run_nightly
 
@@ -33,6 +34,7 @@ def run_command(app: AppContext, checkpoints: Path | None, no_alerts: bool) -> N
     open_count = sum(result.run.counts.values())
     trust = "" if result.run.trusted else "  ** UNTRUSTED: snapshot_health failed **"
     click.echo(f"audit {result.run.run_id}: {open_count} open finding(s){trust}")
+    print_notes(result.run.notes, "table")
     click.echo(f"report: {result.report}")
     if no_alerts:
         click.echo(preview(result.alerts.plan))

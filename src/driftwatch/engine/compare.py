@@ -5,6 +5,12 @@ only become `missing` / `extra` findings, and each declared field is compared wi
 equality (money within a tolerance, text trimmed, postcodes without spaces...). Severity rules, impact
 and `when` filters are SQL expressions over `expected`, `actual`, `diff` and the joined columns
 (`expected_<col>`, `actual_<col>`). Everything stays lazy: one join per comparison, no Python loops over rows.
+
+What is not compared, generically: a field one side's view lacks (that side holds it in no record: a
+note says so); a field of a record one side changed after the other side's snapshot (`_changed`); a
+record one side lacks that came into being after the other side's snapshot (`_late`). A number with no
+value and a 0 agree (no lifetime value where the ERP's is 0); no value against another number is a
+difference, reported as such.
 """
 
 from __future__ import annotations
@@ -18,13 +24,14 @@ import polars as pl
 from driftwatch.engine.checkfile import CompareSpec, FieldSpec, Outcome, SeverityRule
 from driftwatch.engine.context import Scope
 from driftwatch.engine.findings import FINDING_COLUMNS, MONEY, as_text
-from driftwatch.engine.views import VIEWS
+from driftwatch.engine.views import CHANGED, DERIVED, LATE, VIEWS
 from driftwatch.errors import UserError
 from driftwatch.money import MoneyTolerance
 from driftwatch.statuses import stage_classes
 
 _IN_EXPECTED, _IN_ACTUAL = "_in_expected", "_in_actual"
 _NUMERIC = ("money", "int")
+_BOUNDS = tuple(f"{side}_{flag}" for side in ("expected", "actual") for flag in (LATE, CHANGED))
 
 
 def run_compare(scope: Scope, spec: CompareSpec) -> pl.LazyFrame | None:
@@ -37,10 +44,13 @@ def run_compare(scope: Scope, spec: CompareSpec) -> pl.LazyFrame | None:
     # A column one side does not hold is not compared (above), but the check's `when`, impact and message
     # expressions may still name it: they read it as null (an ERP that records no merges, or no prices).
     rows = rows.lazy().with_columns(pl.lit(None).alias(c) for c in sorted(_named(spec) - set(names)))
+    rows = rows.with_columns(pl.lit(False).alias(c) for c in _BOUNDS if c not in names)
     rows = rows.with_columns(_key_expr(keys, names).alias("_key"), _part_expr(scope, spec, rows).alias("_part"))
-    missing = pl.col(_IN_EXPECTED) & pl.col(_IN_ACTUAL).is_null()
-    extra = pl.col(_IN_EXPECTED).is_null() & pl.col(_IN_ACTUAL)
-    both = pl.col(_IN_EXPECTED) & pl.col(_IN_ACTUAL)
+    # The other side is only expected to hold a record that existed when it was captured.
+    missing = pl.col(_IN_EXPECTED) & pl.col(_IN_ACTUAL).is_null() & ~pl.col(f"expected_{LATE}").fill_null(False)
+    extra = pl.col(_IN_EXPECTED).is_null() & pl.col(_IN_ACTUAL) & ~pl.col(f"actual_{LATE}").fill_null(False)
+    settled = ~(pl.col(f"expected_{CHANGED}").fill_null(False) | pl.col(f"actual_{CHANGED}").fill_null(False))
+    both = pl.col(_IN_EXPECTED) & pl.col(_IN_ACTUAL) & settled
     parts = []
     if spec.missing:
         parts.append(_presence(scope, spec, rows.filter(missing), spec.missing, "present", "absent"))
@@ -53,6 +63,18 @@ def run_compare(scope: Scope, spec: CompareSpec) -> pl.LazyFrame | None:
     return pl.concat(parts, how="vertical") if parts else None
 
 
+def _note_unheld_fields(scope: Scope, spec: CompareSpec, expected: pl.LazyFrame, actual: pl.LazyFrame) -> None:
+    """A field one side does not hold in any record is not compared: a note names the side and field (a
+    view computing the field, or deriving the entity from another, has said itself what it lacked)."""
+    sides = ((spec.expected, scope.source, expected), (spec.actual, scope.target, actual))
+    for view_name, source, frame in sides:
+        names = frame.collect_schema().names()
+        for field in spec.fields:
+            derived = field.name in DERIVED[view_name] or scope.ctx.snapshot(source, spec.entity) is None
+            if field.name not in names and not derived:
+                scope.note(source, spec.entity, "not_compared", field.name)
+
+
 def _suspects(scope: Scope, spec: CompareSpec) -> pl.DataFrame | None:
     """The joined rows that may hold a finding of `spec`, or of any other comparison of the audit over the
     same two views and keys (the three order checks all join the ERP's orders to the target's): the join,
@@ -63,6 +85,7 @@ def _suspects(scope: Scope, spec: CompareSpec) -> pl.DataFrame | None:
     expected, actual = VIEWS[spec.expected](view_scope), VIEWS[spec.actual](view_scope)
     if expected is None or actual is None:
         return None
+    _note_unheld_fields(scope, spec, expected, actual)
     together = [s for s in scope.ctx.compares if _same_join(s, spec)] if spec in scope.ctx.compares else [spec]
     options = tuple(sorted((name, repr(scope.options.get(name))) for name in reading.read))
     key = ("suspects", scope.source, scope.target, scope.feed, tuple(together), options)
@@ -152,7 +175,7 @@ def _read_columns(
     currency and whatever the checks' expressions and messages name. The join carries no others, so a
     check comparing two columns of a wide view does not drag the rest through it."""
     sides = ("expected", "actual")
-    wanted = {*keys, _IN_EXPECTED, _IN_ACTUAL, *named, *(f"{side}_key" for side in sides)}
+    wanted = {*keys, _IN_EXPECTED, _IN_ACTUAL, *named, *_BOUNDS, *(f"{side}_key" for side in sides)}
     wanted |= {f"{side}_{f}" for f in fields for side in sides}
     wanted |= {f"{side}_{spec.currency}" for spec in specs if spec.currency for side in sides}
     return [c for c in names if c in wanted]
@@ -210,7 +233,7 @@ def _field_differs(scope: Scope, spec: CompareSpec, field: FieldSpec, currency: 
         return exp.is_not_null() & act.is_not_null() & (exp.replace(groups) != act.replace(groups))
     if field.kind == "money":
         limit = money_limit(_option_or_value(scope, field.tolerance), currency)
-        return (exp.is_null() != act.is_null()) | ((act - exp).abs() > limit).fill_null(False)
+        return _absent(exp, act) | ((act - exp).abs() > limit).fill_null(False)
     return _differs(field.kind, exp, act, _tolerance(scope, field))
 
 
@@ -252,9 +275,15 @@ def _field_name(name: str) -> pl.Expr:
     return pl.when(pl.col("_part").is_null()).then(literal).otherwise(pl.format("{}.{}", "_part", literal))
 
 
+def _absent(exp: pl.Expr, act: pl.Expr) -> pl.Expr:
+    """A number one side has no value for: no value and 0 agree (nothing to hold); no value against any
+    other number is a difference."""
+    return ((exp.is_null() & (act != 0)) | (act.is_null() & (exp != 0))).fill_null(False)
+
+
 def _differs(kind: str, exp: pl.Expr, act: pl.Expr, tolerance: float | None) -> pl.Expr:
     if kind == "int":
-        return (exp.is_null() != act.is_null()) | ((act - exp).abs() > pl.lit(tolerance or 0)).fill_null(False)
+        return _absent(exp, act) | ((act - exp).abs() > pl.lit(tolerance or 0)).fill_null(False)
     if kind == "timestamp":
         if tolerance:
             gap = (act - exp).abs() > pl.duration(seconds=tolerance)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -14,13 +15,28 @@ from polars.io.plugins import register_io_source
 
 from driftwatch.config import Config, Feed
 from driftwatch.engine.checkfile import CheckSpec, CompareSpec
+from driftwatch.engine.notes import Note
 from driftwatch.entities import ENTITIES
+from driftwatch.errors import UserError
 from driftwatch.files import raise_if_refused
 from driftwatch.locations import working
 from driftwatch.scratch import scratch_folder
 from driftwatch.store import SnapshotInfo, Store
 
 _BATCH_ROWS = 122_880
+
+
+class CannotRun(Exception):
+    """A check cannot run for a feed: a snapshot it reads holds no value in a column it needs, or
+    snapshot_health distrusts it. The runner turns it into a note and goes on."""
+
+    def __init__(self, source: str, entity: str, kind: str, column: str | None = None, detail: str = ""):
+        super().__init__(f"{source} {entity}: {kind} {column or ''} {detail}".strip())
+        self.source, self.entity, self.kind, self.column, self.detail = source, entity, kind, column, detail
+
+    def note(self, check_id: str, target: str | None) -> Note:
+        """What the check could not do for `target`, said once in the run."""
+        return Note(check_id, target, self.source, self.entity, self.kind, self.column, self.detail)
 
 
 @dataclass
@@ -38,6 +54,13 @@ class AuditContext:
     cfg: Config
     # Every comparison the audit will run, so the ones joining the same two views can share the join.
     compares: list[CompareSpec] = field(default_factory=list)
+    # (source, entity) -> why snapshot_health distrusts that snapshot (it runs first and fills this in).
+    distrusted: dict[tuple[str, str], str] = field(default_factory=dict)
+    # The check and target running now: notes found while computing a frame several checks share are
+    # replayed for each of them, so every check that lost something says so.
+    current: tuple[str, str | None] | None = None
+    _notes: dict[tuple, Note] = field(default_factory=dict)
+    _collecting: list[list[Note]] = field(default_factory=list)
     _infos: dict[tuple[str, str], SnapshotInfo | None] = field(default_factory=dict)
     _memo: dict[tuple, Any] = field(default_factory=dict)
     _shared: dict[tuple, tuple[Any, int]] = field(default_factory=dict)
@@ -58,17 +81,46 @@ class AuditContext:
         return self._infos[source, entity]
 
     def frame(self, source: str, entity: str) -> pl.LazyFrame | None:
-        """The latest snapshot's rows, or None when the source was never snapshotted for the entity."""
+        """The latest snapshot's rows, or None when the source was never snapshotted for the entity. Only
+        the columns the snapshot holds: a column no record fills is one the source does not have."""
         info = self.snapshot(source, entity)
         if info is None:
             return None
-        return self.materialize(("snapshot", source, entity), lambda: _scan(self.store, info))
+        held = self.held(source, entity)
+        return self.materialize(("snapshot", source, entity), lambda: _scan(self.store, info, held))
+
+    def held(self, source: str, entity: str) -> tuple[str, ...]:
+        """The columns of a snapshot that at least one record fills (all of them in an empty snapshot)."""
+        info = self.snapshot(source, entity)
+        if info is None:
+            return ()
+        return self.memo(("held", source, entity), lambda: _held_columns(self.store, info))
+
+    def note(self, note: Note) -> None:
+        """Record a note once per run; a shared frame being computed keeps it to replay for later readers."""
+        self._notes.setdefault((note.check_id, note.target, note.source, note.entity, note.column, note.kind), note)
+        for collected in self._collecting:
+            collected.append(note)
+
+    def notes(self) -> list[Note]:
+        return list(self._notes.values())
 
     def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
         """A small result (distinct codes, a flag) computed once per audit, however many checks ask."""
         if key not in self._memo:
-            self._memo[key] = compute()
-        return self._memo[key]
+            self._collecting.append([])
+            try:
+                value = compute()
+            finally:
+                noted = self._collecting.pop()
+            self._memo[key] = (value, noted)
+            return value
+        value, noted = self._memo[key]
+        for note in noted:  # what computing it noted holds for this reader too
+            if self.current is not None:
+                note = dataclasses.replace(note, check_id=self.current[0], target=self.current[1])
+            self.note(note)
+        return value
 
     def shared(self, key: tuple, compute: Callable[[], Any], uses: int) -> Any:
         """A result `uses` consumers take in turn (the rows of a join several checks share): computed for
@@ -108,8 +160,9 @@ class AuditContext:
         return values.lazy()
 
     def has(self, source: str, entity: str, *columns: str) -> bool:
-        info = self.snapshot(source, entity)
-        return info is not None and all(c in info.columns for c in columns)
+        """Whether the source was snapshotted for the entity and holds every one of `columns`."""
+        held = self.held(source, entity)
+        return bool(held) and all(c in held for c in columns)
 
     def captured_at(self, source: str, entity: str) -> datetime | None:
         info = self.snapshot(source, entity)
@@ -120,11 +173,22 @@ class AuditContext:
         return sorted(info.snapshot_id for info in self._infos.values() if info is not None)
 
 
-def _scan(store: Store, info: SnapshotInfo) -> pl.LazyFrame:
+def _held_columns(store: Store, info: SnapshotInfo) -> tuple[str, ...]:
+    keys = ENTITIES[info.entity].key
+    if info.row_count == 0:
+        return info.columns
+    counts = ", ".join(f"count({c})" for c in info.columns)
+    filled = store.query(
+        f"SELECT {counts} FROM snap_{info.entity} WHERE snapshot_id = ?", [info.snapshot_id]
+    ).fetchall()[0]
+    return tuple(c for c, n in zip(info.columns, filled, strict=True) if n or c in keys)
+
+
+def _scan(store: Store, info: SnapshotInfo, columns: tuple[str, ...]) -> pl.LazyFrame:
     """A snapshot as a lazy frame read from DuckDB in Arrow batches, only the columns a plan asks for.
     Each read has its own cursor, so several scans can run at once."""
     spec = ENTITIES[info.entity].schema
-    schema = {c: spec[c] for c in info.columns}
+    schema = {c: spec[c] for c in columns}
 
     def batches(columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, size: int | None):
         columns = columns or list(schema)
@@ -177,11 +241,62 @@ class Scope:
     def feeds_entity(self, entity: str) -> bool:
         return self.feed is not None and entity in self.feed.entities
 
-    def source_frame(self, entity: str) -> pl.LazyFrame | None:
-        return self.ctx.frame(self.source, entity) if self.source else None
+    def frame(
+        self, source: str, entity: str, *, needs: tuple[str, ...] = (), defaults: dict[str, Any] | None = None
+    ) -> pl.LazyFrame | None:
+        """A source's snapshot of an entity as this check reads it, or None when it was not snapshotted.
 
-    def target_frame(self, entity: str) -> pl.LazyFrame | None:
+        `needs` declares the columns the check cannot do without: if the snapshot holds none of a column's
+        values, the check cannot run for this feed (CannotRun, which the runner notes). `defaults` declares
+        what an absent column counts as (safety_stock: 0); the check runs, and a note says so. A snapshot
+        snapshot_health distrusts is not read at all."""
+        if entity not in self.check.reads:  # `reads` is what a skipped or held-back check is said to read
+            raise UserError(f"{self.check.path}: reads: the check reads {entity}, which `reads` does not name")
+        frame = self.ctx.frame(source, entity)
+        if frame is None:
+            return None
+        reason = self.ctx.distrusted.get((source, entity))
+        if reason is not None:
+            raise CannotRun(source, entity, "held_back", detail=reason)
+        held = self.ctx.held(source, entity)
+        for column in needs:
+            if column not in held:
+                raise CannotRun(source, entity, "skipped", column)
+        schema = ENTITIES[entity].schema
+        for column, value in (defaults or {}).items():
+            if column not in held:
+                self.note(source, entity, "degraded", column, f"it counts as {value}")
+                frame = frame.with_columns(pl.lit(value, schema[column]).alias(column))
+        return frame
+
+    def source_frame(
+        self, entity: str, *, needs: tuple[str, ...] = (), defaults: dict[str, Any] | None = None
+    ) -> pl.LazyFrame | None:
+        return self.frame(self.source, entity, needs=needs, defaults=defaults) if self.source else None
+
+    def target_frame(
+        self, entity: str, *, needs: tuple[str, ...] = (), defaults: dict[str, Any] | None = None
+    ) -> pl.LazyFrame | None:
         """The target's rows, only for entities the feed says it receives."""
         if self.target is None or not self.feeds_entity(entity):
             return None
-        return self.ctx.frame(self.target, entity)
+        return self.frame(self.target, entity, needs=needs, defaults=defaults)
+
+    def holds(
+        self, source: str | None, entity: str, column: str, *, compared: str | None = None, instead: str | None = None
+    ) -> bool:
+        """Whether a snapshot holds a column. When it was snapshotted but does not, a note says what the
+        check does without it: `instead` (what it does instead), or leaves `compared` (default: the column)
+        out."""
+        if source is None or self.ctx.snapshot(source, entity) is None:
+            return False
+        if column in self.ctx.held(source, entity):
+            return True
+        if instead is not None:
+            self.note(source, entity, "degraded", column, instead)
+        else:
+            self.note(source, entity, "not_compared", column, compared or "")
+        return False
+
+    def note(self, source: str, entity: str, kind: str, column: str | None = None, detail: str = "") -> None:
+        self.ctx.note(Note(self.check.id, self.target, source, entity, kind, column, detail))

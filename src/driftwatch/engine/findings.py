@@ -16,11 +16,12 @@ once it is. A mute hides the finding whatever it does, until its date.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 import polars as pl
 
+from driftwatch.engine.notes import NOTE_SCHEMA, store_notes
 from driftwatch.entities import MONEY
 from driftwatch.errors import UserError
 from driftwatch.store import Store, register_migration
@@ -130,6 +131,7 @@ class RunResult:
     findings: pl.DataFrame
     trusted: bool
     counts: dict[str, int]  # open findings per severity, acknowledged and muted ones excluded
+    notes: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=NOTE_SCHEMA))  # engine.notes
 
 
 def empty_findings() -> pl.DataFrame:
@@ -162,8 +164,9 @@ def record_run(
     snapshot_ids: list[str],
     trusted: bool,
     started_at: datetime,
+    notes: pl.DataFrame | None = None,
 ) -> str:
-    """Store a run's findings with their lifecycle status; returns the run id."""
+    """Store a run's findings with their lifecycle status, and its notes; returns the run id."""
     run_id = f"{started_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     with store.transaction() as cur:
         cur.register("found", found.select(FINDING_COLUMNS))
@@ -179,6 +182,8 @@ def record_run(
         finally:
             cur.unregister("found")
         _apply_lifecycle(cur, run_id, checks)
+        if notes is not None:
+            store_notes(cur, run_id, notes)
         cur.execute(
             "INSERT INTO audit_runs VALUES (?, ?, ?, ?, ?, ?)",
             [run_id, started_at, datetime.now(UTC), checks, snapshot_ids, trusted],

@@ -10,7 +10,7 @@ import polars as pl
 from driftwatch.config import Config
 from driftwatch.engine.checkfile import BUILTIN_CHECKS_DIR, CheckSpec, load_checks
 from driftwatch.engine.compare import run_compare
-from driftwatch.engine.context import AuditContext, Scope
+from driftwatch.engine.context import AuditContext, CannotRun, Scope
 from driftwatch.engine.findings import (
     FINDING_COLUMNS,
     RunResult,
@@ -19,6 +19,7 @@ from driftwatch.engine.findings import (
     open_counts,
     record_run,
 )
+from driftwatch.engine.notes import notes_frame
 from driftwatch.engine.rules import RULES
 from driftwatch.engine.views import VIEWS
 from driftwatch.errors import UserError
@@ -35,14 +36,16 @@ def load_catalogue(cfg: Config) -> dict[str, CheckSpec]:
 def audit(store: Store, cfg: Config, *, checks: list[str] | None = None) -> RunResult:
     """Run the checks (default: all) over the latest snapshots and store the findings as a new run.
 
-    snapshot_health always runs: whether the run can be trusted is what every later consumer (alerts,
-    repair) asks first.
+    snapshot_health always runs, first: whether the run can be trusted is what every later consumer
+    (alerts, repair) asks first, and a snapshot it distrusts is held back from the other checks. What a
+    check could not do (a column no record holds, a distrusted snapshot) is stored as the run's notes.
     """
     started_at = datetime.now(UTC)
     store.migrate()  # the findings tables, if this store was opened before the engine was imported
     chosen = _choose(load_catalogue(cfg), checks)
     with AuditContext(store, cfg, compares=[spec for check in chosen for spec in check.compares]) as ctx:
         found = evaluate(ctx, chosen)
+        notes = notes_frame(ctx.notes())
     trusted = found.filter(pl.col("check_id") == HEALTH_CHECK).height == 0
     run_id = record_run(
         store,
@@ -51,9 +54,10 @@ def audit(store: Store, cfg: Config, *, checks: list[str] | None = None) -> RunR
         snapshot_ids=ctx.snapshot_ids(),
         trusted=trusted,
         started_at=started_at,
+        notes=notes,
     )
     stored = findings(store, run_id)
-    return RunResult(run_id, stored, trusted, open_counts(stored))
+    return RunResult(run_id, stored, trusted, open_counts(stored), notes)
 
 
 def _choose(catalogue: dict[str, CheckSpec], wanted: list[str] | None) -> list[CheckSpec]:
@@ -68,6 +72,8 @@ def _choose(catalogue: dict[str, CheckSpec], wanted: list[str] | None) -> list[C
 
 def evaluate(ctx: AuditContext, checks: list[CheckSpec]) -> pl.DataFrame:
     """All findings of `checks`, one row per fingerprint, in a stable order."""
+    # snapshot_health first: it tells the context which snapshots the other checks must not read.
+    checks = sorted(checks, key=lambda check: check.id != HEALTH_CHECK)
     # The heavy passes (comparison joins, rule scans) ran on the streaming engine as the plans were built;
     # what is left is shaping a few rows per plan, one plan at a time.
     found = [
@@ -85,11 +91,19 @@ def evaluate(ctx: AuditContext, checks: list[CheckSpec]) -> pl.DataFrame:
 
 def _run_check(ctx: AuditContext, check: CheckSpec) -> Iterator[pl.LazyFrame]:
     for scope in _scopes(ctx, check):
-        if check.rule is not None:
-            produced = [RULES[check.rule](scope)]
-        else:
-            produced = [run_compare(scope, spec) for spec in check.compares]
+        ctx.current = (check.id, scope.target)
+        produced = []
+        try:
+            if check.rule is not None:
+                produced = [RULES[check.rule](scope)]
+            else:
+                for spec in check.compares:
+                    produced.append(run_compare(scope, spec))
+        except CannotRun as reason:
+            # What the check found before it hit the gap is kept; the rest is said in a note.
+            ctx.note(reason.note(check.id, scope.target))
         yield from (frame for frame in produced if frame is not None)
+    ctx.current = None
 
 
 def _scopes(ctx: AuditContext, check: CheckSpec) -> Iterator[Scope]:

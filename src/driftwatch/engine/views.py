@@ -9,32 +9,51 @@ The derived figures are pinned by the design so that every part agrees on them:
   returns and products alike.
 
 A view takes a Scope (one check on one feed) and returns a lazy frame, or None when a side was not
-snapshotted: a source that was not snapshotted for an entity is not compared on it.
+snapshotted: a source that was not snapshotted for an entity is not compared on it. A view declares the
+columns it cannot do without when it reads a snapshot (`scope.source_frame(entity, needs=...)`), and what
+an absent column counts as (`defaults=...`); any other column is read only where the snapshot holds it,
+so a field one side does not hold drops out of the view and is not compared.
+
+The time rule: a side is only expected to hold what the other side's snapshot could have known. A view
+marks each record with `_late` (it came into being after the other side was captured: an order placed
+after a platform's snapshot, an ERP stock row or customer changed since) and `_changed` (its values were
+set after the other side was captured); the comparison expects no `_late` record on the other side and
+compares no field of a `_changed` one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 import polars as pl
 
 from driftwatch.engine.context import Scope
-from driftwatch.entities import TIMESTAMP
+from driftwatch.entities import MONEY, TIMESTAMP, WHOLE_STOCK
 from driftwatch.statuses import ORDERS, PRODUCTS, RETURNS, map_statuses
 
 View = Callable[[Scope], pl.LazyFrame | None]
 VIEWS: dict[str, View] = {}
+# Fields a view computes from other columns: when one is missing, the view has said why in a note.
+DERIVED: dict[str, tuple[str, ...]] = {}
 
-ALL_LOCATIONS = "*"
+ALL_LOCATIONS = WHOLE_STOCK
+LATE, CHANGED = "_late", "_changed"
 # What the order checks read of an order; derived order frames keep only these.
-_ORDER_COLUMNS = ("order_ref", "key", "status_canonical", "total", "currency", "placed_at")
+_ORDER_COLUMNS = ("order_ref", "key", "status_canonical", "total", "currency", "placed_at", "updated_at")
 # When two events of one order share a timestamp, the later stage of the lifecycle wins.
 _EVENT_ORDER = {"order_placed": 0, "order_fulfilled": 1, "order_cancelled": 2, "order_refunded": 3}
 
 
-def view(fn: View) -> View:
-    VIEWS[fn.__name__] = fn
-    return fn
+def view(fn: View | None = None, *, derives: tuple[str, ...] = ()) -> View | Callable[[View], View]:
+    """Register a view a check file may name; `derives` lists the fields it computes."""
+
+    def register(fn: View) -> View:
+        VIEWS[fn.__name__] = fn
+        DERIVED[fn.__name__] = derives
+        return fn
+
+    return register(fn) if fn is not None else register
 
 
 # -- derived figures ----------------------------------------------------------------------------------
@@ -44,6 +63,14 @@ def zero_if_null(col: str) -> pl.Expr:
     return pl.col(col).fill_null(0)
 
 
+def free_stock() -> pl.Expr:
+    """max(0, on_hand − allocated − safety_stock) of one stock row: a location short of stock sells
+    nothing, it does not take from the others. on_order never counts."""
+    return pl.max_horizontal(
+        pl.lit(0), zero_if_null("on_hand") - zero_if_null("allocated") - zero_if_null("safety_stock")
+    )
+
+
 def available_to_sell(
     inventory: pl.LazyFrame,
     packs: pl.LazyFrame | None = None,
@@ -51,18 +78,18 @@ def available_to_sell(
     locations: tuple[str, ...] | None = None,
     by_location: bool = False,
 ) -> pl.LazyFrame:
-    """ATS per SKU (and per location when `by_location`): columns sku, [location], available."""
+    """ATS per SKU (and per location when `by_location`): columns sku, [location], available, and
+    updated_at (the latest change of the stock rows it adds up) where the inventory has it."""
     keys = ["sku", "location"] if by_location else ["sku"]
     if locations is not None:
         inventory = inventory.filter(pl.col("location").is_in(locations))
-    free = pl.max_horizontal(
-        pl.lit(0), zero_if_null("on_hand") - zero_if_null("allocated") - zero_if_null("safety_stock")
-    )
+    free = free_stock()
+    changed = [pl.col("updated_at")] if "updated_at" in inventory.collect_schema().names() else []
     if by_location:
         # (sku, location) is the inventory's key, unique in every stored snapshot: nothing to add up.
-        base = inventory.select(*keys, free.cast(pl.Int64).alias("available"))
+        base = inventory.select(*keys, free.cast(pl.Int64).alias("available"), *changed)
     else:
-        base = inventory.group_by(keys).agg(free.sum().cast(pl.Int64).alias("available"))
+        base = inventory.group_by(keys).agg(free.sum().cast(pl.Int64).alias("available"), *(c.max() for c in changed))
     if packs is None:
         return base
     return pl.concat(
@@ -80,14 +107,20 @@ def _pack_ats(component_ats: pl.LazyFrame, packs: pl.LazyFrame, keys: list[str])
         (pl.col("available") // pl.col("qty")).alias("packs")
     )
     group = ["pack_sku", *keys[1:]]
+    changed = [pl.col("updated_at").max()] if "updated_at" in component_ats.collect_schema().names() else []
     # A component with no stock row at a location leaves the pack unbuildable there.
-    found = per_component.group_by(group).agg(pl.col("packs").min(), pl.len().alias("found"))
+    found = per_component.group_by(group).agg(pl.col("packs").min(), pl.len().alias("found"), *changed)
     if len(keys) == 1:
         found = components.join(found, on="pack_sku", how="left").with_columns(pl.col("needed").alias("_n"))
     else:
         found = found.join(components, on="pack_sku").with_columns(pl.col("needed").alias("_n"))
     available = pl.when(pl.col("found").fill_null(0) < pl.col("_n")).then(0).otherwise(pl.col("packs"))
-    return found.select(pl.col("pack_sku").alias("sku"), *keys[1:], available.cast(pl.Int64).alias("available"))
+    return found.select(
+        pl.col("pack_sku").alias("sku"),
+        *keys[1:],
+        available.cast(pl.Int64).alias("available"),
+        *(["updated_at"] if changed else []),
+    )
 
 
 def with_canonical_status(
@@ -124,35 +157,38 @@ def net_lifetime_value(
     raw_return_values: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """Per customer_id: lifetime_value, order_count, last_order_at, net of cancellations and refunds, and
-    the currency of that value (null when the orders have none, or more than one)."""
-    counted = with_canonical_status(orders, mapping, raw_values).filter(
-        pl.col("status_canonical").ne_missing("cancelled")
-    )
-    has_currency = "currency" in orders.collect_schema().names()
-    currency = pl.col("currency").drop_nulls().unique() if has_currency else pl.lit(None, pl.String)
-    value = counted.group_by("customer_id").agg(
-        pl.col("total").sum().alias("gross"),
-        pl.len().cast(pl.Int64).alias("order_count"),
-        pl.col("placed_at").max().alias("last_order_at"),
-        pl.when(currency.len() == 1).then(currency.first()).alias("currency"),
-    )
-    if returns is None:
-        return value.select(
-            "customer_id", pl.col("gross").alias("lifetime_value"), "order_count", "last_order_at", "currency"
+    the currency of that value (null when the orders have none, or more than one).
+
+    Each figure only where the orders hold what it is made of (no `total`: no lifetime_value); with the
+    orders' `updated_at`, `cancelled_at` is when the customer's latest cancellation was recorded."""
+    names = orders.collect_schema().names()
+    orders = with_canonical_status(orders, mapping, raw_values)
+    cancelled = pl.col("status_canonical").eq_missing("cancelled")
+    figures = [pl.len().cast(pl.Int64).alias("order_count")]
+    figures += [pl.col("total").sum().alias("gross")] if "total" in names else []
+    figures += [pl.col("placed_at").max().alias("last_order_at")] if "placed_at" in names else []
+    currency = pl.col("currency").drop_nulls().unique() if "currency" in names else pl.lit(None, pl.String)
+    figures.append(pl.when(currency.len() == 1).then(currency.first()).alias("currency"))
+    value = orders.filter(~cancelled).group_by("customer_id").agg(figures)
+    if "updated_at" in names:
+        cancels = orders.filter(cancelled).group_by("customer_id").agg(pl.col("updated_at").max().alias("cancelled_at"))
+        value = value.join(cancels, on="customer_id", how="full", coalesce=True)
+    if returns is not None and "total" in names:
+        refunds = (
+            refunded_returns(returns, return_map or {}, raw_return_values)
+            .join(orders.select("order_id", "customer_id"), on="order_id")
+            .group_by("customer_id")
+            .agg(pl.col("amount").sum().alias("refunded"))
         )
-    refunds = (
-        refunded_returns(returns, return_map or {}, raw_return_values)
-        .join(orders.select("order_id", "customer_id"), on="order_id")
-        .group_by("customer_id")
-        .agg(pl.col("amount").sum().alias("refunded"))
-    )
-    return value.join(refunds, on="customer_id", how="full", coalesce=True).select(
-        "customer_id",
-        (pl.col("gross").fill_null(0) - pl.col("refunded").fill_null(0)).alias("lifetime_value"),
-        pl.col("order_count").fill_null(0),
-        "last_order_at",
-        "currency",
-    )
+        value = value.join(refunds, on="customer_id", how="full", coalesce=True)
+    else:
+        value = value.with_columns(pl.lit(0, MONEY).alias("refunded"))
+    shaped = [pl.col("order_count").fill_null(0)]
+    if "total" in names:
+        shaped.insert(0, (pl.col("gross").fill_null(0) - pl.col("refunded").fill_null(0)).alias("lifetime_value"))
+    value_names = value.collect_schema().names()
+    shaped += [pl.col(c) for c in ("last_order_at", "cancelled_at", "currency") if c in value_names]
+    return value.select("customer_id", *shaped)
 
 
 def orders_from_events(events: pl.LazyFrame) -> pl.LazyFrame:
@@ -191,6 +227,32 @@ def present(frame: pl.LazyFrame, columns: list[str]) -> list[str]:
     return [c for c in columns if c in names]
 
 
+def captured_at(scope: Scope, source: str | None, *entities: str) -> datetime | None:
+    """When a source's snapshot of the first of `entities` it was snapshotted for was captured."""
+    for entity in entities:
+        if source is not None and (instant := scope.ctx.captured_at(source, entity)) is not None:
+            return instant
+    return None
+
+
+def after(frame: pl.LazyFrame, columns: list[str], instant: datetime | None) -> pl.Expr:
+    """Whether the latest of a record's `columns` (those the frame has) is past `instant`: what the record
+    says could not be known to a snapshot captured then."""
+    held = present(frame, columns)
+    if instant is None or not held:
+        return pl.lit(False)
+    return (pl.max_horizontal(held) > instant).fill_null(False)
+
+
+def with_time_bounds(
+    frame: pl.LazyFrame, instant: datetime | None, *, since: list[str], changed: list[str]
+) -> pl.LazyFrame:
+    """Marks `_late` (the record began after `instant`, the other side's capture) and `_changed` (its values
+    were set after it). Without a time of creation, a record changed since is late too: it may be new."""
+    late = after(frame, since, instant) if present(frame, since) else after(frame, changed, instant)
+    return frame.with_columns(late.alias(LATE), after(frame, changed, instant).alias(CHANGED))
+
+
 def target_locations(scope: Scope) -> bool:
     """Whether the target keeps stock per location (else it publishes one figure, location "*")."""
     if scope.target_frame("inventory") is None:
@@ -209,10 +271,10 @@ def raw_statuses(scope: Scope, source: str, entity: str = "orders") -> pl.LazyFr
     return pl.LazyFrame(schema={"status": pl.String})
 
 
-def source_returns(scope: Scope, source: str | None = None) -> pl.LazyFrame | None:
+def source_returns(scope: Scope, source: str | None = None, *, needs: tuple[str, ...] = ()) -> pl.LazyFrame | None:
     """A source's returns (default: the system of record's) with `status_canonical`, the return state."""
     source = source or scope.source
-    returns = scope.ctx.frame(source, "returns") if source else None
+    returns = scope.frame(source, "returns", needs=needs) if source else None
     if returns is None:
         return None
     mapping = scope.cfg.status_map(source, RETURNS)
@@ -229,27 +291,31 @@ def _with_product_status(scope: Scope, source: str, products: pl.LazyFrame) -> p
 
 
 def source_orders(scope: Scope) -> pl.LazyFrame | None:
-    """The system of record's orders that the target is meant to receive, with `order_ref` to join on."""
+    """The system of record's orders that the target is meant to receive, with `order_ref` to join on and
+    `status_canonical` where the orders hold a status."""
     key = ("source_orders", scope.source, scope.channels(), scope.marketplace)
     return scope.ctx.materialize(key, lambda: _source_orders(scope))
 
 
 def _source_orders(scope: Scope) -> pl.LazyFrame | None:
-    orders = scope.source_frame("orders")
+    channels = scope.channels()
+    # A marketplace's orders are matched on the marketplace's own order id, which the ERP order carries.
+    ref = "external_id" if scope.marketplace else "order_id"
+    orders = scope.source_frame("orders", needs=(ref, "channel") if channels is not None else (ref,))
     if orders is None:
         return None
-    channels = scope.channels()
-    if channels is None:
+    if channels is not None:
+        orders = orders.filter(pl.col("channel").is_in(channels))
+    elif scope.holds(scope.source, "orders", "channel", instead="every order counts as meant for this target"):
         marketplace_channels = scope.cfg.marketplace_channels()
         orders = orders.filter(~pl.col("channel").is_in(marketplace_channels) | pl.col("channel").is_null())
-    else:
-        orders = orders.filter(pl.col("channel").is_in(channels))
-    orders = with_canonical_status(orders, scope.cfg.status_map(scope.source), raw_statuses(scope, scope.source))
-    ref = "external_id" if scope.marketplace else "order_id"
+    # Without statuses the view has no status field: the status check says so, the others need none.
+    if scope.ctx.has(scope.source, "orders", "status"):
+        orders = with_canonical_status(orders, scope.cfg.status_map(scope.source), raw_statuses(scope, scope.source))
     orders = orders.filter(pl.col(ref).is_not_null()).with_columns(
         pl.col(ref).alias("order_ref"), pl.col("order_id").alias("key")
     )
-    return orders.select(present(orders, [*_ORDER_COLUMNS, "order_id", "updated_at"]))
+    return orders.select(present(orders, [*_ORDER_COLUMNS, "order_id"]))
 
 
 def target_orders(scope: Scope) -> pl.LazyFrame | None:
@@ -259,18 +325,28 @@ def target_orders(scope: Scope) -> pl.LazyFrame | None:
 
 
 def _target_orders(scope: Scope) -> pl.LazyFrame | None:
-    orders = scope.target_frame("orders")
+    ref = "external_id" if scope.marketplace else "order_id"
+    orders = scope.target_frame("orders", needs=(ref,))
     if orders is None:
-        events = scope.target_frame("events")
+        events = scope.target_frame("events", needs=("order_id", "metric", "occurred_at"))
         if events is None:
             return None
-        orders = orders_from_events(events)
-    if "status" not in orders.collect_schema().names():
-        orders = orders.with_columns(pl.lit(None, pl.String).alias("status"))  # e.g. sales data lines
-    orders = with_canonical_status(orders, scope.cfg.status_map(scope.target), raw_statuses(scope, scope.target))
-    ref = "external_id" if scope.marketplace else "order_id"
+        orders = orders_from_events(events.with_columns(*_absent(events, {"value": MONEY, "email": pl.String})))
+        if "value" not in events.collect_schema().names():
+            orders = orders.drop("total")  # events without values: the platform holds no order totals
+        with_status = True
+    else:
+        with_status = scope.ctx.has(scope.target, "orders", "status")  # sales data lines have none
+    if with_status:
+        orders = with_canonical_status(orders, scope.cfg.status_map(scope.target), raw_statuses(scope, scope.target))
     orders = orders.with_columns(pl.col(ref).alias("order_ref"), pl.col(ref).alias("key"))
     return orders.select(present(orders, [*_ORDER_COLUMNS, "status"]))
+
+
+def _absent(frame: pl.LazyFrame, columns: dict[str, pl.DataType]) -> list[pl.Expr]:
+    """Null columns for those a frame lacks, for a derivation that reads them where they exist."""
+    names = frame.collect_schema().names()
+    return [pl.lit(None, dtype).alias(c) for c, dtype in columns.items() if c not in names]
 
 
 def order_ref_of_lines(scope: Scope, lines: pl.LazyFrame, orders: pl.LazyFrame) -> pl.LazyFrame:
@@ -352,10 +428,11 @@ def _carrier_codes(scope: Scope) -> pl.DataFrame | None:
 def source_customers(scope: Scope) -> pl.LazyFrame | None:
     """The system of record's customers, each with `customer_ref`: the ERP's id for it (a storefront
     stores the ERP id beside its own), which is also the finding's key."""
-    customers = scope.source_frame("customers")
+    require_email = scope.option("require_email")
+    customers = scope.source_frame("customers", needs=("email",) if require_email else ())
     if customers is None:
         return None
-    if scope.option("require_email"):
+    if require_email:
         customers = customers.filter(pl.col("email").is_not_null())
     names = customers.collect_schema().names()
     ref = pl.coalesce("erp_customer_id", "customer_id") if "erp_customer_id" in names else pl.col("customer_id")
@@ -364,24 +441,64 @@ def source_customers(scope: Scope) -> pl.LazyFrame | None:
 
 def target_profiles(scope: Scope) -> pl.LazyFrame | None:
     """Every target profile with the ERP customer it belongs to (`customer_ref`): the ERP id it stores,
-    else the ERP customer with the same email."""
+    else the ERP customer with the same email. Where several ERP customers share the email, the survivor
+    of a merge wins; where that leaves more than one, the profile is `ambiguous` and its customer_ref
+    names them all ("C1/C2"): it is reported as such, never attached to one of them by guess."""
     profiles, truth = scope.target_frame("customers"), source_customers(scope)
     if profiles is None or truth is None:
         return None
-    if not scope.ctx.has(scope.target, "customers", "erp_customer_id"):
+    by_email = "profiles are matched by email"
+    if not scope.holds(scope.target, "customers", "erp_customer_id", instead=by_email):
+        profiles = profiles.with_columns(pl.lit(None, pl.String).alias("erp_customer_id"))
+    elif _stored_ids_are_foreign(scope, profiles, truth):
+        scope.note(scope.source, "customers", "degraded", "erp_customer_id", f"{scope.target} {by_email}")
         profiles = profiles.with_columns(pl.lit(None, pl.String).alias("erp_customer_id"))
     elif not _profiles_without_erp_id(scope):
-        return profiles.with_columns(pl.col("erp_customer_id").alias("customer_ref"))
-    by_email = (
-        truth.filter(pl.col("email").is_not_null())
-        .group_by("email")
-        .agg(pl.col("customer_ref").min().alias("_by_email"))
-    )
+        return profiles.with_columns(pl.col("erp_customer_id").alias("customer_ref"), pl.lit(False).alias("ambiguous"))
+    # Profiles without the ERP id are matched by email: both sides must hold it.
+    scope.target_frame("customers", needs=("email",))
+    scope.source_frame("customers", needs=("email",))
+    by_email = _customers_by_email(truth)
     return (
         profiles.join(by_email, on="email", how="left")
-        .with_columns(pl.coalesce("erp_customer_id", "_by_email").alias("customer_ref"))
-        .drop("_by_email")
+        .with_columns(
+            pl.coalesce("erp_customer_id", "_by_email").alias("customer_ref"),
+            (pl.col("erp_customer_id").is_null() & pl.col("_ambiguous").fill_null(False)).alias("ambiguous"),
+        )
+        .drop("_by_email", "_ambiguous")
         .filter(pl.col("customer_ref").is_not_null())
+    )
+
+
+def _stored_ids_are_foreign(scope: Scope, profiles: pl.LazyFrame, truth: pl.LazyFrame) -> bool:
+    """Whether the ERP ids the profiles store belong to another system than this system of record: it holds
+    no erp_customer_id (a storefront keyed by its own ids) and none of its ids is among them."""
+    if scope.ctx.has(scope.source, "customers", "erp_customer_id"):
+        return False
+
+    def foreign() -> bool:
+        stored = profiles.select(pl.col("erp_customer_id").drop_nulls().unique())
+        return stored.join(truth.select(pl.col("customer_ref").alias("erp_customer_id")), on="erp_customer_id",
+                           how="semi").select(pl.len()).collect().item() == 0  # fmt: skip
+
+    return scope.ctx.memo(("foreign_ids", scope.source, scope.target), foreign)
+
+
+def _customers_by_email(truth: pl.LazyFrame) -> pl.LazyFrame:
+    """Per email: the one ERP customer it names (the survivor where the others were merged into another),
+    or, when more than one remains, all of them joined with "/" and flagged `_ambiguous`."""
+    merged = pl.col("merged_into").is_not_null() if "merged_into" in truth.collect_schema().names() else pl.lit(False)
+    candidates = truth.filter(pl.col("email").is_not_null()).select("email", "customer_ref", merged.alias("_merged"))
+    per_email = candidates.group_by("email").agg(
+        pl.col("customer_ref").filter(~pl.col("_merged")).unique().sort().alias("_survivors"),
+        pl.col("customer_ref").unique().sort().alias("_all"),
+    )
+    # Every one merged away (a merge into a customer with another email): the survivor is not here.
+    remaining = pl.when(pl.col("_survivors").list.len() > 0).then("_survivors").otherwise("_all")
+    return per_email.select(
+        "email",
+        remaining.list.join("/").alias("_by_email"),
+        (remaining.list.len() > 1).alias("_ambiguous"),
     )
 
 
@@ -399,14 +516,16 @@ def _profiles_without_erp_id(scope: Scope) -> bool:
 @view
 def source_ats(scope: Scope) -> pl.LazyFrame | None:
     """ERP available-to-sell as the target should publish it, with the price of what is at risk."""
-    inventory = scope.source_frame("inventory")
-    if inventory is None or scope.target_frame("inventory") is None:
+    target = scope.target_frame("inventory", needs=("available",))
+    if target is None:
+        return None
+    inventory = scope.source_frame("inventory", needs=("on_hand",), defaults={"allocated": 0, "safety_stock": 0})
+    if inventory is None:
         return None
     by_location = target_locations(scope)
     locations = scope.feed.locations if scope.feed else None
-    ats = available_to_sell(
-        inventory, scope.source_frame("pack_components"), locations=locations, by_location=by_location
-    )
+    packs = scope.source_frame("pack_components", defaults={"qty": 1})
+    ats = available_to_sell(inventory, packs, locations=locations, by_location=by_location)
     ats = ats.with_columns(pl.lit(True).alias("stocked"))
     products = scope.source_frame("products")
     if products is not None:
@@ -418,7 +537,10 @@ def source_ats(scope: Scope) -> pl.LazyFrame | None:
             ats = priced.join(ats, on="sku", how="left").with_columns(
                 pl.col("available").fill_null(0), pl.col("stocked").fill_null(False)
             )
-    return ats.with_columns(_listed_on_target(scope, pl.col("stocked")).alias("listed"))
+    ats = with_time_bounds(ats, captured_at(scope, scope.target, "inventory"), since=[], changed=["updated_at"])
+    return ats.with_columns(_listed_on_target(scope, pl.col("stocked")).alias("listed")).drop(
+        present(ats, ["updated_at"])
+    )
 
 
 def _listed_on_target(scope: Scope, otherwise: pl.Expr) -> pl.Expr:
@@ -433,11 +555,13 @@ def _listed_on_target(scope: Scope, otherwise: pl.Expr) -> pl.Expr:
 
 @view
 def target_stock(scope: Scope) -> pl.LazyFrame | None:
-    inventory = scope.target_frame("inventory")
+    inventory = scope.target_frame("inventory", needs=("available",))
     if inventory is None:
         return None
     cols = ["sku", "location", "available"] if target_locations(scope) else ["sku", "available"]
-    return inventory.select(*cols, _known_to_erp(scope).alias("known"))
+    stock = inventory.select(*cols, *present(inventory, ["updated_at"]), _known_to_erp(scope).alias("known"))
+    stock = with_time_bounds(stock, captured_at(scope, scope.source, "inventory"), since=[], changed=["updated_at"])
+    return stock.drop(present(stock, ["updated_at"]))
 
 
 def _known_to_erp(scope: Scope) -> pl.Expr:
@@ -450,17 +574,22 @@ def _known_to_erp(scope: Scope) -> pl.Expr:
 
 @view
 def source_stock_formula(scope: Scope) -> pl.LazyFrame | None:
-    """What the ERP should publish as available: on_hand − allocated − safety_stock, without on_order."""
-    inventory = scope.ctx.frame(scope.source, "inventory")
-    if inventory is None or not scope.ctx.has(scope.source, "inventory", "available"):
+    """What the ERP should publish as available at each location: max(0, on_hand − allocated −
+    safety_stock), without on_order. Clamped at 0 like available-to-sell: a location short of stock
+    publishes 0, not a negative figure."""
+    inventory = scope.source_frame(
+        "inventory", needs=("on_hand", "available"), defaults={"allocated": 0, "safety_stock": 0, "on_order": 0}
+    )
+    if inventory is None:
         return None
-    formula = zero_if_null("on_hand") - zero_if_null("allocated") - zero_if_null("safety_stock")
-    return inventory.select("sku", "location", formula.alias("available"), zero_if_null("on_order").alias("on_order"))
+    return inventory.select(
+        "sku", "location", free_stock().alias("available"), zero_if_null("on_order").alias("on_order")
+    )
 
 
 @view
 def source_stock_published(scope: Scope) -> pl.LazyFrame | None:
-    inventory = scope.ctx.frame(scope.source, "inventory")
+    inventory = scope.source_frame("inventory", needs=("available",))
     return None if inventory is None else inventory.select("sku", "location", "available")
 
 
@@ -469,8 +598,11 @@ def source_products(scope: Scope) -> pl.LazyFrame | None:
     products = scope.source_frame("products")
     if products is None or scope.target_frame("products") is None:
         return None
-    products = products.select(present(products, ["sku", "status", "price", "currency", "name"]))
-    return _with_product_status(scope, scope.source, products)
+    products = products.select(present(products, ["sku", "status", "price", "currency", "name", "updated_at"]))
+    products = with_time_bounds(
+        products, captured_at(scope, scope.target, "products"), since=[], changed=["updated_at"]
+    )
+    return _with_product_status(scope, scope.source, products.drop(present(products, ["updated_at"])))
 
 
 @view
@@ -478,8 +610,17 @@ def target_products(scope: Scope) -> pl.LazyFrame | None:
     products = scope.target_frame("products")
     if products is None:
         return None
-    products = products.select(present(products, ["sku", "status", "price", "currency"]))
-    return _with_product_status(scope, scope.target, products)
+    products = products.select(present(products, ["sku", "status", "price", "currency", "updated_at"]))
+    # A target listing changed after the ERP's capture may already carry what the ERP changed since.
+    products = products.with_columns(
+        after(products, ["updated_at"], captured_at(scope, scope.source, "products")).alias(CHANGED)
+    )
+    return _with_product_status(scope, scope.target, products.drop(present(products, ["updated_at"])))
+
+
+def _target_orders_captured(scope: Scope) -> datetime | None:
+    entity = "orders" if scope.target_frame("orders") is not None else "events"
+    return captured_at(scope, scope.target, entity)
 
 
 @view
@@ -487,12 +628,14 @@ def source_order_headers(scope: Scope) -> pl.LazyFrame | None:
     if target_orders(scope) is None:
         return None
     orders = source_orders(scope)
-    return (
-        None
-        if orders is None
-        else orders.select(
-            "order_ref", "key", pl.col("status_canonical").alias("status"), "total", "currency", "placed_at"
-        )
+    if orders is None:
+        return None
+    orders = with_time_bounds(orders, _target_orders_captured(scope), since=["placed_at"], changed=["updated_at"])
+    status = (
+        [pl.col("status_canonical").alias("status")] if "status_canonical" in orders.collect_schema().names() else []
+    )
+    return orders.select(
+        "order_ref", "key", *status, *present(orders, ["total", "currency", "placed_at"]), LATE, CHANGED
     )
 
 
@@ -501,32 +644,52 @@ def target_order_headers(scope: Scope) -> pl.LazyFrame | None:
     orders = target_orders(scope)
     if orders is None:
         return None
-    status = [pl.col("status_canonical").alias("status"), pl.col("status").alias("status_raw")]
-    captured = scope.ctx.captured_at(scope.target, "orders" if scope.target_frame("orders") is not None else "events")
-    placed = pl.col("placed_at") if "placed_at" in orders.collect_schema().names() else pl.lit(None, TIMESTAMP)
+    names = orders.collect_schema().names()
+    status = (
+        [pl.col("status_canonical").alias("status"), pl.col("status").alias("status_raw")] if "status" in names else []
+    )
+    captured = _target_orders_captured(scope)
+    if "placed_at" not in names and _mentions(scope, "age_hours"):
+        scope.note(scope.target, "orders", "not_compared", "placed_at", "the age of an order still placed")
+    if "total" not in names and scope.target_frame("orders") is None and _mentions(scope, "total"):
+        scope.note(scope.target, "events", "not_compared", "value", "the order total")
+    placed = pl.col("placed_at") if "placed_at" in names else pl.lit(None, TIMESTAMP)
     age = ((pl.lit(captured) - placed).dt.total_minutes() / 60).alias("age_hours")
-    return orders.select(*present(orders, ["order_ref", "key", "total", "currency"]), *status, age)
+    orders = with_time_bounds(
+        orders, captured_at(scope, scope.source, "orders"), since=["placed_at"], changed=["updated_at"]
+    )
+    return orders.select(*present(orders, ["order_ref", "key", "total", "currency"]), *status, age, LATE, CHANGED)
 
 
 def _lines_of_common_orders(scope: Scope) -> tuple[pl.LazyFrame, pl.LazyFrame] | None:
     """Both sides' lines, only for orders both sides hold: a missing order is order_presence's finding,
-    not one finding per line."""
+    not one finding per line. A line is `_changed` when its order changed on either side after the other
+    side's capture."""
     truth, copy = source_orders(scope), target_orders(scope)
     lines, target_lines = scope.source_frame("order_lines"), scope.target_frame("order_lines")
     if truth is None or copy is None or lines is None or target_lines is None:
         return None
+
+    def common_orders() -> pl.LazyFrame:
+        theirs = after(truth, ["updated_at"], _target_orders_captured(scope))
+        ours = after(copy, ["updated_at"], captured_at(scope, scope.source, "orders"))
+        return (
+            truth.select("order_id", "order_ref", "key", theirs.alias("_truth_changed"))
+            .join(copy.select("order_ref", ours.alias("_copy_changed")).unique("order_ref"), on="order_ref")
+            .select("order_id", "order_ref", "key", (pl.col("_truth_changed") | pl.col("_copy_changed")).alias(CHANGED))
+        )
+
     common = scope.ctx.materialize(
-        ("common_orders", scope.source, scope.target, scope.channels(), scope.marketplace),
-        lambda: truth.select("order_id", "order_ref", "key").join(copy.select("order_ref"), on="order_ref", how="semi"),
+        ("common_orders", scope.source, scope.target, scope.channels(), scope.marketplace), common_orders
     )
     if scope.marketplace:
         expected = lines.join(common, on="order_id")
     else:  # order_ref and key are the ERP order number itself
-        expected = lines.join(common.select("order_id"), on="order_id", how="semi").with_columns(
+        expected = lines.join(common.select("order_id", CHANGED), on="order_id").with_columns(
             pl.col("order_id").alias("order_ref"), pl.col("order_id").alias("key")
         )
     actual = order_ref_of_lines(scope, target_lines, scope.target_frame("orders")).join(
-        common.select("order_ref", "key"), on="order_ref"
+        common.select("order_ref", "key", CHANGED), on="order_ref"
     )
     return expected, actual
 
@@ -545,10 +708,22 @@ def target_order_lines(scope: Scope) -> pl.LazyFrame | None:
 
 @view
 def source_customer_master(scope: Scope) -> pl.LazyFrame | None:
-    customers = source_customers(scope)
-    if customers is None or target_profiles(scope) is None:
+    """The ERP's customers; `ambiguous` where a target profile's email names this one among others."""
+    customers, profiles = source_customers(scope), target_profiles(scope)
+    if customers is None or profiles is None:
         return None
-    return customers.with_columns(pl.lit(1, pl.Int64).alias("profiles"))
+    shared_email = (
+        target_customer_master(scope)
+        .filter(pl.col("ambiguous"))
+        .select(pl.col("customer_ref").str.split("/").explode().alias("customer_ref"))
+    )
+    customers = customers.with_columns(
+        pl.lit(1, pl.Int64).alias("profiles"),
+        pl.col("customer_ref").is_in(shared_email.collect()["customer_ref"].implode()).alias("ambiguous"),
+    )
+    captured = captured_at(scope, scope.target, "customers")
+    customers = with_time_bounds(customers, captured, since=[], changed=["updated_at", "consent_updated_at"])
+    return customers.drop(present(customers, ["updated_at", "consent_updated_at"]))
 
 
 @view
@@ -562,7 +737,20 @@ def target_customer_master(scope: Scope) -> pl.LazyFrame | None:
         scope.feeds_entity("customers"),
         scope.option("require_email"),
     )
-    return scope.ctx.materialize(key, lambda: _customer_master(scope))
+    master = scope.ctx.materialize(key, lambda: _customer_master(scope))
+    if master is None:
+        return None
+    if _mentions(scope, "merged_into"):
+        scope.holds(scope.target, "customers", "merged_into", instead="a profile kept for a merged customer is one")
+    captured = captured_at(scope, scope.source, "customers")
+    master = master.with_columns(after(master, ["updated_at", "consent_updated_at"], captured).alias(CHANGED))
+    return master.drop(present(master, ["updated_at", "consent_updated_at"]))
+
+
+def _mentions(scope: Scope, name: str) -> bool:
+    """Whether the running check's comparisons use `name` (a field, or a column its rules read): only
+    then does what a view lacks for it concern that check."""
+    return any(name in repr(spec) for spec in scope.check.compares)
 
 
 def _customer_master(scope: Scope) -> pl.LazyFrame | None:
@@ -571,60 +759,91 @@ def _customer_master(scope: Scope) -> pl.LazyFrame | None:
         return None
     names = profiles.collect_schema().names()
     columns = ["email", "first_name", "last_name", "postcode", "country", "merged_into", "lifetime_value",
-               "order_count", "last_order_at"]  # fmt: skip
+               "order_count", "last_order_at", "updated_at", "consent_updated_at"]  # fmt: skip
     cols = present(profiles, columns)
     # A profile with no update time still counts: it just loses to any that has one.
     newest = pl.col("updated_at").dt.epoch("us").fill_null(-(2**62)) if "updated_at" in names else pl.col("customer_id")
     consent = [pl.col(c).max() for c in present(profiles, ["email_consent", "sms_consent"])]
     profiles = profiles.with_row_index("_row")
     per_customer = profiles.group_by("customer_ref").agg(
-        pl.col("_row").get(newest.arg_max()), *consent, pl.len().cast(pl.Int64).alias("profiles")
+        pl.col("_row").get(newest.arg_max()),
+        *consent,
+        pl.len().cast(pl.Int64).alias("profiles"),
+        pl.col("ambiguous").any(),
     )
     master = per_customer.join(profiles.select("_row", *cols), on="_row").drop("_row")
     if "merged_into" not in cols:
-        # A platform that cannot record a merge reflects it by no longer keeping the merged profile.
+        # A platform that cannot record a merge reflects it by no longer keeping the merged profile: one it
+        # keeps is a separate profile still (said in a note by the check comparing merges).
         master = master.with_columns(pl.lit(None, pl.String).alias("merged_into"))
     return master.with_columns(pl.col("customer_ref").alias("key"))
 
 
-@view
+_VALUE_FIELDS = ("lifetime_value", "order_count", "last_order_at")
+
+
+@view(derives=_VALUE_FIELDS)
 def source_customer_value(scope: Scope) -> pl.LazyFrame | None:
-    customers, orders = source_customers(scope), scope.source_frame("orders")
-    if customers is None or orders is None or target_profiles(scope) is None:
+    """The ERP's net lifetime value, order count and last order date per customer, as of the target's
+    capture: orders placed and refunds processed after it are not counted (the target could not know
+    them), and a customer whose cancellation was recorded after it is `_changed`."""
+    customers, profiles = source_customers(scope), target_profiles(scope)
+    if customers is None or profiles is None:
         return None
-    if "customer_id" not in orders.collect_schema().names():
+    orders = scope.source_frame("orders", needs=("customer_id", "status"))
+    if orders is None:
         return None
-    # The same for every target the source feeds: a pass over all its orders, made once.
+    captured = captured_at(scope, scope.target, "customers")
+    returns = _refunds_known(scope, captured)
+    held = orders.collect_schema().names()
+    if "total" not in held:
+        scope.note(scope.source, "orders", "not_compared", "total", "lifetime_value")
+    if "placed_at" not in held:
+        scope.note(scope.source, "orders", "not_compared", "placed_at", "last_order_at")
+    # The same for every target captured at the same time: a pass over all the source's orders, made once.
     value = scope.ctx.materialize(
-        ("customer_value", scope.source),
+        ("customer_value", scope.source, captured, returns is None),
         lambda: net_lifetime_value(
-            orders,
-            scope.source_frame("returns"),
+            _known_by(orders, "placed_at", captured),
+            returns,
             scope.cfg.status_map(scope.source),
             return_map=scope.cfg.status_map(scope.source, RETURNS),
             raw_values=raw_statuses(scope, scope.source),
             raw_return_values=raw_statuses(scope, scope.source, "returns"),
         ),
     )
-    return (
-        customers.select("customer_id", "customer_ref", "key")
-        .join(value, on="customer_id", how="left")
-        .select(
-            "customer_ref",
-            "key",
-            pl.col("lifetime_value").fill_null(0),
-            pl.col("order_count").fill_null(0),
-            "last_order_at",
-            "currency",
-        )
-    )
+    if returns is None and "total" in held and scope.ctx.snapshot(scope.source, "returns") is not None:
+        value = value.drop("lifetime_value")  # refunds it cannot subtract: the figure would be wrong
+    figures = present(value, list(_VALUE_FIELDS))
+    value = customers.select("customer_id", "customer_ref", "key").join(value, on="customer_id", how="left")
+    zeros = [pl.col(c).fill_null(0) for c in figures if c != "last_order_at"]  # no order: worth 0
+    changed = after(value, ["cancelled_at"], captured).alias(CHANGED)
+    currency = present(value, ["currency"])
+    return value.select("customer_ref", "key", *figures, *currency, changed).with_columns(zeros)
+
+
+def _known_by(frame: pl.LazyFrame, column: str, captured: datetime | None) -> pl.LazyFrame:
+    """The records whose `column` is not after `captured` (all of them without the column or a capture)."""
+    if captured is None or column not in frame.collect_schema().names():
+        return frame
+    return frame.filter(pl.col(column).is_null() | (pl.col(column) <= captured))
+
+
+def _refunds_known(scope: Scope, captured: datetime | None) -> pl.LazyFrame | None:
+    """The source's returns processed by `captured`, or None when it has none or they cannot be told
+    refunded (no status, amount or order): a note then says lifetime value is not compared."""
+    if scope.ctx.snapshot(scope.source, "returns") is None:
+        return None
+    for column in ("order_id", "status", "amount"):
+        if not scope.holds(scope.source, "returns", column, compared="lifetime_value"):
+            return None
+    return _known_by(scope.source_frame("returns"), "processed_at", captured)
 
 
 @view
 def target_customer_value(scope: Scope) -> pl.LazyFrame | None:
+    """What the target holds per customer; a profile without a value is missing, not 0."""
     master = target_customer_master(scope)
     if master is None:
         return None
-    cols = present(master, ["lifetime_value", "order_count", "last_order_at"])
-    fills = [pl.col(c).fill_null(0) for c in cols if c != "last_order_at"]
-    return master.select("customer_ref", "key", *cols).with_columns(fills)
+    return master.select("customer_ref", "key", *present(master, list(_VALUE_FIELDS)), CHANGED)

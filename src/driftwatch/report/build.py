@@ -20,7 +20,7 @@ import polars as pl
 
 from driftwatch.config import Config
 from driftwatch.engine import findings as run_findings
-from driftwatch.engine import latest_run_id, run_info
+from driftwatch.engine import latest_run_id, run_info, run_notes
 from driftwatch.errors import UserError
 from driftwatch.report.html import TREND_RUNS, ReportOptions, write_report
 from driftwatch.report.summary import OPEN_STATUSES, History, RunInfo
@@ -117,4 +117,5 @@ def build_report(store: Store, settings: ReportSettings, run_id: str | None = No
     """Write the HTML report of a run (default: the latest) and return its path."""
     run, found = load_run(store, run_id)
     path = out or settings.path_for(run.run_id)
-    return write_report(path, run, found, load_history(store, run), settings.options)
+    notes = run_notes(store, run.run_id)["message"].to_list()
+    return write_report(path, run, found, load_history(store, run), settings.options, notes)

@@ -33,8 +33,10 @@ def render_report(
     findings: pl.DataFrame,
     history: History | None = None,
     options: ReportOptions | None = None,
+    notes: list[str] | None = None,
 ) -> str:
-    """The report for one run as an HTML string. Every value is escaped by the template engine."""
+    """The report for one run as an HTML string. Every value is escaped by the template engine. `notes`
+    say what the run could not check (engine.notes)."""
     options = options or ReportOptions()
     if options.mask_emails:
         findings = mask_emails(findings)
@@ -54,6 +56,7 @@ def render_report(
         "table": _records(ordered.head(options.max_table_rows)),
         "total": findings.height,
         "masked": options.mask_emails,
+        "notes": notes or [],
     }
     return _environment().get_template("report.html.j2").render(context)
 
@@ -64,8 +67,9 @@ def write_report(
     findings: pl.DataFrame,
     history: History | None = None,
     options: ReportOptions | None = None,
+    notes: list[str] | None = None,
 ) -> Path:
-    return write_text(path, render_report(run, findings, history, options))
+    return write_text(path, render_report(run, findings, history, options, notes))
 
 
 def _environment() -> jinja2.Environment:

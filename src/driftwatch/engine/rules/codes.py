@@ -9,7 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 from driftwatch.config import Feed
-from driftwatch.engine.context import Scope
+from driftwatch.engine.context import CannotRun, Scope
 from driftwatch.engine.rules._base import findings_from, rule
 from driftwatch.engine.views import ALL_LOCATIONS, carrier_codes, raw_statuses, with_canonical_status
 from driftwatch.statuses import ORDERS, PRODUCTS, RETURNS
@@ -38,8 +38,12 @@ def unmapped_codes(scope: Scope) -> pl.LazyFrame | None:
 
 def _unmapped_statuses(scope: Scope, source: str, entity: str) -> pl.LazyFrame | None:
     vocabulary, record_key, field, table = _STATUSES[entity]
-    frame = scope.ctx.frame(source, entity)
-    if frame is None or not scope.ctx.has(source, entity, "status"):
+    try:
+        frame = _per_source(scope, source).frame(source, entity, needs=("status",))
+    except CannotRun as reason:  # one source without statuses leaves the others to check
+        scope.ctx.note(reason.note(scope.check.id, source))
+        return None
+    if frame is None:
         return None
     mapping = scope.cfg.status_map(source, vocabulary)
     unmapped = (
@@ -75,7 +79,11 @@ def _unmapped_carriers(scope: Scope, feed: Feed) -> pl.LazyFrame | None:
     if "shipments" not in feed.entities:
         return None
     feed_scope = Scope(scope.ctx, scope.check, feed.source, feed.target, feed, scope.options)
-    codes = carrier_codes(feed_scope)
+    try:
+        codes = carrier_codes(feed_scope)
+    except CannotRun as reason:  # what the feed lacks leaves the other feeds' codes to check
+        scope.ctx.note(reason.note(scope.check.id, feed.target))
+        return None
     if codes is None:
         return None
     unknown = codes.filter(~pl.col("known"))
@@ -116,7 +124,7 @@ def _sources_with_located_feeds(scope: Scope) -> list[str]:
 def _unfed_locations(scope: Scope, source: str) -> pl.LazyFrame | None:
     """ERP locations holding stock that no feed lists (and the check's `unfed_locations` does not name): their
     stock reaches no target, which is either a missing feed location or a location code renamed in the ERP."""
-    inventory = scope.ctx.frame(source, "inventory")
+    inventory = _per_source(scope, source).frame(source, "inventory")
     if inventory is None:
         return None
     listed = {

@@ -6,22 +6,25 @@ import polars as pl
 
 from driftwatch.engine.context import Scope
 from driftwatch.engine.rules._base import TS, due_before, findings_from, rule, text_or_none
-from driftwatch.engine.views import (
-    carrier_codes,
-    carrier_map,
-    order_ref_of_lines,
-    source_orders,
-)
+from driftwatch.engine.views import carrier_codes, carrier_map, order_ref_of_lines, present, source_orders
+from driftwatch.entities import MONEY
 
 
 @rule
 def acceptance_sla(scope: Scope) -> pl.LazyFrame | None:
     """Marketplace orders still awaiting acceptance as their deadline nears: critical when the ERP has no
     order for them (nobody will accept it), high when the ERP has it but acceptance was never sent."""
-    orders = scope.target_frame("orders")
-    truth = scope.source_frame("orders")
-    if not scope.marketplace or orders is None or truth is None:
+    if not scope.marketplace:
         return None
+    orders = scope.target_frame("orders", needs=("external_id", "status", "placed_at"))
+    truth = scope.source_frame("orders", needs=("external_id",)) if orders is not None else None
+    if orders is None or truth is None:
+        return None
+    orders = orders.with_columns(
+        pl.lit(None, dtype).alias(c)
+        for c, dtype in (("total", MONEY), ("currency", pl.String))
+        if c not in present(orders, [c])
+    )
     captured = scope.ctx.captured_at(scope.target, "orders")
     deadline = pl.col("placed_at") + scope.hours("acceptance_deadline_hours")
     waiting = orders.filter(
@@ -71,10 +74,18 @@ def tracking_sync(scope: Scope) -> pl.LazyFrame | None:
     """Every ERP shipment of a marketplace order (older than the allowed lag) is on the marketplace with
     the same tracking number and carrier code (after the target's carrier_map). A shipment sent with a
     carrier code the target never uses is left to unmapped_codes, which reports the code once."""
-    shipments, orders = scope.source_frame("shipments"), source_orders(scope)
-    copy, copy_orders = scope.target_frame("shipments"), scope.target_frame("orders")
-    if shipments is None or orders is None or copy is None or copy_orders is None:
+    copy = scope.target_frame("shipments", needs=("order_id", "tracking_number"))
+    copy_orders = scope.target_frame("orders", needs=("external_id",) if scope.marketplace else ())
+    shipments = scope.source_frame("shipments", needs=("order_id", "tracking_number", "shipped_at"))
+    if shipments is None or copy is None or copy_orders is None:
         return None
+    orders = source_orders(scope)
+    if orders is None:
+        return None
+    carriers = scope.holds(scope.source, "shipments", "carrier") and scope.holds(scope.target, "shipments", "carrier")
+    if not carriers:  # tracking numbers are still checked; which carrier is not
+        shipments = shipments.with_columns(pl.lit(None, pl.String).alias("carrier"))
+        copy = copy.with_columns(pl.lit(None, pl.String).alias("carrier"))
     due = due_before(scope, "shipments")
     erp = (
         shipments.filter(pl.col("tracking_number").is_not_null() & (pl.col("shipped_at") <= due))
@@ -86,14 +97,12 @@ def tracking_sync(scope: Scope) -> pl.LazyFrame | None:
         unknown = codes.filter(~pl.col("known"))["sent_as"]
         erp = erp.filter(~pl.col("carrier").is_in(unknown.implode()) | pl.col("carrier").is_null())
     posted = order_ref_of_lines(scope, copy, copy_orders).select(
-        "order_ref", "tracking_number", pl.col("carrier").alias("posted_carrier")
+        "order_ref", "tracking_number", pl.col("carrier").alias("posted_carrier"), pl.lit(True).alias("_posted")
     )
     matched = erp.join(posted, on=["order_ref", "tracking_number"], how="left")
     any_posted = posted.group_by("order_ref").agg(pl.col("tracking_number").drop_nulls().first().alias("posted"))
-    missing = matched.filter(pl.col("posted_carrier").is_null()).join(any_posted, on="order_ref", how="left")
-    wrong_carrier = matched.filter(
-        pl.col("posted_carrier").is_not_null() & (pl.col("posted_carrier") != pl.col("carrier"))
-    )
+    missing = matched.filter(pl.col("_posted").is_null()).join(any_posted, on="order_ref", how="left")
+    wrong_carrier = matched.filter(pl.col("_posted") & (pl.col("posted_carrier") != pl.col("carrier")).fill_null(False))
     return pl.concat(
         [
             findings_from(

@@ -6,12 +6,8 @@ import polars as pl
 
 from driftwatch.engine.context import Scope
 from driftwatch.engine.rules._base import due_before, findings_from, rule
-from driftwatch.engine.views import (
-    order_ref_of_lines,
-    source_orders,
-    source_returns,
-    target_orders,
-)
+from driftwatch.engine.views import order_ref_of_lines, source_orders, source_returns, target_orders
+from driftwatch.entities import MONEY
 
 
 @rule
@@ -19,11 +15,12 @@ def returns_sync(scope: Scope) -> pl.LazyFrame | None:
     """Processed ERP returns (older than the allowed lag) show as returned quantities on the target's
     order lines, so no review request goes out for an item that came back. Processed means a canonical
     return state among `processed_states` (the goods are back, or the money went back)."""
-    returns, orders = source_returns(scope), source_orders(scope)
-    lines, copy_orders = scope.target_frame("order_lines"), target_orders(scope)
-    if returns is None or orders is None or lines is None or copy_orders is None:
+    lines = scope.target_frame("order_lines", needs=("sku", "qty_returned"))
+    returns = source_returns(scope, needs=("order_id", "sku", "qty", "status", "processed_at"))
+    if returns is None or lines is None:
         return None
-    if not scope.ctx.has(scope.target, "order_lines", "qty_returned"):
+    orders, copy_orders = source_orders(scope), target_orders(scope)
+    if orders is None or copy_orders is None:
         return None
     due = due_before(scope, "order_lines")
     # The refund is in the order's currency (an order without one leaves the amount without one).
@@ -38,7 +35,7 @@ def returns_sync(scope: Scope) -> pl.LazyFrame | None:
         .agg(
             pl.col("qty").sum().alias("returned"),
             pl.col("return_id").min(),
-            pl.col("amount").sum(),
+            _amount(returns).sum(),
             pl.col("currency").first(),
         )
     )
@@ -72,3 +69,8 @@ def returns_sync(scope: Scope) -> pl.LazyFrame | None:
         impact=pl.col("amount"),
         currency=pl.col("currency"),
     )
+
+
+def _amount(returns: pl.LazyFrame) -> pl.Expr:
+    """The money a return gave back, where the returns hold it (the impact of a finding)."""
+    return pl.col("amount") if "amount" in returns.collect_schema().names() else pl.lit(None, MONEY).alias("amount")

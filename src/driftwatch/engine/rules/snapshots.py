@@ -15,7 +15,9 @@ from driftwatch.entities import MONEY
 def snapshot_health(scope: Scope) -> pl.LazyFrame | None:
     """Snapshots that would make every other check wrong: far smaller than the previous one, columns lost,
     an entity missing from a source's latest drop, or many rows quarantined. Any finding here marks the
-    run untrusted, and repair refuses to act on it."""
+    run untrusted, and repair refuses to act on it. A snapshot found truncated or mostly quarantined is
+    distrusted: the other checks do not read it (each says so in a note) instead of reporting every
+    record it lost."""
     rows = []
     latest = scope.ctx.store.latest_snapshots().to_dicts()
     newest = {}
@@ -72,6 +74,7 @@ def _health_problems(scope: Scope, snap: dict, source_newest: datetime) -> list[
     info, previous = ctx.snapshot(source, entity), ctx.store.previous_snapshot(source, entity)
     ratio = float(scope.option("min_row_ratio"))
     if previous is not None and info.row_count < ratio * previous.row_count:
+        ctx.distrusted[source, entity] = f"{info.row_count} rows against {previous.row_count} last time"
         problem(
             "row_count",
             f">= {ratio * previous.row_count:.0f}",
@@ -95,6 +98,7 @@ def _health_problems(scope: Scope, snap: dict, source_newest: datetime) -> list[
     total = info.row_count + info.quarantined_rows
     limit = float(scope.option("max_quarantined_ratio"))
     if total and info.quarantined_rows > limit * total:
+        ctx.distrusted[source, entity] = f"{info.quarantined_rows} of {total} rows quarantined"
         problem(
             "quarantined_rows",
             f"<= {limit * total:.0f}",

@@ -19,12 +19,13 @@ def stock_staleness(scope: Scope) -> pl.LazyFrame | None:
     source_captured = scope.ctx.captured_at(scope.source, "inventory")
     if inventory is None or source_captured is None:
         return None
+    dated = scope.holds(scope.target, "inventory", "updated_at", compared="the age of each stock row")
     target_captured = scope.ctx.captured_at(scope.target, "inventory")
     lag = scope.hours("allowed_lag_hours")
     key = pl.format("{}/{}", "sku", "location") if target_locations(scope) else pl.col("sku")
     # A platform that does not say when each stock figure changed (Mirakl's offer listing) can only be
     # judged as a whole feed, below.
-    if "updated_at" not in inventory.collect_schema().names():
+    if not dated:
         inventory = inventory.with_columns(pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("updated_at"))
     stale_rows = inventory.filter(pl.col("updated_at") < target_captured - lag)
     parts = [
