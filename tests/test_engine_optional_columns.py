@@ -45,7 +45,14 @@ def test_erp_orders_without_external_id_skip_the_marketplace_with_a_note_and_aud
         [
             snapshot("bluecherry", "orders", **erp_orders()),
             snapshot("mirakl", "orders", order_id=["SO3"], external_id=["M3"], status=["SHIPPED"]),
-            snapshot("ometria", "orders", order_id=["SO1"], status=["shipped"], total=[Decimal("10.00")]),
+            snapshot(
+                "ometria",
+                "orders",
+                order_id=["SO1"],
+                status=["shipped"],
+                total=[Decimal("10.00")],
+                placed_at=[CAPTURED - 3 * DAY],
+            ),
         ],
         ORDER_FEEDS,
         checks=["order_presence", "order_status_drift", "order_value_drift"],
@@ -167,7 +174,7 @@ def test_erp_orders_without_channels_are_all_expected_on_a_marketing_platform(tm
         tmp_path,
         [
             snapshot("bluecherry", "orders", order_id=["SO1", "SO2"], placed_at=[CAPTURED - 3 * DAY] * 2),
-            snapshot("ometria", "orders", order_id=["SO1"]),
+            snapshot("ometria", "orders", order_id=["SO1"], placed_at=[CAPTURED - 3 * DAY]),
         ],
         ORDER_FEEDS[1:],
         checks=["order_presence"],

@@ -37,6 +37,21 @@ REPAIRS = {
     "refund_commission_rate": "dispute_commission",
     "duplicate_line": "dispute_charge",
 }
+# What the reconciliation cannot do without in each snapshot (any other column it reads as absent). Without
+# one of these in the payout lines or the ERP's orders the check cannot run; in the ERP's other records, the
+# part they serve is left out, as if they had not been loaded.
+NEEDS = {
+    "payout_lines": ("payout_id", "external_id", "line_type", "amount", "currency", "transaction_date"),
+    "orders": ("external_id", "status", "total", "currency"),
+    "order_lines": ("qty_ordered", "unit_price"),
+    "returns": ("order_id", "status", "amount"),
+    "journal_entries": ("payout_id", "amount", "currency"),
+}
+LEFT_OUT = {
+    "order_lines": "commission per SKU",
+    "returns": "the match of refunds to credit memos",
+    "journal_entries": "the match of charges to journal entries",
+}
 # Problems judged on an order's total to date: every line of the order shows it, the first carries its impact.
 PER_ORDER = ("order_amount", "order_currency", "refund_amount", "commission_rate", "refund_commission_rate")
 
@@ -53,12 +68,16 @@ def payout_matching(scope: Scope) -> pl.LazyFrame | None:
     settings = payout_settings(scope.cfg, scope.target)
     if scope.source != settings.erp:
         return None
-    ctx = scope.ctx
-    if scope.target_frame("payout_lines") is None or ctx.frame(settings.erp, "orders") is None:
+    if scope.target_frame("payout_lines") is None or scope.frame(settings.erp, "orders") is None:
         return None
 
     def snapshot(source: str, entity: str) -> pl.DataFrame | None:
-        frame = ctx.frame(source, entity)
+        needs = NEEDS.get(entity, ())
+        if entity in LEFT_OUT and not all(scope.holds(source, entity, c, compared=LEFT_OUT[entity]) for c in needs):
+            return None
+        frame = scope.frame(
+            source, entity, needs=needs, defaults={"qty_cancelled": 0} if entity == "order_lines" else None
+        )
         return None if frame is None else frame.collect()
 
     cfg = scope.cfg
