@@ -80,6 +80,27 @@ def test_net_lifetime_value_drops_cancelled_orders_and_refunded_returns():
     assert rows["C1"]["currency"] is None  # the orders name no currency
 
 
+def test_net_lifetime_value_marks_customers_whose_cancellations_or_refunds_cannot_be_told():
+    """An order or return status no mapping names may be a cancellation or a refund: the customer's figures
+    are unknown, not computed as if it were neither."""
+    orders = pl.LazyFrame(
+        {
+            "order_id": ["O1", "O2", "O3"],
+            "customer_id": ["C1", "C2", "C3"],
+            "status": ["50", "77", "50"],
+            "total": [Decimal("100.00"), Decimal("40.00"), Decimal("10.00")],
+        },
+        schema_overrides={"total": MONEY},
+    )
+    returns = pl.LazyFrame(
+        {"order_id": ["O1", "O3"], "amount": [Decimal("30.00"), Decimal("5.00")], "status": ["CM", "refunded"]},
+        schema_overrides={"amount": MONEY},
+    )
+    value = net_lifetime_value(orders, returns, {"50": "shipped"}).collect()
+    assert dict(value.select("customer_id", "unmapped").iter_rows()) == {"C1": True, "C2": True, "C3": False}
+    assert value.filter(pl.col("customer_id") == "C3")["lifetime_value"].item() == Decimal("5.00")
+
+
 def test_net_lifetime_value_is_in_the_currency_of_the_customers_orders_when_they_share_one():
     orders = pl.LazyFrame(
         {

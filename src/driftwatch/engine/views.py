@@ -16,9 +16,11 @@ so a field one side does not hold drops out of the view and is not compared.
 
 The time rule: a side is only expected to hold what the other side's snapshot could have known. A view
 marks each record with `_late` (it came into being after the other side was captured: an order placed
-after a platform's snapshot, an ERP stock row or customer changed since) and `_changed` (its values were
-set after the other side was captured); the comparison expects no `_late` record on the other side and
-compares no field of a `_changed` one.
+after a platform's snapshot, a customer changed since) and `_changed` (its values were set after the other
+side was captured); the comparison expects no `_late` record on the other side and compares no field of a
+`_changed` one. The times are events (placed, processed, consent recorded, a record's update): an ERP's
+stock and catalogue exports date their rows with the export's day ("As Of", "Last Modified"), which says
+nothing of when a figure changed, so stock and catalogue are bounded by the platform's own times only.
 """
 
 from __future__ import annotations
@@ -78,18 +80,16 @@ def available_to_sell(
     locations: tuple[str, ...] | None = None,
     by_location: bool = False,
 ) -> pl.LazyFrame:
-    """ATS per SKU (and per location when `by_location`): columns sku, [location], available, and
-    updated_at (the latest change of the stock rows it adds up) where the inventory has it."""
+    """ATS per SKU (and per location when `by_location`): columns sku, [location], available."""
     keys = ["sku", "location"] if by_location else ["sku"]
     if locations is not None:
         inventory = inventory.filter(pl.col("location").is_in(locations))
     free = free_stock()
-    changed = [pl.col("updated_at")] if "updated_at" in inventory.collect_schema().names() else []
     if by_location:
         # (sku, location) is the inventory's key, unique in every stored snapshot: nothing to add up.
-        base = inventory.select(*keys, free.cast(pl.Int64).alias("available"), *changed)
+        base = inventory.select(*keys, free.cast(pl.Int64).alias("available"))
     else:
-        base = inventory.group_by(keys).agg(free.sum().cast(pl.Int64).alias("available"), *(c.max() for c in changed))
+        base = inventory.group_by(keys).agg(free.sum().cast(pl.Int64).alias("available"))
     if packs is None:
         return base
     return pl.concat(
@@ -107,20 +107,14 @@ def _pack_ats(component_ats: pl.LazyFrame, packs: pl.LazyFrame, keys: list[str])
         (pl.col("available") // pl.col("qty")).alias("packs")
     )
     group = ["pack_sku", *keys[1:]]
-    changed = [pl.col("updated_at").max()] if "updated_at" in component_ats.collect_schema().names() else []
     # A component with no stock row at a location leaves the pack unbuildable there.
-    found = per_component.group_by(group).agg(pl.col("packs").min(), pl.len().alias("found"), *changed)
+    found = per_component.group_by(group).agg(pl.col("packs").min(), pl.len().alias("found"))
     if len(keys) == 1:
         found = components.join(found, on="pack_sku", how="left").with_columns(pl.col("needed").alias("_n"))
     else:
         found = found.join(components, on="pack_sku").with_columns(pl.col("needed").alias("_n"))
     available = pl.when(pl.col("found").fill_null(0) < pl.col("_n")).then(0).otherwise(pl.col("packs"))
-    return found.select(
-        pl.col("pack_sku").alias("sku"),
-        *keys[1:],
-        available.cast(pl.Int64).alias("available"),
-        *(["updated_at"] if changed else []),
-    )
+    return found.select(pl.col("pack_sku").alias("sku"), *keys[1:], available.cast(pl.Int64).alias("available"))
 
 
 def with_canonical_status(
@@ -138,15 +132,6 @@ def with_canonical_status(
     return frame.with_columns(map_statuses("status", mapping, values, vocabulary).alias("status_canonical"))
 
 
-def refunded_returns(
-    returns: pl.LazyFrame, return_map: dict[str, str], raw_values: pl.LazyFrame | None = None
-) -> pl.LazyFrame:
-    """The returns whose money went back (canonical return state `refunded`): the ERP's credit memos."""
-    return with_canonical_status(returns, return_map, raw_values, RETURNS).filter(
-        pl.col("status_canonical") == "refunded"
-    )
-
-
 def net_lifetime_value(
     orders: pl.LazyFrame,
     returns: pl.LazyFrame | None,
@@ -160,10 +145,13 @@ def net_lifetime_value(
     the currency of that value (null when the orders have none, or more than one).
 
     Each figure only where the orders hold what it is made of (no `total`: no lifetime_value); with the
-    orders' `updated_at`, `cancelled_at` is when the customer's latest cancellation was recorded."""
+    orders' `updated_at`, `cancelled_at` is when the customer's latest cancellation was recorded. `unmapped`
+    marks a customer with an order or a return whose status no mapping names: whether it was cancelled or
+    refunded cannot be told, so the figures are not known (the code is unmapped_codes' finding)."""
     names = orders.collect_schema().names()
     orders = with_canonical_status(orders, mapping, raw_values)
     cancelled = pl.col("status_canonical").eq_missing("cancelled")
+    unmapped = pl.col("status").is_not_null() & pl.col("status_canonical").is_null()
     figures = [pl.len().cast(pl.Int64).alias("order_count")]
     figures += [pl.col("total").sum().alias("gross")] if "total" in names else []
     figures += [pl.col("placed_at").max().alias("last_order_at")] if "placed_at" in names else []
@@ -173,17 +161,23 @@ def net_lifetime_value(
     if "updated_at" in names:
         cancels = orders.filter(cancelled).group_by("customer_id").agg(pl.col("updated_at").max().alias("cancelled_at"))
         value = value.join(cancels, on="customer_id", how="full", coalesce=True)
+    unknown = [orders.filter(unmapped).select("customer_id")]
     if returns is not None and "total" in names:
+        returns = with_canonical_status(returns, return_map or {}, raw_return_values, RETURNS).join(
+            orders.select("order_id", "customer_id"), on="order_id"
+        )
         refunds = (
-            refunded_returns(returns, return_map or {}, raw_return_values)
-            .join(orders.select("order_id", "customer_id"), on="order_id")
+            returns.filter(pl.col("status_canonical") == "refunded")
             .group_by("customer_id")
             .agg(pl.col("amount").sum().alias("refunded"))
         )
         value = value.join(refunds, on="customer_id", how="full", coalesce=True)
+        unknown.append(returns.filter(unmapped).select("customer_id"))
     else:
         value = value.with_columns(pl.lit(0, MONEY).alias("refunded"))
-    shaped = [pl.col("order_count").fill_null(0)]
+    unsure = pl.concat(unknown).unique().with_columns(pl.lit(True).alias("unmapped"))
+    value = value.join(unsure, on="customer_id", how="full", coalesce=True)
+    shaped = [pl.col("order_count").fill_null(0), pl.col("unmapped").fill_null(False)]
     if "total" in names:
         shaped.insert(0, (pl.col("gross").fill_null(0) - pl.col("refunded").fill_null(0)).alias("lifetime_value"))
     value_names = value.collect_schema().names()
@@ -537,10 +531,7 @@ def source_ats(scope: Scope) -> pl.LazyFrame | None:
             ats = priced.join(ats, on="sku", how="left").with_columns(
                 pl.col("available").fill_null(0), pl.col("stocked").fill_null(False)
             )
-    ats = with_time_bounds(ats, captured_at(scope, scope.target, "inventory"), since=[], changed=["updated_at"])
-    return ats.with_columns(_listed_on_target(scope, pl.col("stocked")).alias("listed")).drop(
-        present(ats, ["updated_at"])
-    )
+    return ats.with_columns(_listed_on_target(scope, pl.col("stocked")).alias("listed"))
 
 
 def _listed_on_target(scope: Scope, otherwise: pl.Expr) -> pl.Expr:
@@ -598,11 +589,12 @@ def source_products(scope: Scope) -> pl.LazyFrame | None:
     products = scope.source_frame("products")
     if products is None or scope.target_frame("products") is None:
         return None
-    products = products.select(present(products, ["sku", "status", "price", "currency", "name", "updated_at"]))
-    products = with_time_bounds(
-        products, captured_at(scope, scope.target, "products"), since=[], changed=["updated_at"]
-    )
-    return _with_product_status(scope, scope.source, products.drop(present(products, ["updated_at"])))
+    products = products.select(present(products, ["sku", "status", "price", "currency", "name"]))
+    products = _with_product_status(scope, scope.source, products)
+    # Meant to be listed: active, or without any status (an ERP that keeps none); an unmapped status is
+    # unmapped_codes' finding, not one per SKU.
+    active = pl.col("status") == "active" if "status" in products.collect_schema().names() else pl.lit(True)
+    return products.with_columns(active.fill_null(False).alias("active"))
 
 
 @view
@@ -786,7 +778,8 @@ _VALUE_FIELDS = ("lifetime_value", "order_count", "last_order_at")
 def source_customer_value(scope: Scope) -> pl.LazyFrame | None:
     """The ERP's net lifetime value, order count and last order date per customer, as of the target's
     capture: orders placed and refunds processed after it are not counted (the target could not know
-    them), and a customer whose cancellation was recorded after it is `_changed`."""
+    them). A customer whose cancellation was recorded after it, or with an order or return of a status no
+    mapping names (cancelled? refunded?), is `_changed`: not compared."""
     customers, profiles = source_customers(scope), target_profiles(scope)
     if customers is None or profiles is None:
         return None
@@ -817,7 +810,7 @@ def source_customer_value(scope: Scope) -> pl.LazyFrame | None:
     figures = present(value, list(_VALUE_FIELDS))
     value = customers.select("customer_id", "customer_ref", "key").join(value, on="customer_id", how="left")
     zeros = [pl.col(c).fill_null(0) for c in figures if c != "last_order_at"]  # no order: worth 0
-    changed = after(value, ["cancelled_at"], captured).alias(CHANGED)
+    changed = (after(value, ["cancelled_at"], captured) | pl.col("unmapped").fill_null(False)).alias(CHANGED)
     currency = present(value, ["currency"])
     return value.select("customer_ref", "key", *figures, *currency, changed).with_columns(zeros)
 
