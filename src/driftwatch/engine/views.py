@@ -379,9 +379,13 @@ def carrier_codes(scope: Scope) -> pl.DataFrame | None:
 
 
 def _carrier_codes(scope: Scope) -> pl.DataFrame | None:
-    shipments, orders = scope.source_frame("shipments"), source_orders(scope)
-    copy, copy_orders = scope.target_frame("shipments"), scope.target_frame("orders")
-    if shipments is None or orders is None or copy is None or copy_orders is None:
+    copy = scope.target_frame("shipments", needs=("order_id", "tracking_number"))
+    copy_orders = scope.target_frame("orders", needs=("external_id",) if scope.marketplace else ())
+    shipments = scope.source_frame("shipments", needs=("order_id", "tracking_number", "shipped_at"))
+    if shipments is None or copy is None or copy_orders is None:
+        return None
+    orders = source_orders(scope)
+    if orders is None:
         return None
     if not scope.ctx.has(scope.source, "shipments", "carrier") or not scope.ctx.has(
         scope.target, "shipments", "carrier"
