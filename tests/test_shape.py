@@ -44,7 +44,7 @@ class Drop:
 def drop(tmp_path_factory) -> Drop:
     directory = generate(tmp_path_factory.mktemp("shape"), seed=5, captured_at=CAPTURED).out_dir
     tables = demo_config(directory)
-    snapshots = [snap for snap, _ in read_directory(directory, parse_config(tables))]
+    snapshots = [snap for snap, *_ in read_directory(directory, parse_config(tables))]
     empty = tmp_path_factory.mktemp("empty") / "empty.duckdb"
     Store(empty).close()
     return Drop(tables, snapshots, frozenset(feed["source"] for feed in tables["feeds"]), empty)
