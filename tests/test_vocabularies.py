@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+import tomli_w
 from audit_helpers import keys, run_audit, snap
 
-from driftwatch.config import parse_config
+from driftwatch.config import load_config, parse_config
 from driftwatch.engine import audit
 from driftwatch.errors import UserError
 from driftwatch.repair import make_plan
@@ -367,3 +368,19 @@ def test_a_repair_carries_the_truths_status_in_canonical_words(tmp_path):
     # The pusher reads the truth: "D" would mean nothing to Mirakl, "discontinued" ends the offer.
     assert (action.key, action.action, action.after) == ("S2", "set_offer_status", "discontinued")
     assert action.truth["status"] == "discontinued" and action.truth["status_raw"] == "D"
+
+
+@pytest.mark.parametrize(
+    ("checks", "expected"),
+    [
+        ({"tracking_sync": {"carrier_map": {"UPS": "ups"}}}, "carrier_map` in its [sources.<target>] table"),
+        ({"returns_sync": {"processed_statuses": ["refunded"]}}, "as `processed_states`"),
+        ({"ltv_after_refunds": {"refunded_statuses": ["CM"]}}, "[statuses.<source>.returns]"),
+    ],
+)
+def test_options_that_became_vocabularies_say_where_they_went(tmp_path, checks, expected):
+    path = tmp_path / "driftwatch.toml"
+    path.write_text(tomli_w.dumps({"checks": checks}), encoding="utf-8")
+    with pytest.raises(UserError) as err:
+        load_config(path)
+    assert "no longer an option of" in str(err.value) and expected in str(err.value)

@@ -16,6 +16,16 @@ from driftwatch.errors import UserError
 from driftwatch.money import MoneyTolerance
 
 TARGETS = "targets"
+# Options checks no longer take, and where what they set lives now.
+MOVED = {
+    ("tracking_sync", "carrier_map"): "a target's carrier codes are `carrier_map` in its [sources.<target>] table",
+    ("returns_sync", "processed_statuses"): "it takes canonical return states as `processed_states`; "
+    "the source's own words go in [statuses.<source>.returns]",
+    ("ltv_after_refunds", "refunded_statuses"): "a refund is a return whose canonical state is `refunded`; "
+    "the source's own words go in [statuses.<source>.returns]",
+    ("fulfilment_events", "refunded_statuses"): "a refund is a return whose canonical state is `refunded`; "
+    "the source's own words go in [statuses.<source>.returns]",
+}
 
 
 def validate_check_settings(cfg: Config) -> None:
@@ -56,6 +66,8 @@ def _check_table(check: CheckSpec, table: dict[str, Any], where: str, sources: t
 
 
 def _option(check: CheckSpec, name: str, value: Any, key: str, *, allow_targets: bool = False) -> list[str]:
+    if (check.id, name) in MOVED:
+        return [f"{key}: no longer an option of {check.id}: {MOVED[check.id, name]}"]
     if name not in check.options:
         allowed = [*check.options, *([TARGETS] if allow_targets else [])]
         return [f"{key}: {unknown_key(name, allowed, f'option of {check.id}')}"]
