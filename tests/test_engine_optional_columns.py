@@ -60,7 +60,7 @@ def test_erp_orders_without_external_id_skip_the_marketplace_with_a_note_and_aud
     # The marketplace is matched on the order id it gave, which the ERP's orders do not hold.
     assert result.rows("check_id", "target", "key") == [("order_presence", "ometria", "SO2")]
     assert set(result.messages()) >= {
-        f"{check} cannot run for mirakl: bluecherry orders holds no external_id"
+        f"{check} cannot run for mirakl: the bluecherry orders snapshot holds no external_id"
         for check in ("order_presence", "order_status_drift", "order_value_drift")
     }
     assert result.notes.filter(pl.col("target") == "ometria").height == 0
@@ -76,7 +76,9 @@ def test_a_column_no_record_fills_is_the_same_as_an_absent_one(tmp_path):
         checks=["order_presence"],
     )  # fmt: skip
     assert result.rows() == []
-    assert result.messages() == ["order_presence cannot run for mirakl: bluecherry orders holds no external_id"]
+    assert result.messages() == [
+        "order_presence cannot run for mirakl: the bluecherry orders snapshot holds no external_id"
+    ]
 
 
 def test_absent_safety_stock_and_allocated_count_as_zero_and_say_so(tmp_path):
@@ -92,8 +94,8 @@ def test_absent_safety_stock_and_allocated_count_as_zero_and_say_so(tmp_path):
     )
     assert result.rows() == [("stock_parity", "klaviyo", "S2", "available", "2", "1")]
     assert sorted(result.messages()) == [
-        "stock_parity on klaviyo: bluecherry inventory holds no allocated, so it counts as 0",
-        "stock_parity on klaviyo: bluecherry inventory holds no safety_stock, so it counts as 0",
+        "stock_parity on klaviyo: the bluecherry inventory snapshot holds no allocated, so it counts as 0",
+        "stock_parity on klaviyo: the bluecherry inventory snapshot holds no safety_stock, so it counts as 0",
     ]
 
 
@@ -110,8 +112,8 @@ def test_erp_inventory_without_on_hand_cannot_be_audited_for_stock(tmp_path):
     )
     assert result.rows() == []
     assert sorted(result.messages()) == [
-        "ats_inflation cannot run for bluecherry: bluecherry inventory holds no on_hand",
-        "stock_parity cannot run for klaviyo: bluecherry inventory holds no on_hand",
+        "ats_inflation cannot run for bluecherry: the bluecherry inventory snapshot holds no on_hand",
+        "stock_parity cannot run for klaviyo: the bluecherry inventory snapshot holds no on_hand",
     ]
 
 
@@ -140,7 +142,8 @@ def test_a_figure_no_profile_holds_is_not_compared_and_not_read_as_zero(tmp_path
     result = audited(tmp_path, _customer_value_snapshots(**nothing), LTV_FEEDS, checks=["ltv_after_refunds"])
     assert result.rows() == []
     assert sorted(result.messages()) == [
-        f"ltv_after_refunds on klaviyo: klaviyo customers holds no {field} in any record, so {field} is not compared"
+        f"ltv_after_refunds on klaviyo: the klaviyo customers snapshot holds no {field} in any record, "
+        f"so {field} is not compared"
         for field in ("last_order_at", "lifetime_value", "order_count")
     ]
 
@@ -166,7 +169,9 @@ def test_a_target_without_returned_quantities_skips_returns_sync_with_a_note(tmp
     ]  # fmt: skip
     result = audited(tmp_path, snapshots, feeds, checks=["returns_sync"])
     assert result.rows() == []
-    assert result.messages() == ["returns_sync cannot run for ometria: ometria order_lines holds no qty_returned"]
+    assert result.messages() == [
+        "returns_sync cannot run for ometria: the ometria order_lines snapshot holds no qty_returned"
+    ]
 
 
 def test_erp_orders_without_channels_are_all_expected_on_a_marketing_platform(tmp_path):
@@ -181,7 +186,8 @@ def test_erp_orders_without_channels_are_all_expected_on_a_marketing_platform(tm
     )
     assert result.rows("key") == [("SO2",)]
     assert result.messages() == [
-        "order_presence on ometria: bluecherry orders holds no channel, so every order counts as meant for this target"
+        "order_presence on ometria: the bluecherry orders snapshot holds no channel, "
+        "so every order counts as meant for this target"
     ]
 
 
@@ -196,7 +202,7 @@ def test_notes_are_stored_with_the_run_and_printed_by_audit_findings_and_the_rep
         audit_cli.register(cli)
     runner = CliRunner()
     table = runner.invoke(cli, [*base, "audit", "--check", "order_presence"], catch_exceptions=False)
-    note = "info: order_presence cannot run for mirakl: bluecherry orders holds no external_id"
+    note = "info: order_presence cannot run for mirakl: the bluecherry orders snapshot holds no external_id"
     assert table.exit_code == 0 and note in table.stdout
     listed = runner.invoke(cli, [*base, "findings", "--format", "json"], catch_exceptions=False)
     assert json.loads(listed.stdout) == [] and note in listed.stderr  # stdout stays JSON for scripts
@@ -206,4 +212,4 @@ def test_notes_are_stored_with_the_run_and_printed_by_audit_findings_and_the_rep
     assert stored.select("check_id", "target", "source", "entity", "column", "kind").rows() == [
         ("order_presence", "mirakl", "bluecherry", "orders", "external_id", "skipped")
     ]
-    assert "Not checked in this run" in report and "bluecherry orders holds no external_id" in report
+    assert "Not checked in this run" in report and "the bluecherry orders snapshot holds no external_id" in report

@@ -66,7 +66,7 @@ class Note:
 
     @property
     def message(self) -> str:
-        holds = f"{self.source} {self.entity} holds no {self.column}"
+        holds = f"the {self.source} {self.entity} snapshot holds no {self.column}"
         if self.kind == "skipped":
             return f"{self.check_id} cannot run for {self.target}: {holds}"
         if self.kind == "degraded":
