@@ -8,8 +8,9 @@ file drop and as the data the platforms' simulators serve to the connectors, and
     python -m driftwatch.demo.retailers.score storefront --out DIR [--clean] [--mode drop|pull]
 
 Adding a retailer: copy a retailer module (`storefront.py`), give it its own shape, and list it in
-RETAILERS. A module provides NAME, KINDS (source -> platform), `build(seed, drift, captures)`,
-`drop_captures()`, `pull_captures(now)`, `exports()` and `config(written, sources)`.
+RETAILERS. A module provides NAME, KINDS (source -> platform), `build(seed, drift, captures)` (a
+`_base.Shape` subclass does the building), `drop_captures()`, `pull_captures(now)`, `exports()` (how each
+platform writes its files) and `config(written, connections)` (its driftwatch.toml as tables).
 """
 
 from __future__ import annotations

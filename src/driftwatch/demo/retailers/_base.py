@@ -105,6 +105,39 @@ class Picker:
         self._used.setdefault(pool, set()).update(keys)
 
 
+class Shape:
+    """What building any retailer shares: seeded draws, disjoint picks for drift, when each source was
+    captured, and the quiet time (six hours before the earliest capture) before which every ordinary change
+    happens, so that only the traps fall in the windows between captures. A retailer module subclasses it
+    with its own catalogue, customers, trade, copies and drift."""
+
+    name: str
+    kinds: dict[str, str]
+
+    def __init__(self, seed: int, captures: dict[str, datetime]) -> None:
+        self.draw = Draws(seed)
+        self.picker = Picker(self.draw)
+        self.captures = captures
+        self.retailer = Retailer(self.name, self.kinds, captures)
+        self.quiet = min(captures.values()) - 6 * HOUR
+        self.people: list[Record] = []
+        self.orders: list[Record] = []
+        # customer id -> (when a change was recorded, the values before it): a target captured earlier
+        # still holds those
+        self.history: dict[str, tuple[datetime, Record]] = {}
+
+    def cap(self, source: str) -> datetime:
+        return self.captures[source]
+
+    def as_of(self, person: Record, at: datetime) -> Record:
+        """A customer as the system of record held them at `at`."""
+        changed = self.history.get(person["customer_id"])
+        return {**person, **changed[1]} if changed and changed[0] > at else person
+
+    def orders_where(self, *conditions: Callable[[Record], bool]) -> list[Record]:
+        return [o for o in self.orders if all(c(o) for c in conditions)]
+
+
 # --- the figures DESIGN.md pins, in plain Python ------------------------------------------------------
 
 

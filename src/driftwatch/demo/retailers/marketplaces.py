@@ -71,10 +71,9 @@ from typing import Any
 from driftwatch.demo.retailers._base import (
     DAY,
     HOUR,
-    Draws,
-    Picker,
     Record,
     Retailer,
+    Shape,
     available_to_sell,
     free_stock,
     money,
@@ -333,24 +332,16 @@ def exports() -> dict[tuple[str, str], Export]:
 # --- the retailer --------------------------------------------------------------------------------------
 
 
-class _Marketplaces:
+class _Marketplaces(Shape):
+    name, kinds = NAME, KINDS
+
     def __init__(self, seed: int, captures: dict[str, datetime]) -> None:
-        self.draw = Draws(seed)
-        self.picker = Picker(self.draw)
-        self.captures = captures
-        self.retailer = Retailer(NAME, KINDS, captures)
-        self.quiet = min(captures.values()) - 6 * HOUR
+        super().__init__(seed, captures)
         self.last_target = max(c for s, c in captures.items() if s != "bluecherry")
         self.products: list[Record] = []
         self.components: list[Record] = []
         self.stock: list[Record] = []
-        self.people: list[Record] = []
-        self.orders: list[Record] = []
-        self.history: dict[str, tuple[datetime, Record]] = {}
         self.unknown_value: set[str] = set()  # customers with an order whose ERP status no mapping names
-
-    def cap(self, source: str) -> datetime:
-        return self.captures[source]
 
     # --- catalogue, packs and stock ---------------------------------------------------------------------
     def catalogue(self) -> None:
@@ -499,10 +490,6 @@ class _Marketplaces:
     def marketing(self) -> list[Record]:
         """Customers a marketing platform holds: with an email, not merged into another."""
         return [p for p in self.people if p["email"] is not None and p["merged_into"] is None]
-
-    def as_of(self, person: Record, at: datetime) -> Record:
-        changed = self.history.get(person["customer_id"])
-        return {**person, **changed[1]} if changed and changed[0] > at else person
 
     # --- orders ------------------------------------------------------------------------------------------
     def trade(self) -> None:
@@ -1023,9 +1010,6 @@ class _Marketplaces:
         self.retailer.set("emarsys", "products", {"sku": row["sku"]}, price=row["price"] - 5)
         answer("catalogue_parity", "emarsys", row["sku"], "price", "emarsys price 5.00 below the ERP's")
 
-    def _orders_where(self, *conditions: Any) -> list[Record]:
-        return [o for o in self.orders if all(c(o) for c in conditions)]
-
     def _order_drift(self) -> None:
         answer, pick, ret = self.retailer.answer, self.picker.pick, self.retailer
 
@@ -1036,18 +1020,18 @@ class _Marketplaces:
             channel = MARKETPLACES[source][0] if source in MARKETPLACES else source
             return lambda o: o["channel"] == channel
 
-        order = pick("order", self._orders_where(settled, lambda o: o["channel"] in ("web", "store")), "order_id")[0]
+        order = pick("order", self.orders_where(settled, lambda o: o["channel"] in ("web", "store")), "order_id")[0]
         ret.drop("ometria", "orders", order_id=order["order_id"])
         ret.drop("ometria", "order_lines", order_id=order["order_id"])
         answer("order_presence", "ometria", order["order_id"], "", "ERP order never reached ometria")
-        order = pick("order", self._orders_where(on("mirakl_fr"), lambda o: o["state"] == "accepted"), "order_id")[0]
+        order = pick("order", self.orders_where(on("mirakl_fr"), lambda o: o["state"] == "accepted"), "order_id")[0]
         ret.drop("mirakl_fr", "orders", order_id=order["order_id"])
         ret.drop("mirakl_fr", "order_lines", order_id=order["order_id"])
         answer("order_presence", "mirakl_fr", order["order_id"], "", "accepted ERP order missing on mirakl_fr")
-        order = pick("order", self._orders_where(on("mirakl_de"), lambda o: o["state"] == "accepted"), "order_id")[0]
+        order = pick("order", self.orders_where(on("mirakl_de"), lambda o: o["state"] == "accepted"), "order_id")[0]
         self._lost_by_erp(order)
         answer("order_presence", "mirakl_de", order["external_id"], "", "accepted on mirakl_de, never in the ERP")
-        order = pick("order", self._orders_where(on("mirakl_fr"), lambda o: o["state"] == "placed"), "order_id")[0]
+        order = pick("order", self.orders_where(on("mirakl_fr"), lambda o: o["state"] == "placed"), "order_id")[0]
         self._lost_by_erp(order)
         waiting = self.cap("mirakl_fr") - 60 * HOUR
         ret.set("mirakl_fr", "orders", {"external_id": order["external_id"]}, placed_at=waiting, updated_at=waiting)
@@ -1055,18 +1039,18 @@ class _Marketplaces:
         answer("acceptance_sla", "mirakl_fr", order["external_id"], "", note)
         answer("order_presence", "mirakl_fr", order["external_id"], "", note)
 
-        order = pick("order", self._orders_where(on("mirakl_de"), lambda o: o["state"] == "accepted"), "order_id")[0]
+        order = pick("order", self.orders_where(on("mirakl_de"), lambda o: o["state"] == "accepted"), "order_id")[0]
         ret.set("mirakl_de", "orders", {"order_id": order["order_id"]}, status="SHIPPED")
         answer("order_status_drift", "mirakl_de", order["order_id"], "status", "shipped on mirakl_de, not in the ERP")
-        cancelled = self._orders_where(lambda o: o["channel"] in ("web", "store"), lambda o: o["state"] == "cancelled")
+        cancelled = self.orders_where(lambda o: o["channel"] in ("web", "store"), lambda o: o["state"] == "cancelled")
         order = pick("order", cancelled, "order_id")[0]
         ret.set("ometria", "orders", {"order_id": order["order_id"]}, status="pending")
         answer("order_status_drift", "ometria", order["order_id"], "status", "cancelled in the ERP, pending on ometria")
 
-        order = pick("order", self._orders_where(settled, on("web")), "order_id")[0]
+        order = pick("order", self.orders_where(settled, on("web")), "order_id")[0]
         ret.set("ometria", "orders", {"order_id": order["order_id"]}, total=order["total"] + 10)
         answer("order_value_drift", "ometria", order["order_id"], "total", "ometria total 10.00 above the ERP's")
-        order = pick("order", self._orders_where(settled, on("mirakl_fr")), "order_id")[0]
+        order = pick("order", self.orders_where(settled, on("mirakl_fr")), "order_id")[0]
         ret.set(
             "mirakl_fr",
             "order_lines",
@@ -1074,7 +1058,7 @@ class _Marketplaces:
             unit_price=order["lines"][0]["unit"] - 1,
         )
         answer("order_value_drift", "mirakl_fr", order["order_id"], "unit_price", "line 1 unit price 1.00 below")
-        order = pick("order", self._orders_where(settled, on("web")), "order_id")[0]
+        order = pick("order", self.orders_where(settled, on("web")), "order_id")[0]
         ret.set(
             "emarsys",
             "order_lines",
@@ -1088,13 +1072,13 @@ class _Marketplaces:
             ("mirakl_fr", "WAITING_REFUND", "MKP-FR"),
             ("ometria", "on_hold", "web"),
         ):
-            order = pick("order", self._orders_where(lambda o, c=channel: o["channel"] == c, settled), "order_id")[0]
+            order = pick("order", self.orders_where(lambda o, c=channel: o["channel"] == c, settled), "order_id")[0]
             ret.set(source, "orders", {"order_id": order["order_id"]}, status=code)
             if source == "bluecherry":  # whether it is cancelled is unknown: its customer's value is not judged
                 self.unknown_value.add(order["customer_id"])
             answer("unmapped_codes", source, code, "status", f"{source} order {order['order_id']} has status {code}")
 
-        order = pick("order", self._orders_where(settled, on("mirakl_fr")), "order_id")[0]
+        order = pick("order", self.orders_where(settled, on("mirakl_fr")), "order_id")[0]
         ret.set("bluecherry", "shipments", {"order_id": order["order_id"]}, carrier=UNMAPPED_CARRIER)
         ret.drop("mirakl_fr", "shipments", order_id=order["order_id"])  # the marketplace rejected its tracking
         answer(
@@ -1104,10 +1088,10 @@ class _Marketplaces:
             "carrier",
             "an ERP carrier no carrier_map names and mirakl_fr never uses: its tracking was rejected",
         )
-        order = pick("order", self._orders_where(settled, on("mirakl_de")), "order_id")[0]
+        order = pick("order", self.orders_where(settled, on("mirakl_de")), "order_id")[0]
         ret.drop("mirakl_de", "shipments", order_id=order["order_id"])
         answer("tracking_sync", "mirakl_de", order["order_id"], "tracking_number", "ERP shipment, no tracking")
-        order = pick("order", self._orders_where(settled, on("mirakl_fr")), "order_id")[0]
+        order = pick("order", self.orders_where(settled, on("mirakl_fr")), "order_id")[0]
         wrong = "UPS" if order["shipment"]["carrier"] != "UPS" else "DHL"
         ret.set("mirakl_fr", "shipments", {"order_id": order["order_id"]}, carrier=wrong)
         answer("tracking_sync", "mirakl_fr", order["order_id"], "carrier", "another carrier on mirakl_fr")
@@ -1117,7 +1101,7 @@ class _Marketplaces:
 
         for target in ("ometria", "mirakl_de"):
             channels = ("web", "store") if target == "ometria" else (MARKETPLACES[target][0],)
-            candidates = self._orders_where(refunded_long_ago, lambda o, c=channels: o["channel"] in c)
+            candidates = self.orders_where(refunded_long_ago, lambda o, c=channels: o["channel"] in c)
             order = pick("order", candidates, "order_id")[0]
             ret.set(target, "order_lines", {"order_id": order["order_id"], "line_no": 1}, qty_returned=0)
             answer("returns_sync", target, order["order_id"], "qty_returned", f"refunded return not on {target}")
@@ -1201,7 +1185,7 @@ class _Marketplaces:
             lines = self.retailer.rows(source, "payout_lines")
             paid = {r["external_id"] for r in lines if r["line_type"] == "order_amount"}
             off, overcharged = pick(
-                "order", self._orders_where(lambda o, p=paid: o["external_id"] in p and not o["returns"]), "order_id", 2
+                "order", self.orders_where(lambda o, p=paid: o["external_id"] in p and not o["returns"]), "order_id", 2
             )
             line = next(r for r in lines if r["external_id"] == off["external_id"] and r["line_type"] == "order_amount")
             line["amount"] += 5

@@ -78,10 +78,9 @@ from typing import Any
 from driftwatch.demo.retailers._base import (
     DAY,
     HOUR,
-    Draws,
-    Picker,
     Record,
     Retailer,
+    Shape,
     available_to_sell,
     free_stock,
     money,
@@ -320,22 +319,13 @@ def _get(column: str):
 # --- the retailer --------------------------------------------------------------------------------------
 
 
-class _Storefront:
+class _Storefront(Shape):
+    name, kinds = NAME, KINDS
+
     def __init__(self, seed: int, captures: dict[str, datetime]) -> None:
-        self.draw = Draws(seed)
-        self.picker = Picker(self.draw)
-        self.captures = captures
-        self.retailer = Retailer(NAME, KINDS, captures)
-        # every normal change lies well before the earliest capture; traps use the windows between captures
-        self.quiet = min(captures.values()) - 6 * HOUR
+        super().__init__(seed, captures)
         self.products: list[Record] = []
         self.stock: list[Record] = []
-        self.people: list[Record] = []
-        self.orders: list[Record] = []
-        self.history: dict[str, tuple[datetime, Record]] = {}  # customer id -> (changed at, values before)
-
-    def cap(self, source: str) -> datetime:
-        return self.captures[source]
 
     # --- catalogue and stock (BlueCherry) ---------------------------------------------------------------
     def catalogue(self) -> None:
@@ -671,17 +661,12 @@ class _Storefront:
                 ]
             self.retailer.held[target, "inventory"] = rows
 
-    def _as_of(self, person: Record, at: datetime) -> Record:
-        """A customer as the storefront held them at `at`."""
-        changed = self.history.get(person["customer_id"])
-        return {**person, **changed[1]} if changed and changed[0] > at else person
-
     def _profiles(self) -> None:
         rng = self.draw("copies.klaviyo.profiles")
         captured = self.cap("klaviyo")
         profiles = []
         for person in self.people:
-            seen = self._as_of(person, captured)
+            seen = self.as_of(person, captured)
             typed = rng.random()
             email = seen["email"]
             if typed < 0.1:
@@ -727,7 +712,7 @@ class _Storefront:
         captured = self.cap("emarsys")
         contacts = []
         for n, person in enumerate(self.people):
-            seen = self._as_of(person, captured)
+            seen = self.as_of(person, captured)
             contacts.append(
                 {
                     "customer_id": str(70_000_001 + n),
@@ -915,9 +900,6 @@ class _Storefront:
             "unmapped_codes", "bluecherry", UNMAPPED_PRODUCT_STATUS, "status", "a product status word no mapping names"
         )
 
-    def _orders_where(self, *conditions: Any) -> list[Record]:
-        return [o for o in self.orders if all(c(o) for c in conditions)]
-
     def _order_drift(self) -> None:
         answer, pick = self.retailer.answer, self.picker.pick
         klaviyo, emarsys = self.cap("klaviyo"), self.cap("emarsys")
@@ -930,20 +912,20 @@ class _Storefront:
                 and not order["returns"]
             )
 
-        for order in pick("order", self._orders_where(settled), "order_id", 2):
+        for order in pick("order", self.orders_where(settled), "order_id", 2):
             self.retailer.drop("emarsys", "orders", order_id=order["order_id"])
             self.retailer.drop("emarsys", "order_lines", order_id=order["order_id"])
             answer("order_presence", "emarsys", order["order_id"], "", "storefront order never reached emarsys")
-        order = pick("order", self._orders_where(lambda o: o["state"] == "accepted"), "order_id")[0]
+        order = pick("order", self.orders_where(lambda o: o["state"] == "accepted"), "order_id")[0]
         self.retailer.drop("klaviyo", "events", order_id=order["order_id"])
         answer("order_presence", "klaviyo", order["order_id"], "", "no event of this order reached klaviyo")
 
-        order = pick("order", self._orders_where(settled), "order_id")[0]
+        order = pick("order", self.orders_where(settled), "order_id")[0]
         self.retailer.drop("klaviyo", "events", order_id=order["order_id"], metric="order_fulfilled")
         note = "shipped in the storefront, no Fulfilled Order event on klaviyo"
         answer("fulfilment_events", "klaviyo", order["order_id"], "order_fulfilled", note)
         answer("order_status_drift", "klaviyo", order["order_id"], "status", note + ": the derived order stays placed")
-        for hours, order in zip((30, -3), pick("order", self._orders_where(settled), "order_id", 2), strict=True):
+        for hours, order in zip((30, -3), pick("order", self.orders_where(settled), "order_id", 2), strict=True):
             self.retailer.set(
                 "klaviyo",
                 "events",
@@ -957,13 +939,13 @@ class _Storefront:
                 "order_fulfilled",
                 f"Fulfilled Order sent {abs(hours)} h {'after' if hours > 0 else 'before'} the shipment",
             )
-        cancelled = self._orders_where(lambda o: o["state"] == "cancelled", lambda o: o["cancelled_at"] <= self.quiet)
+        cancelled = self.orders_where(lambda o: o["state"] == "cancelled", lambda o: o["cancelled_at"] <= self.quiet)
         order = pick("order", cancelled, "order_id")[0]
         self.retailer.drop("klaviyo", "events", order_id=order["order_id"], metric="order_cancelled")
         note = "cancelled in the storefront, no Cancelled Order event on klaviyo"
         answer("fulfilment_events", "klaviyo", order["order_id"], "order_cancelled", note)
         answer("order_status_drift", "klaviyo", order["order_id"], "status", note + ": klaviyo still shows it placed")
-        refunded = self._orders_where(lambda o: any(r["status"] == REFUNDED for r in o["returns"]))
+        refunded = self.orders_where(lambda o: any(r["status"] == REFUNDED for r in o["returns"]))
         order = pick("order", refunded, "order_id")[0]
         self.retailer.drop("klaviyo", "events", order_id=order["order_id"], metric="order_refunded")
         answer(
@@ -974,12 +956,12 @@ class _Storefront:
             "a refunded return (Returned/Refunded) with no Refunded Order event",
         )
 
-        order = pick("order", self._orders_where(settled, lambda o: o["placed_at"] <= klaviyo), "order_id")[0]
+        order = pick("order", self.orders_where(settled, lambda o: o["placed_at"] <= klaviyo), "order_id")[0]
         self.retailer.set(
             "klaviyo", "events", {"order_id": order["order_id"], "metric": "order_placed"}, value=order["total"] + 5
         )
         answer("order_value_drift", "klaviyo", order["order_id"], "total", "Placed Order value 5.00 above the total")
-        order = pick("order", self._orders_where(settled), "order_id")[0]
+        order = pick("order", self.orders_where(settled), "order_id")[0]
         self.retailer.set(
             "emarsys",
             "order_lines",
@@ -991,7 +973,7 @@ class _Storefront:
         def refunded_before(at: datetime):
             return lambda o: any(r["status"] == REFUNDED and r["processed_at"] <= at - 2 * DAY for r in o["returns"])
 
-        order = pick("order", self._orders_where(refunded_before(emarsys)), "order_id")[0]
+        order = pick("order", self.orders_where(refunded_before(emarsys)), "order_id")[0]
         self.retailer.set("emarsys", "order_lines", {"order_id": order["order_id"], "line_no": 1}, qty_returned=0)
         answer("returns_sync", "emarsys", order["order_id"], "qty_returned", "refunded return not on emarsys")
 
