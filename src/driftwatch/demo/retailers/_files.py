@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from driftwatch.demo.retailers._base import ANSWER_COLUMNS, Record, Retailer
 from driftwatch.files import write_bytes, write_text
@@ -48,6 +49,26 @@ def canonical(*columns: str) -> Export:
 
 def _getter(column: str) -> Getter:
     return lambda record: record.get(column)
+
+
+# How a platform may write a value that is the same value: representation, never drift.
+def local_time(column: str, zone: str) -> Getter:
+    """A timestamp in a local zone with its offset (2026-11-02T03:10:00+01:00)."""
+    return lambda record: None if record.get(column) is None else record[column].astimezone(ZoneInfo(zone)).isoformat()
+
+
+def bare_number(column: str) -> Getter:
+    """An amount without trailing zeros (39 for 39.00, 49.9 for 49.90)."""
+
+    def bare(record: Record) -> str | None:
+        value = record.get(column)
+        return None if value is None else f"{value.normalize():f}"
+
+    return bare
+
+
+def upper(column: str) -> Getter:
+    return lambda record: None if record.get(column) is None else record[column].upper()
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,10 @@ FR1 and DE1, each shipping one marketplace.
 Its own vocabulary: BlueCherry exports with this client's own headers (`Item Number`, `Whse`, `On Hand`,
 `Avail To Sell`, ...: mapped in `[sources.bluecherry.column_map]`), ISO dates, product statuses A / S / D,
 order statuses as codes (10, 20, 50, 60, 90, 95), returns as RA (authorised) and CM (credit memo issued);
-Emarsys opt-in (field 31) as 1 / 2; Ometria opt-in as EXPLICITLY_OPTEDIN / EXPLICITLY_OPTEDOUT, order
-statuses pending / shipped / complete / cancelled, and a stock export without a `location` column;
+Emarsys opt-in (field 31) as 1 / 2 and emails as typed in capitals; Ometria opt-in as EXPLICITLY_OPTEDIN /
+EXPLICITLY_OPTEDOUT, order statuses pending / shipped / complete / cancelled, order times in Paris time
+with their offset, amounts without trailing zeros (129, 49.9), and a stock export without a `location`
+column;
 Mirakl order states, carrier codes (the ERP names carriers by name: `carrier_map`).
 
 What is not drift (in both twins)
@@ -80,7 +82,7 @@ from driftwatch.demo.retailers._base import (
     net_value,
     pack_ats,
 )
-from driftwatch.demo.retailers._files import Export, Written, canonical
+from driftwatch.demo.retailers._files import Export, Written, bare_number, canonical, local_time, upper
 
 NAME = "marketplaces"
 KINDS = {
@@ -318,13 +320,36 @@ def exports() -> dict[tuple[str, str], Export]:
         "updated_at",
     )
     optin = {True: "EXPLICITLY_OPTEDIN", False: "EXPLICITLY_OPTEDOUT", None: "NOT_SPECIFIED"}
+    emarsys_coded = {"email_consent": coded("email_consent", {True: "1", False: "2"}), "email": upper("email")}
+    ometria_coded = {"email_consent": coded("email_consent", optin), "lifetime_value": bare_number("lifetime_value")}
     return {
         ("bluecherry", "products"): products,
         ("bluecherry", "inventory"): inventory,
-        ("emarsys", "customers"): Export(
-            [(c, coded(c, {True: "1", False: "2"}) if c == "email_consent" else _get(c)) for c in contacts]
+        ("emarsys", "customers"): Export([(c, emarsys_coded.get(c, _get(c))) for c in contacts]),
+        ("ometria", "customers"): Export([(c, ometria_coded.get(c, _get(c))) for c in ometria]),
+        ("ometria", "orders"): Export(
+            [
+                (c, local_time(c, "Europe/Paris") if c.endswith("_at") else bare_number(c) if c == "total" else _get(c))
+                for c in (
+                    "order_id",
+                    "external_id",
+                    "channel",
+                    "customer_id",
+                    "email",
+                    "status",
+                    "placed_at",
+                    "updated_at",
+                    "total",
+                    "currency",
+                )
+            ]
         ),
-        ("ometria", "customers"): Export([(c, coded(c, optin) if c == "email_consent" else _get(c)) for c in ometria]),
+        ("ometria", "products"): Export(
+            [
+                (c, bare_number(c) if c == "price" else _get(c))
+                for c in ("sku", "name", "price", "currency", "status", "updated_at")
+            ]
+        ),
         ("ometria", "inventory"): canonical("sku", "available", "updated_at"),  # no location column
     }
 

@@ -27,7 +27,8 @@ Its own vocabulary, as each platform exports it:
   "shipmentState/paymentState" (Returned/Refunded, Advised/Initial); customers have no ERP behind them,
   so their own id is the identity every platform stores (Klaviyo `external_id`, an Emarsys custom field).
   Stock per supply channel; quantityOnStock = availableQuantity (no reservations).
-- Klaviyo: consent as SUBSCRIBED / UNSUBSCRIBED / NEVER_SUBSCRIBED, metrics as "Placed Order" ...,
+- Klaviyo: consent as SUBSCRIBED / UNSUBSCRIBED / NEVER_SUBSCRIBED, metrics as "Placed Order" ... (event
+  times exported in Paris time, with their offset),
   no lifetime-value properties on any profile (Klaviyo computes its own), one stock figure per catalogue
   variant and no `location` column; a few profiles carry no external_id (matched by email, typed with
   capitals or a trailing space) and a few newsletter-only profiles match no customer.
@@ -86,7 +87,7 @@ from driftwatch.demo.retailers._base import (
     money,
     sku_location,
 )
-from driftwatch.demo.retailers._files import Export, Written, canonical
+from driftwatch.demo.retailers._files import Export, Written, canonical, local_time
 
 NAME = "storefront"
 KINDS = {"bluecherry": "bluecherry", "commercetools": "commercetools", "klaviyo": "klaviyo", "emarsys": "emarsys"}
@@ -280,7 +281,7 @@ def exports() -> dict[tuple[str, str], Export]:
                 ("metric", lambda r: METRICS[r["metric"]]),
                 ("order_id", lambda r: r["order_id"]),
                 ("email", lambda r: r["email"]),
-                ("occurred_at", lambda r: r["occurred_at"]),
+                ("occurred_at", local_time("occurred_at", "Europe/Paris")),  # the export's zone, same instants
                 ("value", lambda r: r["value"]),
             ]
         ),
