@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"\n== {args.retailer} ({twin}), {'file drop' if mode == 'drop' else 'pulled through the connectors'}"
             )
             print(result.table())
-            print(result.differences())
+            if result.differences():
+                print(result.differences())
             exact &= result.exact
     return 0 if exact else 1
 
