@@ -44,10 +44,12 @@ def run_nightly(
     checkpoint_dir: Path | None = None,
     send_alerts: bool = True,
     progress: bool | None = None,
+    full: bool = False,
 ) -> NightlyResult:
     """A failed pull does not stop the job: the audit runs on what is stored, and snapshot_health and
-    stock_staleness say what is missing or old."""
-    pulls = pull_sources(store, cfg, env=env, checkpoint_dir=checkpoint_dir, progress=progress)
+    stock_staleness say what is missing or old. Pulls are incremental where they can be (`full` forces
+    whole pulls; see driftwatch.pull)."""
+    pulls = pull_sources(store, cfg, env=env, checkpoint_dir=checkpoint_dir, progress=progress, full=full)
     result = audit(store, cfg)
     report = build_report(store, report_settings(cfg), result.run_id)
     alerts = alert_run(store, cfg, run_id=result.run_id, send=send_alerts)

@@ -67,7 +67,8 @@ def _load(reference: str, platform: str) -> Any:
 
 
 # Settings every source may carry, whatever its platform (read by pulls, file drops and the HTTP layer, and
-# by the audit: `carrier_map` turns ERP carrier codes into the codes this target knows).
+# by the audit: `carrier_map` turns ERP carrier codes into the codes this target knows). `full_every` and
+# `overlap` schedule incremental pulls (driftwatch.incremental).
 COMMON_SETTINGS = frozenset(
     {
         "kind",
@@ -83,6 +84,8 @@ COMMON_SETTINGS = frozenset(
         "backoff_max",
         "max_retry_after",
         "carrier_map",
+        "full_every",
+        "overlap",
     }
 )
 

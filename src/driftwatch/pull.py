@@ -5,16 +5,35 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from driftwatch.config import Config, unknown_source
+from driftwatch.connectors.base import RECORD
+from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
+from driftwatch.incremental import (
+    FULL_EVERY,
+    OVERLAP,
+    Memory,
+    PullPlan,
+    fingerprint,
+    merge,
+    parse_duration,
+    plan_pull,
+)
 from driftwatch.normalize import coerce
-from driftwatch.store import IncomingSnapshot, Store
+from driftwatch.store import IncomingSnapshot, IngestResult, Store
+
+if TYPE_CHECKING:
+    from driftwatch.connectors.base import Connector, Pulled
 
 CONNECTION_KEYS = ("base_url", "path", "sftp_url")
+# Settings that decide when to pull in full, not what a pull gives: changing them keeps the kept records.
+UNRECORDED = frozenset({"full_every", "overlap"})
 
 
 @dataclass(frozen=True)
@@ -25,6 +44,8 @@ class PullResult:
     quarantined: int
     loaded: bool
     error: str | None = None
+    kind: str = ""  # "full" or "incremental"
+    detail: str = ""  # why a pull was full; what an incremental pull read
 
 
 def pullable_sources(cfg: Config) -> list[str]:
@@ -40,9 +61,14 @@ def pull_sources(
     env: Mapping[str, str] = os.environ,
     checkpoint_dir: Path | None = None,
     progress: bool | None = None,
+    full: bool = False,
 ) -> list[PullResult]:
     """Pull each source and store its snapshots (one transaction per source, so one platform's outage never
-    costs another's data). A source that fails is reported, not raised, so the nightly job goes on."""
+    costs another's data). A source that fails is reported, not raised, so the nightly job goes on.
+
+    Each source pulls only what changed since its last complete pull where the platform can list that and
+    the records kept in `checkpoint_dir` can be trusted, else everything (`full` forces that); see
+    `driftwatch.incremental`. Every result says which kind of pull its entity got and why."""
     chosen = list(sources) if sources is not None else pullable_sources(cfg)
     if not chosen:
         raise UserError("no source to pull: configure [sources.<name>] with base_url (API), path or sftp_url")
@@ -51,34 +77,112 @@ def pull_sources(
             raise UserError(unknown_source(source, cfg))
     results: list[PullResult] = []
     for source in chosen:
-        try:
-            results += _pull_one(store, cfg, source, env, checkpoint_dir, progress)
-        except UserError as exc:
-            results.append(PullResult(source, "*", 0, 0, False, str(exc)))
+        results += _SourcePull(store, cfg, source, checkpoint_dir).run(env, progress, full=full)
     return results
 
 
-def _pull_one(
-    store: Store, cfg: Config, source: str, env: Mapping[str, str], checkpoint_dir: Path | None, progress: bool | None
-) -> list[PullResult]:
-    connector_class = cfg.platform(source).load_connector()
-    with connector_class(
-        cfg.source(source), source=source, env=env, checkpoint_dir=checkpoint_dir, progress=progress
-    ) as connector:
-        pulled = connector.pull(entities_to_pull(cfg, source, connector.entities))
-    timezone = cfg.source(source).get("timezone", "UTC")
-    incoming = []
-    for entity, frame in pulled.frames.items():
-        # A file-based connector names the file and its first data line, so quarantined rows point at lines
-        # a person can open; an API pull counts records from 1.
-        origin, first_line = getattr(connector, "origin", lambda e: (f"{source} {e}", 1))(entity)
-        coerced = coerce(frame, entity, origin=origin, first_line=first_line, naive_timezone=timezone)
-        incoming.append(IncomingSnapshot.from_coerced(source, entity, pulled.captured_at, coerced, f"pull:{source}"))
-    stored = store.ingest(incoming)
-    return [
-        PullResult(source, snap.entity, snap.row_count, r.snapshot.quarantined_rows, r.loaded)
-        for snap, r in zip(incoming, stored, strict=True)
-    ]
+class _SourcePull:
+    """One source's pull: its plan, the pull itself, the merge of changes into kept records, the store."""
+
+    def __init__(self, store: Store, cfg: Config, source: str, checkpoint_dir: Path | None):
+        self.store, self.cfg, self.source, self.checkpoint_dir = store, cfg, source, checkpoint_dir
+        self.settings = cfg.source(source)
+        self.plan: PullPlan | None = None
+
+    def run(self, env: Mapping[str, str], progress: bool | None, *, full: bool) -> list[PullResult]:
+        try:
+            return self._run(env, progress, full)
+        except UserError as exc:
+            kind, why = (self.plan.kind, self.plan.reason) if self.plan else ("", "")
+            return [PullResult(self.source, "*", 0, 0, False, str(exc), kind, why)]
+
+    def _run(self, env: Mapping[str, str], progress: bool | None, full: bool) -> list[PullResult]:
+        connector_class = self.cfg.platform(self.source).load_connector()
+        entities = entities_to_pull(self.cfg, self.source, connector_class.entities)
+        merged = [e for e in entities if e in getattr(connector_class, "incremental", {})]
+        memory = Memory(self.checkpoint_dir, self.source)
+        print_ = fingerprint({k: v for k, v in self.settings.items() if k not in UNRECORDED}, connector_class)
+        now = datetime.now(UTC)
+        self.plan = plan_pull(
+            memory,
+            fingerprint=print_,
+            now=now,
+            full_every=self._duration("full_every", FULL_EVERY),
+            overlap=self._duration("overlap", OVERLAP),
+            merged=merged,
+            latest={e: self.store.latest_snapshot(self.source, e) for e in merged},
+            forced=full,
+        )
+        with connector_class(
+            self.settings, source=self.source, env=env, checkpoint_dir=self.checkpoint_dir, progress=progress
+        ) as connector:
+            memory.begin(print_, now)
+            pulled = connector.pull(entities, since=self.plan.since)
+        complete, details = self._complete(connector, pulled, memory)
+        stored = self._store(connector, pulled, complete)
+        memory.finish(
+            fingerprint=print_,
+            captured_at=pulled.captured_at,
+            full=self.plan.since is None or not pulled.deltas,
+            records={e: complete[e] for e in merged},
+            snapshots={r.snapshot.entity: r.snapshot for r in stored if r.snapshot.entity in merged},
+        )
+        return [
+            PullResult(self.source, r.snapshot.entity, r.snapshot.row_count, r.snapshot.quarantined_rows, r.loaded,
+                       None, *details[r.snapshot.entity])
+            for r in stored
+        ]  # fmt: skip
+
+    def _complete(
+        self, connector: Connector, pulled: Pulled, memory: Memory
+    ) -> tuple[dict[str, pl.DataFrame], dict[str, tuple[str, str]]]:
+        """Each entity's complete raw frame (changes merged into the kept records), and its kind and detail."""
+        complete, details = {}, {}
+        for entity in pulled.frames:
+            frame = pulled.with_records(entity)
+            delta = pulled.deltas.get(entity)
+            if delta is None:
+                complete[entity] = frame
+                details[entity] = ("full", self._why_whole(connector, pulled, entity))
+                continue
+            kept = memory.records(entity)
+            assert kept is not None  # the plan checked that every merged entity has its records kept
+            complete[entity] = merge(kept, frame, ENTITIES[entity].key, delta.gone)
+            gone = f", {len(delta.gone):,} deleted" if delta.gone else ""
+            how = f" ({delta.how})" if delta.how else ""
+            details[entity] = (
+                "incremental",
+                f"{frame.height:,} changed{gone} since {delta.since:%Y-%m-%d %H:%M:%S} UTC{how}, "
+                f"merged into {kept.height:,} kept",
+            )
+        return complete, details
+
+    def _store(self, connector: Connector, pulled: Pulled, complete: dict[str, pl.DataFrame]) -> list[IngestResult]:
+        timezone = self.settings.get("timezone", "UTC")
+        incoming = []
+        for entity, frame in complete.items():
+            # A file-based connector names the file and its first data line, so quarantined rows point at lines
+            # a person can open; an API pull counts records from 1.
+            origin, first_line = getattr(connector, "origin", lambda e: (f"{self.source} {e}", 1))(entity)
+            coerced = coerce(
+                frame.drop(RECORD, strict=False), entity, origin=origin, first_line=first_line, naive_timezone=timezone
+            )
+            incoming.append(
+                IncomingSnapshot.from_coerced(self.source, entity, pulled.captured_at, coerced, f"pull:{self.source}")
+            )
+        return self.store.ingest(incoming)
+
+    def _why_whole(self, connector: Connector, pulled: Pulled, entity: str) -> str:
+        if entity not in getattr(connector, "incremental", {}):
+            reasons = getattr(connector, "always_whole", {})
+            return reasons.get(entity) or reasons.get("*") or "the connector lists every record, not changes"
+        if self.plan is None or self.plan.since is None:
+            return self.plan.reason if self.plan else ""
+        return pulled.whole.get(entity, "the platform answered with every record")
+
+    def _duration(self, key: str, default: timedelta) -> timedelta:
+        value = self.settings.get(key)
+        return default if value is None else parse_duration(value, f"sources.{self.source}.{key}")
 
 
 def entities_to_pull(cfg: Config, source: str, provided: tuple[str, ...]) -> list[str]:
@@ -125,5 +229,7 @@ def results_frame(results: list[PullResult]) -> pl.DataFrame:
             "quarantined": pl.Int64,
             "loaded": pl.Boolean,
             "error": pl.String,
+            "kind": pl.String,
+            "detail": pl.String,
         },
-    )
+    ).select("source", "entity", "kind", "rows", "quarantined", "loaded", "detail", "error")

@@ -354,17 +354,31 @@ def test_incremental_pull_reads_messages_and_fetches_only_what_changed(fast_http
 
 
 @pytest.mark.parametrize(
-    ("options", "since"),
+    ("options", "since", "how"),
     [
-        pytest.param({"messages_enabled": False}, timedelta(hours=1), id="messages-disabled"),
-        pytest.param({"retention_days": 15}, timedelta(days=20), id="older-than-retention"),
+        pytest.param({"messages_enabled": False}, timedelta(hours=1), "Messages are disabled", id="disabled"),
+        pytest.param({"retention_days": 15}, timedelta(days=20), "Messages are kept 15 days", id="past-retention"),
     ],
 )
-def test_incremental_pull_falls_back_to_a_full_pull_when_messages_cannot_answer(options, since, fast_http, caplog):
+def test_incremental_pull_reads_by_last_modified_when_messages_cannot_answer(options, since, how, fast_http):
     with Simulator({"customers": customers()}, **options) as sim:
+        sim.update("customers", "c003", "CustomerFirstNameSet", lambda r: r.update(firstName="Renamed"))
         pulled = connect(sim, fast_http).pull(["customers"], since=datetime.now(UTC) - since)
-    assert pulled.frames["customers"].height == 7
-    assert any("pulling customers in full" in r.getMessage() for r in caplog.records)
+        queries = [r.query["where"] for r in sim.requests if r.path.endswith("/customers")]
+    assert pulled.frames["customers"]["customer_id"].to_list() == ["c003"]  # the others date from STAMP
+    assert pulled.deltas["customers"].how.startswith(f"by lastModifiedAt: {how}")
+    assert all(q.startswith("lastModifiedAt >= ") for q in queries)
+
+
+def test_a_deleted_resource_named_by_a_message_is_gone_from_the_changes(fast_http):
+    with Simulator(dataset()) as sim:
+        since = datetime.now(UTC) - timedelta(seconds=1)
+        sim.delete("customers", "c002")
+        sim.update("customers", "c004", "CustomerFirstNameSet", lambda r: r.update(firstName="Renamed"))
+        pulled = connect(sim, fast_http).pull(["customers"], since=since)
+    assert pulled.frames["customers"]["customer_id"].to_list() == ["c004"]
+    assert pulled.deltas["customers"].gone == {"c002"}
+    assert pulled.records["customers"].to_list() == ["c004"]
 
 
 def test_unknown_enum_values_reach_the_audit_raw(fast_http):

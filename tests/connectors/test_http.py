@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import polars as pl
 import pytest
@@ -59,6 +59,7 @@ class ShopSimulator(Simulator):
 class ShopConnector(BaseConnector):
     name = "shop"
     entities = ("products",)
+    incremental: ClassVar[dict[str, str]] = {"products": "the shop's `since` parameter"}
 
     def __init__(self, settings: dict[str, Any], **kwargs: Any):
         super().__init__(settings, **kwargs)

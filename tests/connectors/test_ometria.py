@@ -210,12 +210,16 @@ def test_interrupted_pull_resumes_without_losing_or_repeating_a_record(fast_http
     assert not any(tmp_path.rglob("*.parquet")), "a completed pull clears its staging"
 
 
-def test_incremental_pull_keeps_records_updated_since(fast_http) -> None:
-    with Simulator(dataset(), rate_limits=UNLIMITED) as sim:
+def test_an_incremental_pull_reads_every_record_as_ometria_lists_no_changes(fast_http, canonical) -> None:
+    data = dataset()
+    with Simulator(data, rate_limits=UNLIMITED) as sim:
         connector = Connector(sim.settings(page_size=2, read_rate=1000, **fast_http), env=sim.env)
         pulled = connector.pull(["customers", "orders"], since=datetime(2026, 11, 14, tzinfo=UTC))
-    assert sorted(pulled.frames["customers"]["customer_id"]) == ["om-004", "om-005", "om-006"]
-    assert sorted(pulled.frames["orders"]["order_id"]) == ["SO000004", "SO000005"]
+        sent = {key for r in sim.requests for key in r.query}
+    assert pulled.deltas == {}
+    assert sent == {"limit", "offset"}
+    for entity in ("customers", "orders"):
+        assert canonical(pulled.frames[entity], entity).equals(canonical(data[entity], entity))
 
 
 def test_client_stays_under_the_documented_rate(fast_http) -> None:

@@ -93,6 +93,15 @@ def checkpoints_option():
     )
 
 
+def full_option():
+    return click.option(
+        "--full",
+        is_flag=True,
+        help="Pull every record of every source, not only what changed since the last pull "
+        "(a full pull also runs on each source's full_every schedule, default 7d).",
+    )
+
+
 def format_option(default: str = "table"):
     return click.option(
         "--format",

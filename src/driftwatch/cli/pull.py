@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from driftwatch.cli._common import AppContext, checkpoints_option, emit, format_option, pass_app
+from driftwatch.cli._common import AppContext, checkpoints_option, emit, format_option, full_option, pass_app
 from driftwatch.exitcodes import ExitCode
 from driftwatch.pull import PullResult, pull_sources, results_frame
 
@@ -19,10 +19,16 @@ from driftwatch.pull import PullResult, pull_sources, results_frame
     help="Pull only this source (repeatable). Default: every source configured with base_url, path or sftp_url.",
 )
 @checkpoints_option()
+@full_option()
 @format_option()
 @pass_app
-def pull(app: AppContext, sources: tuple[str, ...], checkpoints: Path | None, fmt: str) -> None:
+def pull(app: AppContext, sources: tuple[str, ...], checkpoints: Path | None, full: bool, fmt: str) -> None:
     """Pull every configured source (or --source NAME) and store the snapshots.
+
+    Each source asks only for what changed since its last pull where its platform can list that, and
+    merges the changes into the records that pull kept; every `full_every` (default 7d) and whenever the
+    kept records cannot be trusted it pulls everything, which is when deletions show. The `kind` and
+    `detail` columns say which pull each entity got and why.
 
     Credentials come from the environment variables the config names (for example KLAVIYO_API_KEY).
     Exit code 3 when any source could not be pulled; what did arrive is stored.
@@ -30,8 +36,10 @@ def pull(app: AppContext, sources: tuple[str, ...], checkpoints: Path | None, fm
     \b
     Example:
       KLAVIYO_API_KEY=pk_... driftwatch pull --source klaviyo
+      driftwatch pull --full          # everything from every source, deletions included
     """
-    results = pull_sources(app.store, app.config, sources or None, checkpoint_dir=checkpoints or app.working("pulls"))
+    pulls = checkpoints or app.working("pulls")
+    results = pull_sources(app.store, app.config, sources or None, checkpoint_dir=pulls, full=full)
     show_pulls(results, fmt)
     if any(r.error for r in results):
         raise click.exceptions.Exit(ExitCode.INCOMPLETE)

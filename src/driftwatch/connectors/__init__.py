@@ -7,9 +7,9 @@ Platform modules are imported on first use, so a missing optional part of one pl
 from __future__ import annotations
 
 from driftwatch import platforms
-from driftwatch.connectors.base import BaseConnector, Connector, Pulled
+from driftwatch.connectors.base import BaseConnector, Connector, Delta, Pulled
 
-__all__ = ["BaseConnector", "Connector", "Pulled", "get"]
+__all__ = ["BaseConnector", "Connector", "Delta", "Pulled", "get"]
 
 
 def get(platform: str) -> type[Connector]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -34,6 +34,10 @@ from driftwatch.connectors._http import HttpSettings, PageProgress
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
 
+# The column a connector may add to a frame: the platform record each row came from (an order for its lines,
+# a resource id). An incremental pull's changes replace every kept row of the records they name (see
+# driftwatch.incremental.merge); the column is never stored.
+RECORD = "_record"
 Cursor = dict[str, Any]
 Rows = list[dict[str, Any]] | pl.DataFrame
 # fetch(cursor) -> (the page's canonical rows, the cursor of the next page or None after the last page)
@@ -42,12 +46,42 @@ _REQUIRED = object()
 
 
 @dataclass(frozen=True)
+class Delta:
+    """An entity pulled as the records changed since `since` (not whole), and the records the platform
+    says were deleted since (named as `driftwatch.incremental.merge` names records)."""
+
+    since: datetime
+    gone: frozenset[str] = frozenset()
+    how: str = ""  # how the changes were read, when the connector had a choice (for the pull's report)
+
+
+@dataclass(frozen=True)
 class Pulled:
-    """What one pull brought back: a canonical frame per entity, and when the pull started (UTC)."""
+    """What one pull brought back: a canonical frame per entity, and when the pull started (UTC).
+
+    `deltas` names the entities pulled as changes only (the others are whole); `whole` says why an entity
+    came whole although changes were asked for, when the platform decided it during the pull. A connector
+    may build its frames with a `RECORD` column; it is moved out of `frames` into `records` (per entity, the
+    record of each row, in the frame's order), so `frames` hold canonical columns only."""
 
     source: str
     captured_at: datetime
     frames: dict[str, pl.DataFrame]
+    deltas: dict[str, Delta] = field(default_factory=dict)
+    whole: dict[str, str] = field(default_factory=dict)
+    records: dict[str, pl.Series] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "frames", dict(self.frames))  # the caller's dict stays as it was
+        for entity, frame in list(self.frames.items()):
+            if RECORD in frame.columns:
+                self.records[entity] = frame[RECORD]
+                self.frames[entity] = frame.drop(RECORD)
+
+    def with_records(self, entity: str) -> pl.DataFrame:
+        """The entity's frame with its `RECORD` column back, when the connector named records."""
+        frame = self.frames[entity]
+        return frame.with_columns(self.records[entity]) if entity in self.records else frame
 
 
 class Connector(Protocol):
@@ -55,6 +89,8 @@ class Connector(Protocol):
     source: str  # the configured source (an instance of the platform) this connector pulls
     entities: tuple[str, ...]
     settings_keys: frozenset[str]  # the [sources.<name>] keys it reads, besides platforms.COMMON_SETTINGS
+    incremental: Mapping[str, str]  # entity -> the documented listing of changes a `since` pull uses
+    always_whole: Mapping[str, str]  # entity (or "*") -> why it is pulled whole whatever `since` says
 
     def __init__(
         self,
@@ -89,6 +125,11 @@ class BaseConnector:
     checkpoint_rows: ClassVar[int] = 0
     # entity -> column -> the function a pull reads that column's coded values with (see decode_drop)
     drop_decoders: ClassVar[Mapping[str, Mapping[str, Callable[[str], str | None]]]] = {}
+    # entity -> the platform's documented listing of records changed since a time, which `pull(since=...)`
+    # uses for it (see driftwatch.incremental); an entity not named here is always pulled whole.
+    incremental: ClassVar[Mapping[str, str]] = {}
+    # entity (or "*" for all) -> why it is always pulled whole, for the pull's report
+    always_whole: ClassVar[Mapping[str, str]] = {"*": "the connector lists every record, not changes"}
 
     def __init__(
         self,
@@ -139,10 +180,14 @@ class BaseConnector:
         return value
 
     def pull(self, entities: Iterable[str] | None = None, *, since: datetime | None = None) -> Pulled:
+        """Every record of each entity, or with `since` the records changed since then for the entities the
+        platform can list that way (`incremental`); `Pulled.deltas` says which came as changes."""
         chosen = self._select(entities)
         captured_at = datetime.now(UTC)
-        frames = {entity: self.pull_entity(entity, since=since) for entity in chosen}
-        return Pulled(self.source, captured_at, frames)
+        changed = {e for e in chosen if since is not None and e in self.incremental}
+        frames = {entity: self.pull_entity(entity, since=since if entity in changed else None) for entity in chosen}
+        deltas = {entity: Delta(since) for entity in changed if since is not None}
+        return Pulled(self.source, captured_at, frames, deltas)
 
     def pull_entity(self, entity: str, *, since: datetime | None) -> pl.DataFrame:
         raise NotImplementedError

@@ -226,6 +226,13 @@ class Simulator:
 
     # --- assertions -------------------------------------------------------------------------------------
 
+    @property
+    def pages_served(self) -> int:
+        """List pages served so far (what `between_pages` counts): `between_pages=(sim.pages_served + 2, f)`
+        changes the data after the second page of the next listing."""
+        with self._lock:
+            return self._pages_served
+
     def count(self, *, status: int | None = None, path: str | None = None) -> int:
         with self._lock:
             return sum(

@@ -8,8 +8,8 @@ What it reproduces from the public API reference:
 - Query endpoints with `where` predicates (the subset a connector needs: comparisons, `in`, nested
   fields), `sort`, `limit` (max 500), `offset` (max 10,000), `withTotal` (total capped at 10,000 under a
   predicate), `expand=supplyChannel` on inventory.
-- Messages (`GET /{projectKey}/messages`): one per creation and per change, dropped after the project's
-  retention (`deleteDaysAfterCreation`).
+- Messages (`GET /{projectKey}/messages`): one per creation, change and deletion, dropped after the
+  project's retention (`deleteDaysAfterCreation`).
 - ErrorResponse bodies (`statusCode`, `message`, `errors[]`), and 502/503 from the edge in HTML
   (`fail_next(..., html=True)`), as the platform's infrastructure sends them.
 - Updates (`POST /{projectKey}/{resource}/{id}` with `{version, actions}`, scope `manage_*`), all
@@ -79,6 +79,7 @@ _CREATED = {
     "inventory-entry": "InventoryEntryCreated",
     "product": "ProductCreated",
 }
+_DELETED = {type_id: name.replace("Created", "Deleted") for type_id, name in _CREATED.items()}
 
 
 def error_body(status: int, code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -163,6 +164,13 @@ class CommercetoolsSimulator(Simulator):
             record["version"] += 1
             record["lastModifiedAt"] = mapping.to_timestamp(datetime.now(UTC))
             self._message(TYPE_IDS[path], record, message_type, record["lastModifiedAt"])
+
+    def delete(self, path: str, resource_id: str) -> None:
+        """Delete a stored resource as the platform would: it is no longer found, and a Message says so."""
+        with self._data_lock:
+            record = self.resources[path].pop(resource_id)
+            record["version"] += 1
+            self._message(TYPE_IDS[path], record, _DELETED[TYPE_IDS[path]], mapping.to_timestamp(datetime.now(UTC)))
 
     def create(self, path: str, record: dict[str, Any]) -> None:
         """Add a resource (at least its `id`) as if created now, with its creation Message."""

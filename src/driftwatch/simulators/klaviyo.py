@@ -30,7 +30,6 @@ import re
 import threading
 import time
 import uuid
-from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -79,7 +78,26 @@ EARLIEST_EVENT = datetime(1990, 1, 1, tzinfo=UTC)
 _NO_SKUS = pl.DataFrame(schema={"sku": pl.String})
 CONDITION = re.compile(r"([a-z-]+)\(([\w.]+),(\[[^\]]*\]|(?:\"[^\"]*\"|'[^']*'|[^(),])*)\)")
 
-Entry = tuple[tuple[str, str], dict[str, Any], dict[str, Any]]  # (sort key, resource, filterable values)
+# The filters each list documents (x-klaviyo-filters in Klaviyo's OpenAPI spec): field -> operators.
+_COMPARE = frozenset({"greater-or-equal", "greater-than", "less-or-equal", "less-than"})
+FILTERS: dict[str, dict[str, frozenset[str]]] = {
+    "/api/profiles": {
+        **dict.fromkeys(("id", "email", "phone_number", "external_id"), frozenset({"any", "equals"})),
+        **dict.fromkeys(("created", "updated"), frozenset({"greater-than", "less-than"})),
+    },
+    "/api/events": {
+        "metric_id": frozenset({"equals"}),
+        "profile_id": frozenset({"equals"}),
+        "datetime": _COMPARE,
+        "timestamp": _COMPARE,
+    },
+    "/api/catalog-variants": {
+        "ids": frozenset({"any"}),
+        "sku": frozenset({"equals"}),
+        "title": frozenset({"contains"}),
+        "published": frozenset({"equals"}),
+    },
+}
 
 
 class BadRequest(Exception):
@@ -95,8 +113,8 @@ class KlaviyoSimulator(Simulator):
     def __init__(self, dataset: Mapping[str, pl.DataFrame] | None = None, *, api_key: str = API_KEY, **kwargs: Any):
         super().__init__(dataset, **kwargs)
         self.api_key = api_key
-        # (path, sort, filter) -> (what it was built from, entries, their sort keys)
-        self._cache: dict[tuple[str, str, str], tuple[list[Any], list[Entry], list[tuple[str, str]]]] = {}
+        # (path, sort, filter) -> (what it was built from, the listing)
+        self._cache: dict[tuple[str, str, str], tuple[list[Any], pl.DataFrame]] = {}
         self.job_seconds = 0.0  # how long an accepted write waits before Klaviyo applies it
         self.double_opt_in = False  # the account's opt-in setting: a subscribe waits for confirmation
         self.writes: Counter[tuple[str, str]] = Counter()  # (operation, record key) -> writes applied
@@ -108,7 +126,7 @@ class KlaviyoSimulator(Simulator):
     def __enter__(self) -> KlaviyoSimulator:
         # Build each list in its default order now, so no request (and no benchmark) pays for it.
         for path, sorts in SORTS.items():
-            self._entries(path, next(iter(sorts)), "")
+            self._listing(path, next(iter(sorts)), "")
         super().__enter__()
         return self
 
@@ -430,7 +448,7 @@ class KlaviyoSimulator(Simulator):
 
     def _profile_resource(self, profile_id: str) -> dict[str, Any]:
         row = self.dataset["customers"].filter(pl.col("customer_id") == profile_id).row(0, named=True)
-        return self._profile(row)[0]
+        return self._profile(row)
 
     def _upsert_row(self, entity: str, key: dict[str, Any], values: dict[str, Any]) -> None:
         """Set `values` on the row of `entity` with this key, adding the row (and any missing column)."""
@@ -452,39 +470,40 @@ class KlaviyoSimulator(Simulator):
     def _list(self, request: Request) -> Response:
         path, query = request.path, request.query
         size = _page_size(query.get("page[size]"), DEFAULT_PAGE_SIZE[path], MAX_PAGE_SIZE[path])
-        entries, keys = self._entries(path, query.get("sort", next(iter(SORTS[path]))), query.get("filter", ""))
-        start = bisect_right(keys, _decode(query["page[cursor]"])) if "page[cursor]" in query else 0
-        page = entries[start : start + size]
-        body: dict[str, Any] = {
-            "data": [resource for _, resource, _ in page],
-            "links": {"self": self._link(request, query)},
-        }
-        if start + size < len(entries):
-            body["links"]["next"] = self._link(request, {**query, "page[cursor]": _encode(page[-1][0])})
+        listing = self._listing(path, query.get("sort", next(iter(SORTS[path]))), query.get("filter", ""))
+        start = 0
+        if "page[cursor]" in query:  # seek past the last record served, wherever it now is
+            start = int(listing["_key"].search_sorted(_decode(query["page[cursor]"]), side="right"))
+        page = listing.slice(start, size)
+        body: dict[str, Any] = {"data": self._resources(path, page), "links": {"self": self._link(request, query)}}
+        if start + size < listing.height:
+            body["links"]["next"] = self._link(request, {**query, "page[cursor]": _encode(page["_key"][-1])})
         if path == "/api/events" and "profile" in query.get("include", "").split(","):
             body["included"] = self._profiles_of(page)
         self.page_served()
         return Response(200, body, content_type=MEDIA_TYPE)
 
-    def _entries(self, path: str, sort: str, filter_text: str) -> tuple[list[Entry], list[tuple[str, str]]]:
-        """The filtered, sorted records of a list, rebuilt only when the dataset changed."""
+    def _listing(self, path: str, sort: str, filter_text: str) -> pl.DataFrame:
+        """The records of a list that pass the filter, in the requested order: a frame of `_key` (sort value
+        and id, ascending: what a cursor seeks past) and `_row` (where to build the record from). Rebuilt
+        only when the dataset changed; the records themselves are built page by page, so a list of millions
+        costs no more than its keys."""
         if sort not in SORTS[path]:
             raise BadRequest(f"'{sort}' is not a valid sort field.", "sort")
-        # The cache holds what it was built from, so an identity that matches is the same dataset.
-        sources = [*self._frames(path), self.faults.unknown_enums]
+        keep = _parse_filter(path, filter_text)
+        sources = [*self._frames(path)]  # the cache holds what it was built from: the same objects, same data
         cached = self._cache.get((path, sort, filter_text))
         if cached is not None and list(map(id, cached[0])) == list(map(id, sources)):
-            return cached[1], cached[2]
-        keep = _parse_filter(filter_text)
+            return cached[1]
         field = SORTS[path][sort]
-        entries = sorted(
-            ((_sort_value(values.get(field)), resource["id"]), resource, values)
-            for resource, values in self._records(path)
-            if keep(values)
+        values = self._values(path)
+        listing = (
+            values.filter(keep)
+            .with_columns(_key=pl.concat_str(_sort_text(values.schema[field], field), pl.lit("\x00"), pl.col("id")))
+            .sort("_key")
         )
-        keys = [key for key, _, _ in entries]
-        self._cache[(path, sort, filter_text)] = (sources, entries, keys)
-        return entries, keys
+        self._cache[(path, sort, filter_text)] = (sources, listing)
+        return listing
 
     def _frames(self, path: str) -> list[pl.DataFrame]:
         names = {"/api/profiles": ["customers"], "/api/events": ["events", "customers"]}.get(
@@ -492,45 +511,73 @@ class KlaviyoSimulator(Simulator):
         )
         return [self.dataset.get(name, pl.DataFrame()) for name in names]
 
-    def _records(self, path: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    def _values(self, path: str) -> pl.DataFrame:
+        """Per record of a list: `_row`, and the fields its documented filters and sorts read."""
         if path == "/api/profiles":
-            return [self._profile(row) for row in self.dataset.get("customers", pl.DataFrame()).to_dicts()]
+            customers = self._customers()
+            return customers.select(
+                _row=pl.int_range(pl.len()),
+                id=pl.col("customer_id"),
+                email=pl.col("email") if "email" in customers.columns else pl.lit(None, pl.String),
+                external_id=_column(customers, "erp_customer_id", pl.String),
+                updated=_column(customers, "updated_at", pl.Datetime("us", "UTC")),
+                created=pl.lit(None, pl.Datetime("us", "UTC")),
+            )
         if path == "/api/events":
+            events = self.dataset.get("events", pl.DataFrame(schema=ENTITIES["events"].schema))
+            names = {canonical: METRIC_IDS[name] for name, canonical in mapping.METRICS.items()}
+            emails = events["email"].to_list()
             profile_ids = self._profile_ids()
-            return [self._event(row, profile_ids) for row in self.dataset.get("events", pl.DataFrame()).to_dicts()]
-        return self._variants()
+            return events.select(
+                _row=pl.int_range(pl.len()),
+                id=pl.col("event_id"),
+                metric_id=pl.col("metric").replace_strict(names, return_dtype=pl.String),
+                profile_id=pl.Series([profile_ids.get(e) or _anonymous_id(e) for e in emails], dtype=pl.String),
+                email=pl.col("email"),
+                datetime=pl.col("occurred_at"),
+                timestamp=pl.col("occurred_at").dt.epoch("s"),
+            )
+        skus = [row["sku"] for row, _ in self._variant_rows()]
+        return pl.DataFrame(
+            {
+                "_row": range(len(skus)),
+                "id": [f"{mapping.VARIANT_PREFIX}{sku}" for sku in skus],
+                "ids": [f"{mapping.VARIANT_PREFIX}{sku}" for sku in skus],
+                "sku": skus,
+            },
+            schema={"_row": pl.Int64, "id": pl.String, "ids": pl.String, "sku": pl.String},
+        )
 
-    def _profile(self, row: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _resources(self, path: str, page: pl.DataFrame) -> list[dict[str, Any]]:
+        rows = page["_row"].to_list()
+        if path == "/api/profiles":
+            return [self._profile(row) for row in self._customers()[rows].to_dicts()]
+        if path == "/api/events":
+            events = self.dataset["events"][rows].to_dicts()
+            return [
+                mapping.event_to_resource(row, metric_id, profile_id)
+                for row, metric_id, profile_id in zip(events, page["metric_id"], page["profile_id"], strict=True)
+            ]
+        variants = self._variant_rows()
+        return [mapping.product_to_variant(*variants[i]) for i in rows]
+
+    def _customers(self) -> pl.DataFrame:
+        return self.dataset.get("customers", pl.DataFrame(schema={"customer_id": pl.String}))
+
+    def _profile(self, row: dict[str, Any]) -> dict[str, Any]:
         profile = mapping.customer_to_profile(row)
         if self.faults.unknown_enums:
             profile["attributes"]["subscriptions"]["email"]["marketing"]["consent"] = UNKNOWN_CONSENT
-        values = {
-            "id": row["customer_id"],
-            "email": row.get("email"),
-            "external_id": row.get("erp_customer_id"),
-            "updated": row.get("updated_at"),
-        }
-        return profile, values
+        return profile
 
-    def _event(self, row: dict[str, Any], profile_ids: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
-        names = {canonical: name for name, canonical in mapping.METRICS.items()}
-        metric_id = METRIC_IDS[names[row["metric"]]]
-        email = row.get("email")
-        profile_id = profile_ids.get(email) or _anonymous_id(email)
-        event = mapping.event_to_resource(row, metric_id, profile_id)
-        values = {"metric_id": metric_id, "profile_id": profile_id, "datetime": row.get("occurred_at"), "email": email}
-        return event, values
-
-    def _variants(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    def _variant_rows(self) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+        """(product row, stock row) per catalog variant: every product, and every SKU only stock names."""
         products = self.dataset.get("products", pl.DataFrame(schema={"sku": pl.String}))
         inventory = self.dataset.get("inventory", pl.DataFrame(schema={"sku": pl.String}))
         stock = {row["sku"]: row for row in inventory.to_dicts()}
         rows = {row["sku"]: row for row in products.to_dicts()}
         rows.update({sku: {"sku": sku} for sku in stock.keys() - rows.keys()})
-        return [
-            (mapping.product_to_variant(row, stock.get(sku)), {"id": f"{mapping.VARIANT_PREFIX}{sku}", "sku": sku})
-            for sku, row in rows.items()
-        ]
+        return [(row, stock.get(sku)) for sku, row in rows.items()]
 
     def _profile_ids(self) -> dict[str, str]:
         customers = self.dataset.get("customers")
@@ -538,9 +585,9 @@ class KlaviyoSimulator(Simulator):
             return {}
         return dict(zip(customers["email"], customers["customer_id"], strict=True))
 
-    def _profiles_of(self, page: list[Entry]) -> list[dict[str, Any]]:
+    def _profiles_of(self, page: pl.DataFrame) -> list[dict[str, Any]]:
         """The `included` profiles of a page of events (`include=profile`)."""
-        emails = {values["profile_id"]: values["email"] for _, _, values in page}
+        emails = dict(zip(page["profile_id"], page["email"], strict=True))
         return [{"type": "profile", "id": pid, "attributes": {"email": email}} for pid, email in emails.items()]
 
     def _metrics(self) -> list[dict[str, Any]]:
@@ -680,38 +727,48 @@ def _page_size(value: str | None, default: int, maximum: int) -> int:
     return int(value)
 
 
-def _parse_filter(text: str) -> Callable[[dict[str, Any]], bool]:
-    """Klaviyo's filter syntax: `op(field,value)` conditions, several joined with `and(...)`."""
+def _parse_filter(path: str, text: str) -> pl.Expr:
+    """Klaviyo's filter syntax, `op(field,value)` conditions joined by `and(...)` or commas, each field and
+    operator as the list documents them (`FILTERS`), as one expression over the list's `_values`."""
     body = text[4:-1] if text.startswith("and(") and text.endswith(")") else text
     conditions = CONDITION.findall(body)
     if text and (not conditions or CONDITION.sub("", body).replace(",", "").strip()):
         raise BadRequest(f"Invalid filter: {text}", "filter")
-    tests = [_condition(op, field, _literal(value)) for op, field, value in conditions]
-    return lambda values: all(test(values) for test in tests)
+    expression = pl.lit(True)
+    for op, name, value in conditions:
+        allowed = FILTERS[path].get(name)
+        if allowed is None:
+            raise BadRequest(f"'{name}' is not a valid filter field.", "filter")
+        if op not in allowed:
+            raise BadRequest(f"'{op}' is not a valid operator for '{name}'.", "filter")
+        expression = expression & _condition(op, name, _literal(value))
+    return expression
 
 
-def _condition(op: str, field: str, expected: Any) -> Callable[[dict[str, Any]], bool]:
-    compare: dict[str, Callable[[Any, Any], bool]] = {
-        "equals": lambda a, b: a == b,
-        "greater-than": lambda a, b: a > b,
-        "greater-or-equal": lambda a, b: a >= b,
-        "less-than": lambda a, b: a < b,
-        "less-or-equal": lambda a, b: a <= b,
-        "any": lambda a, b: isinstance(b, list) and a in b,
+def _condition(op: str, name: str, expected: Any) -> pl.Expr:
+    column = pl.col(name)
+    compare: dict[str, Callable[[], pl.Expr]] = {
+        "equals": lambda: column == expected,
+        "greater-than": lambda: column > expected,
+        "greater-or-equal": lambda: column >= expected,
+        "less-than": lambda: column < expected,
+        "less-or-equal": lambda: column <= expected,
+        "any": lambda: column.is_in(expected if isinstance(expected, list) else [expected]),
+        "contains": lambda: column.str.contains(str(expected), literal=True),
     }
-    if op not in compare:
-        raise BadRequest(f"Unsupported filter operator '{op}'.", "filter")
-    return lambda values: values.get(field) is not None and compare[op](values[field], expected)
+    return column.is_not_null() & compare[op]().fill_null(False)
 
 
 def _literal(value: str) -> Any:
     if value.startswith("["):  # `any(field,["a","b"])`
         try:
-            return json.loads(value)
+            return json.loads(value.replace("'", '"'))
         except ValueError:
             raise BadRequest(f"Invalid filter value '{value}'.", "filter") from None
     if value[:1] in "\"'" and value[-1:] == value[:1]:
         return value[1:-1]
+    if value in ("true", "false"):
+        return value == "true"
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -722,20 +779,26 @@ def _literal(value: str) -> Any:
         raise BadRequest(f"Invalid filter value '{value}'.", "filter") from None
 
 
-def _sort_value(value: Any) -> str:
-    return "" if value is None else value.isoformat() if isinstance(value, datetime) else str(value)
+def _sort_text(dtype: pl.DataType, field: str) -> pl.Expr:
+    """A sort field as text whose order is the field's order (fixed-width UTC instants)."""
+    if isinstance(dtype, pl.Datetime):
+        return pl.col(field).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.6f").fill_null("")
+    return pl.col(field).cast(pl.String).fill_null("")
 
 
-def _encode(key: tuple[str, str]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
+def _column(frame: pl.DataFrame, name: str, dtype: pl.DataType) -> pl.Expr:
+    return pl.col(name) if name in frame.columns else pl.lit(None, dtype)
 
 
-def _decode(cursor: str) -> tuple[str, str]:
+def _encode(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).decode()
+
+
+def _decode(cursor: str) -> str:
     try:
-        sort_value, record_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return base64.urlsafe_b64decode(cursor.encode()).decode()
     except (ValueError, TypeError):
         raise BadRequest("Invalid page cursor.", "page[cursor]") from None
-    return str(sort_value), str(record_id)
 
 
 def _anonymous_id(email: str | None) -> str:

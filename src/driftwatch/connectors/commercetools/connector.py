@@ -14,8 +14,9 @@ Settings (`[sources.commercetools]` in driftwatch.toml):
     # optional: custom_fields = {...}, attributes = {...}, locale = "en" (see mapping.py)
 
 Incremental pulls (`since`) read the Messages Query API for the ids of the resources changed since then
-and fetch only those (scope `view_messages`). When messages are disabled in the project, or `since` is
-older than their retention, a full pull is the only correct answer, so that is what happens.
+and fetch only those (scope `view_messages`); a resource a message names that is no longer found was
+deleted. When messages are disabled in the project, or `since` is older than their retention, the
+resources whose `lastModifiedAt` is since then are read instead, and deletions wait for the next full pull.
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import polars as pl
 
 from driftwatch.connectors._checkpoint import Staging
 from driftwatch.connectors._http import PageProgress
-from driftwatch.connectors.base import BaseConnector, Pulled
+from driftwatch.connectors.base import RECORD, BaseConnector, Delta, Pulled
 from driftwatch.connectors.commercetools import mapping
 from driftwatch.connectors.commercetools.client import MAX_LIMIT, CommercetoolsClient, id_after, id_in, quote
 from driftwatch.entities import ENTITIES
@@ -70,6 +71,9 @@ RESOURCES = (
 class Connector(BaseConnector):
     name = "commercetools"
     entities = tuple(entity for resource in RESOURCES for entity in resource.entities)
+    incremental: ClassVar[Mapping[str, str]] = dict.fromkeys(
+        entities, "Messages since then (else lastModifiedAt), the resources they name read by id"
+    )
     settings_keys = frozenset(
         {
             "base_url",
@@ -128,35 +132,44 @@ class Connector(BaseConnector):
         return f"API client accepted; project {client.project_key} readable"
 
     def pull(self, entities: Iterable[str] | None = None, *, since: datetime | None = None) -> Pulled:
+        """With `since`, each resource's changes: the resources Messages name since then, fetched by id (a
+        resource named but no longer found was deleted, or for products unpublished), else, when Messages
+        cannot answer, those whose `lastModifiedAt` is since then (deletions then wait for a full pull)."""
         chosen = self._select(entities)
         captured_at = datetime.now(UTC)
         frames: dict[str, pl.DataFrame] = {}
+        deltas: dict[str, Delta] = {}
         self.client = self._connect()
         try:
             for resource in RESOURCES:
                 wanted = tuple(e for e in resource.entities if e in chosen)
-                if wanted:
-                    frames |= self._pull_resource(resource, wanted, since)
+                if not wanted:
+                    continue
+                changes = None if since is None else self._changes(resource, since)
+                pulled = self._pull_resource(resource, wanted, changes)
+                frames |= pulled
+                if changes is not None:
+                    delta = Delta(since, changes.gone(pulled.values()), changes.note)
+                    deltas |= dict.fromkeys(wanted, delta)
         finally:
             self.client.close()
-        return Pulled(self.source, captured_at, {entity: frames[entity] for entity in chosen})
+        return Pulled(self.source, captured_at, {entity: frames[entity] for entity in chosen}, deltas)
 
     # ---------------------------------------------------------------- one resource
 
     def _pull_resource(
-        self, resource: Resource, wanted: tuple[str, ...], since: datetime | None
+        self, resource: Resource, wanted: tuple[str, ...], changes: _Changes | None
     ) -> dict[str, pl.DataFrame]:
-        changed = None if since is None else self._changed_ids(resource, since)
-        params = {"since": since if changed is not None else None, "page_size": self.page_size}
+        params = {"changes": None if changes is None else changes.params, "page_size": self.page_size}
         stagings = {e: Staging(self.checkpoint_dir, self.source, e, ENTITIES[e].key, params) for e in wanted}
         after, finished = _resume_point(stagings.values())
         with PageProgress(f"{self.source} {resource.path}", self.progress) as progress:
             while not finished:
-                records, following = self._page(resource, after, changed)
+                records, following = self._page(resource, after, changes)
                 rows = self._rows(resource, records)
                 cursor = None if following is None else {"after": following}
                 for entity, staging in stagings.items():
-                    staging.save(mapping.frame(entity, rows[entity]), cursor)
+                    staging.save(_frame(entity, rows[entity]), cursor)
                 progress.advance(len(records))
                 after, finished = following, following is None
         frames = {entity: staging.frame() for entity, staging in stagings.items()}
@@ -164,36 +177,42 @@ class Connector(BaseConnector):
             staging.clear()
         return frames
 
-    def _page(self, resource: Resource, after: str | None, changed: list[str] | None) -> tuple[list[Row], str | None]:
+    def _page(self, resource: Resource, after: str | None, changes: _Changes | None) -> tuple[list[Row], str | None]:
         """One page of records after id `after`, and the id to continue after (None: that was the last)."""
-        if changed is None:
+        if changes is None or changes.ids is None:
+            modified = None if changes is None else f"lastModifiedAt >= {quote(changes.start)}"
             records = self.client.query(
-                resource.path, where=[id_after(after)], limit=self.page_size, params=resource.params
+                resource.path, where=[modified, id_after(after)], limit=self.page_size, params=resource.params
             )
             return records, (records[-1]["id"] if len(records) == self.page_size else None)
-        start = 0 if after is None else bisect.bisect_right(changed, after)
-        chunk = changed[start : start + self.page_size]
+        start = 0 if after is None else bisect.bisect_right(changes.ids, after)
+        chunk = changes.ids[start : start + self.page_size]
         if not chunk:
             return [], None
         records = self.client.query(resource.path, where=[id_in(chunk)], limit=len(chunk), params=resource.params)
-        more = start + len(chunk) < len(changed)
+        more = start + len(chunk) < len(changes.ids)
         return records, (chunk[-1] if more else None)
 
     def _rows(self, resource: Resource, records: list[Row]) -> dict[str, list[Row]]:
+        """Each record's rows per entity, each row naming the record (its resource id) it came from."""
         rows: dict[str, list[Row]] = {entity: [] for entity in resource.entities}
+
+        def add(entity: str, record: Row, produced: Iterable[Row]) -> None:
+            rows[entity].extend({**row, RECORD: record["id"]} for row in produced)
+
         for record in records:
             if resource.type_id == "customer":
-                rows["customers"].append(mapping.customer_row(record, self.names))
+                add("customers", record, [mapping.customer_row(record, self.names)])
             elif resource.type_id == "order":
                 head, lines, returns = mapping.order_rows(record, self.names)
-                rows["orders"].append(head)
-                rows["order_lines"].extend(lines)
-                rows["returns"].extend(returns)
-                rows["shipments"].extend(mapping.order_shipments(record, self.names))
+                add("orders", record, [head])
+                add("order_lines", record, lines)
+                add("returns", record, returns)
+                add("shipments", record, mapping.order_shipments(record, self.names))
             elif resource.type_id == "inventory-entry":
-                rows["inventory"].append(mapping.inventory_row(record))
+                add("inventory", record, [mapping.inventory_row(record)])
             else:
-                rows["products"].extend(self._product_rows(record))
+                add("products", record, self._product_rows(record))
         return rows
 
     def _product_rows(self, projection: Row) -> list[Row]:
@@ -209,29 +228,22 @@ class Connector(BaseConnector):
 
     # ---------------------------------------------------------------- incremental
 
-    def _changed_ids(self, resource: Resource, since: datetime) -> list[str] | None:
-        """Ids of the resources with a message since `since`; None when messages cannot answer that."""
+    def _changes(self, resource: Resource, since: datetime) -> _Changes:
+        """How to read the resources changed since `since`: the ids Messages name, or `lastModifiedAt`."""
         since = since if since.tzinfo else since.replace(tzinfo=UTC)
+        start = mapping.to_timestamp(since - MESSAGE_OVERLAP)
         enabled, retention_days = self._messages_configuration()
         if not enabled:
-            log.warning("commercetools: messages are disabled in the project; pulling %s in full", resource.path)
-            return None
+            return _Changes(start, None, "by lastModifiedAt: Messages are disabled in the project")
         if since < datetime.now(UTC) - timedelta(days=retention_days):
-            log.warning(
-                "commercetools: messages are kept %d days, %s is older; pulling %s in full",
-                retention_days,
-                since.isoformat(),
-                resource.path,
-            )
-            return None
-        start = mapping.to_timestamp(since - MESSAGE_OVERLAP)
+            return _Changes(start, None, f"by lastModifiedAt: Messages are kept {retention_days} days")
         where = [f"createdAt >= {quote(start)}", f"resource(typeId = {quote(resource.type_id)})"]
         ids = {
             message["resource"]["id"]
             for page in self.client.pages("messages", where=where, limit=self.page_size)
             for message in page
         }
-        return sorted(ids)
+        return _Changes(start, sorted(ids), "by Messages")
 
     def _messages_configuration(self) -> tuple[bool, int]:
         default_days = int(self.setting("message_retention_days", 15))
@@ -240,6 +252,31 @@ class Connector(BaseConnector):
             return True, default_days
         config = project.get("messages") or {}
         return bool(config.get("enabled")), int(config.get("deleteDaysAfterCreation") or default_days)
+
+
+@dataclass(frozen=True)
+class _Changes:
+    """A resource's changes since `start`: the `ids` Messages name (None: those with a later lastModifiedAt)."""
+
+    start: str
+    ids: list[str] | None
+    note: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"start": self.start, "ids": self.ids}
+
+    def gone(self, frames: Iterable[pl.DataFrame]) -> frozenset[str]:
+        """The resources Messages named that the queries no longer found: deleted (or unpublished)."""
+        if self.ids is None:
+            return frozenset()
+        found = {record for frame in frames if RECORD in frame.columns for record in frame[RECORD].to_list()}
+        return frozenset(self.ids) - found
+
+
+def _frame(entity: str, rows: list[Row]) -> pl.DataFrame:
+    """`mapping.frame` with the record each row came from."""
+    return mapping.frame(entity, rows).with_columns(pl.Series(RECORD, [row[RECORD] for row in rows], pl.String))
 
 
 def _resume_point(stagings: Iterable[Staging]) -> tuple[str | None, bool]:

@@ -6,24 +6,23 @@ Settings (`[sources.emarsys]`):
 - `base_url`, `field_ids` (canonical column -> Emarsys field id, for the account's custom fields),
   `listing_field` (the field that marks a contact worth reading, default "3": every contact with an email),
   `page_size` (<= 1,000);
-  Emarsys has no updated-since filter on contacts, so `since` never narrows them: contacts are pulled whole;
 - `catalog_url`: the catalogue file Emarsys imports (it replaces the whole catalogue on each import);
 - `sales_data_dir`: the sales-data files as uploaded. Emarsys offers no download of sales data, so the
   integration's archive of uploads is what Emarsys holds: every file counts (Emarsys never de-duplicates
   across file names), and a file whose header Emarsys would refuse is left out, as Emarsys leaves it out;
 - `currency`: the account currency the catalogue and sales prices are in, where a line does not say.
 
-An incremental pull (`since`) keeps the orders with a sales line at or after `since`, each read whole.
+Every pull reads everything (`always_whole` says why per entity): an incremental `since` changes nothing.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import polars as pl
@@ -48,6 +47,12 @@ class Connector(BaseConnector):
     name = "emarsys"
     entities = ("customers", "products", "inventory", "orders", "order_lines")
     drop_decoders = mapping.DROP_DECODERS
+    always_whole: ClassVar[Mapping[str, str]] = {
+        # contact/getchanges is an export by whole days, of changes made through forms and the API only
+        "customers": "Emarsys' export of changed contacts (contact/getchanges) leaves out data imports' changes",
+        **dict.fromkeys(("products", "inventory"), "the catalogue is one file, replaced whole on each import"),
+        **dict.fromkeys(("orders", "order_lines"), "sales data is the archive of uploaded files, read whole"),
+    }
     settings_keys = frozenset(
         {
             "base_url",
@@ -123,7 +128,7 @@ class Connector(BaseConnector):
                 products, inventory = self._pull_catalogue()
                 self._derived.update(products=products, inventory=inventory)
             else:
-                orders, lines = mapping.sales_to_frames(self._sales_lines(since), self.setting("currency", None))
+                orders, lines = mapping.sales_to_frames(self._sales_lines(), self.setting("currency", None))
                 self._derived.update(orders=orders, order_lines=lines)
         return self._derived[entity]
 
@@ -157,7 +162,7 @@ class Connector(BaseConnector):
             raise UserError(f"emarsys: the catalogue at {self.setting('catalog_url')} has no 'item' column")
         return mapping.catalogue_to_frames(catalogue, self.setting("currency", None))
 
-    def _sales_lines(self, since: datetime | None) -> pl.DataFrame:
+    def _sales_lines(self) -> pl.DataFrame:
         folder = Path(self.setting("sales_data_dir"))
         if not folder.is_dir():
             raise UserError(f"sources.{self.source}.sales_data_dir: {folder} is not a directory")
@@ -167,9 +172,6 @@ class Connector(BaseConnector):
             if accepted
             else pl.DataFrame(schema=dict.fromkeys(mapping.SALES_REQUIRED, pl.String))
         )
-        if since is not None:  # an order touched since then is read whole, so its total stays whole
-            touched = lines.filter(pl.col("timestamp") >= since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S"))["order"]
-            lines = lines.filter(pl.col("order").is_in(touched.implode()))
         return lines
 
 

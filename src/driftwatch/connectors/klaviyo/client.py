@@ -69,8 +69,10 @@ class KlaviyoClient:
         revision: str = REVISION,
         settings: HttpSettings | None = None,
         rate_limits: Mapping[str, Sequence[Sequence[float]]] | None = None,
+        page_size: int | None = None,
     ):
         limits = {**RATE_LIMITS, **(rate_limits or {})}
+        self.page_size = page_size
         self.http = HttpClient(
             "klaviyo",
             base_url,
@@ -98,7 +100,9 @@ class KlaviyoClient:
         return body, (body.get("links") or {}).get("next")
 
     def first_page_params(self, kind: str, **params: Any) -> dict[str, Any]:
-        return {"page[size]": PAGE_SIZES[kind], **{k: v for k, v in params.items() if v is not None}}
+        """The first page's query: the largest page the list allows (or the source's smaller `page_size`)."""
+        size = min(PAGE_SIZES[kind], self.page_size or PAGE_SIZES[kind])
+        return {"page[size]": size, **{k: v for k, v in params.items() if v is not None}}
 
     def metric_ids(self, names: Iterable[str]) -> dict[str, str]:
         """Metric id -> name for the named metrics the account has."""

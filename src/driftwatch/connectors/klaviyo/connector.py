@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import polars as pl
 
@@ -24,7 +24,8 @@ from driftwatch.connectors.klaviyo.client import REVISION, KlaviyoClient, after,
 class Connector(BaseConnector):
     """Settings (`[sources.klaviyo]`): `api_key_env` (the variable holding a private API key); optional
     `base_url` (default https://a.klaviyo.com), `revision`, `rate_limits` ({bucket: [[requests, seconds],
-    ...]} for profiles, events, catalog, metrics; default the documented limits), `profile_properties`
+    ...]} for profiles, events, catalog, metrics; default the documented limits), `page_size` (records a
+    page, at most each list's documented maximum), `profile_properties`
     ({canonical column: custom property} for lifetime_value, order_count, last_order_at,
     merged_into), `metrics`
     ({Klaviyo metric name: canonical metric}) and HTTP timings."""
@@ -35,6 +36,14 @@ class Connector(BaseConnector):
     )
     entities = ("customers", "products", "inventory", "events")
     checkpoint_rows = 5000  # a file per 100-profile page would cost more than fetching it
+    # The filters Klaviyo documents (x-klaviyo-filters in its OpenAPI spec, revision 2026-07-15).
+    incremental: ClassVar[Mapping[str, str]] = {
+        "customers": "profiles filtered greater-than(updated, since)",
+        "events": "events filtered greater-than(datetime, since)",
+    }
+    always_whole: ClassVar[Mapping[str, str]] = dict.fromkeys(
+        ("products", "inventory"), "Klaviyo documents no update filter on catalog variants"
+    )
     drop_decoders = mapping.DROP_DECODERS
 
     def __init__(
@@ -55,6 +64,7 @@ class Connector(BaseConnector):
             revision=self.setting("revision", REVISION),
             settings=self.http_settings,
             rate_limits=self.setting("rate_limits", {}),
+            page_size=self.setting("page_size", None),
         )
         self._variant_rows: pl.DataFrame | None = None
 
@@ -72,8 +82,9 @@ class Connector(BaseConnector):
         self.client.close()
 
     def pull(self, entities: Iterable[str] | None = None, *, since: datetime | None = None) -> Pulled:
-        """`since` narrows customers and events to those updated or occurred since then; the catalog has
-        no such filter and is always pulled whole."""
+        """`since` narrows customers to the profiles updated since then and events to those that happened
+        since then (an event recorded later than it happened by more than the source's `overlap` is seen by
+        the next full pull); the catalog has no such filter and is always pulled whole."""
         self._variant_rows = None  # products and inventory share one listing per pull
         try:
             return super().pull(entities, since=since)

@@ -17,11 +17,11 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import polars as pl
 
-from driftwatch.connectors.base import BaseConnector, Cursor, Pulled
+from driftwatch.connectors.base import RECORD, BaseConnector, Cursor, Delta, Pulled
 from driftwatch.connectors.mirakl import mapping
 from driftwatch.connectors.mirakl.client import OFFSET_PAGE_SIZE, SEEK_PAGE_SIZE, MiraklClient, call_limiters
 from driftwatch.entities import ENTITIES
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 TL02_PATH = "/api/sellerpayment/transactions_logs"
 OFFER_ENTITIES = frozenset({"products", "inventory"})
 ORDER_ENTITIES = frozenset({"orders", "order_lines", "shipments"})
-RECORD = "record"  # the staged column holding one raw record as JSON (money as exact text)
+RAW = "record"  # the staged column holding one raw record as JSON (money as exact text)
 MAX_RESTARTS = 3  # an offset listing restarts when records shift under it; this often at most
 
 
@@ -43,6 +43,10 @@ class Connector(BaseConnector):
 
     name = "mirakl"
     entities = ("products", "inventory", "orders", "order_lines", "shipments", "payout_lines")
+    incremental: ClassVar[Mapping[str, str]] = {
+        **dict.fromkeys(ORDER_ENTITIES, "OR11 orders filtered on start_update_date"),
+        "payout_lines": "TL02 transaction lines filtered on last_updated_from",
+    }
     settings_keys = frozenset(
         {"base_url", "api_key_env", "shop_id", "call_limits", "offset_page_size", "seek_page_size"}
     )
@@ -81,13 +85,14 @@ class Connector(BaseConnector):
         self._limiters = call_limiters(self.setting("call_limits", {}))
 
     def pull(self, entities: Iterable[str] | None = None, *, since: datetime | None = None) -> Pulled:
-        """`since` narrows orders and payout lines to those updated since then; offers are always whole
-        (OF21 has no update filter)."""
+        """`since` narrows orders (and their lines and shipments) and payout lines to those updated since
+        then. Each order's rows carry its Mirakl id as their record, so a changed order replaces all of them."""
         chosen = self._select(entities)
         captured_at = datetime.now(UTC)
         with self._client() as client:
             frames = self._pull(client, chosen, since)
-        return Pulled(self.source, captured_at, {entity: frames[entity] for entity in chosen})
+        deltas = {e: Delta(since) for e in chosen if since is not None and e in self.incremental}
+        return Pulled(self.source, captured_at, {entity: frames[entity] for entity in chosen}, deltas)
 
     def check(self) -> str:
         with self._client() as client:
@@ -115,12 +120,14 @@ class Connector(BaseConnector):
         if ORDER_ENTITIES.intersection(chosen):
             orders = self._orders(client, since)
             # The retailer's sales channel of these orders is this marketplace instance.
-            frames["orders"] = _frame("orders", (mapping.order_to_order(o, channel=self.source) for o in orders))
-            frames["order_lines"] = _frame("order_lines", (r for o in orders for r in mapping.order_to_lines(o)))
+            heads = ((o, mapping.order_to_order(o, channel=self.source)) for o in orders)
+            frames["orders"] = _order_frame("orders", heads)
+            lines = ((o, r) for o in orders for r in mapping.order_to_lines(o))
+            frames["order_lines"] = _order_frame("order_lines", lines)
             if "shipments" in chosen:
                 carriers = mapping.carriers_by_label(client.get("/api/shipping/carriers")["carriers"])
-                shipments = (mapping.order_to_shipment(o, carriers) for o in orders)
-                frames["shipments"] = _frame("shipments", (s for s in shipments if s is not None))
+                shipments = ((o, mapping.order_to_shipment(o, carriers)) for o in orders)
+                frames["shipments"] = _order_frame("shipments", ((o, s) for o, s in shipments if s is not None))
         if "payout_lines" in chosen:
             frames["payout_lines"] = self._payout_lines(client, since)
         return frames
@@ -219,17 +226,23 @@ def _unstaged(fetch: Callable[[Cursor | None], tuple[pl.DataFrame, Cursor | None
 
 def _staged(key: str, records: list[dict[str, Any]], key_of: Callable[[dict[str, Any]], str]) -> pl.DataFrame:
     return pl.DataFrame(
-        {key: [key_of(r) for r in records], RECORD: [json.dumps(r, default=str) for r in records]},
-        schema={key: pl.String, RECORD: pl.String},
+        {key: [key_of(r) for r in records], RAW: [json.dumps(r, default=str) for r in records]},
+        schema={key: pl.String, RAW: pl.String},
     )
 
 
 def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:
-    if RECORD not in frame.columns:  # nothing was staged
+    if RAW not in frame.columns:  # nothing was staged
         return []
-    return [json.loads(text) for text in frame[RECORD]]
+    return [json.loads(text) for text in frame[RAW]]
 
 
 def _frame(entity: str, rows: Iterable[dict[str, Any]]) -> pl.DataFrame:
     """Text columns, exactly those Mirakl fills for the entity; the normaliser types them."""
     return pl.DataFrame(list(rows), schema=dict.fromkeys(mapping.COLUMNS[entity], pl.String))
+
+
+def _order_frame(entity: str, rows: Iterable[tuple[dict[str, Any], dict[str, Any]]]) -> pl.DataFrame:
+    """`_frame` of rows given with the order they come from, whose Mirakl id is their record (`RECORD`)."""
+    schema = {**dict.fromkeys(mapping.COLUMNS[entity], pl.String), RECORD: pl.String}
+    return pl.DataFrame([{**row, RECORD: order["order_id"]} for order, row in rows], schema=schema)

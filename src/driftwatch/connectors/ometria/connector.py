@@ -3,16 +3,17 @@
 Settings (`[sources.ometria]`): `api_key_env` (the name of the variable holding the API key), optional
 `base_url`, `page_size` (at most 250), `read_rate` / `push_rate` (requests a second) and HTTP timings.
 
-Ometria documents no updated-since filter, so an incremental pull (`since`) reads every page and keeps
-the records whose `timestamp_updated` is at or after `since`.
+Ometria documents no updated-since filter on its lists (only `limit`, `offset` and, for products,
+`active`), and reading every page to keep the recent records would cost as many requests as a full pull, so
+every pull reads every record (`always_whole`): an incremental `since` changes nothing here.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any, ClassVar
 
 import polars as pl
 
@@ -51,6 +52,9 @@ class Connector(BaseConnector):
     entities = ("customers", "orders", "order_lines", "products", "inventory")
     drop_decoders = mapping.DROP_DECODERS
     settings_keys = frozenset({"base_url", "api_key_env", "page_size", "read_rate", "push_rate"})
+    always_whole: ClassVar[Mapping[str, str]] = {
+        "*": "Ometria documents no updated-since filter (its lists take limit, offset and, for products, active)"
+    }
 
     def __init__(self, settings: dict[str, Any], **kwargs: Any):
         super().__init__(settings, **kwargs)
@@ -79,30 +83,22 @@ class Connector(BaseConnector):
     def pull_entity(self, entity: str, *, since: datetime | None) -> pl.DataFrame:
         if entity not in self._pulled:
             record_type = next(t for t, produced in FEEDS.items() if entity in produced)
-            self._pulled.update(self._pull_feed(record_type, since))
+            self._pulled.update(self._pull_feed(record_type))
         return self._pulled[entity]
 
-    def _pull_feed(self, record_type: str, since: datetime | None) -> dict[str, pl.DataFrame]:
+    def _pull_feed(self, record_type: str) -> dict[str, pl.DataFrame]:
         assert self._client is not None
         client, (primary, *riders) = self._client, FEEDS[record_type]
 
         def fetch(cursor: Cursor | None) -> tuple[list[dict[str, Any]], Cursor | None]:
             offset = cursor["offset"] if cursor else 0
             records = client.page(record_type, offset)
-            rows = [TO_ROWS[record_type](r) for r in records if _updated_since(r, since)]
+            rows = [TO_ROWS[record_type](r) for r in records]
             return rows, ({"offset": offset + len(records)} if len(records) == client.page_size else None)
 
-        staged = self.paginate(primary, fetch, params={"since": since, "page_size": client.page_size})
+        staged = self.paginate(primary, fetch, params={"page_size": client.page_size})
         frames = {primary: mapping.frame(primary, staged.to_dicts())}
         carried = staged[RIDER].to_list() if RIDER in staged.columns else []
         for rider in riders:
             frames[rider] = mapping.frame(rider, (row for rows in carried for row in json.loads(rows or "[]")))
         return frames
-
-
-def _updated_since(record: dict[str, Any], since: datetime | None) -> bool:
-    updated = record.get("timestamp_updated")
-    if since is None or not updated:
-        return True
-    when = datetime.fromisoformat(str(updated))
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)) >= since

@@ -1,0 +1,261 @@
+"""Incremental pulls: each night's complete snapshot built from the records changed since the last pull.
+
+A source's last complete pull leaves in its working folder (`<pulls>/<source>/last-pull/`) the records it
+stored, as the connector gave them (before normalising), and a small state: when that pull started, when
+the last full pull started, a fingerprint of the settings and mapping it ran with, and the snapshot each
+entity became. The next pull asks the platform only for the records changed since that start (less an
+`overlap` for the platform's clock and its eventual consistency), replaces the kept records those changes
+come from (`merge`) and stores the whole as a new snapshot, normalised exactly as a full pull is. A record
+changed while a pull runs carries a time after that pull's start, so the next pull reads it again.
+
+A platform's changes never show a record deleted without trace, so a full pull runs on a schedule
+(`full_every`, default weekly) and whenever the kept records cannot be trusted: none kept yet, settings or
+mapping changed, the previous pull did not complete, the clock went back, or the store's latest snapshot is
+not the one the kept records became (a file drop or another store since). `PullPlan.reason` says which.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from driftwatch.connectors.base import RECORD
+from driftwatch.errors import UserError
+from driftwatch.files import atomic_path, write_text
+
+if TYPE_CHECKING:
+    from driftwatch.store import SnapshotInfo
+
+FULL_EVERY = timedelta(days=7)
+OVERLAP = timedelta(minutes=10)
+FOLDER = "last-pull"  # not an entity name: staged pages live beside it, one folder per entity
+STATE = "state.json"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(value: Any, setting: str) -> timedelta:
+    """`"7d"`, `"12h"`, `"10m"`, `"30s"` or `"2w"` (a bare number is days); a UserError naming the setting."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return timedelta(days=value)
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise UserError(f'{setting}: expected a duration such as "7d", "12h" or "10m", not {value!r}')
+    return timedelta(**{_UNITS[match[2]]: float(match[1])})
+
+
+@dataclass(frozen=True)
+class PullPlan:
+    """What one source's pull asks the platform for: everything (since None), or the changes since a time."""
+
+    since: datetime | None
+    reason: str
+
+    @property
+    def kind(self) -> str:
+        return "full" if self.since is None else "incremental"
+
+
+@dataclass
+class LastPull:
+    """The state a source's pulls leave for the next one (see the module docstring)."""
+
+    fingerprint: str = ""
+    completed: bool = False
+    started_at: datetime | None = None  # the latest pull, complete or not
+    captured_at: datetime | None = None  # the last complete pull
+    full_at: datetime | None = None  # the last complete full pull
+    snapshots: dict[str, dict[str, str]] = field(default_factory=dict)  # entity -> snapshot_id, content_hash
+
+    def to_json(self) -> str:
+        times = {k: _iso(getattr(self, k)) for k in ("started_at", "captured_at", "full_at")}
+        return json.dumps(
+            {"fingerprint": self.fingerprint, "completed": self.completed, **times, "snapshots": self.snapshots},
+            indent=2,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> LastPull:
+        raw = json.loads(text)
+        times = {k: _parse(raw.get(k)) for k in ("started_at", "captured_at", "full_at")}
+        return cls(raw.get("fingerprint", ""), bool(raw.get("completed")), **times, snapshots=raw.get("snapshots", {}))
+
+
+class Memory:
+    """A source's `last-pull/` folder: the state and the records each entity's last snapshot was built from.
+
+    Without a working folder (`root` None) nothing is kept and every pull is full."""
+
+    def __init__(self, root: Path | None, source: str):
+        self.folder = None if root is None else Path(root) / source / FOLDER
+        self.state = self._load()
+
+    def _load(self) -> LastPull | None:
+        if self.folder is None or not (self.folder / STATE).exists():
+            return None
+        try:
+            return LastPull.from_json((self.folder / STATE).read_text())
+        except (ValueError, TypeError, KeyError):
+            return None  # unreadable: as good as none, the next pull is full
+
+    def begin(self, fingerprint: str, now: datetime) -> None:
+        """Mark a pull under way: until `finish`, the next pull knows this one did not complete."""
+        if self.folder is None:
+            return
+        state = self.state or LastPull()
+        state.fingerprint, state.completed, state.started_at = fingerprint, False, now
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_text(self.folder / STATE, state.to_json())
+        self.state = state
+
+    def records(self, entity: str) -> pl.DataFrame | None:
+        """The raw records `entity`'s last snapshot was built from, if kept."""
+        return pl.read_parquet(self._path(entity)) if self.has_records(entity) else None
+
+    def has_records(self, entity: str) -> bool:
+        return self.folder is not None and self._path(entity).exists()
+
+    def _path(self, entity: str) -> Path:
+        assert self.folder is not None
+        return self.folder / f"{entity}.parquet"
+
+    def finish(
+        self,
+        *,
+        fingerprint: str,
+        captured_at: datetime,
+        full: bool,
+        records: Mapping[str, pl.DataFrame],
+        snapshots: Mapping[str, SnapshotInfo],
+    ) -> None:
+        """Keep `records` (entity -> the complete raw frame stored) and mark the pull complete."""
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for entity, frame in records.items():
+            with atomic_path(self._path(entity)) as tmp:
+                frame.write_parquet(tmp)
+        previous = self.state or LastPull()
+        kept = {e: {"snapshot_id": s.snapshot_id, "content_hash": s.content_hash} for e, s in snapshots.items()}
+        self.state = LastPull(
+            fingerprint=fingerprint,
+            completed=True,
+            started_at=captured_at,
+            captured_at=captured_at,
+            full_at=captured_at if full else previous.full_at,
+            snapshots={**(previous.snapshots if not full else {}), **kept},
+        )
+        write_text(self.folder / STATE, self.state.to_json())
+
+    def forget(self) -> None:
+        if self.folder is not None and self.folder.exists():
+            shutil.rmtree(self.folder)
+        self.state = None
+
+
+def plan_pull(
+    memory: Memory,
+    *,
+    fingerprint: str,
+    now: datetime,
+    full_every: timedelta,
+    overlap: timedelta,
+    merged: Iterable[str],
+    latest: Mapping[str, SnapshotInfo | None],
+    forced: bool = False,
+) -> PullPlan:
+    """Full or incremental, and why. `merged`: the entities whose changes would be merged into kept records;
+    `latest`: the store's latest snapshot of each of them."""
+    last = memory.state
+    if forced:
+        return PullPlan(None, "full pull asked for (--full)")
+    if memory.folder is None:
+        return PullPlan(None, "no working folder to keep the last pull's records in")
+    merged = list(merged)
+    if not merged:
+        return PullPlan(None, "the platform offers no changes-only listing for these entities")
+    if last is None or last.captured_at is None:
+        return PullPlan(None, "first pull: no earlier pull to build on")
+    if not last.completed:
+        return PullPlan(None, f"the previous pull (started {_when(last.started_at)}) did not complete")
+    if last.fingerprint != fingerprint:
+        return PullPlan(None, "the source's settings or the connector's mapping changed since the last pull")
+    if now < last.captured_at:
+        return PullPlan(None, f"the clock is behind the last pull ({_when(last.captured_at)})")
+    if last.full_at is None or now - last.full_at >= full_every:
+        return PullPlan(None, f"scheduled: full_every {_span(full_every)}, last full pull {_when(last.full_at)}")
+    for entity in merged:
+        kept, stored = last.snapshots.get(entity), latest.get(entity)
+        if kept is None or not memory.has_records(entity):
+            return PullPlan(None, f"no records kept for {entity} yet")
+        if stored is None or (stored.snapshot_id, stored.content_hash) != (kept["snapshot_id"], kept["content_hash"]):
+            return PullPlan(None, f"the store's latest {entity} snapshot is not the one the last pull wrote")
+    since = last.captured_at - overlap
+    return PullPlan(since, f"changes since {_when(since)} (last pull {_when(last.captured_at)}, less {_span(overlap)})")
+
+
+def merge(kept: pl.DataFrame, changes: pl.DataFrame, key: tuple[str, ...], gone: Iterable[str] = ()) -> pl.DataFrame:
+    """The kept records with every record that changed replaced by its changes and every record gone removed.
+
+    Records are named by `RECORD` when the frames carry it (an order replaces all its lines, so a line
+    removed from an order goes too), else by the entity key; `gone` names records the platform deleted.
+    """
+    by = [RECORD] if RECORD in changes.columns or RECORD in kept.columns else list(key)
+    if len(by) != 1 and gone:
+        raise ValueError("records gone can only be named by a one-column key or by RECORD")
+    named = changes.select(by).cast(pl.String)
+    if gone:
+        named = pl.concat([named, pl.DataFrame({by[0]: list(gone)}, schema={by[0]: pl.String})])
+    unchanged = kept.join(named.unique(), on=by, how="anti", nulls_equal=False) if kept.height else kept
+    merged = pl.concat([unchanged, changes], how="diagonal_relaxed")
+    return merged.unique(subset=list(key), keep="last", maintain_order=True)
+
+
+def fingerprint(settings: Mapping[str, Any], connector_class: type) -> str:
+    """What decides the records a pull gives: the source's settings, driftwatch's version and the code of
+    the connector's package (its mapping above all). A change to any of them makes the next pull full."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    digest.update(_version().encode())
+    module = sys.modules.get(connector_class.__module__)
+    path = Path(getattr(module, "__file__", "") or "")
+    for source in sorted(path.parent.glob("*.py")) if path.name else ():
+        digest.update(source.name.encode() + source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _version() -> str:
+    try:
+        return metadata.version("driftwatch")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat()
+
+
+def _parse(text: str | None) -> datetime | None:
+    return None if not text else datetime.fromisoformat(text).astimezone(UTC)
+
+
+def _when(moment: datetime | None) -> str:
+    return "never" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _span(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -1,0 +1,85 @@
+"""Merging changes into kept records, and the settings that schedule full pulls, on small hand-built frames."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import polars as pl
+import pytest
+
+from driftwatch.connectors.base import RECORD
+from driftwatch.errors import UserError
+from driftwatch.incremental import merge, parse_duration
+
+
+def frame(rows: list[dict]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema_overrides={c: pl.String for row in rows for c in row})
+
+
+def sorted_rows(merged: pl.DataFrame) -> list[dict]:
+    return merged.sort(merged.columns, nulls_last=True).to_dicts()
+
+
+def test_changes_replace_kept_records_by_key_and_new_ones_are_added():
+    kept = frame([{"customer_id": "A", "email": "a@x.io"}, {"customer_id": "B", "email": "b@x.io"}])
+    changes = frame([{"customer_id": "B", "email": "b2@x.io"}, {"customer_id": "C", "email": "c@x.io"}])
+    assert sorted_rows(merge(kept, changes, ("customer_id",))) == [
+        {"customer_id": "A", "email": "a@x.io"},
+        {"customer_id": "B", "email": "b2@x.io"},
+        {"customer_id": "C", "email": "c@x.io"},
+    ]
+
+
+def test_records_gone_are_removed_and_a_key_of_several_columns_works():
+    kept = frame([{"sku": "S1", "location": "W1", "available": "1"}, {"sku": "S1", "location": "W2", "available": "2"},
+                  {"sku": "S2", "location": "W1", "available": "3"}])  # fmt: skip
+    changes = frame([{"sku": "S1", "location": "W2", "available": "9"}])
+    merged = merge(kept, changes, ("sku", "location"))
+    assert sorted_rows(merged)[1] == {"sku": "S1", "location": "W2", "available": "9"} and merged.height == 3
+    single = merge(frame([{"sku": "S1"}, {"sku": "S2"}]), frame([{"sku": "S3"}]).clear(), ("sku",), gone=["S1"])
+    assert single["sku"].to_list() == ["S2"]
+    with pytest.raises(ValueError, match="one-column key"):
+        merge(kept, changes, ("sku", "location"), gone=["S1"])
+
+
+def test_a_changed_record_replaces_all_its_rows_so_a_line_removed_from_an_order_goes():
+    kept = frame([
+        {RECORD: "m-1", "order_id": "SO1", "line_no": "1", "sku": "A"},
+        {RECORD: "m-1", "order_id": "SO1", "line_no": "2", "sku": "B"},
+        {RECORD: "m-2", "order_id": "SO2", "line_no": "1", "sku": "C"},
+    ])  # fmt: skip
+    # Order m-1 now has one line, and got its ERP number: its key moved from SO1 to ERP-1.
+    changes = frame([{RECORD: "m-1", "order_id": "ERP-1", "line_no": "1", "sku": "A"}])
+    merged = merge(kept, changes, ("order_id", "line_no"), gone=["m-2"])
+    assert sorted_rows(merged) == [{RECORD: "m-1", "order_id": "ERP-1", "line_no": "1", "sku": "A"}]
+
+
+def test_no_changes_keep_everything_and_nothing_kept_takes_the_changes():
+    kept = frame([{"event_id": "E1", "metric": "order_placed"}])
+    assert merge(kept, kept.clear(), ("event_id",)).equals(kept)
+    assert merge(kept.clear(), kept, ("event_id",)).equals(kept)
+
+
+def test_a_column_only_the_changes_carry_is_empty_for_kept_records():
+    kept = frame([{"sku": "S1", "name": "Shirt"}])
+    changes = frame([{"sku": "S2", "name": "Cap", "price": "9.50"}])
+    assert sorted_rows(merge(kept, changes, ("sku",))) == [
+        {"sku": "S1", "name": "Shirt", "price": None},
+        {"sku": "S2", "name": "Cap", "price": "9.50"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("7d", timedelta(days=7)), ("12h", timedelta(hours=12)), ("10m", timedelta(minutes=10)),
+     ("30s", timedelta(seconds=30)), ("2w", timedelta(weeks=2)), (" 1.5d ", timedelta(hours=36)),
+     (3, timedelta(days=3)), ("0s", timedelta(0))],
+)  # fmt: skip
+def test_durations(value, expected):
+    assert parse_duration(value, "sources.klaviyo.full_every") == expected
+
+
+@pytest.mark.parametrize("value", ["weekly", "7", "-1d", "", True, -2, [7]])
+def test_a_duration_it_cannot_read_is_a_one_line_error_naming_the_setting(value):
+    with pytest.raises(UserError, match=r"^sources\.klaviyo\.full_every: expected a duration such as"):
+        parse_duration(value, "sources.klaviyo.full_every")
