@@ -83,3 +83,13 @@ def test_durations(value, expected):
 def test_a_duration_it_cannot_read_is_a_one_line_error_naming_the_setting(value):
     with pytest.raises(UserError, match=r"^sources\.klaviyo\.full_every: expected a duration such as"):
         parse_duration(value, "sources.klaviyo.full_every")
+
+
+def test_a_column_the_changes_do_not_hold_keeps_the_kept_value_and_a_new_record_its_own():
+    kept = frame([{"sku": "S1", "name": "Shirt", "price": "10"}, {"sku": "S2", "name": "Cap", "price": "5"}])
+    changes = frame([{"sku": "S1", "name": None, "price": "12"}, {"sku": "S3", "name": "Scarf", "price": "7"}])
+    assert sorted_rows(merge(kept, changes, ("sku",), carried=["name"])) == [
+        {"sku": "S1", "name": "Shirt", "price": "12"},
+        {"sku": "S2", "name": "Cap", "price": "5"},
+        {"sku": "S3", "name": "Scarf", "price": "7"},
+    ]

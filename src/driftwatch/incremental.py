@@ -205,21 +205,41 @@ def plan_pull(
     return PullPlan(since, f"changes since {_when(since)} (last pull {_when(last.captured_at)}, less {_span(overlap)})")
 
 
-def merge(kept: pl.DataFrame, changes: pl.DataFrame, key: tuple[str, ...], gone: Iterable[str] = ()) -> pl.DataFrame:
+def merge(
+    kept: pl.DataFrame,
+    changes: pl.DataFrame,
+    key: tuple[str, ...],
+    gone: Iterable[str] = (),
+    carried: Iterable[str] = (),
+) -> pl.DataFrame:
     """The kept records with every record that changed replaced by its changes and every record gone removed.
 
     Records are named by `RECORD` when the frames carry it (an order replaces all its lines, so a line
     removed from an order goes too), else by the entity key; `gone` names records the platform deleted.
+    `carried` are columns the changes do not hold (Mirakl's offer export has no product title): a changed
+    record already kept keeps its value, a new one has the changes' own.
     """
     by = [RECORD] if RECORD in changes.columns or RECORD in kept.columns else list(key)
     if len(by) != 1 and gone:
         raise ValueError("records gone can only be named by a one-column key or by RECORD")
+    changes = _carry(kept, changes, by, [c for c in carried if c in kept.columns])
     named = changes.select(by).cast(pl.String)
     if gone:
         named = pl.concat([named, pl.DataFrame({by[0]: list(gone)}, schema={by[0]: pl.String})])
     unchanged = kept.join(named.unique(), on=by, how="anti", nulls_equal=False) if kept.height else kept
     merged = pl.concat([unchanged, changes], how="diagonal_relaxed")
     return merged.unique(subset=list(key), keep="last", maintain_order=True)
+
+
+def _carry(kept: pl.DataFrame, changes: pl.DataFrame, by: list[str], carried: list[str]) -> pl.DataFrame:
+    if not carried or not changes.height:
+        return changes
+    held = kept.select(*by, *(pl.col(c).alias(f"{c}\x00kept") for c in carried)).unique(subset=by, keep="last")
+    joined = changes.join(held.with_columns(pl.lit(True).alias("\x00held")), on=by, how="left", nulls_equal=False)
+    own = {c: pl.col(c) if c in changes.columns else pl.lit(None, kept.schema[c]) for c in carried}
+    return joined.with_columns(
+        pl.when(pl.col("\x00held")).then(pl.col(f"{c}\x00kept")).otherwise(own[c]).alias(c) for c in carried
+    ).select(*changes.columns, *(c for c in carried if c not in changes.columns))
 
 
 def fingerprint(settings: Mapping[str, Any], connector_class: type) -> str:

@@ -26,6 +26,7 @@ from driftwatch.incremental import (
     plan_pull,
 )
 from driftwatch.normalize import coerce
+from driftwatch.progress import Board, Step
 from driftwatch.store import IncomingSnapshot, IngestResult, Store
 
 if TYPE_CHECKING:
@@ -76,8 +77,9 @@ def pull_sources(
         if source not in cfg.known_sources():
             raise UserError(unknown_source(source, cfg))
     results: list[PullResult] = []
-    for source in chosen:
-        results += _SourcePull(store, cfg, source, checkpoint_dir).run(env, progress, full=full)
+    with Board(progress):  # one display for every source's lines, drawn on a terminal once a pull takes a while
+        for source in chosen:
+            results += _SourcePull(store, cfg, source, checkpoint_dir).run(env, progress, full=full)
     return results
 
 
@@ -113,20 +115,24 @@ class _SourcePull:
             latest={e: self.store.latest_snapshot(self.source, e) for e in merged},
             forced=full,
         )
-        with connector_class(
-            self.settings, source=self.source, env=env, checkpoint_dir=self.checkpoint_dir, progress=progress
-        ) as connector:
+        with (
+            Step(f"{self.source}: {self.plan.kind} pull, {self.plan.reason}"),
+            connector_class(
+                self.settings, source=self.source, env=env, checkpoint_dir=self.checkpoint_dir, progress=progress
+            ) as connector,
+        ):
             memory.begin(print_, now)
             pulled = connector.pull(entities, since=self.plan.since)
-        complete, details = self._complete(connector, pulled, memory)
-        stored = self._store(connector, pulled, complete)
-        memory.finish(
-            fingerprint=print_,
-            captured_at=pulled.captured_at,
-            full=self.plan.since is None or not pulled.deltas,
-            records={e: complete[e] for e in merged},
-            snapshots={r.snapshot.entity: r.snapshot for r in stored if r.snapshot.entity in merged},
-        )
+        with Step(f"{self.source}: merging, normalising and storing"):
+            complete, details = self._complete(connector, pulled, memory)
+            stored = self._store(connector, pulled, complete)
+            memory.finish(
+                fingerprint=print_,
+                captured_at=pulled.captured_at,
+                full=self.plan.since is None or not pulled.deltas,
+                records={e: complete[e] for e in merged},
+                snapshots={r.snapshot.entity: r.snapshot for r in stored if r.snapshot.entity in merged},
+            )
         return [
             PullResult(self.source, r.snapshot.entity, r.snapshot.row_count, r.snapshot.quarantined_rows, r.loaded,
                        None, *details[r.snapshot.entity])
@@ -147,7 +153,7 @@ class _SourcePull:
                 continue
             kept = memory.records(entity)
             assert kept is not None  # the plan checked that every merged entity has its records kept
-            complete[entity] = merge(kept, frame, ENTITIES[entity].key, delta.gone)
+            complete[entity] = merge(kept, frame, ENTITIES[entity].key, delta.gone, delta.carried)
             gone = f", {len(delta.gone):,} deleted" if delta.gone else ""
             how = f" ({delta.how})" if delta.how else ""
             details[entity] = (

@@ -263,7 +263,7 @@ def test_mirakl(tmp_path):
 
     now = lambda: datetime.now(UTC)  # noqa: E731
     with MiraklSimulator(make_dataset(offers=7, orders=8, payouts=2), rate_limits={}) as sim:
-        ceilings = {"OR11": [[1000, 1]], "TL02": [[1000, 1]]}  # the simulator enforces none in this test
+        ceilings = {call: [[1000, 1]] for call in ("OR11", "TL02", "OF52", "OF53")}  # the simulator enforces none
         settings = sim.settings(backoff_initial=0.01, max_attempts=8, offset_page_size=2, call_limits=ceilings,
                                 entities=["products", "inventory", "orders", "order_lines", "shipments",
                                           "payout_lines"])  # fmt: skip
@@ -272,7 +272,7 @@ def test_mirakl(tmp_path):
 
         # During the day: orders 1, 3 and 4 move on; order 0 gets its ERP number (its key moves from the Mirakl
         # id to SO000000); order 2 loses its second line; a new order is placed; a payout is made; an offer's
-        # price changes and another offer is deleted.
+        # price changes, another's stock, a third is deleted and a new one created.
         data = sim.dataset
         orders = changed(data["orders"], "external_id", ["MRK-000001-A", "MRK-000003-A", "MRK-000004-A"],
                          status="SHIPPED")  # fmt: skip
@@ -297,9 +297,14 @@ def test_mirakl(tmp_path):
             )
         )
         data["payout_lines"] = pl.concat([data["payout_lines"], payout])
-        data["products"] = deleted(changed(data["products"], "sku", ["00001-010-M"], stamp=None, price=Decimal("99")),
-                                   "sku", ["00006-010-M"])  # fmt: skip
-        data["inventory"] = deleted(data["inventory"], "sku", ["00006-010-M"])
+        products = deleted(changed(data["products"], "sku", ["00001-010-M"], stamp=None, price=Decimal("99")),
+                           "sku", ["00006-010-M"])  # fmt: skip
+        new_offer = {**products.row(0, named=True), "sku": "00042-010-M", "name": "Brand new shirt"}
+        data["products"] = pl.concat([products, pl.DataFrame([new_offer], schema=products.schema)])
+        inventory = changed(deleted(data["inventory"], "sku", ["00006-010-M"]), "sku", ["00003-010-M"], stamp=None,
+                            available=55)  # fmt: skip
+        stock = pl.DataFrame([{"sku": "00042-010-M", "location": "*", "available": 4}], schema=inventory.schema)
+        data["inventory"] = pl.concat([inventory, stock])
 
         # While the next pull reads its changed orders, order 1 (on a page already read) and order 5 (not
         # changed before) change.
@@ -310,13 +315,15 @@ def test_mirakl(tmp_path):
         after_pages_of(sim, "/api/orders", 1, meanwhile)
         second = nights.pull()
         sim.faults.set(between_pages=None)
-        assert nights.kinds(second) == {"products": "full", "inventory": "full", "orders": "incremental",
-                                        "order_lines": "incremental", "shipments": "incremental",
-                                        "payout_lines": "incremental"}  # fmt: skip
+        assert set(nights.kinds(second).values()) == {"incremental"}
+        assert second["products"].detail.startswith("3 changed, 1 deleted since")  # 00001, 00003, 00042; 00006
         sent = [r.query for r in sim.requests if r.path == "/api/orders"][-1]
         assert "start_update_date" in sent
         stored = nights.stored()
         assert "MRK-000000-A" not in stored["orders"][0]["order_id"].to_list()  # its key moved to SO000000
+        names = dict(zip(stored["products"][0]["sku"], stored["products"][0]["name"], strict=True))
+        assert (names["00001-010-M"], names["00042-010-M"]) == ("Shirt 1", "Brand new shirt")  # kept; from OF21
+        assert "00006-010-M" not in names
         assert stored["order_lines"][0].filter(pl.col("order_id") == "SO000002").height == 1
         status = dict(zip(stored["orders"][0]["external_id"], stored["orders"][0]["status"], strict=True))
         assert (status["MRK-000001-A"], status["MRK-000005-A"]) == ("SHIPPED", "CLOSED")  # read before / after

@@ -513,3 +513,55 @@ def test_a_pull_lands_in_the_store_with_nothing_quarantined(tmp_path):
     for entity, frame in dataset.items():
         stored = store.latest("mirakl", entity)
         assert stored.select(frame.columns).sort(frame.columns).equals(frame.sort(frame.columns)), entity
+
+
+def test_offers_changed_since_come_from_the_differential_export_and_deleted_ones_are_named():
+    dataset = make_dataset()
+    with Simulator(dataset, rate_limits=NO_CEILINGS) as sim:
+        connector = connect(sim, call_limits={"OF52": [[100, 1]], "OF53": [[100, 1]]})
+        since = datetime.now(UTC)
+        data = sim.dataset
+        data["products"] = data["products"].with_columns(
+            price=pl.when(pl.col("sku") == "00002-010-M").then(Decimal("77")).otherwise("price")
+        ).filter(pl.col("sku") != "00004-010-M")
+        pulled = connector.pull(["products", "inventory"], since=since)
+        exports = [r for r in sim.requests if r.path.startswith("/api/offers/export/async")]
+        listed = [r for r in sim.requests if r.path == "/api/offers"]
+    assert [r.method for r in exports][:2] == ["POST", "GET"] and "/file/" in exports[-1].path
+    assert not listed  # no new offer: OF21 is not read at all
+    assert pulled.frames["products"]["sku"].to_list() == ["00002-010-M"]
+    assert [Decimal(p) for p in pulled.frames["products"]["price"]] == [Decimal("77")]
+    assert pulled.frames["products"]["name"].to_list() == [None]  # the export carries no title
+    assert pulled.deltas["products"].gone == {"00004-010-M"} and pulled.deltas["products"].carried == {"name"}
+
+
+def test_the_differential_export_refuses_inactive_offers_and_a_failed_export_is_a_clear_error():
+    with Simulator(make_dataset(), rate_limits=NO_CEILINGS) as sim:
+        body = {"last_request_date": "2026-11-01T00:00:00Z", "include_inactive_offers": True}
+        with (
+            MiraklClient(sim.url, sim.api_key, key_variable="K", limiters={}) as client,
+            pytest.raises(UserError, match="cannot be used in differential mode"),
+        ):
+            client.post("/api/offers/export/async", body)
+        sim.export_failure = "Internal error"
+        connector = connect(sim, call_limits={"OF52": [[100, 1]], "OF53": [[100, 1]]})
+        with pytest.raises(UserError, match=r"offer export \(OF52 \w+\) failed: Internal error"):
+            connector.pull(["products"], since=datetime.now(UTC))
+
+
+@pytest.mark.parametrize(
+    ("line", "status"),
+    [
+        ({"active": "true", "quantity": "3"}, "active"),
+        ({"active": "false", "quantity": "0"}, "active"),  # inactive for want of stock only
+        ({"active": "false", "quantity": "1", "min-order-quantity": "2"}, "active"),
+        ({"active": "false", "quantity": "5"}, "discontinued"),  # inactive for another reason
+        ({"active": "false", "quantity": "0", "available-end-date": "2026-01-01T00:00:00Z"}, "discontinued"),
+        ({"active": "false", "quantity": "0", "available-start-date": "2027-01-01T00:00:00Z"}, "discontinued"),
+    ],
+)
+def test_an_export_line_is_listed_as_the_same_offer_from_of21_would_be(line, status):
+    from driftwatch.connectors.mirakl.mapping import export_line_to_product
+
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    assert export_line_to_product({"shop-sku": "S1", **line}, at)["status"] == status

@@ -1,4 +1,4 @@
-"""The one HTTP layer every connector uses: retries, rate limiting, secret redaction and progress.
+"""The one HTTP layer every connector uses: retries, rate limiting and secret redaction.
 
 Every platform has its own auth, pagination and error bodies (those live in each platform's client.py),
 but the failure modes of talking to a SaaS API are shared: transient 5xx and timeouts, 429s with or
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import sys
 import threading
 import time
 from collections import deque
@@ -23,8 +22,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-from rich.console import Console
-from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from driftwatch.errors import UserError
@@ -307,42 +304,3 @@ class HttpClient:
         )
         url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
         return f"{self.source}: {request.method} {self.redact(url)}"
-
-
-class PageProgress:
-    """A progress line per entity (records, pages, rate), shown only when stderr is a terminal."""
-
-    def __init__(self, description: str, enabled: bool | None = None):
-        self._enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._progress: Progress | None = None
-        self._description = description
-        self._started = 0.0
-        self.records = 0
-        self.pages = 0
-
-    def __enter__(self) -> PageProgress:
-        self._started = time.monotonic()
-        if self._enabled:
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                TextColumn("{task.fields[records]:,} records"),
-                TextColumn("{task.fields[pages]:,} pages"),
-                TextColumn("{task.fields[rate]:,.0f} records/s"),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=False,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task(self._description, records=0, pages=0, rate=0.0)
-        return self
-
-    def advance(self, records: int) -> None:
-        self.records += records
-        self.pages += 1
-        if self._progress is not None:
-            elapsed = max(time.monotonic() - self._started, 1e-9)
-            self._progress.update(self._task, records=self.records, pages=self.pages, rate=self.records / elapsed)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()

@@ -30,9 +30,10 @@ from typing import Any, ClassVar, Protocol
 import polars as pl
 
 from driftwatch.connectors._checkpoint import Staging
-from driftwatch.connectors._http import HttpSettings, PageProgress
+from driftwatch.connectors._http import HttpSettings
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
+from driftwatch.progress import PageProgress
 
 # The column a connector may add to a frame: the platform record each row came from (an order for its lines,
 # a resource id). An incremental pull's changes replace every kept row of the records they name (see
@@ -53,6 +54,7 @@ class Delta:
     since: datetime
     gone: frozenset[str] = frozenset()
     how: str = ""  # how the changes were read, when the connector had a choice (for the pull's report)
+    carried: frozenset[str] = frozenset()  # columns the changes lack: a record already held keeps its values
 
 
 @dataclass(frozen=True)

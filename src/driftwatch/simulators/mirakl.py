@@ -8,6 +8,14 @@ no `next_page_token` on the last page); OR11's `start_update_date` moved back by
 consecutive incremental pulls overlap; call ceilings (OR11 once a minute per listing, TL02 20 a minute and
 60 an hour) answered with 429 and, as documented, no `Retry-After` unless asked for.
 
+OF52-OF54, the asynchronous offer export: a differential export (`last_request_date`) lists every offer
+updated since then, active or not, and every offer deleted since then (offer-id, product-sku, shop-id,
+shop-sku, active and deleted only); without it, the active offers (`include_inactive_offers` adds the
+others; it is refused in differential mode). Mirakl stamps each offer's `last-updated`: the simulator
+stamps an offer whenever it finds it changed (by an import or in the dataset) and records one gone from the
+dataset as deleted then. The export is PENDING for `export_seconds`, then COMPLETED with the URLs of its
+`;`-separated CSV chunks; OF52 may be called once a minute and OF53 once every 10 s.
+
 The write side repair uses: STO01 stock imports (a `;` CSV in `multipart/form-data`) and OF24 offer imports
 (JSON), each once a minute, processed asynchronously (WAITING, RUNNING, then COMPLETE or FAILED after
 `import_seconds`, whether or not anyone polls), polled through STO02 (once every 15 s) and OF02, with the
@@ -55,6 +63,12 @@ OFFER_REPORT_COLUMNS = {"sku": "shop_sku", "product-id": "product_id", "product-
                         "price": "price", "quantity": "quantity", "state": "state_code",
                         "update-delete": "update_delete"}  # fmt: skip
 TRACKABLE_STATES = frozenset({"SHIPPING", "SHIPPED", "TO_COLLECT"})
+EXPORT_PATH = "/api/offers/export/async"
+EXPORT_COLUMNS = ("offer-id", "product-sku", "shop-sku", "price", "total-price", "quantity", "currency-iso-code",
+                  "state-code", "active", "deleted", "available-start-date", "available-end-date",
+                  "min-order-quantity", "date-created", "last-updated")  # fmt: skip
+DELETED_COLUMNS = ("offer-id", "product-sku", "shop-id", "shop-sku", "active", "deleted")
+SHOP_ID = 2001
 _WRITE_BUCKETS = (
     ("POST", re.compile(r"/api/offers"), "OF24"),
     ("POST", re.compile(r"/api/offers/stock/imports"), "STO01"),
@@ -62,7 +76,19 @@ _WRITE_BUCKETS = (
     ("GET", re.compile(r"/api/offers/imports/[^/]+/error_report"), "OF03"),
     ("GET", re.compile(r"/api/offers/stock/imports/[^/]+/status"), "STO02"),
     ("GET", re.compile(r"/api/offers/stock/imports/[^/]+/error_report"), "STO03"),
+    ("POST", re.compile(EXPORT_PATH), "OF52"),
+    ("GET", re.compile(EXPORT_PATH + r"/status/[^/]+"), "OF53"),
 )
+
+
+@dataclass
+class _Export:
+    """One OF52 export: its CSV chunks, ready once `export_seconds` have passed."""
+
+    tracking_id: str
+    digest: str
+    submitted: float  # monotonic
+    chunks: list[bytes]
 
 
 @dataclass
@@ -115,6 +141,14 @@ class MiraklSimulator(Simulator):
         self._offer_version = 0
         self._imports: dict[str, _Import] = {}
         self._write_lock = threading.RLock()
+        self.export_seconds = 0.0  # how long an offer export stays PENDING
+        self.export_failure: str | None = None  # exports fail with this detail (FAILED in OF53)
+        self._exports: dict[str, _Export] = {}
+        # shop SKU -> (digest of the offer, date created, last updated, the offer) as Mirakl keeps them
+        self._stamps: dict[str, tuple[str, str, str, Record]] = {}
+        self._stamped_from: list[Record] | None = None
+        self._deleted: dict[str, tuple[Record, str]] = {}  # shop SKU -> (the offer, when it was deleted)
+        self._offer_ids: dict[str, int] = {}
 
     @property
     def env(self) -> dict[str, str]:
@@ -141,9 +175,15 @@ class MiraklSimulator(Simulator):
     def rate_limited(self, request: Request) -> Response:
         return _error(429, "Too many requests")
 
+    def __enter__(self) -> MiraklSimulator:
+        self._stamp_offers()  # the offers as they stand when the shop opens
+        return super().__enter__()
+
     def handle(self, request: Request) -> Response:
         with self._write_lock:  # imports are processed, and writes applied, one request at a time
             self._process_imports()
+            if request.path.startswith(EXPORT_PATH):
+                return self._export(request)
             if request.method != "GET" or "/imports" in request.path:
                 return self._write(request)
             return self._read(request)
@@ -229,7 +269,9 @@ class MiraklSimulator(Simulator):
         def build() -> list[Record]:
             stock = {r["sku"]: r for r in self._rows("inventory") if r["location"] == mapping.ALL_STOCK_LOCATIONS}
             products = sorted(self._rows("products"), key=lambda p: p["sku"])
-            offers = [_filled(mapping.product_to_offer(i + 1, p, stock.get(p["sku"]))) for i, p in enumerate(products)]
+            offers = [
+                _filled(mapping.product_to_offer(self._offer_id(p["sku"]), p, stock.get(p["sku"]))) for p in products
+            ]
             return _by_total_price(offers)
 
         return self._built("offers", ("products", "inventory"), build)
@@ -251,6 +293,7 @@ class MiraklSimulator(Simulator):
         return merged[2]
 
     def _listed_offers(self, request: Request) -> list[Record]:
+        self._stamp_offers()
         offers = self._offers()
         if sku := request.query.get("sku"):
             return [o for o in offers if o["shop_sku"] == sku]
@@ -328,6 +371,112 @@ class MiraklSimulator(Simulator):
             return sorted(documents.values(), key=lambda d: (_moment(d["date_created"]), d["id"]))
 
         return self._built("invoices", ("payout_lines",), build)
+
+    # --- OF52-OF54: the asynchronous offer export -------------------------------------------------------
+
+    def _stamp_offers(self) -> None:
+        """Stamp each offer Mirakl would have stamped since the last look: a new or changed offer was last
+        updated now, an offer gone was deleted now. Offers there from the start keep their dataset time."""
+        offers = self._offers()
+        if offers is self._stamped_from:
+            return
+        now = mapping.iso(datetime.now(UTC))
+        first = self._stamped_from is None
+        seen = set()
+        for offer in offers:
+            sku, digest = offer["shop_sku"], hashlib.sha256(json.dumps(offer, default=str, sort_keys=True).encode())
+            seen.add(sku)
+            known = self._stamps.get(sku)
+            if known is not None and known[0] == digest.hexdigest():
+                continue
+            if known is None:
+                created = self._dataset_time(sku) if first else now
+                self._stamps[sku] = (digest.hexdigest(), created, created, offer)
+            else:
+                self._stamps[sku] = (digest.hexdigest(), known[1], now, offer)
+            self._deleted.pop(sku, None)
+        for sku in set(self._stamps) - seen:
+            self._deleted[sku] = (self._stamps.pop(sku)[3], now)
+        self._stamped_from = offers
+
+    def _dataset_time(self, sku: str) -> str:
+        """When the dataset says an offer last changed (its product's or stock's updated_at), else long ago."""
+        times = [
+            row["updated_at"]
+            for entity in ("products", "inventory")
+            for row in self._rows(entity)
+            if row.get("sku") == sku and row.get("updated_at") is not None
+        ]
+        return mapping.iso(max(times)) if times else "2000-01-01T00:00:00Z"
+
+    def _export(self, request: Request) -> Response:
+        tail = request.path.removeprefix(EXPORT_PATH)
+        if request.method == "POST" and tail == "":
+            return self._submit_export(request)
+        if request.method == "GET" and (match := re.fullmatch(r"/status/([^/]+)", tail)):
+            return self._export_status(match[1])
+        if request.method == "GET" and (match := re.fullmatch(r"/file/([^/]+)", tail)):
+            return self._export_file(match[1], request.query.get("file", ""))
+        return _error(404, f"No resource found for {request.method} {request.path}")
+
+    def _submit_export(self, request: Request) -> Response:
+        try:
+            body = request.json() or {}
+            since = _moment(body["last_request_date"]) if body.get("last_request_date") else None
+            per_chunk = int(body.get("items_per_chunk") or 10_000)
+        except (ValueError, TypeError):
+            return _error(400, "The request body must be JSON; last_request_date a date-time")
+        if since is not None and body.get("include_inactive_offers") is not None:
+            return _error(400, "include_inactive_offers cannot be used in differential mode (last_request_date)")
+        if body.get("export_type", "text/csv") != "text/csv":
+            return _error(400, "This simulator exports text/csv only")
+        digest = hashlib.sha256(request.body).hexdigest()
+        for pending in self._exports.values():  # a duplicate export request gets the existing export
+            if pending.digest == digest and time.monotonic() - pending.submitted < self.export_seconds:
+                return Response(body={"tracking_id": pending.tracking_id})
+        self._stamp_offers()
+        lines = self._export_lines(since, bool(body.get("include_inactive_offers")))
+        chunks = [_csv(lines[i : i + per_chunk]) for i in range(0, len(lines), per_chunk)] or [_csv([])]
+        export = _Export(secrets.token_hex(8), digest, time.monotonic(), chunks)
+        self._exports[export.tracking_id] = export
+        return Response(body={"tracking_id": export.tracking_id})
+
+    def _export_lines(self, since: datetime | None, inactive: bool) -> list[Record]:
+        lines = [
+            _export_line(offer, created, updated)
+            for _, created, updated, offer in self._stamps.values()
+            if (_moment(updated) >= since if since else offer["active"] or inactive)
+        ]
+        if since is not None:
+            lines += [
+                {"offer-id": str(offer["offer_id"]), "product-sku": offer["product_sku"], "shop-id": str(SHOP_ID),
+                 "shop-sku": offer["shop_sku"], "active": "false", "deleted": "true"}
+                for offer, deleted_at in self._deleted.values()
+                if _moment(deleted_at) >= since
+            ]  # fmt: skip
+        return sorted(lines, key=lambda line: int(line["offer-id"]))  # sorted by offer identifier
+
+    def _export_status(self, tracking_id: str) -> Response:
+        export = self._exports.get(tracking_id)
+        if export is None:
+            return _error(404, f"Export {tracking_id} not found")
+        updated = mapping.iso(datetime.now(UTC))
+        if time.monotonic() - export.submitted < self.export_seconds:
+            return Response(body={"status": "PENDING", "last_updated": updated})
+        if self.export_failure is not None:
+            return Response(body={"status": "FAILED", "last_updated": updated,
+                                  "error": {"code": "1", "detail": self.export_failure}})  # fmt: skip
+        where = f"{self.url}{EXPORT_PATH}/file/{tracking_id}?file=of52-export/offers"
+        urls = [f"{where}/{n}.csv" for n in range(len(export.chunks))]
+        return Response(body={"status": "COMPLETED", "last_updated": updated, "urls": urls})
+
+    def _export_file(self, tracking_id: str, name: str) -> Response:
+        export = self._exports.get(tracking_id)
+        match = re.fullmatch(r"of52-export/offers/(\d+)\.csv", name)
+        if export is None or match is None or int(match[1]) >= len(export.chunks):
+            return _error(404, f"No export file {name} for {tracking_id}")
+        self.page_served()
+        return Response(body=export.chunks[int(match[1])], content_type="text/csv")
 
     # --- the write side: imports and order updates ------------------------------------------------------
 
@@ -550,9 +699,15 @@ class MiraklSimulator(Simulator):
         }
         return {**offer, **_activity(offer)}
 
+    def _offer_id(self, sku: str) -> int:
+        """An offer's id, given once: an offer keeps it whatever happens to the others."""
+        if sku not in self._offer_ids:
+            self._offer_ids[sku] = max(self._offer_ids.values(), default=0) + 1
+        return self._offer_ids[sku]
+
     def _next_offer_id(self) -> int:
         offers = [*self._offer_index()[0].values(), *(o for o in self._changed_offers.values() if o)]
-        return max((o["offer_id"] for o in offers), default=0) + 1
+        return max([*(o["offer_id"] for o in offers), *self._offer_ids.values()], default=0) + 1
 
     def _shop_currency(self) -> str:
         offers = self._offer_index()[0].values()
@@ -748,3 +903,32 @@ def _uploaded_file(request: Request) -> bytes | None:
         if part.get_param("name", header="content-disposition") == "file":
             return part.get_payload(decode=True)
     return None
+
+
+def _export_line(offer: Record, created: str, updated: str) -> Record:
+    """An offer as OF54 writes it in CSV: text, its custom fields as columns named by their codes."""
+    values = {
+        "offer-id": offer["offer_id"],
+        "product-sku": offer["product_sku"],
+        "shop-sku": offer["shop_sku"],
+        "price": offer.get("price"),
+        "total-price": offer.get("total_price"),
+        "quantity": offer.get("quantity"),
+        "currency-iso-code": offer.get("currency_iso_code"),
+        "state-code": offer.get("state_code"),
+        "active": "true" if offer.get("active") else "false",
+        "deleted": "false",
+        "available-start-date": offer.get("available_start_date"),
+        "available-end-date": offer.get("available_end_date"),
+        "min-order-quantity": offer.get("min_order_quantity"),
+        "date-created": created,
+        "last-updated": updated,
+        **{f["code"]: f.get("value") for f in offer.get("offer_additional_fields") or ()},
+    }
+    return {column: None if value is None else str(value) for column, value in values.items()}
+
+
+def _csv(lines: list[Record]) -> bytes:
+    columns = list(dict.fromkeys([*EXPORT_COLUMNS, *(c for line in lines for c in line)]))
+    frame = pl.DataFrame(lines, schema=dict.fromkeys(columns, pl.String))
+    return frame.write_csv(separator=";").encode()

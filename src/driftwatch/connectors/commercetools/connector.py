@@ -34,12 +34,12 @@ from typing import Any, ClassVar
 import polars as pl
 
 from driftwatch.connectors._checkpoint import Staging
-from driftwatch.connectors._http import PageProgress
 from driftwatch.connectors.base import RECORD, BaseConnector, Delta, Pulled
 from driftwatch.connectors.commercetools import mapping
 from driftwatch.connectors.commercetools.client import MAX_LIMIT, CommercetoolsClient, id_after, id_in, quote
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
+from driftwatch.progress import PageProgress
 
 log = logging.getLogger("driftwatch.connectors.commercetools")
 

@@ -26,6 +26,8 @@ SOURCE = "mirakl"
 CALL_LIMITS: dict[str, list[tuple[int, float]]] = {
     "OR11": [(1, 60.0)],
     "TL02": [(20, 60.0), (60, 3600.0)],
+    "OF52": [(1, 60.0)],  # a differential offer export; a full one is once a day, which pulls never ask for
+    "OF53": [(1, 10.0)],
 }
 # Mirakl counts a call when it arrives; a quarter second keeps jitter in our latency from crossing its window.
 CALL_LIMIT_MARGIN = 0.25
@@ -73,6 +75,15 @@ class MiraklClient:
     def get(self, path: str, params: Mapping[str, Any] | None = None, *, limited_as: str | None = None) -> Any:
         """GET a JSON body; money stays exact (JSON numbers with a fraction become Decimal)."""
         return self.http.request_json("GET", path, params={**self._shop, **(params or {})}, bucket=limited_as)
+
+    def post(self, path: str, body: Mapping[str, Any], *, limited_as: str | None = None) -> Any:
+        """POST a JSON body; the answer's JSON."""
+        return self.http.request_json("POST", path, params=self._shop, json=body, bucket=limited_as)
+
+    def file(self, url: str) -> bytes:
+        """A file Mirakl generated (an export chunk), by the URL it gave."""
+        # The URL carries its own query (which file); parameters given here would replace it.
+        return self.http.request("GET", httpx.URL(url).copy_merge_params(self._shop)).content
 
     def _refuse_bad_key(self, response: httpx.Response) -> None:
         if response.status_code in (401, 403):

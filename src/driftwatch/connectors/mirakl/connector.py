@@ -11,9 +11,11 @@ stopped; a record seen twice (overlapping incremental pulls, records moving whil
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,10 +28,12 @@ from driftwatch.connectors.mirakl import mapping
 from driftwatch.connectors.mirakl.client import OFFSET_PAGE_SIZE, SEEK_PAGE_SIZE, MiraklClient, call_limiters
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
+from driftwatch.progress import PageProgress
 
 log = logging.getLogger(__name__)
 
 TL02_PATH = "/api/sellerpayment/transactions_logs"
+EXPORT_PATH = "/api/offers/export/async"  # OF52; OF53 is its /status/{tracking id}
 OFFER_ENTITIES = frozenset({"products", "inventory"})
 ORDER_ENTITIES = frozenset({"orders", "order_lines", "shipments"})
 RAW = "record"  # the staged column holding one raw record as JSON (money as exact text)
@@ -44,11 +48,12 @@ class Connector(BaseConnector):
     name = "mirakl"
     entities = ("products", "inventory", "orders", "order_lines", "shipments", "payout_lines")
     incremental: ClassVar[Mapping[str, str]] = {
+        **dict.fromkeys(OFFER_ENTITIES, "OF52 offer export since last_request_date (deleted offers included)"),
         **dict.fromkeys(ORDER_ENTITIES, "OR11 orders filtered on start_update_date"),
         "payout_lines": "TL02 transaction lines filtered on last_updated_from",
     }
     settings_keys = frozenset(
-        {"base_url", "api_key_env", "shop_id", "call_limits", "offset_page_size", "seek_page_size"}
+        {"base_url", "api_key_env", "shop_id", "call_limits", "offset_page_size", "seek_page_size", "export_timeout"}
     )
 
     @classmethod
@@ -83,6 +88,7 @@ class Connector(BaseConnector):
         self._base_url = self.setting("base_url")
         self._api_key = self.credential("api_key_env")
         self._limiters = call_limiters(self.setting("call_limits", {}))
+        self._gone_offers: frozenset[str] = frozenset()
 
     def pull(self, entities: Iterable[str] | None = None, *, since: datetime | None = None) -> Pulled:
         """`since` narrows orders (and their lines and shipments) and payout lines to those updated since
@@ -92,6 +98,9 @@ class Connector(BaseConnector):
         with self._client() as client:
             frames = self._pull(client, chosen, since)
         deltas = {e: Delta(since) for e in chosen if since is not None and e in self.incremental}
+        if since is not None and OFFER_ENTITIES.intersection(chosen):
+            offers = Delta(since, self._gone_offers, "OF52 export", carried=frozenset({"name"}))
+            deltas |= {e: offers for e in OFFER_ENTITIES.intersection(chosen)}
         return Pulled(self.source, captured_at, {entity: frames[entity] for entity in chosen}, deltas)
 
     def check(self) -> str:
@@ -113,10 +122,12 @@ class Connector(BaseConnector):
 
     def _pull(self, client: MiraklClient, chosen: tuple[str, ...], since: datetime | None) -> dict[str, pl.DataFrame]:
         frames: dict[str, pl.DataFrame] = {}
-        if OFFER_ENTITIES.intersection(chosen):
+        if OFFER_ENTITIES.intersection(chosen) and since is not None:
+            frames["products"], frames["inventory"] = self._offer_changes(client, since)
+        elif OFFER_ENTITIES.intersection(chosen):
             offers = self._offers(client)
-            frames["products"] = _frame("products", map(mapping.offer_to_product, offers))
-            frames["inventory"] = _frame("inventory", map(mapping.offer_to_inventory, offers))
+            frames["products"] = _offer_frame("products", map(mapping.offer_to_product, offers))
+            frames["inventory"] = _offer_frame("inventory", map(mapping.offer_to_inventory, offers))
         if ORDER_ENTITIES.intersection(chosen):
             orders = self._orders(client, since)
             # The retailer's sales channel of these orders is this marketplace instance.
@@ -136,6 +147,46 @@ class Connector(BaseConnector):
 
     def _offers(self, client: MiraklClient) -> list[dict[str, Any]]:
         return self._offset_listing(client, "products", "/api/offers", "offers", lambda o: o["shop_sku"], {})
+
+    def _offer_changes(self, client: MiraklClient, since: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The offers updated since `since` (OF52's differential export, polled with OF53, read with OF54),
+        and in `_gone_offers` those deleted since. The export carries no product title: an offer created
+        since then is read from OF21 whole; for the others, merging keeps the title already held."""
+        lines = self._offer_export(client, since)
+        deleted = lines["deleted"] == "true" if lines.height else pl.Series([], dtype=pl.Boolean)
+        self._gone_offers = frozenset(lines.filter(deleted)["shop-sku"].to_list())
+        changed = lines.filter(~deleted).to_dicts()
+        created = {line["shop-sku"] for line in changed if mapping.parse_timestamp(line["date-created"]) >= since}
+        at = datetime.now(UTC)
+        products = [mapping.export_line_to_product(line, at) for line in changed if line["shop-sku"] not in created]
+        stock = [mapping.export_line_to_inventory(line) for line in changed if line["shop-sku"] not in created]
+        for sku in sorted(created):  # few a night: one OF21 call each, for the title
+            for offer in client.offset_page("/api/offers", "offers", {"sku": sku}, 0)[0]:
+                products.append(mapping.offer_to_product(offer))
+                stock.append(mapping.offer_to_inventory(offer))
+        return _offer_frame("products", products), _offer_frame("inventory", stock)
+
+    def _offer_export(self, client: MiraklClient, since: datetime) -> pl.DataFrame:
+        tracking = client.post(EXPORT_PATH, {"last_request_date": mapping.iso(since)}, limited_as="OF52")["tracking_id"]
+        deadline = time.monotonic() + float(self.setting("export_timeout", 1800.0))
+        with PageProgress(f"{self.source} offer export {tracking}", self.progress) as progress:
+            while True:  # OF53's ceiling (every 10 s at most) paces the polling
+                status = client.get(f"{EXPORT_PATH}/status/{tracking}", limited_as="OF53")
+                if status.get("status") == "COMPLETED":
+                    break
+                if status.get("status") == "FAILED":
+                    detail = (status.get("error") or {}).get("detail") or "no detail given"
+                    raise UserError(f"{self.source}: the offer export (OF52 {tracking}) failed: {detail}")
+                if time.monotonic() > deadline:
+                    raise UserError(f"{self.source}: the offer export (OF52 {tracking}) was not ready in time")
+            chunks = []
+            for url in status.get("urls") or ():
+                chunk = pl.read_csv(io.BytesIO(client.file(url)), separator=";", infer_schema=False)
+                chunks.append(chunk)
+                progress.advance(chunk.height)
+        if not chunks:
+            return pl.DataFrame(schema={"shop-sku": pl.String, "deleted": pl.String})
+        return pl.concat(chunks, how="diagonal")
 
     def _orders(self, client: MiraklClient, since: datetime | None) -> list[dict[str, Any]]:
         # Mirakl moves `start_update_date` back a little so that no order is missed: consecutive incremental
@@ -240,6 +291,12 @@ def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:
 def _frame(entity: str, rows: Iterable[dict[str, Any]]) -> pl.DataFrame:
     """Text columns, exactly those Mirakl fills for the entity; the normaliser types them."""
     return pl.DataFrame(list(rows), schema=dict.fromkeys(mapping.COLUMNS[entity], pl.String))
+
+
+def _offer_frame(entity: str, rows: Iterable[dict[str, Any]]) -> pl.DataFrame:
+    """`_frame` of an offer's rows, whose record is the offer (its shop SKU): a deleted offer names it."""
+    frame = _frame(entity, rows)
+    return frame.with_columns(frame["sku"].alias(RECORD))
 
 
 def _order_frame(entity: str, rows: Iterable[tuple[dict[str, Any], dict[str, Any]]]) -> pl.DataFrame:

@@ -122,6 +122,32 @@ def offer_to_product(offer: Record) -> Row:
     }
 
 
+def export_line_to_product(line: Record, at: datetime) -> Row:
+    """An OF54 CSV line (custom fields as columns named by code) as `offer_to_product` reads the same offer
+    from OF21, but without the product's title, which the export does not carry. The export gives no
+    inactivity reasons: an inactive offer within its availability period whose quantity is 0 or below its
+    minimum order is inactive for want of stock (still listed), any other inactive offer is discontinued."""
+    quantity = int(line.get("quantity") or 0)
+    minimum = int(line.get("min-order-quantity") or 0)
+    start, end = line.get("available-start-date"), line.get("available-end-date")
+    in_period = (not start or parse_timestamp(start) <= at) and (not end or at < parse_timestamp(end))
+    listed = line.get("active") == "true" or (in_period and (quantity == 0 or quantity < minimum))
+    return {
+        "sku": line["shop-sku"],
+        "style": line.get("style"),
+        "colour": line.get("colour"),
+        "size": line.get("size"),
+        "name": None,
+        "price": line.get("price"),
+        "currency": line.get("currency-iso-code"),
+        "status": "active" if listed else "discontinued",
+    }
+
+
+def export_line_to_inventory(line: Record) -> Row:
+    return {"sku": line["shop-sku"], "location": ALL_STOCK_LOCATIONS, "available": line.get("quantity")}
+
+
 def offer_to_inventory(offer: Record) -> Row:
     # OF21 publishes one sellable figure per offer; the warehouse split, when present, sums to it.
     return {"sku": offer["shop_sku"], "location": ALL_STOCK_LOCATIONS, "available": _text(offer.get("quantity"))}
