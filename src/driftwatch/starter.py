@@ -50,6 +50,10 @@ sku_template = "{Style}-{Color #}-{Size}"
 [sources.klaviyo]
 base_url = "https://a.klaviyo.com"
 api_key_env = "KLAVIYO_API_KEY"
+# Pulls ask only for what changed since the last one where the platform can say; every full_every they
+# read everything, which is when deletions show (`driftwatch pull --full` does it now).
+# full_every = "7d"                 # a full pull at least this often (s, m, h, d or w)
+# overlap = "10m"                   # read back this far before the last pull, for clocks and late records
 
 [sources.mirakl]
 base_url = "https://your-marketplace.mirakl.net"
