@@ -6,7 +6,9 @@ Whatever depends on the platform (connector, pusher, marketplace or not, default
 the source's kind through `driftwatch.platforms`.
 
 Every problem is reported as `FILE: KEY: problem`, so a user can go straight to the line. Secrets are
-never values in this file, only the names of environment variables that hold them (keys ending in `_env`).
+never values in this file, only the names of environment variables that hold them (keys ending in `_env`):
+a value that looks like a credential by its shape is refused whatever its key (see `_check_secrets`), and
+the refusal names the key, never the value.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from driftwatch import platforms
+from driftwatch import platforms, redaction
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
 from driftwatch.platforms import Platform
@@ -40,8 +42,15 @@ _TOP_LEVEL = (
     "repair",
     "payouts",
 )
-# Setting names that hold a credential. A name such as `project_key` or `listing_field` is not one.
-_SECRET_NAME = re.compile(r"(^key$|api_?key|secret|password|passphrase|token|private_key|access_key)", re.IGNORECASE)
+# Setting names that say they hold a credential (besides every value shaped like one). A name such as
+# `project_key` or `listing_field` is not one.
+_SECRET_NAME = re.compile(
+    r"(^key$|api_?key|secret|password|passphrase|token|private_key|access_key|credential)", re.IGNORECASE
+)
+_SECRET_HINT = (
+    "secrets never go in this file{what}: put it in an environment variable and name that variable in the "
+    "matching `*_env` setting (api_key_env, client_secret_env, sftp_password_env, url_env, ...)"
+)
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _STORE_KEYS = ("path",)
 _AUDIT_KEYS = ("fail_on", "marketplaces", "checks_dirs")
@@ -298,21 +307,49 @@ class _Problems:
 
 
 def _check_secrets(table: dict[str, Any], prefix: str, problems: _Problems) -> None:
+    """No credential in the file, whatever its key: every value (in tables and lists, at any depth) is
+    judged by its shape (`redaction.looks_like_secret`: a URL with a password or a token in it, a webhook, a
+    known key prefix, a long random token); a key named like a credential may hold no value at all; and an
+    `*_env` setting must name an environment variable, not be the credential pasted in its place. A refused
+    value is remembered for redaction and never shown."""
     for key, value in table.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if key.endswith("_env"):
+            names = value if isinstance(value, list) else [value]
+            if not all(redaction.is_variable_name(name) for name in names):
+                _remember_strings(value)
+                problems.add(dotted, redaction.NOT_A_VARIABLE)
+        elif _SECRET_NAME.search(key) and "column_map" not in prefix:
+            _remember_strings(value)
+            problems.add(dotted, _SECRET_HINT.format(what=""))
+        elif isinstance(value, dict):
             _check_secrets(value, f"{dotted}.", problems)
-        elif (
-            isinstance(value, str)
-            and not key.endswith("_env")
-            and _SECRET_NAME.search(key)
-            and "column_map" not in prefix
-        ):
-            problems.add(
-                dotted,
-                f"secrets never go in this file: set an environment variable and name it "
-                f'with `{key}_env = "VARIABLE_NAME"`',
-            )
+        elif isinstance(value, list) and any(isinstance(item, dict) for item in value):
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    _check_secrets(item, f"{dotted}[{i}].", problems)
+                elif isinstance(item, str) and redaction.looks_like_secret(item):
+                    redaction.remember(item)
+                    problems.add(f"{dotted}[{i}]", _SECRET_HINT.format(what=" (this value looks like one; not shown)"))
+        elif any(redaction.looks_like_secret(text) for text in _strings_of(value)):
+            _remember_strings(value)
+            problems.add(dotted, _SECRET_HINT.format(what=" (this value looks like one; not shown)"))
+
+
+def _strings_of(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [text for item in value for text in _strings_of(item)]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings_of(item)]
+    return []
+
+
+def _remember_strings(value: Any) -> None:
+    """A refused value is redacted from whatever may echo it later (another section's error message)."""
+    for text in _strings_of(value):
+        redaction.remember(text)
 
 
 def _check_sources(sources: dict[str, Any], problems: _Problems) -> None:

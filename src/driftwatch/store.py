@@ -22,6 +22,7 @@ import polars as pl
 from driftwatch.entities import ENTITIES, Entity
 from driftwatch.errors import UserError
 from driftwatch.normalize import QUARANTINE_SCHEMA, Coerced
+from driftwatch.redaction import redact
 
 DEFAULT_PATH = Path("driftwatch.duckdb")
 
@@ -283,7 +284,7 @@ class Store:
         cols = ", ".join(info.columns)
         keep = pl.repeat(True, snap.frame.height, eager=True) if snap.keep is None else snap.keep
         cur.register("incoming_rows", snap.frame.with_columns(keep.alias("_keep")))  # no copy of the rows
-        cur.register("incoming_bad", snap.quarantine)
+        cur.register("incoming_bad", _redacted(snap.quarantine))
         try:
             cur.execute(
                 f"INSERT INTO snap_{snap.entity} (snapshot_id, {cols}) SELECT ?, {cols} FROM incoming_rows WHERE _keep",
@@ -352,6 +353,14 @@ class Store:
     def quarantine(self, snapshot_id: str | None = None) -> pl.DataFrame:
         where, params = ("WHERE snapshot_id = ?", [snapshot_id]) if snapshot_id else ("", [])
         return self.frame(f'SELECT * FROM quarantine {where} ORDER BY origin, line, "column"', params)
+
+
+def _redacted(quarantine: pl.DataFrame) -> pl.DataFrame:
+    """Quarantined values are a file's or a platform's own text: stored redacted, as every outside text is."""
+    if quarantine.height == 0:
+        return quarantine
+    changed = {v: clean for v in quarantine["value"].drop_nulls().unique().to_list() if (clean := redact(v)) != v}
+    return quarantine.with_columns(pl.col("value").replace(changed)) if changed else quarantine
 
 
 def _info(row: tuple) -> SnapshotInfo:

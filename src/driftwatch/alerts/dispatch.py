@@ -13,7 +13,6 @@ cleared, and leaves what destinations know about everything else untouched until
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -27,8 +26,11 @@ from driftwatch.alerts.digest import Message, digest
 from driftwatch.alerts.routes import AlertSettings, Destination, Route
 from driftwatch.engine.runner import HEALTH_CHECK
 from driftwatch.errors import UserError
+from driftwatch.redaction import excerpt, redact
 from driftwatch.report.summary import RunInfo, open_findings
 from driftwatch.store import Store
+
+ERROR_LIMIT = 300  # characters of a delivery error kept and shown
 
 
 @dataclass(frozen=True)
@@ -175,16 +177,17 @@ def _notify(destination: Destination, message: Message, settings: AlertSettings)
     def attempt() -> bool:
         try:
             result = notifier.notify(
-                body=message.body,
-                title=message.title,
+                body=redact(message.body),  # findings quote what platforms hold: nothing credential-shaped goes out
+                title=redact(message.title),
                 notify_type=_notify_type(message),
                 body_format=apprise.NotifyFormat.TEXT,
             )
         except Exception as exc:  # a plugin bug must count as a failed delivery, not end the run's alerts
-            errors.append(_redact(f"{type(exc).__name__}: {exc}", url))
+            errors.append(excerpt(f"{type(exc).__name__}: {exc}", ERROR_LIMIT))
             return False
         if not result:
-            errors.append("; ".join(_redact(e.message, url) for e in result.logs() if e.level in ("WARNING", "ERROR")))
+            logged = "; ".join(e.message for e in result.logs() if e.level in ("WARNING", "ERROR"))
+            errors.append(excerpt(logged, ERROR_LIMIT))
         return bool(result)
 
     retrying = tenacity.Retrying(
@@ -202,11 +205,3 @@ def _notify_type(message: Message) -> apprise.NotifyType:
     if message.kind == "resolved":
         return apprise.NotifyType.SUCCESS
     return apprise.NotifyType.FAILURE if message.urgent else apprise.NotifyType.WARNING
-
-
-def _redact(text: str, url: str) -> str:
-    """Apprise names hosts in its errors; make sure no token or password from the URL goes with them."""
-    for token in re.split(r"[/:@?&=#]+", url):
-        if len(token) >= 8:
-            text = text.replace(token, "***")
-    return text

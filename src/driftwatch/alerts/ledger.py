@@ -17,6 +17,7 @@ import polars as pl
 
 from driftwatch.engine.findings import GAP
 from driftwatch.entities import MONEY
+from driftwatch.redaction import redact
 from driftwatch.report.summary import RunInfo
 from driftwatch.store import Store, register_migration
 
@@ -207,8 +208,8 @@ def record(store: Store, delivery: Delivery) -> None:
             delivery.status,
             delivery.attempts,
             delivery.findings,
-            delivery.title,
-            delivery.error,
+            redact(delivery.title),
+            None if delivery.error is None else redact(delivery.error),
             datetime.now(UTC),
         ],
     )

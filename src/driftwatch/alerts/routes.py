@@ -28,6 +28,7 @@ import polars as pl
 
 from driftwatch.engine.findings import SEVERITIES, SEVERITY_RANK, severity_rank
 from driftwatch.errors import UserError
+from driftwatch.redaction import NOT_A_VARIABLE, is_variable_name, remember_url
 
 _ROUTE_KEYS = {"name", "urls", "url_env", "checks", "targets", "teams", "min_severity"}
 _ALERT_KEYS = {"routes", "retry_attempts", "retry_wait_seconds"}
@@ -42,11 +43,14 @@ class Destination:
     env: str | None = None  # or the environment variable that holds it
 
     def resolve(self) -> str:
+        """The URL; its tokens and password are redacted from then on, wherever they would appear."""
         if self.url is not None:
+            remember_url(self.url)
             return self.url
         value = os.environ.get(self.env or "", "").strip()
         if not value:
             raise UserError(f"alert destination {self.label}: environment variable {self.env} is not set")
+        remember_url(value)
         return value
 
 
@@ -108,6 +112,8 @@ def _route(entry: Mapping, position: int) -> Route:
     where = f"alert route {name!r}"
     urls = _strings(entry, "urls", where) or ()
     envs = _strings(entry, "url_env", where) or ()
+    if not all(is_variable_name(env) for env in envs):  # a URL pasted in place of its variable: never echoed
+        raise UserError(f"{where}: url_env: {NOT_A_VARIABLE}")
     if not urls and not envs:
         raise UserError(f"{where}: give `url_env` (environment variables holding apprise URLs) or `urls`")
     destinations = tuple(Destination(f"{name}:{_scheme(url)}#{i}", url=url) for i, url in enumerate(urls, 1))

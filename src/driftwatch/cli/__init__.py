@@ -17,6 +17,7 @@ from driftwatch.cli._crash import first_line, internal_error
 from driftwatch.errors import UserError
 from driftwatch.exitcodes import ExitCode
 from driftwatch.files import refused_write
+from driftwatch.redaction import redacting_output
 
 
 class DriftwatchGroup(click.Group):
@@ -67,7 +68,13 @@ for module in (snapshots, pull, audit, report, alert, run, repair, payouts, demo
 
 
 def run_cli(args: Sequence[str] | None = None) -> int:
-    """Run one command line and return its exit code (driftwatch.exitcodes)."""
+    """Run one command line and return its exit code (driftwatch.exitcodes). Everything it prints is
+    redacted on the way out (driftwatch.redaction): no credential reaches a terminal or a scheduler's log."""
+    with redacting_output():
+        return _run(args)
+
+
+def _run(args: Sequence[str] | None) -> int:
     try:
         # Outside standalone mode click returns a command's exit code instead of exiting with it.
         code = cli.main(list(args) if args is not None else None, prog_name="driftwatch", standalone_mode=False)

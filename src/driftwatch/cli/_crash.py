@@ -15,12 +15,13 @@ import click
 from driftwatch.exitcodes import ExitCode
 from driftwatch.files import private_directory, write_text
 from driftwatch.locations import crash_dirs
+from driftwatch.redaction import redact
 
 
 def internal_error(exc: BaseException) -> int:
     """Write the traceback where it can be found later (a scheduler's log keeps only stderr's last lines),
     print one line that says where, and return the internal-error exit code."""
-    report = _report(exc)
+    report = redact(_report(exc))  # an exception's message may quote a platform's answer
     path = _write(report)
     summary = f"internal error: {type(exc).__name__}: {first_line(exc)}"
     if path is None:  # nowhere to write it: stderr is the only place left, so it gets everything

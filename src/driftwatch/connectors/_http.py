@@ -25,11 +25,12 @@ import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from driftwatch.errors import UserError
+from driftwatch.redaction import excerpt, redact, remember
 
 log = logging.getLogger("driftwatch.connectors")
 
 RETRY_STATUSES = frozenset({500, 502, 503, 504, 524})
-REDACTED = "***"
+ERROR_TEXT_LIMIT = 300  # characters of a platform's error text an error message quotes
 
 
 @dataclass(frozen=True)
@@ -98,32 +99,20 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-class Redactor:
-    """Replaces every known secret value in a text; also guards the httpx loggers, which log full URLs."""
-
-    def __init__(self, secrets: Iterable[str] = ()):
-        self._secrets = {s for s in secrets if s}
-
-    def add(self, secret: str) -> None:
-        if secret:
-            self._secrets.add(secret)
-
-    def __call__(self, text: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            text = text.replace(secret, REDACTED)
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = self(message)
-        if clean != message:
-            record.msg, record.args = clean, ()
-        return True
-
-
 def platform_error_text(response: httpx.Response) -> str:
-    """The default error text: the start of the body. Platform clients pass their own extractor."""
-    return response.text.strip()[:300] or response.reason_phrase
+    """The default error text: the body. Platform clients pass their own extractor. The caller redacts it and
+    cuts it short (`excerpt`), in that order: a secret straddling a cut would otherwise leave its start."""
+    return response.text.strip() or response.reason_phrase
+
+
+def error_excerpt(response: httpx.Response, error_text: Callable[[httpx.Response], str] = platform_error_text) -> str:
+    """What a message quotes of an error response: the platform's own words (`error_text`), else the body when
+    it is not in the documented shape, redacted and then cut to ERROR_TEXT_LIMIT characters."""
+    try:
+        text = error_text(response)
+    except (ValueError, KeyError, IndexError, TypeError):
+        text = platform_error_text(response)  # an error body not in the platform's documented shape
+    return excerpt(text, ERROR_TEXT_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -140,7 +129,8 @@ class HttpClient:
     """An httpx.Client with the shared retry, rate-limit and redaction policy.
 
     `secret_params` names query parameters that carry credentials: they are stripped from every URL we
-    print. Header and parameter *values* passed in `secrets` are redacted from every message and log line.
+    print. Header and parameter *values* passed in `secrets` are remembered by `driftwatch.redaction`, so
+    they are redacted from every message, log line and stored text.
     `limiters` maps a bucket name (e.g. "profiles") to the limiter that a request naming it waits on.
     `error_text` extracts the platform's own error message from an error response.
     `check` sees every response before the status is judged; it may raise `Retryable` (e.g. an error inside
@@ -163,7 +153,8 @@ class HttpClient:
     ):
         self.source = source
         self.settings = settings or HttpSettings()
-        self.redact = Redactor(secrets)
+        for secret in secrets:
+            remember(secret)
         self._secret_params = {p.lower() for p in secret_params}
         self._limiters = dict(limiters or {})
         self._error_text = error_text
@@ -171,8 +162,6 @@ class HttpClient:
         self._http = httpx.Client(
             base_url=base_url, headers=dict(headers or {}), auth=auth, timeout=self.settings.timeout
         )
-        for name in ("httpx", "httpcore"):
-            logging.getLogger(name).addFilter(self.redact.filter)
 
     def __enter__(self) -> HttpClient:
         return self
@@ -182,8 +171,6 @@ class HttpClient:
 
     def close(self) -> None:
         self._http.close()
-        for name in ("httpx", "httpcore"):
-            logging.getLogger(name).removeFilter(self.redact.filter)
 
     def request(
         self,
@@ -228,18 +215,10 @@ class HttpClient:
             raise self._transient(call, f"{self._where(response.request)}: unreadable JSON ({error})") from None
 
     def _attempt(self, call: _Call) -> httpx.Response:
+        request = self._http.build_request(call.method, call.url, **call.kwargs)
         if call.bucket is not None:
             self._limiters[call.bucket].acquire()
-        request = self._http.build_request(call.method, call.url, **call.kwargs)
-        try:
-            response = self._http.send(request)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-            raise Retryable(f"{self._where(request)}: {self.redact(str(error))}") from None  # never sent
-        except httpx.TimeoutException:
-            message = f"{self._where(request)}: timed out after {self.settings.timeout:g}s"
-            raise self._transient(call, message) from None
-        except httpx.TransportError as error:
-            raise self._transient(call, f"{self._where(request)}: {self.redact(str(error))}") from None
+        response = self._send(call, request)
         if self._check is not None:
             self._check(response)
         if response.status_code in call.expected or response.is_success:
@@ -247,6 +226,17 @@ class HttpClient:
         if response.status_code in RETRY_STATUSES and call.once:
             raise self._transient(call, f"{self._where(request)} -> {response.status_code}")
         return self._fail(response)
+
+    def _send(self, call: _Call, request: httpx.Request) -> httpx.Response:
+        try:
+            return self._http.send(request)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+            raise Retryable(f"{self._where(request)}: {excerpt(error, ERROR_TEXT_LIMIT)}") from None  # never sent
+        except httpx.TimeoutException:
+            message = f"{self._where(request)}: timed out after {self.settings.timeout:g}s"
+            raise self._transient(call, message) from None
+        except httpx.TransportError as error:
+            raise self._transient(call, f"{self._where(request)}: {excerpt(error, ERROR_TEXT_LIMIT)}") from None
 
     def _transient(self, call: _Call, message: str) -> Exception:
         """A failure after which the request may have been applied: retried unless it must be sent once."""
@@ -259,16 +249,10 @@ class HttpClient:
         status = response.status_code
         if status == 429:
             raise Retryable(f"{where}: 429 rate limited", retry_after_seconds(response.headers.get("Retry-After")))
-        message = f"{where} -> {status}: {self.redact(self._platform_message(response))}"
+        message = f"{where} -> {status}: {error_excerpt(response, self._error_text)}"
         if status in RETRY_STATUSES:
             raise Retryable(message, retry_after_seconds(response.headers.get("Retry-After")))
         raise UserError(message)
-
-    def _platform_message(self, response: httpx.Response) -> str:
-        try:
-            return self._error_text(response)
-        except (ValueError, KeyError, IndexError, TypeError):
-            return platform_error_text(response)  # an error body not in the platform's documented shape
 
     def _retrying(self) -> Retrying:
         return Retrying(
@@ -303,4 +287,4 @@ class HttpClient:
             pair for pair in parts.query.split("&") if pair and pair.split("=", 1)[0].lower() not in self._secret_params
         )
         url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
-        return f"{self.source}: {request.method} {self.redact(url)}"
+        return f"{self.source}: {request.method} {redact(url)}"

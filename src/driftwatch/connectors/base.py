@@ -34,6 +34,7 @@ from driftwatch.connectors._http import HttpSettings
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
 from driftwatch.progress import PageProgress
+from driftwatch.redaction import NOT_A_VARIABLE, is_variable_name, remember
 
 # The column a connector may add to a frame: the platform record each row came from (an order for its lines,
 # a resource id). An incremental pull's changes replace every kept row of the records they name (see
@@ -173,12 +174,18 @@ class BaseConnector:
             raise UserError(f"sources.{self.source}: missing setting {key!r}")
         return default
 
-    def credential(self, setting_key: str) -> str:
-        """The secret held by the environment variable that setting `setting_key` names."""
+    def credential(self, setting_key: str, *, secret: bool = True) -> str:
+        """The credential held by the environment variable that setting `setting_key` names. A secret (not a
+        user name or a client id: `secret=False`) is redacted from then on, from everything driftwatch prints,
+        logs, stores or sends."""
         variable = self.setting(setting_key)
+        if not is_variable_name(variable):  # a secret pasted in place of its variable's name: never echoed
+            raise UserError(f"sources.{self.source}.{setting_key}: {NOT_A_VARIABLE}")
         value = self.env.get(variable, "").strip()
         if not value:
             raise UserError(f"sources.{self.source}: environment variable {variable} ({setting_key}) is not set")
+        if secret:
+            remember(value)
         return value
 
     def pull(self, entities: Iterable[str] | None = None, *, since: datetime | None = None) -> Pulled:

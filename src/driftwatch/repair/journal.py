@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
+from driftwatch.redaction import redact
 from driftwatch.repair.plan import Action
 from driftwatch.store import Store, register_migration
 
@@ -72,7 +73,7 @@ class Journal:
             for action_id, (state, detail) in outcomes.items():
                 cur.execute(
                     "UPDATE repair_journal SET state = ?, detail = ?, finished_at = ? WHERE action_id = ?",
-                    [state, detail, now, action_id],
+                    [state, None if detail is None else redact(detail), now, action_id],  # a platform's words
                 )
 
     def verified(self, results: dict[str, str]) -> None:

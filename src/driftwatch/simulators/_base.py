@@ -79,6 +79,10 @@ class Faults:
     timeout_delay: float = 1.0
     truncated: int = 0  # this many JSON bodies cut in half
     expire_token_after: int | None = None  # OAuth platforms: the token dies after this many requests
+    # this many error responses quote the request back, credentials and all, as a misconfigured gateway or a
+    # debug page does: "platform" inside the platform's own error shape, "text" as a plain-text page
+    echo_request: int = 0
+    echo_format: Literal["platform", "text"] = "platform"
     unknown_enums: bool = False  # platforms serve enum values their documentation does not list
     between_pages: tuple[int, Callable[[Simulator], None]] | None = None  # (after page n, change the data)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -277,7 +281,21 @@ class Simulator:
             limiter = self._limiters.get(self.bucket(request))
             if limiter is not None:
                 response.headers.update(self.limit_headers(limiter.status()))
+        if response.status >= 400 and self.faults.take("echo_request"):
+            response = self._echoed(response, request)
         return response, delay
+
+    def _echoed(self, response: Response, request: Request) -> Response:
+        """The error, with the whole request quoted back, its headers first."""
+        echo = (
+            f"could not process headers={dict(request.headers)} request={request.method} {request.path}"
+            f"?{request.query} body={request.body.decode(errors='replace')}"
+        )
+        if self.faults.echo_format == "text":
+            return Response(response.status, echo.encode(), dict(response.headers), "text/plain")
+        echoed = self.error(response.status, echo)
+        echoed.headers.update(response.headers)
+        return echoed
 
     def _limit(self, request: Request) -> Response | None:
         if self.faults.take("rate_limit_storm"):

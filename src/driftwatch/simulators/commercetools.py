@@ -50,7 +50,6 @@ from driftwatch.simulators._base import Request, Response, Simulator
 PROJECT_KEY = "driftwatch-sim"
 CLIENT_ID = "sim-client-id"
 CLIENT_SECRET = "sim-client-secret-7f3a9c"
-ENV = {"CTP_CLIENT_ID": CLIENT_ID, "CTP_CLIENT_SECRET": CLIENT_SECRET}
 MAX_LIMIT = 500
 MAX_OFFSET = 10_000
 
@@ -102,9 +101,12 @@ class CommercetoolsSimulator(Simulator):
         granted_scopes: tuple[str, ...] = ("manage_project",),
         messages_enabled: bool = True,
         retention_days: int = 15,
+        client_id: str = CLIENT_ID,
+        client_secret: str = CLIENT_SECRET,
         **kwargs: Any,
     ):
         super().__init__(dataset, **kwargs)
+        self.client_id, self.client_secret = client_id, client_secret
         self.token_lifetime = token_lifetime
         self.granted_scopes = granted_scopes
         self.messages_enabled = messages_enabled
@@ -137,7 +139,7 @@ class CommercetoolsSimulator(Simulator):
 
     @property
     def env(self) -> dict[str, str]:
-        return dict(ENV)
+        return {"CTP_CLIENT_ID": self.client_id, "CTP_CLIENT_SECRET": self.client_secret}
 
     def fail_next(self, count: int, status: int = 503, *, html: bool = False) -> None:
         """The next `count` API calls answer `status` (502 BadGateway, 503 OverCapacity, 500 General), as
@@ -201,6 +203,10 @@ class CommercetoolsSimulator(Simulator):
             return auth_error(403, "insufficient_scope", message)
         return None
 
+    def error(self, status: int, message: str) -> Response:
+        code = {401: "invalid_token", 403: "insufficient_scope", 502: "BadGateway", 503: "OverCapacity"}
+        return Response(status, error_body(status, code.get(status, "General"), message))
+
     def rate_limited(self, request: Request) -> Response:
         return Response(429, error_body(429, "TooManyRequests", "Too many requests."))
 
@@ -227,7 +233,7 @@ class CommercetoolsSimulator(Simulator):
 
     def _token(self, request: Request) -> Response:
         form = dict(parse_qsl(request.body.decode())) | request.query
-        if _basic_credentials(request.headers.get("authorization", "")) != (CLIENT_ID, CLIENT_SECRET):
+        if _basic_credentials(request.headers.get("authorization", "")) != (self.client_id, self.client_secret):
             return auth_error(
                 401, "invalid_client", "Please provide valid client credentials using HTTP Basic Authentication."
             )

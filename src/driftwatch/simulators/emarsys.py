@@ -171,6 +171,9 @@ class EmarsysSimulator(base.Simulator):
     def bucket(self, request: base.Request) -> str | None:
         return "api" if request.path.startswith("/api/") else None
 
+    def error(self, status: int, message: str) -> base.Response:
+        return reply("", status, message, status=status)
+
     def rate_limited(self, request: base.Request) -> base.Response:
         window = 60
         reset = self._started + ((time.time() - self._started) // window + 1) * window

@@ -172,6 +172,9 @@ class MiraklSimulator(Simulator):
                 return operation
         return None
 
+    def error(self, status: int, message: str) -> Response:
+        return _error(status, message)
+
     def rate_limited(self, request: Request) -> Response:
         return _error(429, "Too many requests")
 

@@ -87,6 +87,9 @@ class OmetriaSimulator(base.Simulator):
     def bucket(self, request: base.Request) -> str | None:
         return "push" if request.path.startswith("/v2/push") else "read"
 
+    def error(self, status: int, message: str) -> base.Response:
+        return base.Response(status, {"message": message})
+
     def rate_limited(self, request: base.Request) -> base.Response:
         return base.Response(429, {"message": "Too many requests: please reduce your rate"})
 

@@ -15,8 +15,9 @@ from typing import Any
 
 import httpx
 
-from driftwatch.connectors._http import HttpClient, HttpSettings, Retryable, platform_error_text
+from driftwatch.connectors._http import HttpClient, HttpSettings, Retryable, error_excerpt, platform_error_text
 from driftwatch.errors import UserError
+from driftwatch.redaction import remember
 
 MAX_LIMIT = 500  # the API refuses a larger page
 
@@ -101,12 +102,14 @@ class ClientCredentials(httpx.Auth):
         return next(self._basic.auth_flow(request))
 
     def _accept(self, response: httpx.Response) -> None:
+        # The token endpoint's answer may echo the request, Basic credentials included: redacted, then cut.
+        detail = error_excerpt(response, error_text) if response.status_code != 200 else ""
         if response.status_code >= 500 or response.status_code == 429:
-            raise Retryable(f"commercetools: token endpoint -> {response.status_code}: {error_text(response)}")
+            raise Retryable(f"commercetools: token endpoint -> {response.status_code}: {detail}")
         if response.status_code != 200:
             raise UserError(
                 f"commercetools: the token endpoint refused the API client ({response.status_code} "
-                f"{error_text(response)}); check the client id, secret and scopes"
+                f"{detail}); check the client id, secret and scopes"
             )
         try:
             body = response.json()
@@ -139,7 +142,7 @@ class CommercetoolsClient:
             client_id,
             client_secret,
             scopes=scopes,
-            on_token=lambda token: self.http.redact.add(token),
+            on_token=remember,
         )
         self.http = HttpClient(
             "commercetools",

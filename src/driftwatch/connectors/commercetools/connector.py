@@ -112,7 +112,7 @@ class Connector(BaseConnector):
             api_url=base_url,
             auth_url=self.setting("auth_url", None) or _auth_url(base_url, self.source),
             project_key=self.setting("project"),
-            client_id=self.credential("client_id_env"),
+            client_id=self.credential("client_id_env", secret=False),
             client_secret=self.credential("client_secret_env"),
             scopes=self.setting("scopes", ()),
             settings=self.http_settings,

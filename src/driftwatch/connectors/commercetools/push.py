@@ -52,6 +52,7 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
+from driftwatch.connectors._http import error_excerpt
 from driftwatch.connectors.commercetools import mapping
 from driftwatch.connectors.commercetools.client import MAX_LIMIT, error_text, id_after, id_in, quote
 from driftwatch.connectors.commercetools.connector import Connector
@@ -204,9 +205,9 @@ class Pusher:
             )
             if response.status_code == 409:
                 state["record"] = self._reread(path, current["id"])
-                raise VersionConflict(error_text(response))
+                raise VersionConflict(error_excerpt(response, error_text))
             if response.status_code != 200:
-                return dict.fromkeys(sending, PushOutcome(False, error_text(response)))
+                return dict.fromkeys(sending, PushOutcome(False, error_excerpt(response, error_text)))
             done = PushOutcome(True, f"{path} {current['id']} version {response.json()['version']}")
             return dict.fromkeys(sending, done)
 

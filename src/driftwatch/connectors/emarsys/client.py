@@ -20,8 +20,9 @@ from typing import Any
 
 import httpx
 
-from driftwatch.connectors._http import HttpClient, HttpSettings, RateLimiter, Redactor, Retryable
+from driftwatch.connectors._http import ERROR_TEXT_LIMIT, HttpClient, HttpSettings, RateLimiter, Retryable
 from driftwatch.errors import UserError
+from driftwatch.redaction import excerpt, remember
 
 BASE_URL = "https://api.emarsys.net"
 TOKEN_URL = "https://auth.emarsys.net/oauth2/token"
@@ -56,7 +57,7 @@ class OAuthClientCredentials(httpx.Auth):
     def __init__(self, token_url: str, client_id: str, client_secret: str):
         self._token_url = token_url
         self._basic = "Basic " + base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
-        self._redact = Redactor([client_secret, self._basic])
+        remember(client_secret)
         self._token: str | None = None
         self._lock = threading.Lock()
 
@@ -82,22 +83,27 @@ class OAuthClientCredentials(httpx.Auth):
         if response.status_code == 429 or response.status_code >= 500:
             raise Retryable(f"emarsys: the token endpoint answered {response.status_code}")
         if response.status_code != 200:
-            detail = self._redact(response.text.strip()[:200])
+            detail = excerpt(response.text, ERROR_TEXT_LIMIT)
             raise UserError(
                 f"emarsys: the token endpoint refused the client credentials ({response.status_code}: {detail})"
             )
+        try:
+            token = response.json()["access_token"]
+        except (ValueError, KeyError, TypeError):  # an answer cut short, or not the documented shape
+            raise Retryable("emarsys: the token endpoint answered without a readable access token") from None
         with self._lock:
-            self._token = response.json()["access_token"]
+            self._token = token
 
 
 def error_text(response: httpx.Response) -> str:
+    """Emarsys' replyCode and replyText, else the body; the caller redacts it and cuts it short."""
     try:
         body = response.json()
     except ValueError:
-        return response.text.strip()[:300] or response.reason_phrase
+        return response.text.strip() or response.reason_phrase
     if isinstance(body, dict) and "replyCode" in body:
         return f"replyCode {body['replyCode']}: {body.get('replyText')}"
-    return str(body)[:300]
+    return str(body)
 
 
 def _judge(response: httpx.Response) -> None:
@@ -113,7 +119,7 @@ def _judge(response: httpx.Response) -> None:
     if isinstance(body, dict) and body.get("replyCode", 0) != 0:
         raise UserError(
             f"emarsys: {response.request.method} {response.request.url.path} -> {response.status_code}, "
-            f"replyCode {body['replyCode']}: {body.get('replyText')}"
+            f"replyCode {body['replyCode']}: {excerpt(body.get('replyText'), ERROR_TEXT_LIMIT)}"
         )
 
 

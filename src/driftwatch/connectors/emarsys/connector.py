@@ -86,11 +86,11 @@ class Connector(BaseConnector):
         method = self.setting("auth", "wsse")
         if method == "wsse":
             secret = self.credential("secret_env")
-            return WsseAuth(self.credential("username_env"), secret), "/api/v2", [secret]
+            return WsseAuth(self.credential("username_env", secret=False), secret), "/api/v2", [secret]
         if method == "oauth":
             client_secret = self.credential("client_secret_env")
             auth_url = self.setting("auth_url", TOKEN_URL)
-            auth = OAuthClientCredentials(auth_url, self.credential("client_id_env"), client_secret)
+            auth = OAuthClientCredentials(auth_url, self.credential("client_id_env", secret=False), client_secret)
             return auth, "/api/v3", [client_secret]
         raise UserError(f"sources.{self.source}.auth: expected 'wsse' or 'oauth', not {method!r}")
 

@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 import polars as pl
 
+from driftwatch.connectors._http import error_excerpt
 from driftwatch.connectors._push import profiles_of
 from driftwatch.connectors.klaviyo import mapping
 from driftwatch.connectors.klaviyo.client import MEDIA_TYPE, error_text
@@ -293,7 +294,7 @@ class Pusher:
             body = {"data": {"type": "profile", "id": profile_id, "attributes": attributes}}
             response = self._send("PATCH", f"/api/profiles/{profile_id}", body, bucket="profiles")
             if response.status_code >= 400:
-                return PushOutcome(False, error_text(response))
+                return PushOutcome(False, error_excerpt(response, error_text))
         return PushOutcome(True, f"profile {', '.join(ids)} updated")
 
     def _import_profile(self, action: Action) -> PushOutcome:
@@ -304,7 +305,7 @@ class Pusher:
                 _merge(attributes, self._profile_attributes(column, truth[column]) or {})
         response = self._send("POST", "/api/profile-import", {"data": {"type": "profile", "attributes": attributes}})
         if response.status_code >= 400:
-            return PushOutcome(False, error_text(response))
+            return PushOutcome(False, error_excerpt(response, error_text))
         profile = response.json()["data"]
         self._remember_profile(profile)  # its id is Klaviyo's: a subscribe that follows needs it
         return PushOutcome(True, f"profile {profile['id']} imported")
@@ -372,7 +373,7 @@ class Pusher:
             "POST", "/api/events", {"data": {"type": "event", "attributes": attributes}}, bucket="events"
         )
         if response.status_code >= 400:
-            return PushOutcome(False, error_text(response))
+            return PushOutcome(False, error_excerpt(response, error_text))
         return PushOutcome(True, f"event {name} {action.key} accepted")
 
     # --- HTTP ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from driftwatch.connectors._http import HttpClient, HttpSettings, RateLimiter
+from driftwatch.connectors._http import HttpClient, HttpSettings, RateLimiter, error_excerpt
 from driftwatch.errors import UserError
 
 SOURCE = "mirakl"
@@ -89,7 +89,7 @@ class MiraklClient:
         if response.status_code in (401, 403):
             raise UserError(
                 f"mirakl: the shop API key in ${self._key_variable} was refused "
-                f"({response.status_code}: {self.http.redact(error_text(response))})"
+                f"({response.status_code}: {error_excerpt(response, error_text)})"
             )
 
     def offset_page(
@@ -120,11 +120,11 @@ def call_limiters(overrides: Mapping[str, Sequence[Sequence[float]]] | None = No
 
 
 def error_text(response: httpx.Response) -> str:
-    """Mirakl's `message`, or the start of a non-JSON body (a proxy's HTML page)."""
+    """Mirakl's `message`, or the body (a proxy's HTML page); the caller redacts it and cuts it short."""
     try:
         body = response.json()
     except ValueError:
-        return response.text.strip()[:300] or response.reason_phrase
+        return response.text.strip() or response.reason_phrase
     if isinstance(body, dict) and body.get("message"):
         return str(body["message"])
-    return response.text.strip()[:300]
+    return response.text.strip()

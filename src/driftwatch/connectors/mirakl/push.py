@@ -45,6 +45,7 @@ from typing import Any
 import httpx
 import polars as pl
 
+from driftwatch.connectors._http import error_excerpt
 from driftwatch.connectors.mirakl import mapping
 from driftwatch.connectors.mirakl.client import OFFSET_PAGE_SIZE, MiraklClient, call_limiters, error_text
 from driftwatch.connectors.mirakl.connector import Connector
@@ -342,7 +343,7 @@ class Pusher(Connector):
         )  # a refusal of this one order is its action's failure, not the batch's
         if response.is_success:
             return PushOutcome(True, f"order {order['order_id']}: {operation}")
-        return PushOutcome(False, f"{operation} {response.status_code}: {client.http.redact(error_text(response))}")
+        return PushOutcome(False, f"{operation} {response.status_code}: {error_excerpt(response, error_text)}")
 
     # --- reading what Mirakl holds ----------------------------------------------------------------------
 

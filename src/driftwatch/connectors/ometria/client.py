@@ -25,14 +25,14 @@ PATHS = {"contact": "/v2/contacts", "order": "/v2/orders", "product": "/v2/produ
 
 
 def error_text(response: httpx.Response) -> str:
-    """Ometria's message (`message` or `error`), else the start of the body."""
+    """Ometria's message (`message` or `error`), else the body; the caller redacts it and cuts it short."""
     try:
         body = response.json()
     except ValueError:
-        return response.text.strip()[:300] or response.reason_phrase
+        return response.text.strip() or response.reason_phrase
     if isinstance(body, dict):
-        return str(body.get("message") or body.get("error") or body)[:300]
-    return str(body)[:300]
+        return str(body.get("message") or body.get("error") or body)
+    return str(body)
 
 
 def _per_second(settings: Mapping[str, Any], key: str, default: int) -> int:
