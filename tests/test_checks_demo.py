@@ -70,7 +70,7 @@ def test_every_injected_drift_is_found_and_nothing_else(drifted, drift_run):
 
 def test_every_catalogue_check_but_snapshot_health_is_exercised(drift_run):
     found = set(drift_run[1].findings["check_id"])
-    assert len(found) == 16 and "snapshot_health" not in found
+    assert len(found) == 17 and "snapshot_health" not in found
 
 
 def test_the_severity_rules_the_design_pins(drift_run):
@@ -247,7 +247,7 @@ def test_cli_exit_codes_and_json(drifted, clean, tmp_path):
     with pytest.raises(UserError, match="unknown check"):  # the CLI's main() prints it and exits 2
         _invoke(*base, *drift_db, "audit", "--check", "nope")
     listed = _invoke(*base, "checks", "list", "--format", "json")
-    assert len(json.loads(listed.output)) == 17
+    assert len(json.loads(listed.output)) == 18
 
 
 def test_options_are_overridden_per_target_from_the_config(drifted, drift_run):

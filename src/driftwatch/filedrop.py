@@ -9,18 +9,26 @@ carries nothing driftwatch compares (BlueCherry's `Color Name`, or another repor
 dropped with a note; a header nobody knows stops the load, naming where to map it. A file that cannot be
 read at all stops the load with a one-line error and stores nothing; a bad row is quarantined with its
 reason.
+
+A drop is untrusted input. A file or folder that is a symbolic link leading outside the drop is refused
+before anything is read through it; an error quotes at most a short, redacted excerpt of a file's content;
+a capture time later than now (beyond CLOCK_SKEW) is refused, since it would hide every later drop; headers
+that differ only in case are refused, naming both; UTF-16 text (with its byte-order mark) is read as such.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import itertools
 import json
 import logging
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import IO
 
 import polars as pl
 
@@ -35,10 +43,14 @@ from driftwatch.connectors.bluecherry.mapping import (
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import DataError, UserError
 from driftwatch.normalize import coerce
+from driftwatch.redaction import excerpt
 from driftwatch.store import IncomingSnapshot, IngestResult, Store
 
 FORMATS = (".csv", ".parquet", ".jsonl")
 MANIFEST = "_manifest.json"
+# How far ahead of this machine's clock a capture time may be: two hosts' clocks rarely agree to the second.
+CLOCK_SKEW = timedelta(minutes=5)
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 log = logging.getLogger("driftwatch.filedrop")
 
 
@@ -122,7 +134,8 @@ def _file_result(path: Path, snap: IncomingSnapshot, result: IngestResult, note:
 
 
 def _source_dirs(directory: Path, cfg: Config) -> list[Path]:
-    dirs = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    dirs = sorted(p for p in directory.iterdir() if not p.name.startswith((".", "_")) and _inside(p, directory))
+    dirs = [p for p in dirs if p.is_dir()]
     for d in dirs:
         if d.name not in cfg.known_sources():
             raise DataError(f"{d}: {unknown_source(d.name, cfg, 'source folder')}")
@@ -131,7 +144,7 @@ def _source_dirs(directory: Path, cfg: Config) -> list[Path]:
 
 def _read_source(source_dir: Path, cfg: Config) -> list[tuple[IncomingSnapshot, Path, str | None]]:
     source = source_dir.name
-    files = sorted(p for p in source_dir.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
+    files = drop_files(source_dir, source_dir.parent)
     captured_at = captured_at_of(source_dir, files)
     settings = cfg.source(source)
     snaps = []
@@ -172,6 +185,27 @@ def keyed_by_marketplace_id(orders: pl.DataFrame) -> pl.DataFrame:
     return orders.with_columns(keyed.alias("order_id"))
 
 
+def drop_files(folder: Path, root: Path | None = None) -> list[Path]:
+    """The files of a drop folder (not hidden, not `_manifest.json`), refusing any entry that is a symbolic
+    link leading outside `root` (default: the folder itself) before anything is read through it."""
+    root = folder if root is None else root
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith((".", "_")))
+    return [p for p in entries if _inside(p, root) and p.is_file()]
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """True for an entry that stays inside `root` once its links are followed; a DataError for one that
+    leads outside (a secrets file, /etc, another customer's drop): it is never read."""
+    try:
+        resolved = path.resolve(strict=False)
+        inside = resolved.is_relative_to(root.resolve(strict=False))
+    except (OSError, RuntimeError):  # a link loop
+        inside = False
+    if not inside:
+        raise DataError(f"{path}: a symbolic link leading outside the drop; refused, nothing was read through it")
+    return True
+
+
 def read_entity_file(path: Path, source: str, settings: dict, *, kind: str | None = None) -> ExportFile:
     """One export file of a source (whose platform is `kind`, by default its name), with canonical column
     names; the platform's coded values (Emarsys's opt-in 1/2, Klaviyo's subscription states) read as its
@@ -202,7 +236,7 @@ def report_title_lines(path: Path) -> int:
     """Lines above a CSV's header row that only title the report (its name, a run date, a blank line): a
     report exported to CSV often starts with them. Each has one filled cell at most, and a row with several
     filled cells (the header) follows; a file whose every row has one cell has no title."""
-    with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
+    with _open_text(path) as handle:
         rows = list(itertools.islice(csv.reader(handle), 20))
     for number, row in enumerate(rows):
         if sum(1 for cell in row if cell.strip()) > 1:
@@ -211,20 +245,33 @@ def report_title_lines(path: Path) -> int:
 
 
 def captured_at_of(source_dir: Path, files: list[Path]) -> datetime:
-    """When a drop's data was true: its manifest's captured_at, else its newest file's time."""
+    """When a drop's data was true: its manifest's captured_at, else its newest file's time. Never later than
+    now (give or take CLOCK_SKEW): a drop dated in the future would be the latest snapshot until that date."""
     manifest = source_dir / MANIFEST
-    if not manifest.exists():
+    if not manifest.exists() and not manifest.is_symlink():
         # Without a manifest, the export's own time is the best evidence of when the data was true.
         newest = max((p.stat().st_mtime for p in files), default=0)
-        return datetime.fromtimestamp(newest, UTC).replace(microsecond=0)
+        return _not_in_future(datetime.fromtimestamp(newest, UTC).replace(microsecond=0), source_dir, "its newest file")
+    _inside(manifest, source_dir)
     try:
         value = json.loads(manifest.read_text(encoding="utf-8"))["captured_at"]
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f'{manifest}: expected {{"captured_at": "ISO-8601 timestamp"}} ({exc})') from None
+        reason = excerpt(f"{type(exc).__name__}: {exc}", 80)
+        raise DataError(f'{manifest}: expected {{"captured_at": "ISO-8601 timestamp"}} ({reason})') from None
     if parsed.tzinfo is None:
-        raise DataError(f"{manifest}: captured_at {value!r} has no timezone; add Z or +00:00")
-    return parsed.astimezone(UTC)
+        raise DataError(f"{manifest}: captured_at '{excerpt(value, 40)}' has no timezone; add Z or +00:00")
+    return _not_in_future(parsed.astimezone(UTC), manifest, "captured_at")
+
+
+def _not_in_future(captured_at: datetime, where: Path, what: str) -> datetime:
+    now = datetime.now(UTC)
+    if captured_at > now + CLOCK_SKEW:
+        raise DataError(
+            f"{where}: {what} {captured_at:%Y-%m-%dT%H:%M:%SZ} is in the future (this machine's clock says "
+            f"{now:%Y-%m-%dT%H:%M:%SZ}); a drop cannot have been captured later than now"
+        )
+    return captured_at
 
 
 def _read_file(path: Path) -> pl.DataFrame:
@@ -236,21 +283,24 @@ def _read_file(path: Path) -> pl.DataFrame:
         except Exception as exc:  # polars raises several unrelated types for a corrupt file
             raise DataError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from None
     _check_text(path)
+    # UTF-16 text (Excel's "Unicode text") is re-encoded in memory: polars reads UTF-8 only.
+    source: Path | io.BytesIO = io.BytesIO(_utf16_text(path).encode()) if _is_utf16(path) else path
     try:
         if path.suffix == ".csv":
+            title_lines = report_title_lines(path)
+            _refuse_duplicate_headers(_csv_header(path, title_lines), path)
             frame = pl.read_csv(
-                path,
-                infer_schema=False,
-                encoding="utf8",
-                truncate_ragged_lines=False,
-                skip_rows=report_title_lines(path),
+                source, infer_schema=False, encoding="utf8", truncate_ragged_lines=False, skip_rows=title_lines
             )
         else:
-            frame = pl.read_ndjson(path, infer_schema_length=None)
+            frame = pl.read_ndjson(source, infer_schema_length=None)
     except pl.exceptions.PolarsError as exc:
-        _refuse_mixed_lists(path)
+        if path.suffix == ".csv":
+            _refuse_ragged_rows(path)
+        else:
+            _refuse_mixed_lists(path)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: cannot parse as {path.suffix[1:].upper()}: {first}") from None
+        raise DataError(f"{path}: cannot parse as {path.suffix[1:].upper()}: {excerpt(first, 120)}") from None
     if frame.width == 0 or (frame.height == 0 and path.suffix == ".jsonl"):
         raise DataError(f"{path}: no columns found; expected a header row")
     if path.suffix == ".jsonl" and _may_hold_lists_as_text(frame):
@@ -273,7 +323,7 @@ def _refuse_mixed_lists(path: Path) -> None:
     one column without guessing: stop with the first such line, storing nothing. (A column of lists on
     every line reads as a list column, and each of its rows is quarantined by `coerce`.)"""
     seen: dict[str, set[bool]] = {}
-    with path.open(encoding="utf-8") as lines:
+    with _open_text(path) as lines:
         for number, line in enumerate(lines, start=1):
             try:
                 record = json.loads(line) if line.strip() else {}
@@ -288,15 +338,79 @@ def _refuse_mixed_lists(path: Path) -> None:
                 kinds.add(isinstance(value, list | dict))
                 if len(kinds) == 2:
                     raise DataError(
-                        f"{path}: line {number}: column {column!r} holds a list on some lines and a single value "
-                        "on others; export one value per line (or a list on every line)"
+                        f"{path}: line {number}: column '{excerpt(column, 40)}' holds a list on some lines and a "
+                        "single value on others; export one value per line (or a list on every line)"
                     )
+
+
+def _refuse_ragged_rows(path: Path) -> None:
+    """The first CSV row with more fields than the header, by its line: which field is the extra one cannot
+    be told, so the file is refused rather than loaded with shifted columns."""
+    title_lines = report_title_lines(path)
+    with _open_text(path) as handle:
+        for _ in range(title_lines):
+            handle.readline()
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        for row in reader:
+            if len(row) > len(header):
+                raise DataError(
+                    f"{path}: line {reader.line_num + title_lines} has {len(row)} fields, the header has "
+                    f"{len(header)}; quote values that contain the separator, or fix the row"
+                )
+
+
+def _csv_header(path: Path, title_lines: int) -> list[str]:
+    with _open_text(path) as handle:
+        return next(itertools.islice(csv.reader(handle), title_lines, None), [])
+
+
+def _refuse_duplicate_headers(headers: list[str], path: Path) -> None:
+    """Two headers naming one column but for case or spacing (`SKU` and `sku`): which one holds the truth
+    cannot be told, so the file is refused, naming both."""
+    seen: dict[str, str] = {}
+    for header in headers:
+        first = seen.setdefault(_normal(header), header)
+        if first is not header:
+            raise DataError(
+                f"{path}: headers '{excerpt(first, 40)}' and '{excerpt(header, 40)}' name the same column "
+                "(they differ only in case or spacing); keep one of them"
+            )
+
+
+def _is_utf16(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(2) in _UTF16_BOMS
+
+
+def _utf16_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-16")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: UTF-16 text (by its byte-order mark) that does not decode at byte {exc.start}"
+        ) from None
+
+
+def _open_text(path: Path) -> IO[str]:
+    """A file's text: UTF-16 when it starts with a UTF-16 byte-order mark, else UTF-8 (a UTF-8 BOM is
+    dropped); undecodable bytes are replaced, for `_check_text` has already refused a file that has many."""
+    if _is_utf16(path):
+        return path.open(encoding="utf-16", newline="")
+    return path.open(encoding="utf-8-sig", errors="replace", newline="")
 
 
 def _check_text(path: Path) -> None:
     with path.open("rb") as fh:
         sample = fh.read(64 * 1024)
+    if sample[:2] in _UTF16_BOMS:
+        return  # UTF-16, read as such
     if b"\x00" in sample:
+        zeros = sample[1::2].count(0) + sample[0::2].count(0)
+        if zeros >= len(sample) // 2 - 2:  # every other byte zero: ASCII text in UTF-16
+            raise DataError(
+                f"{path}: UTF-16 text without a byte-order mark; re-export as UTF-8 (or UTF-16 with its BOM)"
+            )
         raise DataError(f"{path}: binary content; expected UTF-8 {path.suffix[1:].upper()} text")
     try:
         sample.decode("utf-8")
@@ -316,6 +430,7 @@ def _map_columns(
 ) -> tuple[pl.DataFrame, tuple[str, ...]]:
     """The frame with canonical column names, and the known headers dropped because nothing compares them."""
     columns = ENTITIES[entity_name].columns
+    _refuse_duplicate_headers(frame.columns, path)
     bluecherry = kind == "bluecherry"  # its report headers are known; other platforms' drops use canonical names
     user_maps = settings.get("column_map", {})
     if bluecherry:
@@ -340,7 +455,7 @@ def _map_columns(
             noted.append(header)
         else:
             raise DataError(
-                f"{path}: unknown column {header!r} for {entity_name}; map it in "
+                f"{path}: unknown column '{excerpt(header, 40)}' for {entity_name}; map it in "
                 f"[sources.{source}.column_map.{entity_name}] or list it in sources.{source}.ignore_columns"
             )
     return frame.drop(dropped).rename(renames), tuple(noted)

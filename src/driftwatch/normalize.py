@@ -2,7 +2,9 @@
 
 Every source goes through `coerce`: file drops and API pulls alike, so a snapshot means the same thing
 whichever way it arrived. A value that cannot be parsed, or a row that breaks the entity's rules, is never
-dropped silently: it comes back in `bad` with its line, column, value and reason.
+dropped silently: it comes back in `bad` with its line, column, value and reason. Money is never rounded on
+the way in: an amount with more decimals than the store keeps (4), or a price, order total or journal amount
+with more than its row's currency has (12.345 GBP), is held back instead.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import polars as pl
 
 from driftwatch.entities import DTYPES, MONEY, TIMESTAMP, Entity, entity, model
 from driftwatch.errors import DataError
+from driftwatch.money import minor_digits
+from driftwatch.redaction import excerpt
 
 LINE = "__line"
 QUARANTINE_SCHEMA = {
@@ -124,7 +128,7 @@ def _check_columns(frame: pl.DataFrame, spec: Entity, origin: str) -> None:
     unknown = [c for c in frame.columns if c not in spec.columns]
     if unknown:
         raise DataError(
-            f"{where}unknown column(s) {', '.join(map(repr, unknown))} for entity {spec.name!r}; "
+            f"{where}unknown column(s) {', '.join(repr(excerpt(c, 40)) for c in unknown)} for entity {spec.name!r}; "
             f"expected some of: {', '.join(spec.columns)} (map report headers in the source's column_map)"
         )
     missing = [c for c in spec.key if c not in frame.columns]
@@ -225,6 +229,62 @@ def _parse_errors(raw: pl.DataFrame, parsed: pl.DataFrame, spec: Entity, origin:
         rows = raw.filter(failed)
         if rows.height:
             problems.append(_problems(rows, col, origin, f"not a valid {_KIND_NAMES[kind]}"))
+        if kind == "money":
+            rows = raw.filter(_finer_than_stored(col, raw.schema[col]) & ~failed)
+            if rows.height:
+                reason = f"more decimals than driftwatch keeps ({STORED_DECIMALS}); an amount is never rounded"
+                problems.append(_problems(rows, col, origin, reason))
+    return pl.concat(problems) if problems else empty_quarantine()
+
+
+STORED_DECIMALS = MONEY.scale
+
+
+def _finer_than_stored(col: str, dtype: pl.DataType) -> pl.Expr:
+    """An amount the store's money type would round: a non-zero decimal beyond the fourth. A float is judged
+    by its value (0.1 + 0.2 is 0.3, not 0.30000000000000004), text and decimals by their digits."""
+    if dtype.is_float():
+        value = pl.col(col)
+        return (value - value.round(STORED_DECIMALS)).abs() > 1e-9 * pl.max_horizontal(pl.lit(1.0), value.abs())
+    if dtype.is_integer():
+        return pl.lit(False)
+    return pl.col(col).cast(pl.String).str.contains(rf"\.\d{{{STORED_DECIMALS}}}\d*[1-9]").fill_null(False)
+
+
+# Amounts that are whole minor units of their row's currency: what a customer is charged and what the ledger
+# posts. A marketplace's payout lines are not among them: commission and fee lines carry sub-cent precision.
+IN_MINOR_UNITS = {"products": ("price",), "orders": ("total",), "journal_entries": ("amount",)}
+
+
+def _beyond_currency(frame: pl.DataFrame, spec: Entity, origin: str) -> pl.DataFrame:
+    """Prices, order totals and journal amounts with more decimals than their row's currency has (12.345
+    GBP, 12.5 JPY): held back, never rounded. `driftwatch.money` knows each currency's minor unit."""
+    money = [c for c in IN_MINOR_UNITS.get(spec.name, ()) if c in frame.columns]
+    if "currency" not in frame.columns or not money or frame.height == 0:
+        return empty_quarantine()
+    digits = {code: minor_digits(code) for code in frame["currency"].drop_nulls().unique().to_list()}
+    step = pl.col("currency").replace_strict(
+        {code: 10 ** (STORED_DECIMALS - min(d, STORED_DECIMALS)) for code, d in digits.items()},
+        default=None,
+        return_dtype=pl.Int64,
+    )
+    places = pl.col("currency").replace_strict(digits, default=None, return_dtype=pl.Int64)
+    problems = []
+    for col in money:
+        scaled = (pl.col(col).cast(pl.Decimal(38, STORED_DECIMALS)) * 10**STORED_DECIMALS).cast(pl.Int64)
+        rows = frame.filter((scaled % step) != 0)
+        if rows.height:
+            problems.append(
+                rows.select(
+                    pl.lit(origin).alias("origin"),
+                    pl.col(LINE).alias("line"),
+                    pl.lit(col).alias("column"),
+                    pl.col(col).cast(pl.String).str.replace(r"\.?0+$", "").alias("value"),  # 12.3450: 12.345
+                    pl.format("more decimals than {} has ({}); an amount is never rounded", "currency", places).alias(
+                        "reason"
+                    ),
+                )
+            )
     return pl.concat(problems) if problems else empty_quarantine()
 
 
@@ -269,7 +329,7 @@ def _rule_errors(frame: pl.DataFrame, spec: Entity, origin: str) -> pl.DataFrame
     a few working columns per rule, and over a whole 50M-row snapshot those outgrow the snapshot itself."""
     present = [c for c in frame.columns if c != LINE]
     schema = model(spec, present, unique=False)
-    problems = [_duplicate_keys(frame, spec, origin)]
+    problems = [_duplicate_keys(frame, spec, origin), _beyond_currency(frame, spec, origin)]
     for offset in range(0, max(frame.height, 1), _VALIDATE_ROWS):
         part = frame.slice(offset, _VALIDATE_ROWS)
         try:
@@ -310,7 +370,7 @@ def _duplicate_keys(frame: pl.DataFrame, spec: Entity, origin: str) -> pl.DataFr
 def _failures_to_problems(failures: pl.DataFrame, frame: pl.DataFrame, spec: Entity, origin: str) -> pl.DataFrame:
     rows = failures.filter(pl.col("index").is_not_null())
     if rows.height == 0:  # a schema-level failure with no row: our own coercion is wrong, not the data
-        raise DataError(f"{origin}: {spec.name} could not be validated: {failures.row(0, named=True)}")
+        raise DataError(f"{origin}: {spec.name} could not be validated: {excerpt(failures.row(0, named=True), 200)}")
     lines = (
         frame.select(pl.col(LINE).alias("line")).with_row_index("index").with_columns(pl.col("index").cast(pl.Int32))
     )

@@ -74,6 +74,7 @@ class Injector:
         garments = live.filter(~pl.col("sku").str.starts_with("P"))
         self._stock_parity(frames, live, garments)
         self._ats_inflation(frames)
+        self._negative_stock(frames)
         self._stock_staleness(frames, garments)
         self._catalogue_parity(frames, garments)
         return frames
@@ -107,6 +108,24 @@ class Injector:
                 row["cell"],
                 "available",
                 f"ERP Avail QOH at location {row['location']} counts {row['on_order']} units of open WIP",
+            )
+
+    def _negative_stock(self, frames: Frames) -> None:
+        """ERP locations where more was picked than received: on hand below zero, at locations whose free
+        stock was nothing already, so available-to-sell (0 there either way) and every target stay as they
+        were. The ERP's Avail QOH follows its formula (nothing for ats_inflation)."""
+        free = pl.col("on_hand") - pl.col("allocated") - pl.col("safety_stock")
+        cells = frames["bluecherry", "inventory"].filter((free <= 0) & (pl.col("on_order") == 0))
+        cells = cells.with_columns(cell=pl.concat_str("sku", "location", separator="/"))
+        for row in self._pick("sku", cells.unique("sku", keep="first", maintain_order=True), "sku", 2):
+            where = (pl.col("sku") == row["sku"]) & (pl.col("location") == row["location"])
+            _set(frames, ("bluecherry", "inventory"), where, on_hand=-2, available=free - pl.col("on_hand") - 2)
+            self._answer(
+                "negative_stock",
+                "bluecherry",
+                row["cell"],
+                "on_hand",
+                f"ERP holds -2 on hand at location {row['location']} (picked before its receipt was booked)",
             )
 
     def _stock_staleness(self, frames: Frames, garments: pl.DataFrame) -> None:

@@ -65,6 +65,7 @@ customer checks, payout line id for payout checks, the raw code for unmapped_cod
 - stock_parity: ometria 2 under ATS; mirakl 4 over (oversell); klaviyo 6 where ATS is 0; an emarsys
   pack 3 over its components.
 - ats_inflation: two ERP rows whose Avail QOH adds open WIP (Total Ship To WIP).
+- negative_stock: two ERP locations with -2 on hand, where nothing was free to sell anyway.
 - stock_staleness: three klaviyo stock rows last updated 30, 41 and 75 h before capture.
 - catalogue_parity: an active SKU (with no stock) missing on emarsys; SKUs the ERP lacks on mirakl and
   ometria; discontinued SKUs live on klaviyo and mirakl (stock equal to ATS); prices off on ometria

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 from driftwatch.connectors.base import BaseConnector, Pulled
 from driftwatch.errors import UserError
-from driftwatch.filedrop import FORMATS, MANIFEST, captured_at_of, first_record_line, read_entity_file
+from driftwatch.filedrop import FORMATS, MANIFEST, captured_at_of, drop_files, first_record_line, read_entity_file
 from driftwatch.locations import temp_dir
 from driftwatch.scratch import scratch_folder
 
@@ -54,7 +54,7 @@ class Connector(BaseConnector):
     def pull(self, entities: Iterable[str] | None = None, *, since: datetime | None = None) -> Pulled:
         chosen = set(self._select(entities))
         with self._exports() as (folder, shown):
-            files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in FORMATS and p.stem in chosen)
+            files = [p for p in drop_files(folder) if p.suffix in FORMATS and p.stem in chosen]
             if not files:
                 raise UserError(f"sources.{self.source}: no exports ({', '.join(sorted(chosen))}) found in {shown}")
             exports = {path: read_entity_file(path, self.source, self.settings, kind=self.name) for path in files}

@@ -1,4 +1,4 @@
-"""Stock rules: a target's stock figures that stopped changing."""
+"""Stock rules: a target's stock figures that stopped changing, and the ERP's figures below zero."""
 
 from __future__ import annotations
 
@@ -67,3 +67,40 @@ def stock_staleness(scope: Scope) -> pl.LazyFrame | None:
             )
         )
     return pl.concat(parts)
+
+
+# The ERP's own `available` is left out: allocations beyond what is on the shelf (back orders) make it
+# negative in the ordinary course of business; the figures themselves never should be.
+STOCK_FIGURES = ("on_hand", "allocated", "safety_stock", "on_order")
+
+
+@rule
+def negative_stock(scope: Scope) -> pl.LazyFrame | None:
+    """The system of record's stock figures below zero, one finding per figure, as the ERP said them."""
+    inventory = scope.source_frame("inventory")
+    if inventory is None:
+        return None
+    present = inventory.collect_schema().names()
+    parts = [
+        findings_from(
+            scope,
+            inventory.filter(pl.col(figure) < 0),
+            entity="inventory",
+            key=pl.format("{}/{}", "sku", "location"),
+            field=figure,
+            expected=pl.lit(">= 0"),
+            actual=pl.col(figure),
+            severity=scope.option("severity"),
+            message=pl.format(
+                "ERP holds {} {} of {} at {}: below zero (booked before its receipt, or a miscount); "
+                "available-to-sell counts that location as 0",
+                pl.col(figure),
+                pl.lit(figure.replace("_", " ")),
+                "sku",
+                "location",
+            ),
+        )
+        for figure in STOCK_FIGURES
+        if figure in present
+    ]
+    return pl.concat(parts) if parts else None
