@@ -15,12 +15,17 @@ from driftwatch.normalize import coerce
 from driftwatch.pull import pull_sources
 from driftwatch.store import IncomingSnapshot, Store
 
+# A scenario's shop holds a handful of offers and takes one or two off sale on purpose: a large share of so
+# small a catalogue, which the guard against mass discontinuation would refuse (see test_repair_guards).
+SMALL_SHOP_GUARDS = {"max_discontinue_share": 1.0}
+
 
 def push_config(target: str, settings: Mapping[str, Any], entities: Iterable[str]) -> dict:
     """The ERP feeds `target` with `entities`; the target is reached with `settings` (its simulator's)."""
     return {
         "sources": {target: dict(settings)},
         "feeds": [{"source": "bluecherry", "target": target, "entities": list(entities)}],
+        "repair": dict(SMALL_SHOP_GUARDS),
     }
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from killed_apply import KILL_IDS, KILL_POINTS, apply_again, kill_apply
-from push_scenario import audit_against, push_config
+from push_scenario import SMALL_SHOP_GUARDS, audit_against, push_config
 from push_scenario import open_drift as scenario_open_drift
 
 from driftwatch.config import Config, parse_config
@@ -307,7 +307,7 @@ CATALOGUE_PLAN = {
 
 def catalogue_config(settings: dict) -> dict:
     feed = {"source": "bluecherry", "target": "emarsys", "entities": ["products", "inventory"]}
-    return {"sources": {"emarsys": settings}, "feeds": [feed]}
+    return {"sources": {"emarsys": settings}, "feeds": [feed], "repair": dict(SMALL_SHOP_GUARDS)}
 
 
 def catalogue_audit(sim: Simulator, settings: dict, db: Path) -> set[tuple[str, str, str, str]]:

@@ -12,6 +12,7 @@ import httpx
 import polars as pl
 import pytest
 from killed_apply import KILL_IDS, KILL_POINTS, apply_again, kill_apply
+from push_scenario import SMALL_SHOP_GUARDS
 
 from driftwatch.config import Config, parse_config
 from driftwatch.connectors.mirakl.push import WRITE_CALL_LIMITS, Pusher
@@ -148,6 +149,7 @@ def config(sim: Simulator, http: dict, **settings) -> dict:
         "feeds": [
             {"source": "bluecherry", "target": "mirakl", "entities": ["products", "inventory", "orders", "shipments"]}
         ],
+        "repair": dict(SMALL_SHOP_GUARDS),
     }
 
 

@@ -2,7 +2,8 @@
 
 Each guard answers one question an operator would ask before pushing: can today's data be trusted, is
 the plan still about the latest data, and is it about to do something drastic (zero a large part of a
-catalogue's stock, flip many consents)?
+catalogue's stock, take a large part of it off sale, flip many consents)? `[repair]` sets each limit;
+`repair apply --override-guards` applies a drastic plan anyway.
 """
 
 from __future__ import annotations
@@ -11,10 +12,17 @@ from datetime import datetime
 
 from driftwatch.config import Config
 from driftwatch.errors import UserError
-from driftwatch.repair.plan import Plan
+from driftwatch.repair.plan import Action, Plan
 from driftwatch.store import Store
 
-DEFAULTS = {"max_zero_stock_share": 0.05, "max_consent_changes": 50, "max_actions_per_target": 10_000}
+DEFAULTS = {
+    "max_zero_stock_share": 0.05,  # of a target's SKUs going to zero stock
+    "max_discontinue_share": 0.10,  # of a target's offers discontinued or deleted
+    "max_consent_changes": 50,
+    "max_actions_per_target": 10_000,
+}
+# Actions that take an offer off sale: a status set to discontinued, an offer the ERP does not know deleted.
+_OFF_SALE = {"set_offer_status": "discontinued", "deactivate_offer": None}
 
 
 def settings(cfg: Config) -> dict[str, float]:
@@ -61,6 +69,13 @@ def drastic(plan: Plan, store: Store, cfg: Config) -> list[str]:
                 f"{platform}: {zeroing} of {catalogue} SKUs ({zeroing / catalogue:.1%}) would go to zero stock, over "
                 f"max_zero_stock_share ({limits['max_zero_stock_share']:.0%})"
             )
+        off_sale = sum(_takes_off_sale(a) for a in actions)
+        offers = _offer_count(store, platform)
+        if off_sale and offers and off_sale / offers > limits["max_discontinue_share"]:
+            problems.append(
+                f"{platform}: {off_sale} of {offers} offers ({off_sale / offers:.1%}) would be discontinued or "
+                f"deleted, over max_discontinue_share ({limits['max_discontinue_share']:.0%})"
+            )
         consents = sum(a.action == "update_consent" for a in actions)
         if consents > limits["max_consent_changes"]:
             problems.append(
@@ -74,6 +89,18 @@ def _is_zero(value: str | None) -> bool:
         return value is not None and float(value) == 0
     except ValueError:
         return False
+
+
+def _takes_off_sale(action: Action) -> bool:
+    if action.action not in _OFF_SALE:
+        return False
+    wanted = _OFF_SALE[action.action]
+    return wanted is None or (action.after or "").strip().lower() == wanted
+
+
+def _offer_count(store: Store, target: str) -> int:
+    info = store.latest_snapshot(target, "products") or store.latest_snapshot(target, "inventory")
+    return info.row_count if info else 0
 
 
 def _catalogue_size(store: Store, target: str) -> int:

@@ -18,6 +18,7 @@ import polars as pl
 
 from driftwatch.config import Config
 from driftwatch.engine.findings import OPEN_STATUSES, findings, latest_run_id, run_info
+from driftwatch.engine.views import available_to_sell
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
 from driftwatch.files import write_text
@@ -26,6 +27,7 @@ from driftwatch.statuses import ORDERS, PRODUCTS, RETURNS, canonical_status
 from driftwatch.store import Store
 
 PLAN_VERSION = 1
+STOCK = "available"  # the field a set_stock action sets
 _VOCABULARY_OF = {"orders": ORDERS, "returns": RETURNS, "products": PRODUCTS}
 
 
@@ -97,10 +99,16 @@ def make_plan(
         frame = frame.filter(pl.col("check_id").is_in(checks))
     if targets:
         frame = frame.filter(pl.col("target").is_in(targets))
-    actions = [
-        _action(row, _in_canonical_words(cfg, row, _truth_row(store, row)))
-        for row in frame.sort("target", "check_id", "key", "field").iter_rows(named=True)
-    ]
+    rows = list(frame.sort("target", "check_id", "key", "field").iter_rows(named=True))
+    stock_set = {(r["target"], r["key"]) for r in rows if r["repair_action"] == "set_stock" and r["field"] == STOCK}
+    actions = []
+    for row in rows:
+        if row["repair_action"] == "set_stock" and row["field"] != STOCK:
+            # A stale figure (stock_staleness: its expected value is a time) is repaired by resending the ERP's
+            # available-to-sell, unless another finding already sets that key's stock.
+            row = None if (row["target"], row["key"]) in stock_set else _resending_ats(store, cfg, row)
+        if row is not None:
+            actions.append(_action(row, _in_canonical_words(cfg, row, _truth_row(store, row))))
     created_at = datetime.now(UTC)
     snapshots = _snapshots_seen(store, info["snapshot_ids"])
     plan_id = f"{created_at:%Y%m%dT%H%M%S}-{hashlib.sha256(run_id.encode()).hexdigest()[:6]}"
@@ -125,6 +133,45 @@ def _action(row: dict[str, Any], truth: dict[str, Any]) -> Action:
         fingerprint=row["fingerprint"],
         truth=truth,
     )
+
+
+def _resending_ats(store: Store, cfg: Config, finding: dict[str, Any]) -> dict[str, Any] | None:
+    """The finding as a stock repair: the ERP's current available-to-sell for its key (a SKU, or SKU/location
+    where the target keeps stock per location) as the quantity to send, as stock_parity computes it (over the
+    locations feeding the target, packs from their components), and the target's figure as it stands. None
+    when the ERP holds no stock record for it: nothing to resend."""
+    source, target = finding["source"], finding["target"]
+    sku, _, location = finding["key"].partition("/")
+    inventory, packs = store.latest_snapshot(source, "inventory"), store.latest_snapshot(source, "pack_components")
+    if inventory is None:
+        return None
+    components = _snapshot_rows(store, packs, "pack_sku", [sku]) if packs is not None else None
+    skus = [sku, *(components["component_sku"].to_list() if components is not None else [])]
+    feed = next((f for f in cfg.feeds_to(target) if f.source == source), None)
+    ats = available_to_sell(
+        _snapshot_rows(store, inventory, "sku", skus).lazy(),
+        components.lazy() if components is not None and components.height else None,
+        locations=feed.locations if feed else None,
+        by_location=bool(location),
+    ).filter(pl.col("sku") == sku)
+    if location:
+        ats = ats.filter(pl.col("location") == location)
+    found = ats.collect()
+    if found.height != 1:
+        return None
+    held = store.latest_snapshot(target, "inventory")
+    current = _snapshot_rows(store, held, "sku", [sku]) if held is not None else pl.DataFrame()
+    if location and current.height:
+        current = current.filter(pl.col("location") == location)
+    before = str(current["available"][0]) if current.height == 1 and "available" in current.columns else None
+    return {**finding, "field": STOCK, "expected": str(found["available"][0]), "actual": before}
+
+
+def _snapshot_rows(store: Store, info: Any, column: str, values: list[str]) -> pl.DataFrame:
+    return store.frame(
+        f"SELECT * EXCLUDE (snapshot_id) FROM snap_{info.entity} WHERE snapshot_id = ? AND list_contains(?, {column})",
+        [info.snapshot_id, values],
+    ).select(info.columns)
 
 
 def _pushed_to(finding: dict[str, Any]) -> str:

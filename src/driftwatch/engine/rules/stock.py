@@ -63,7 +63,7 @@ def stock_staleness(scope: Scope) -> pl.LazyFrame | None:
                     f"{scope.target} stock was captured at {target_captured:%Y-%m-%d %H:%M} UTC, long "
                     f"before the ERP's ({source_captured:%Y-%m-%d %H:%M} UTC): the feed has stopped"
                 ),
-                repair="set_stock",
+                repair=None,  # a stopped feed is restarted, not repaired one SKU at a time
             )
         )
     return pl.concat(parts)
