@@ -10,8 +10,10 @@ import pytest
 
 from driftwatch.normalize import coerce
 
-# HTTP timings that keep retry tests fast; a connector reads them from its settings.
-FAST_HTTP = {"timeout": 0.5, "max_attempts": 5, "backoff_initial": 0.001, "backoff_max": 0.01, "max_retry_after": 1.0}
+# HTTP timings that keep retry tests fast; a connector reads them from its settings. The timeout is generous:
+# a test that is not about timeouts must not fail because a busy machine answered slowly (a test that is
+# sets its own, below the delay of the timeout it injects).
+FAST_HTTP = {"timeout": 10.0, "max_attempts": 5, "backoff_initial": 0.001, "backoff_max": 0.01, "max_retry_after": 1.0}
 
 
 @pytest.fixture

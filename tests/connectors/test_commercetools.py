@@ -226,7 +226,7 @@ def test_transient_faults_are_retried_to_the_same_records(fault, fired, fast_htt
     data = dataset()
     with Simulator(data, retry_after="fractional") as sim:
         fault(sim)
-        pulled = connect(sim, fast_http).pull()
+        pulled = connect(sim, {**fast_http, "timeout": 0.3}).pull()
         assert fired(sim)
     assert_same(pulled.frames, data, canonical)
 

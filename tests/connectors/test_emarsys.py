@@ -186,7 +186,7 @@ def test_pull_survives_each_fault(fault, fast_http, canonical) -> None:
     with Simulator(data, rate_limits=UNLIMITED, field_ids=EXTRA_FIELDS) as sim:
         sim.faults.set(**fault)
         # A 429 says when the minute resets; a test cannot wait for it.
-        pulled = _connector(sim, {**fast_http, "max_retry_after": 0.01}).pull(["customers"])
+        pulled = _connector(sim, {**fast_http, "timeout": 0.3, "max_retry_after": 0.01}).pull(["customers"])
     _assert_same(pulled, {"customers": data["customers"]}, canonical)
 
 

@@ -250,7 +250,7 @@ def test_secrets_never_reach_logs_or_errors(shop, fast_http, assert_no_secret, c
 
 
 def test_a_write_sent_once_is_never_repeated_after_it_may_have_landed(shop, fast_http):
-    settings = HttpSettings.from_settings(fast_http)
+    settings = HttpSettings.from_settings({**fast_http, "timeout": 0.3})
     with HttpClient("shop", shop.url, settings=settings, headers={"X-Api-Key": SHOP_KEY}) as client:
         shop.faults.set(server_errors=1)
         with pytest.raises(UserError, match="503; not sent again"):
@@ -290,6 +290,45 @@ def test_rate_limiter_never_exceeds_a_window():
         sent.append(time.monotonic())
     for i in range(len(sent) - 5):
         assert sent[i + 5] - sent[i] >= 0.2
+
+
+def test_rate_limiter_counts_a_request_from_its_answer_so_a_slow_one_never_crowds_the_next():
+    """A platform counts a request when it arrives, which on a busy machine can be long after we started
+    sending it: the next turn waits a full period after the last answer, not after the last start."""
+    limiter = RateLimiter([(1, 0.2)], margin=0.0)
+    with limiter.turn():
+        time.sleep(0.3)  # the request is held up for longer than the whole period
+    answered = time.monotonic()
+    with limiter.turn():
+        started = time.monotonic()
+    assert started - answered >= 0.2
+
+
+class SlowToArrive(ShopSimulator):
+    """Every other request reaches the platform 0.2 s after it was sent (a busy machine, a slow route), and
+    the platform counts it only then; the others arrive at once."""
+
+    arrivals = 0
+
+    def authenticate(self, request: Request) -> Response | None:
+        self.arrivals += 1
+        if self.arrivals % 2:
+            time.sleep(0.2)
+        return super().authenticate(request)
+
+
+def test_a_client_keeps_to_the_platforms_window_when_some_requests_arrive_late(fast_http):
+    """A request that arrives late is counted late: the next one, sent at once, must not land in its window.
+    Counting each request from its answer keeps them apart whatever the delays."""
+    with SlowToArrive({"products": make_products(3)}, rate_limits={"list": [(1, 0.15)]}) as platform:
+        settings = HttpSettings.from_settings({**fast_http, "max_attempts": 1})
+        limiters = {"list": RateLimiter([(1, 0.15)], margin=0.01)}
+        with HttpClient(
+            "shop", platform.url, settings=settings, headers={"X-Api-Key": SHOP_KEY}, limiters=limiters
+        ) as client:
+            for _ in range(6):
+                client.request("GET", "/products", bucket="list")
+    assert platform.count(status=429) == 0 and platform.count(status=200) == 6
 
 
 def test_staging_without_a_directory_keeps_pages_in_memory():

@@ -5,6 +5,7 @@ leaves the shop equal to the ERP with every record written once."""
 from __future__ import annotations
 
 import shutil
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from driftwatch.normalize import coerce
 from driftwatch.pull import pull_sources
 from driftwatch.push import PushOutcome
 from driftwatch.repair import Journal, apply_plan, load_plan, make_plan
-from driftwatch.repair.plan import Action
+from driftwatch.repair.plan import Action, Plan
 from driftwatch.simulators.mirakl import MiraklSimulator as Simulator
 from driftwatch.store import IncomingSnapshot, Store
 
@@ -365,13 +366,15 @@ def test_a_429_or_5xx_answering_the_import_is_retried_and_the_import_made_once(s
 
 
 def test_the_simulator_refuses_a_second_import_within_the_minute_and_the_pusher_never_asks(fast_http):
-    ceilings = {"STO01": [(1, 0.2)], "STO02": [(1, 0.2)]}
     file = {"file": ("s.csv", b'"offer-sku";"quantity";"warehouse-code";"update-delete"\n"P1";"4";"";""\n')}
-    with Simulator(shop(), rate_limits=ceilings) as sim:
+    with Simulator(shop()) as sim:  # Mirakl's own ceiling: one stock import a minute, however slow the machine
         client = httpx.Client(base_url=sim.url, headers={"Authorization": sim.api_key})
         assert client.post("/api/offers/stock/imports", files=file).status_code == 201
         refused = client.post("/api/offers/stock/imports", files=file)
         assert refused.status_code == 429 and "Retry-After" not in refused.headers
+    # Small ceilings, so that the pusher's waits are short. It counts each call from its answer, the latest
+    # Mirakl can have counted it, so a call held up on a busy machine never lands in the previous one's window.
+    ceilings = {"STO01": [(1, 0.2)], "STO02": [(1, 0.2)]}
     with Simulator(shop(), rate_limits=ceilings) as sim:
         limits = {op: [list(w) for w in windows] for op, windows in ceilings.items()}
         push = Pusher(sim.settings(**fast_http, call_limits=limits), env=sim.env)
@@ -425,3 +428,32 @@ def test_order_refusals_are_the_actions_failure_with_the_documented_code(sim, fa
     ship = httpx.put(f"{sim.url}/api/orders/MRK-3/ship", headers={"Authorization": sim.api_key})
     assert ship.status_code == 400 and ship.json()["message"].startswith("ORDER_INVALID_STATE")
     assert sum(sim.writes.values()) == 0
+
+
+class SlowToAnswerOrders(Simulator):
+    """A shop that applies an order call, then answers it only after the client has stopped waiting."""
+
+    def handle(self, request):
+        response = super().handle(request)
+        if request.method == "PUT" and request.path.startswith("/api/orders/"):
+            time.sleep(0.6)
+        return response
+
+
+def test_an_order_call_whose_answer_is_lost_is_never_sent_again(tmp_path, fast_http):
+    """OR23 lands but its answer times out: the apply stops with the action in doubt instead of posting the
+    tracking a second time; the next apply reads the order, finds the tracking there, and sends nothing."""
+    with SlowToAnswerOrders(shop(), rate_limits={}) as sim:
+        http = {**fast_http, "timeout": 0.3}
+        tracking = action("t", "post_tracking", "SO4", "tracking_number", "T4-NEW", {"carrier": "UPS"})
+        plan = Plan("p1", NOW, "run-1", True, {}, [tracking])
+        cfg = parse_config({"sources": {"mirakl": sim.settings(**http)}})
+        with Store(tmp_path / "s.duckdb") as store:
+            with pytest.raises(UserError, match="not sent again"):
+                apply_plan(store, cfg, plan, {"mirakl": Pusher(cfg.source("mirakl"), env=sim.env)})
+            assert set(Journal(store).entries()["state"]) == {"sending"}
+            assert sim.writes[("OR23", "MRK-4")] == 1
+            report = apply_plan(store, cfg, plan, {"mirakl": Pusher(cfg.source("mirakl"), env=sim.env)})
+        assert report.settled_in_doubt == 1 and report.pushed == 0
+        assert sim.writes[("OR23", "MRK-4")] == 1
+        assert [r.method for r in sim.requests if r.path.endswith("/tracking")] == ["PUT"]

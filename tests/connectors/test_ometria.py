@@ -157,7 +157,7 @@ def test_pull_survives_each_fault(fault, fast_http, canonical) -> None:
     data = dataset()
     with Simulator(data, rate_limits=UNLIMITED) as sim:
         sim.faults.set(**fault)
-        pulled = _pull(sim, fast_http)
+        pulled = _pull(sim, {**fast_http, "timeout": 0.3})
         failures = sim.count(status=429) + sim.count(status=fault.get("server_error_status", 503))
     _assert_same(pulled, data, canonical)
     if "rate_limit_storm" in fault or "server_errors" in fault:

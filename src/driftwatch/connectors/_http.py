@@ -13,7 +13,8 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -61,26 +62,41 @@ class RateLimiter:
     """Blocks until one more request fits in every window, e.g. Klaviyo's burst (per second) and steady (per
     minute) limits.
 
-    Platforms count requests in fixed windows that we cannot see, so the limiter keeps the send times of the
-    last requests and never lets more than `limit` of them fall within any `period` (plus `margin` seconds for
-    latency jitter). Whatever the platform's window boundaries, none of them can then be exceeded.
+    Platforms count requests in fixed windows that we cannot see, so the limiter keeps the times of the last
+    requests and never lets more than `limit` of them fall within any `period` (plus `margin` seconds). A
+    platform counts a request when it *arrives*, which is some time after we start sending it (longer on a
+    busy machine or a slow connection): so a request sent through `turn()` counts from when its answer came
+    back, the latest it can have arrived. The next turn then starts a full period after the platform counted
+    the last one, whatever the latency, and none of its windows can be exceeded.
     """
 
     def __init__(self, windows: Sequence[tuple[int, float]], *, margin: float = 0.05):
         if not windows:
             raise ValueError("a rate limiter needs at least one (limit, period) window")
         self._windows = [(limit, period + margin) for limit, period in windows]
-        self._sent: deque[float] = deque(maxlen=max(limit for limit, _ in windows))
+        self._sent: deque[list[float]] = deque(maxlen=max(limit for limit, _ in windows))
         self._lock = threading.Lock()
 
-    def acquire(self) -> None:
+    def acquire(self) -> list[float]:
+        """Wait for a turn; returns its time stamp (a one-item list, moved on by `turn` when the answer came)."""
         with self._lock:
             while (wait := self._wait(time.monotonic())) > 0:
                 time.sleep(wait)
-            self._sent.append(time.monotonic())
+            stamp = [time.monotonic()]
+            self._sent.append(stamp)
+            return stamp
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """One request's turn: waits for it, and counts the request from when the block ends (its answer)."""
+        stamp = self.acquire()
+        try:
+            yield
+        finally:
+            stamp[0] = time.monotonic()
 
     def _wait(self, now: float) -> float:
-        waits = [self._sent[-limit] + period - now for limit, period in self._windows if len(self._sent) >= limit]
+        waits = [self._sent[-limit][0] + period - now for limit, period in self._windows if len(self._sent) >= limit]
         return max(waits, default=0.0)
 
 
@@ -216,9 +232,8 @@ class HttpClient:
 
     def _attempt(self, call: _Call) -> httpx.Response:
         request = self._http.build_request(call.method, call.url, **call.kwargs)
-        if call.bucket is not None:
-            self._limiters[call.bucket].acquire()
-        response = self._send(call, request)
+        with self._limiters[call.bucket].turn() if call.bucket is not None else nullcontext():
+            response = self._send(call, request)
         if self._check is not None:
             self._check(response)
         if response.status_code in call.expected or response.is_success:

@@ -11,7 +11,9 @@ Mirakl specifics this module owns:
 - An import still unprocessed when `import_timeout` runs out stops the apply with its actions in doubt: the
   next apply reads the offers and settles them instead of importing again.
 - A submission retried after its answer was lost is a second, identical import: OF24 answers a duplicate of
-  a pending import with that import's id, and a stock line sets the same absolute quantity again.
+  a pending import with that import's id, and a stock line sets the same absolute quantity again. An order
+  call (OR21, OR23, OR24) is not repeatable that way (a second OR24 fails, a second OR23 may notify the
+  customer again): it is sent once, and one whose answer was lost leaves its action in doubt.
 
 What each repair action does:
 - set_stock (key "SKU", or "SKU/warehouse"): a STO01 line with the ERP's available-to-sell.
@@ -338,9 +340,10 @@ class Pusher(Connector):
         self, client: MiraklClient, operation: str, order: Record, verb: str, body: Record | None
     ) -> PushOutcome:
         path = f"/api/orders/{order['order_id']}/{verb}"
-        response = client.http.request(
-            "PUT", path, params=self._shop, json=body, expect=(400, 404, 409)
-        )  # a refusal of this one order is its action's failure, not the batch's
+        # A refusal of this one order is its action's failure, not the batch's. An order call is sent once:
+        # after a timeout or a 5xx it may have been applied (a shipment confirmed, an order accepted), so the
+        # apply stops with the action in doubt, and the next apply reads the order before sending anything.
+        response = client.http.request("PUT", path, params=self._shop, json=body, expect=(400, 404, 409), once=True)
         if response.is_success:
             return PushOutcome(True, f"order {order['order_id']}: {operation}")
         return PushOutcome(False, f"{operation} {response.status_code}: {error_excerpt(response, error_text)}")
