@@ -190,3 +190,12 @@ def test_what_the_command_line_writes_is_redacted(capfd):
         print(f"stderr {secret}", file=sys.stderr)
     out, err = capfd.readouterr()
     assert out == "stdout ***\n" and err == "stderr ***\n"
+
+
+def test_a_long_text_is_redacted_line_by_line_and_a_private_key_across_its_lines():
+    filler = "catalogue_parity,high,bluecherry,mirakl,products,P1,price,10.00,12.00,authorised\n" * 200
+    block = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7x\nQWxhZGRpbjpvcGVu\n-----END RSA PRIVATE KEY-----\n"
+    text = f"{filler}Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln\n{block}{filler}"
+    shown = redact(text)
+    assert "eyJhbGci" not in shown and "MIIEowIBAAKCAQEA7x" not in shown and "QWxhZGRpbjpvcGVu" not in shown
+    assert shown.count("catalogue_parity,high") == 400 and shown.endswith(filler)

@@ -33,6 +33,7 @@ from driftwatch.config import DEFAULT_CONFIG_NAME, Config, load_config
 from driftwatch.errors import UserError
 from driftwatch.exitcodes import ExitCode
 from driftwatch.pull import pullable_sources
+from driftwatch.redaction import remember_url
 from driftwatch.store import Store
 
 Status = Literal["ok", "config", "unreachable"]
@@ -169,6 +170,7 @@ def _destination(destination: Destination, env: Mapping[str, str]) -> Check:
     url = destination.url if destination.url is not None else env.get(destination.env or "", "").strip()
     if not url:
         return Check("config", subject, f"${destination.env} is not set")
+    remember_url(url)  # its password and tokens are redacted from whatever an error below may quote
     with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as said:  # apprise logs why it refuses
         plugin = apprise.Apprise.instantiate(url)
     if plugin is None:

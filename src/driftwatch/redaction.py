@@ -65,9 +65,9 @@ _PREFIXED = re.compile(
     r"|\bxox[abposr]-[A-Za-z0-9-]{10,}|\bxapp-[A-Za-z0-9-]{10,}"
     r"|\bgh[pousr]_[A-Za-z0-9]{20,}|\bgithub_pat_[A-Za-z0-9_]{20,}"
     r"|\bAKIA[0-9A-Z]{16}\b|\bAIza[0-9A-Za-z_-]{35}"
-    r"|\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+"
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$))"
+    r"|\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+)"
 )
+_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)")
 _WEBHOOK = re.compile(
     r"(?i)(?P<base>\bhooks\.slack\.com/(?:services|workflows|triggers)/|\bdiscord(?:app)?\.com/api/webhooks/"
     r"|\.webhook\.office\.com/webhookb2/|\boutlook\.office\.com/webhook/)(?P<value>[^\s\"'<>]+)"
@@ -106,7 +106,7 @@ def remember_url(url: str) -> None:
         return
     remember(url)
     remember(password)
-    pieces = [*parts.path.split("/"), *parts.netloc.split("@")[0].split(":"), *(v for _, v in parse_qsl(parts.query))]
+    pieces = [*parts.path.split("/"), *(v for _, v in parse_qsl(parts.query))]
     for piece in pieces:
         if len(piece) >= 16 or (len(piece) >= 8 and any(c.isdigit() for c in piece)):
             remember(piece)
@@ -123,11 +123,23 @@ def redact(text: str) -> str:
 
 
 def _redact_shapes(text: str) -> str:
-    text = _PREFIXED.sub(REDACTED, text)
-    text = _URL_PASSWORD.sub(lambda m: f"{m['user']}:{REDACTED}@", text)
-    text = _WEBHOOK.sub(lambda m: f"{m['base']}{REDACTED}", text)
-    text = _NAMED.sub(_named_value, text)
-    return _SCHEMES.sub(_scheme_value, text)
+    """The shapes, each tried only on the lines holding a text every match of it holds: a findings export of
+    many megabytes with no credential in it costs a few substring scans, not a regular expression's."""
+    lowered = text.lower()
+    if "-----begin" in lowered:  # a private key spans lines
+        text = _PRIVATE_KEY.sub(REDACTED, text)
+        lowered = text.lower()
+    active = [shape for shape in _SHAPES if any(clue in lowered for clue in shape[2])]
+    if not active:
+        return text
+    lines = text.splitlines(keepends=True) if len(text) > 4096 else [text]
+    for i, line in enumerate(lines):
+        low = line.lower() if len(lines) > 1 else lowered
+        for pattern, replace, clues in active:
+            if any(clue in low for clue in clues):
+                line = pattern.sub(replace, line)
+        lines[i] = line
+    return "".join(lines)
 
 
 def excerpt(text: object, limit: int = 60) -> str:
@@ -173,6 +185,27 @@ def _scheme_value(match: re.Match[str]) -> str:
     return f"{match['scheme']} {REDACTED}"
 
 
+def _clues(words: str) -> tuple[str, ...]:
+    return tuple(words.split())
+
+
+# Each shape, what replaces a match of it, and the lower-case texts one of which every match holds.
+_SHAPES: tuple[tuple[re.Pattern[str], Any, tuple[str, ...]], ...] = (
+    (_PREFIXED, REDACTED, _clues("pk_ sk_ rk_ xox xapp- ghp_ gho_ ghu_ ghs_ ghr_ github_pat_ akia aiza eyj")),
+    (_URL_PASSWORD, lambda m: f"{m['user']}:{REDACTED}@", ("://",)),
+    (_WEBHOOK, lambda m: f"{m['base']}{REDACTED}", ("hooks.slack.com", "discord", "webhook")),
+    (
+        _NAMED,
+        _named_value,
+        _clues(
+            "auth api_key api-key apikey access_key access-key private_key private-key secret passw token signature "
+            "wsse credential session"
+        ),
+    ),
+    (_SCHEMES, _scheme_value, ("basic", "bearer")),
+)
+
+
 def _forms(secret: str) -> set[str]:
     """The secret in clear, URL-encoded, and the part of its base64 (standard and URL-safe) that depends on
     the secret alone, at each of the three offsets it can start at inside a longer encoded text."""
@@ -196,7 +229,8 @@ def _url_carries_secret(value: str) -> bool:
         return True  # unreadable: refuse rather than guess
     if password or _WEBHOOK.search(value) or _PREFIXED.search(value):
         return True
-    pieces = [*parts.path.split("/"), *parts.netloc.split("@")[0].split(":"), parts.fragment]
+    userinfo = parts.netloc.rpartition("@")[0]
+    pieces = [*parts.path.split("/"), *userinfo.split(":"), parts.fragment]
     pieces += [v for _, v in parse_qsl(parts.query)]
     named = [k for k, _ in parse_qsl(parts.query) if _NAMED.match(f"{k}=x")]
     return bool(named) or any(_high_entropy(p) or _token_in_url(p) for p in pieces if p)
