@@ -17,6 +17,8 @@ import pytest
 from driftwatch.cli import run_cli
 from driftwatch.config import parse_config
 from driftwatch.engine import audit
+from driftwatch.errors import DataError
+from driftwatch.filedrop import load_directory, loading_at
 from driftwatch.store import Store
 
 KEY = "pk_2b9c8e7f6a5d4c3b2a1f0e9d8c7b6a5d4c"
@@ -271,3 +273,18 @@ def test_negative_stock_is_kept_as_the_erp_said_it_and_reported_not_clamped(tmp_
     ]  # and no stock_parity finding: ATS is max(0, -4) + (6 - 1) = 5, what klaviyo publishes
     assert "available-to-sell counts that location as 0" in found["message"][0]
     assert found["status"].to_list() == ["new"]
+
+
+def test_a_simulated_night_may_load_its_drops_as_of_its_own_time(tmp_path):
+    """`loading_at` is for simulations replaying a night at once (a generated retailer's pull): the drop is
+    judged as if loaded at the given moment. The command line never sets it."""
+    drop = good_drop(tmp_path)
+    write(drop / "klaviyo" / "customers.csv", CUSTOMERS)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    manifest(drop / "klaviyo", later.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    cfg = parse_config({})
+    with Store(tmp_path / "s.duckdb") as store:
+        with pytest.raises(DataError, match="is in the future"):
+            load_directory(store, drop, cfg)
+        with loading_at(later):
+            assert load_directory(store, drop, cfg).loaded == 2

@@ -25,6 +25,9 @@ import itertools
 import json
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,6 +53,8 @@ FORMATS = (".csv", ".parquet", ".jsonl")
 MANIFEST = "_manifest.json"
 # How far ahead of this machine's clock a capture time may be: two hosts' clocks rarely agree to the second.
 CLOCK_SKEW = timedelta(minutes=5)
+# When the load happens, if not now: a simulation replaying a night (`loading_at`). Never set by the CLI.
+_LOADING_AT: ContextVar[datetime | None] = ContextVar("loading_at", default=None)
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 log = logging.getLogger("driftwatch.filedrop")
 
@@ -264,8 +269,19 @@ def captured_at_of(source_dir: Path, files: list[Path]) -> datetime:
     return _not_in_future(parsed.astimezone(UTC), manifest, "captured_at")
 
 
+@contextmanager
+def loading_at(moment: datetime) -> Iterator[None]:
+    """Drops loaded inside the block are judged as if loaded at `moment`, not now: for a simulation that
+    replays a night whose last export lands after the moment it runs (a generated retailer's pull)."""
+    token = _LOADING_AT.set(moment)
+    try:
+        yield
+    finally:
+        _LOADING_AT.reset(token)
+
+
 def _not_in_future(captured_at: datetime, where: Path, what: str) -> datetime:
-    now = datetime.now(UTC)
+    now = _LOADING_AT.get() or datetime.now(UTC)
     if captured_at > now + CLOCK_SKEW:
         raise DataError(
             f"{where}: {what} {captured_at:%Y-%m-%dT%H:%M:%SZ} is in the future (this machine's clock says "

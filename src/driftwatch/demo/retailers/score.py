@@ -10,10 +10,12 @@ drifted retailer and no finding at all on its clean twin, from the file drop and
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from driftwatch.config import parse_config
 from driftwatch.demo.retailers import MODES, RETAILERS, Generated, generate
 from driftwatch.engine import audit
 from driftwatch.errors import UserError
-from driftwatch.filedrop import load_directory
+from driftwatch.filedrop import MANIFEST, load_directory, loading_at
 from driftwatch.pull import pull_sources
 from driftwatch.simulators import SIMULATORS
 from driftwatch.store import Store
@@ -139,13 +141,22 @@ def measure(generated: Generated, workdir: Path) -> Score:
             if kind == "bluecherry":
                 connections[source] = {"path": str(generated.written.drop / source)}
         cfg = parse_config(generated.config(connections))
-        with Store(workdir / "pull.duckdb") as store:
+        # The night is replayed at once: the ERP's export, whose manifest says it lands after the pull, is
+        # read as it would be once it has landed.
+        with Store(workdir / "pull.duckdb") as store, loading_at(_last_capture(generated.written.drop)):
             pulls = pull_sources(store, cfg, env=env, checkpoint_dir=workdir / "checkpoints")
             findings = audit(store, cfg).findings
     problems = [f"pull {p.source}: {p.error}" for p in pulls if p.error]
     return score(
         findings, generated.written.answer_key, quarantined=sum(p.quarantined for p in pulls), problems=problems
     )
+
+
+def _last_capture(drop: Path) -> datetime:
+    """The latest captured_at any manifest of the drop gives, or now."""
+    stamps = [json.loads(m.read_text())["captured_at"] for m in drop.glob(f"*/{MANIFEST}")]
+    latest = max((datetime.fromisoformat(s.replace("Z", "+00:00")) for s in stamps), default=None)
+    return max(latest, datetime.now(UTC)) if latest else datetime.now(UTC)
 
 
 def _simulator(kind: str, source: str, served: Path):

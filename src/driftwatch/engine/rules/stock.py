@@ -80,7 +80,7 @@ def negative_stock(scope: Scope) -> pl.LazyFrame | None:
     inventory = scope.source_frame("inventory")
     if inventory is None:
         return None
-    present = inventory.collect_schema().names()
+    held = [figure for figure in STOCK_FIGURES if scope.holds(scope.source, "inventory", figure)]  # notes the rest
     parts = [
         findings_from(
             scope,
@@ -100,7 +100,6 @@ def negative_stock(scope: Scope) -> pl.LazyFrame | None:
                 "location",
             ),
         )
-        for figure in STOCK_FIGURES
-        if figure in present
+        for figure in held
     ]
     return pl.concat(parts) if parts else None
