@@ -91,6 +91,13 @@ out_dir = "driftwatch-reports"      # relative to this file
 # teams = ["customer-service", "crm"]   # owners of the checks; or checks = [...], targets = [...]
 # min_severity = "high"
 
+# Repair guards: a plan that would go further on one target is refused unless applied with --override-guards.
+# [repair]
+# max_zero_stock_share = 0.05       # share of its SKUs going to zero stock
+# max_discontinue_share = 0.10      # share of its offers discontinued or deleted
+# max_consent_changes = 50
+# max_actions_per_target = 10000
+
 # Tolerances and lags per check, and per target (`driftwatch checks list` shows each check's options):
 # [checks.stock_parity]
 # stock_tolerance = 0
