@@ -194,3 +194,21 @@ def test_cli_plan_dry_run_then_apply(tmp_path, monkeypatch):
     assert applied.exit_code == 0, applied.output
     assert applied.output.count('"result": "repaired"') == 2
     assert len(outbox_files(tmp_path / "outbox")) == 1
+
+
+def test_source_folders_are_relative_to_the_config_file_and_the_outbox_defaults_beside_the_store(tmp_path, monkeypatch):
+    from driftwatch.config import load_config
+    from driftwatch.repair import pusher_for
+
+    home = tmp_path / "etc"
+    home.mkdir()
+    (home / "driftwatch.toml").write_text('[sources.bluecherry]\npath = "exports"\n', encoding="utf-8")
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(home / "driftwatch.toml")
+    assert cfg.source("bluecherry")["path"] == str(home / "exports")
+    assert pusher_for("bluecherry", cfg).outbox == home / "driftwatch.work" / "outbox" / "bluecherry"
+
+    (home / "driftwatch.toml").write_text('[sources.bluecherry]\noutbox = "to-erp"\n', encoding="utf-8")
+    assert pusher_for("bluecherry", load_config(home / "driftwatch.toml")).outbox == home / "to-erp"

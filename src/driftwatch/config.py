@@ -70,6 +70,10 @@ class Feed:
     locations: tuple[str, ...] | None = None
 
 
+# Source settings that name a folder on this machine.
+_FOLDER_SETTINGS = ("path", "outbox")
+
+
 @dataclass(frozen=True)
 class AuditSettings:
     fail_on: str = "high"
@@ -87,8 +91,19 @@ class Config:
     checks_dirs: list[Path] = field(default_factory=list)
 
     def source(self, name: str) -> dict[str, Any]:
-        """The [sources.NAME] table (connector settings, column maps, timezone), empty when absent."""
-        return self.raw.get("sources", {}).get(name, {})
+        """The [sources.NAME] table (connector settings, column maps, timezone), empty when absent. Folders
+        it names (`path`, `outbox`) are relative to the config file's folder, like the store, never to
+        wherever the command happens to run."""
+        table = dict(self.raw.get("sources", {}).get(name, {}))
+        for key in _FOLDER_SETTINGS:
+            if isinstance(table.get(key), str):
+                table[key] = str(self.base / Path(table[key]).expanduser())
+        return table
+
+    @property
+    def base(self) -> Path:
+        """The folder relative paths in the config are read from."""
+        return self.path.parent if self.path else Path.cwd()
 
     def configured_sources(self) -> tuple[str, ...]:
         """The sources named by a [sources.NAME] table."""

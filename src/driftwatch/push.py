@@ -40,8 +40,10 @@ class PushOutcome:
 
 
 class Pusher(Protocol):
-    """A platform's push side. Built as `Pusher(settings, source=NAME, env=..., status_map=...)`, where
-    `settings` is the `[sources.NAME]` table; `target` is then the source's name."""
+    """A platform's push side. Built as `Pusher(settings, source=NAME, env=..., status_map=...,
+    work_dir=...)`, where `settings` is the `[sources.NAME]` table (folders already resolved), `target` is
+    then the source's name, and `work_dir` is the store's working folder (not created) for a pusher that
+    writes files."""
 
     target: str
     batch_size: int  # the platform's bulk limit per call

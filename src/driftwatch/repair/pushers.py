@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from driftwatch.config import Config
+from driftwatch.locations import work_dir
 from driftwatch.push import Pusher
 
 
@@ -19,5 +20,13 @@ def pusher_for(source: str, cfg: Config, *, env: Mapping[str, str] | None = None
     with its own credentials."""
     pusher = cfg.platform(source).load_pusher()
     kwargs: dict[str, Any] = {"env": env} if env is not None else {}
-    # A pusher that turns a canonical status back into the platform's own needs the user's mapping too.
-    return pusher(cfg.source(source), source=source, status_map=cfg.status_map(source), **kwargs, **options)
+    # A pusher that turns a canonical status back into the platform's own needs the user's mapping too; one
+    # that writes files (import files for an ERP) keeps them in the store's working folder unless told.
+    return pusher(
+        cfg.source(source),
+        source=source,
+        status_map=cfg.status_map(source),
+        work_dir=work_dir(cfg.store_path),
+        **kwargs,
+        **options,
+    )

@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 
+from driftwatch import locations
 from driftwatch.files import atomic_path
 from driftwatch.push import ERP_ACTIONS, Action, PushOutcome
 
@@ -25,9 +26,14 @@ class Pusher:
     actions = ERP_ACTIONS
     settings_keys = frozenset({"outbox"})
 
-    def __init__(self, settings: Mapping[str, Any], *, source: str | None = None, **_: Any):
+    def __init__(
+        self, settings: Mapping[str, Any], *, source: str | None = None, work_dir: Path | None = None, **_: Any
+    ):
         self.target = source or self.target
-        self.outbox = Path(settings.get("outbox", f"outbox/{self.target}"))
+        # Where the ERP's import job picks files up; without `outbox`, the store's working folder (never the
+        # current directory), which the README tells the user to point an import job at or override.
+        default = (work_dir or locations.temp_dir()) / "outbox" / self.target
+        self.outbox = Path(settings["outbox"]) if settings.get("outbox") else default
 
     def push(self, batch: list[Action]) -> dict[str, PushOutcome]:
         name = f"driftwatch-{batch[0].action_id}-{len(batch)}.csv"
