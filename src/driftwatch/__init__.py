@@ -22,3 +22,8 @@ __all__ = [
     "load_config",
     "load_directory",
 ]
+
+# Every part registered with the store and the configuration before either is used.
+from driftwatch import application
+
+application.assemble()

@@ -14,10 +14,9 @@ the refusal names the key, never the value.
 from __future__ import annotations
 
 import difflib
-import importlib
 import re
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,18 +29,8 @@ from driftwatch.statuses import CANONICAL, ORDERS, merged_map
 
 DEFAULT_CONFIG_NAME = "driftwatch.toml"
 SEVERITIES = ("critical", "high", "medium", "low")
-_TOP_LEVEL = (
-    "store",
-    "audit",
-    "sources",
-    "statuses",
-    "feeds",
-    "checks",
-    "report",
-    "alerts",
-    "repair",
-    "payouts",
-)
+# The top-level tables this module reads itself; the other parts register theirs (`register_section`).
+_OWN_SECTIONS = ("store", "audit", "sources", "statuses", "feeds")
 # Setting names that say they hold a credential (besides every value shaped like one). A name such as
 # `project_key` or `listing_field` is not one.
 _SECRET_NAME = re.compile(
@@ -176,6 +165,33 @@ class Config:
         return self.raw.get(name, {})
 
 
+@dataclass(frozen=True)
+class Section:
+    """A top-level table of driftwatch.toml that another part owns (`[report]`, `[alerts]`, ...), and the
+    function of that part validating it. Validation runs when the file is read, so a mistake is reported
+    then, not halfway through a nightly job."""
+
+    name: str
+    validate: Callable[[Config], None] | None = None
+    also_on: tuple[str, ...] = ()  # other sections whose presence calls for this validation too
+
+
+_SECTIONS: dict[str, Section] = {}
+
+
+def register_section(section: Section) -> None:
+    """Make a top-level table known (`driftwatch.application` registers each part's). Validators run in
+    the order their sections were registered."""
+    if section.name in _OWN_SECTIONS:
+        raise ValueError(f"[{section.name}] is read by the configuration itself")
+    _SECTIONS[section.name] = section
+
+
+def sections() -> tuple[str, ...]:
+    """Every top-level table a config file may hold."""
+    return (*_OWN_SECTIONS, *_SECTIONS)
+
+
 def merge_options(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """`override` over `base`: a table option (a money tolerance per currency) adds to the
     table above it, entry by entry; any other value replaces. A money tolerance given as one amount is the
@@ -242,24 +258,12 @@ def load_config(path: Path | str | None = None) -> Config:
     return cfg
 
 
-# Sections owned by other parts, validated where they are read; run at load time so that a mistake is
-# reported when the config is read, not halfway through a nightly job.
-_SECTION_VALIDATORS = (  # (sections calling for it, module:function, whether it reads the Config or the raw tables)
-    (("report",), "driftwatch.report.build:report_settings", "config"),
-    (("alerts",), "driftwatch.alerts.routes:parse_alerts", "raw"),
-    (("repair",), "driftwatch.repair.guards:settings", "config"),
-    # Before the checks: it says where each option payout_matching no longer takes has gone.
-    (("payouts", "checks"), "driftwatch.payouts.settings:validate_payouts", "config"),
-    (("checks",), "driftwatch.engine.overrides:validate_check_settings", "config"),
-)
-
-
 def _validate_sections(cfg: Config) -> None:
-    for sections, target, reads in _SECTION_VALIDATORS:
-        if any(section in cfg.raw for section in sections):
-            module, function = target.split(":")
+    """Each registered section's own validation, in the order they were registered."""
+    for section in _SECTIONS.values():
+        if section.validate is not None and any(name in cfg.raw for name in (section.name, *section.also_on)):
             try:
-                getattr(importlib.import_module(module), function)(cfg if reads == "config" else cfg.raw)
+                section.validate(cfg)
             except UserError as exc:
                 lines = str(exc).splitlines()
                 raise UserError(
@@ -270,8 +274,8 @@ def _validate_sections(cfg: Config) -> None:
 def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
     problems = _Problems(path)
     for key in raw:
-        if key not in _TOP_LEVEL:
-            problems.add(key, unknown_key(key, _TOP_LEVEL, "section"))
+        if key not in sections():
+            problems.add(key, unknown_key(key, sections(), "section"))
     _check_tables(raw, problems)
     _check_secrets(raw, "", problems)
     sources = raw.get("sources", {})
@@ -295,8 +299,8 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
 
 def _check_tables(raw: dict[str, Any], problems: _Problems) -> None:
     """Every section is a table of the right shape, and the simple ones hold only their known keys."""
-    for section in ("store", "audit", "sources", "statuses", "checks", "report", "alerts", "repair", "payouts"):
-        if section in raw and not isinstance(raw[section], dict):
+    for section in sections():
+        if section != "feeds" and section in raw and not isinstance(raw[section], dict):
             problems.add(section, f"expected a table: [{section}]")
             raw[section] = {}
     if "feeds" in raw and not (isinstance(raw["feeds"], list) and all(isinstance(f, dict) for f in raw["feeds"])):

@@ -1,14 +1,15 @@
 """The DuckDB store: every snapshot ever loaded, plus what later parts keep (findings, journals, alerts).
 
 One table per canonical entity (`snap_<entity>`) holds the rows of every snapshot, tagged with its
-snapshot_id; `snapshots` describes each one. Schema changes are forward migrations, applied in order on
-open; other modules register theirs with `register_migration` so the store stays the one owner of DDL.
+snapshot_id; `snapshots` describes each one. Schema changes are forward migrations, applied in version
+order on open, each once. The store owns the mechanism and its own tables; the parts above it (engine,
+alerts, payouts, repair, ...) declare their tables as `MIGRATIONS` and `driftwatch.application` registers
+them, so the store never names a part above it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -19,21 +20,12 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from driftwatch.entities import ENTITIES, Entity
+from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
 from driftwatch.normalize import QUARANTINE_SCHEMA, Coerced
 from driftwatch.redaction import redact
 
 DEFAULT_PATH = Path("driftwatch.duckdb")
-
-# Modules that own tables register their migrations on import; the store imports them before migrating
-# so that whichever part opens the store first, every table exists.
-TABLE_OWNERS: tuple[str, ...] = (
-    "driftwatch.engine.findings",
-    "driftwatch.alerts.ledger",
-    "driftwatch.payouts.closes",
-    "driftwatch.repair.journal",
-)
 
 _SQL_TYPES = {
     "code": "VARCHAR",
@@ -48,6 +40,10 @@ _SQL_TYPES = {
 
 @dataclass(frozen=True)
 class Migration:
+    """One forward schema change. Once released it is never edited or removed: a change of mind is a new
+    migration. Versions are global, a range per part: 1-99 store, 100-199 engine, 200-299 alerts,
+    300-399 payouts, 400-499 repair, 500-599 incidents and latency."""
+
     version: int
     name: str
     sql: str
@@ -56,23 +52,28 @@ class Migration:
 _MIGRATIONS: dict[int, Migration] = {}
 
 
-def register_migration(version: int, name: str, sql: str) -> None:
-    """Add a forward migration. Versions are global: 1-99 store, 100-199 engine, 200-299 alerts, 300+ others."""
-    existing = _MIGRATIONS.get(version)
-    if existing and existing.name != name:
-        raise ValueError(f"migration {version} is already {existing.name!r}")
-    _MIGRATIONS[version] = Migration(version, name, sql)
+def register_migrations(migrations: Iterable[Migration]) -> None:
+    """Add forward migrations (a part's `MIGRATIONS`); registering the same one twice is harmless, two
+    different ones under one version are refused."""
+    for migration in migrations:
+        existing = _MIGRATIONS.get(migration.version)
+        if existing is not None and existing != migration:
+            raise ValueError(f"migration {migration.version} is already {existing.name!r}")
+        _MIGRATIONS[migration.version] = migration
 
 
-def _entity_table_sql(spec: Entity) -> str:
-    cols = ",\n  ".join(f"{col} {_SQL_TYPES[kind]}" for col, kind in spec.columns.items())
-    return f"CREATE TABLE snap_{spec.name} (\n  snapshot_id VARCHAR NOT NULL,\n  {cols}\n);"
+def migrations() -> list[Migration]:
+    """Every registered migration, in the order they apply."""
+    return sorted(_MIGRATIONS.values(), key=lambda m: m.version)
 
 
-register_migration(
-    1,
-    "snapshots",
-    """
+# The store's own tables. The snapshot tables are written out, not derived from ENTITIES: a released
+# migration never changes, so a column added to an entity needs a migration of its own.
+MIGRATIONS = (
+    Migration(
+        1,
+        "snapshots",
+        """
     CREATE TABLE snapshots (
       snapshot_id VARCHAR PRIMARY KEY,
       source VARCHAR NOT NULL,
@@ -95,9 +96,37 @@ register_migration(
       value VARCHAR,
       reason VARCHAR NOT NULL
     );
-    """
-    + "\n".join(_entity_table_sql(spec) for spec in ENTITIES.values()),
+    CREATE TABLE snap_products (snapshot_id VARCHAR NOT NULL, sku VARCHAR, style VARCHAR, colour VARCHAR,
+      size VARCHAR, name VARCHAR, price DECIMAL(18,4), currency VARCHAR, status VARCHAR, updated_at TIMESTAMPTZ);
+    CREATE TABLE snap_pack_components (snapshot_id VARCHAR NOT NULL, pack_sku VARCHAR, component_sku VARCHAR,
+      qty BIGINT);
+    CREATE TABLE snap_inventory (snapshot_id VARCHAR NOT NULL, sku VARCHAR, location VARCHAR, on_hand BIGINT,
+      allocated BIGINT, on_order BIGINT, safety_stock BIGINT, available BIGINT, updated_at TIMESTAMPTZ);
+    CREATE TABLE snap_customers (snapshot_id VARCHAR NOT NULL, customer_id VARCHAR, erp_customer_id VARCHAR,
+      email VARCHAR, email_consent BOOLEAN, sms_consent BOOLEAN, consent_updated_at TIMESTAMPTZ,
+      first_name VARCHAR, last_name VARCHAR, postcode VARCHAR, country VARCHAR, lifetime_value DECIMAL(18,4),
+      order_count BIGINT, last_order_at TIMESTAMPTZ, merged_into VARCHAR, updated_at TIMESTAMPTZ);
+    CREATE TABLE snap_orders (snapshot_id VARCHAR NOT NULL, order_id VARCHAR, external_id VARCHAR,
+      channel VARCHAR, customer_id VARCHAR, email VARCHAR, status VARCHAR, placed_at TIMESTAMPTZ,
+      updated_at TIMESTAMPTZ, total DECIMAL(18,4), currency VARCHAR);
+    CREATE TABLE snap_order_lines (snapshot_id VARCHAR NOT NULL, order_id VARCHAR, line_no BIGINT, sku VARCHAR,
+      qty_ordered BIGINT, qty_shipped BIGINT, qty_cancelled BIGINT, qty_returned BIGINT,
+      unit_price DECIMAL(18,4));
+    CREATE TABLE snap_shipments (snapshot_id VARCHAR NOT NULL, shipment_id VARCHAR, order_id VARCHAR,
+      carrier VARCHAR, tracking_number VARCHAR, shipped_at TIMESTAMPTZ);
+    CREATE TABLE snap_returns (snapshot_id VARCHAR NOT NULL, return_id VARCHAR, order_id VARCHAR, sku VARCHAR,
+      qty BIGINT, amount DECIMAL(18,4), status VARCHAR, processed_at TIMESTAMPTZ);
+    CREATE TABLE snap_events (snapshot_id VARCHAR NOT NULL, event_id VARCHAR, metric VARCHAR, order_id VARCHAR,
+      email VARCHAR, occurred_at TIMESTAMPTZ, value DECIMAL(18,4));
+    CREATE TABLE snap_payout_lines (snapshot_id VARCHAR NOT NULL, line_id VARCHAR, payout_id VARCHAR,
+      external_id VARCHAR, line_type VARCHAR, amount DECIMAL(18,4), currency VARCHAR,
+      transaction_date TIMESTAMPTZ);
+    CREATE TABLE snap_journal_entries (snapshot_id VARCHAR NOT NULL, entry_id VARCHAR, order_id VARCHAR,
+      payout_id VARCHAR, account VARCHAR, amount DECIMAL(18,4), currency VARCHAR, posted_at TIMESTAMPTZ);
+    """,
+    ),
 )
+register_migrations(MIGRATIONS)
 
 
 @dataclass(frozen=True)
@@ -190,11 +219,15 @@ class Store:
             "CREATE TABLE IF NOT EXISTS schema_migrations "
             "(version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMPTZ)"
         )
-        for module in TABLE_OWNERS:
-            importlib.import_module(module)
         applied = {row[0] for row in self.query("SELECT version FROM schema_migrations").fetchall()}
+        unknown = sorted(applied - set(_MIGRATIONS))
+        if unknown:
+            raise UserError(
+                f"store {self.path} was written by a newer driftwatch (schema version {unknown[-1]} is unknown "
+                "here); upgrade driftwatch to open it"
+            )
         ran = []
-        for migration in sorted(_MIGRATIONS.values(), key=lambda m: m.version):
+        for migration in migrations():
             if migration.version in applied:
                 continue
             with self.transaction() as cur:

@@ -19,12 +19,13 @@ from driftwatch.engine.findings import GAP
 from driftwatch.entities import MONEY
 from driftwatch.redaction import redact
 from driftwatch.report.summary import RunInfo
-from driftwatch.store import Store, register_migration
+from driftwatch.store import Migration, Store
 
-register_migration(
-    200,
-    "alert deliveries and per-route alert state",
-    """
+MIGRATIONS = (
+    Migration(
+        200,
+        "alert deliveries and per-route alert state",
+        """
     CREATE TABLE alert_deliveries (
       run_id VARCHAR NOT NULL,
       route VARCHAR NOT NULL,
@@ -46,28 +47,26 @@ register_migration(
       run_id VARCHAR NOT NULL,
       PRIMARY KEY (route, fingerprint)
     );
-    """,
-)
-
-register_migration(
-    201,
-    "latest run alerted per route",
-    """
+        """,
+    ),
+    Migration(
+        201,
+        "latest run alerted per route",
+        """
     CREATE TABLE alert_routes (
       route VARCHAR PRIMARY KEY,
       run_id VARCHAR NOT NULL,
       started_at TIMESTAMPTZ NOT NULL
     );
-    """,
-)
-
-# The route-wide state of earlier versions carries over as the state of every destination of the route
-# (destination ''), until each destination has one of its own; it knew no values, so nothing counts as
-# changed against it, only as worse.
-register_migration(
-    202,
-    "alert state per destination",
-    """
+        """,
+    ),
+    # The route-wide state of earlier versions carries over as the state of every destination of the route
+    # (destination ''), until each destination has one of its own; it knew no values, so nothing counts as
+    # changed against it, only as worse.
+    Migration(
+        202,
+        "alert state per destination",
+        """
     CREATE TABLE alert_known (
       route VARCHAR NOT NULL,
       destination VARCHAR NOT NULL,
@@ -102,7 +101,8 @@ register_migration(
     INSERT INTO alert_destinations SELECT route, '', run_id, started_at FROM alert_routes;
     DROP TABLE alert_state;
     DROP TABLE alert_routes;
-    """,
+        """,
+    ),
 )
 
 LEGACY = ""  # the destination name of a route's state from before destinations kept their own

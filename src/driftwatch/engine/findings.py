@@ -24,7 +24,7 @@ import polars as pl
 from driftwatch.engine.notes import NOTE_SCHEMA, store_notes
 from driftwatch.entities import MONEY
 from driftwatch.errors import UserError
-from driftwatch.store import Store, register_migration
+from driftwatch.store import Migration, Store
 
 SEVERITIES = ("critical", "high", "medium", "low")
 SEVERITY_RANK = {name: len(SEVERITIES) - i for i, name in enumerate(SEVERITIES)}  # critical 4 .. low 1
@@ -52,10 +52,11 @@ STORED_COLUMNS = ("run_id", *FINDING_COLUMNS, "fingerprint", "status")
 GAP = pl.Decimal(38, 6)
 ACK_COLUMNS = ("acknowledged", "ack_outgrown", "muted")
 
-register_migration(
-    100,
-    "audit findings",
-    """
+MIGRATIONS = (
+    Migration(
+        100,
+        "audit findings",
+        """
     CREATE TABLE audit_runs (
       run_id VARCHAR PRIMARY KEY,
       started_at TIMESTAMPTZ NOT NULL,
@@ -96,14 +97,12 @@ register_migration(
       created_at TIMESTAMPTZ NOT NULL,
       note VARCHAR
     );
-    """,
-)
-
-
-register_migration(
-    110,
-    "acknowledgements keep the values they cover",
-    """
+        """,
+    ),
+    Migration(
+        110,
+        "acknowledgements keep the values they cover",
+        """
     ALTER TABLE finding_acks ADD COLUMN severity VARCHAR;
     ALTER TABLE finding_acks ADD COLUMN impact DECIMAL(18,4);
     ALTER TABLE finding_acks ADD COLUMN expected VARCHAR;
@@ -121,7 +120,8 @@ register_migration(
         GROUP BY k.fingerprint, k.created_at
     ) seen
     WHERE seen.fingerprint = a.fingerprint AND seen.created_at = a.created_at;
-    """,
+        """,
+    ),
 )
 
 

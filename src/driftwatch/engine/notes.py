@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from driftwatch.store import Store, register_migration
+from driftwatch.store import Migration, Store
 
 NOTE_KINDS = ("skipped", "degraded", "not_compared", "held_back")
 NOTE_SCHEMA: dict[str, pl.DataType] = {
@@ -31,10 +31,11 @@ NOTE_SCHEMA: dict[str, pl.DataType] = {
 
 _COLUMNS = ", ".join(f'"{c}"' for c in NOTE_SCHEMA)  # quoted: `column` is an SQL keyword
 
-register_migration(
-    101,
-    "audit notes",
-    """
+MIGRATIONS = (
+    Migration(
+        101,
+        "audit notes",
+        """
     CREATE TABLE audit_notes (
       run_id VARCHAR NOT NULL,
       check_id VARCHAR NOT NULL,
@@ -45,7 +46,8 @@ register_migration(
       kind VARCHAR NOT NULL,
       message VARCHAR NOT NULL
     );
-    """,
+        """,
+    ),
 )
 
 

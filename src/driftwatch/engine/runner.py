@@ -41,7 +41,6 @@ def audit(store: Store, cfg: Config, *, checks: list[str] | None = None) -> RunR
     check could not do (a column no record holds, a distrusted snapshot) is stored as the run's notes.
     """
     started_at = datetime.now(UTC)
-    store.migrate()  # the findings tables, if this store was opened before the engine was imported
     chosen = _choose(load_catalogue(cfg), checks)
     with AuditContext(store, cfg, compares=[spec for check in chosen for spec in check.compares]) as ctx:
         found = evaluate(ctx, chosen)

@@ -14,12 +14,13 @@ import polars as pl
 from driftwatch.errors import UserError
 from driftwatch.payouts.period import Period
 from driftwatch.payouts.result import TABLE_KEYS, VARIANCE_SCHEMA, Reconciliation
-from driftwatch.store import Store, register_migration
+from driftwatch.store import Migration, Store
 
-register_migration(
-    300,
-    "payout period closes",
-    """
+MIGRATIONS = (
+    Migration(
+        300,
+        "payout period closes",
+        """
     CREATE TABLE payout_closes (
       period VARCHAR PRIMARY KEY,
       locked_at TIMESTAMPTZ NOT NULL
@@ -31,15 +32,13 @@ register_migration(
       parquet BLOB NOT NULL,
       PRIMARY KEY (period, table_name)
     );
-    """,
-)
-
-
-# Each marketplace closes its own periods. Closes kept before that were the one marketplace's: Mirakl's.
-register_migration(
-    301,
-    "payout period closes per marketplace",
-    """
+        """,
+    ),
+    # Each marketplace closes its own periods. Closes kept before that were the one marketplace's: Mirakl's.
+    Migration(
+        301,
+        "payout period closes per marketplace",
+        """
     CREATE TABLE payout_closes_by_marketplace (
       marketplace VARCHAR NOT NULL,
       period VARCHAR NOT NULL,
@@ -61,12 +60,12 @@ register_migration(
       SELECT 'mirakl', period, table_name, row_count, parquet FROM payout_close_tables;
     DROP TABLE payout_close_tables;
     ALTER TABLE payout_close_tables_by_marketplace RENAME TO payout_close_tables;
-    """,
+        """,
+    ),
 )
 
 
 def locked_at(store: Store, period: Period, marketplace: str = "mirakl") -> datetime | None:
-    store.migrate()
     rows = store.query(
         "SELECT locked_at FROM payout_closes WHERE marketplace = ? AND period = ?", [marketplace, period.name]
     ).fetchall()

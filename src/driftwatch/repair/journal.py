@@ -13,14 +13,15 @@ import polars as pl
 
 from driftwatch.redaction import redact
 from driftwatch.repair.plan import Action
-from driftwatch.store import Store, register_migration
+from driftwatch.store import Migration, Store
 
 SENDING, DONE, FAILED = "sending", "done", "failed"
 
-register_migration(
-    400,
-    "repair journal",
-    """
+MIGRATIONS = (
+    Migration(
+        400,
+        "repair journal",
+        """
     CREATE TABLE repair_journal (
       action_id VARCHAR PRIMARY KEY,
       plan_id VARCHAR NOT NULL,
@@ -37,7 +38,8 @@ register_migration(
       detail VARCHAR,
       verified VARCHAR
     );
-    """,
+        """,
+    ),
 )
 
 

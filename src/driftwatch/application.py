@@ -1,0 +1,42 @@
+"""The application assembled: every part's tables and configuration sections, registered in one place.
+
+The lower layers own registries and know nothing of what fills them: the store applies the migrations
+registered with it, the configuration validates the sections registered with it. Each part above them
+declares what it brings (`MIGRATIONS`, a section's validator) next to the code that uses it, and this
+module, imported by `driftwatch/__init__.py`, hands them over. A new part with tables or a section of
+driftwatch.toml adds one line here; nothing below it changes.
+"""
+
+from __future__ import annotations
+
+from driftwatch import config, store
+from driftwatch.alerts.ledger import MIGRATIONS as ALERT_TABLES
+from driftwatch.alerts.routes import parse_alerts
+from driftwatch.engine.findings import MIGRATIONS as FINDING_TABLES
+from driftwatch.engine.notes import MIGRATIONS as NOTE_TABLES
+from driftwatch.engine.overrides import validate_check_settings
+from driftwatch.payouts.closes import MIGRATIONS as PAYOUT_TABLES
+from driftwatch.payouts.settings import validate_payouts
+from driftwatch.repair.guards import settings as repair_settings
+from driftwatch.repair.journal import MIGRATIONS as REPAIR_TABLES
+from driftwatch.report.build import report_settings
+
+# Every part's tables (each migration is applied once, in version order, when a store opens).
+MIGRATIONS = (*store.MIGRATIONS, *FINDING_TABLES, *NOTE_TABLES, *ALERT_TABLES, *PAYOUT_TABLES, *REPAIR_TABLES)
+
+# The sections of driftwatch.toml other parts own, validated in this order when the file is read.
+SECTIONS = (
+    config.Section("report", report_settings),
+    config.Section("alerts", lambda cfg: parse_alerts(cfg.raw)),
+    config.Section("repair", repair_settings),
+    # Before the checks: it says where each option payout_matching no longer takes has gone.
+    config.Section("payouts", validate_payouts, also_on=("checks",)),
+    config.Section("checks", validate_check_settings),
+)
+
+
+def assemble() -> None:
+    """Register every part with the registries below it. Safe to call again."""
+    store.register_migrations(MIGRATIONS)
+    for section in SECTIONS:
+        config.register_section(section)
