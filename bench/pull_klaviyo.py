@@ -37,8 +37,8 @@ import polars as pl
 import tomli_w
 
 from driftwatch.config import load_config
-from driftwatch.connectors.klaviyo import Connector
 from driftwatch.connectors.klaviyo.client import PAGE_SIZES, RATE_LIMITS
+from driftwatch.connectors.klaviyo.connector import Connector
 from driftwatch.normalize import coerce
 from driftwatch.pull import pull_sources
 from driftwatch.simulators.klaviyo import KlaviyoSimulator as Simulator

@@ -8,6 +8,7 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
+from driftwatch import platforms
 from driftwatch import store as store_module
 from driftwatch.cli import cli
 from driftwatch.config import load_config
@@ -120,7 +121,7 @@ def test_status_maps_merge_user_entries_and_defaults(tmp_path):
 
 
 def test_commercetools_compound_states_pick_the_most_specific():
-    mapping = merged_map("commercetools", None)
+    mapping = merged_map(platforms.get("commercetools").vocabulary, None)
     assert canonical_status("Confirmed/Shipped", mapping) == "shipped"
     assert canonical_status("Confirmed/Partial", mapping) == "partially_shipped"
     assert canonical_status("Cancelled/Shipped", mapping) == "cancelled"

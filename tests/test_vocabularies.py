@@ -8,6 +8,7 @@ import pytest
 import tomli_w
 from audit_helpers import keys, run_audit, snap
 
+from driftwatch import platforms
 from driftwatch.config import load_config, parse_config
 from driftwatch.engine import audit
 from driftwatch.errors import UserError
@@ -30,7 +31,7 @@ from driftwatch.store import Store
     ],
 )
 def test_commercetools_return_items_map_to_return_states(raw, state):
-    assert canonical_status(raw, merged_map("commercetools", None, RETURNS), RETURNS) == state
+    assert canonical_status(raw, merged_map(platforms.get("commercetools").vocabulary, None, RETURNS), RETURNS) == state
 
 
 @pytest.mark.parametrize(
@@ -48,7 +49,7 @@ def test_commercetools_return_items_map_to_return_states(raw, state):
     ],
 )
 def test_product_words_map_per_platform(platform, raw, status):
-    assert canonical_status(raw, merged_map(platform, None, PRODUCTS), PRODUCTS) == status
+    assert canonical_status(raw, merged_map(platforms.get(platform).vocabulary, None, PRODUCTS), PRODUCTS) == status
 
 
 def test_returns_and_products_are_configured_beside_order_statuses():

@@ -140,7 +140,7 @@ class Config:
         tables = self.raw.get("statuses", {})
         overrides = {**_vocabulary_table(tables.get(kind, {}), vocabulary)}
         overrides.update(_vocabulary_table(tables.get(source, {}), vocabulary))
-        return merged_map(kind, overrides, vocabulary)
+        return merged_map(platforms.get(kind).vocabulary, overrides, vocabulary)
 
     def same_stages(self, source: str) -> tuple[tuple[str, ...], ...]:
         """The canonical order stages a source's platform cannot tell apart."""

@@ -5,7 +5,8 @@ it (`[sources.mirakl_fr] kind = "mirakl"`). Everything that depends on the platf
 pulls it, which pusher repairs it, whether it is a system of record or a marketplace, its default status
 vocabulary) is asked here, through the source's kind, never by comparing a source's name.
 
-Adding a platform is one folder under `driftwatch/connectors/` and one `Platform(...)` below. A package
+Adding a platform is one folder under `driftwatch/connectors/` whose `__init__.py` holds its `PLATFORM`,
+and its name in `BUILTIN` below. A package
 outside driftwatch registers its own through the `driftwatch.platforms` entry-point group, naming a
 `Platform` object (or a function returning one):
 
@@ -22,7 +23,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from driftwatch.errors import UserError
-from driftwatch.statuses import VOCABULARIES, Vocabulary
+from driftwatch.statuses import Vocabulary
 
 ENTRY_POINT_GROUP = "driftwatch.platforms"
 
@@ -89,50 +90,10 @@ COMMON_SETTINGS = frozenset(
     }
 )
 
-_CONNECTORS = "driftwatch.connectors"
-BUILTIN = (
-    Platform(
-        "bluecherry",
-        f"{_CONNECTORS}.bluecherry.connector:Connector",
-        f"{_CONNECTORS}.bluecherry.push:Pusher",
-        system_of_record=True,
-        stock_per_location=True,
-        vocabulary=VOCABULARIES["bluecherry"],
-    ),
-    Platform(
-        "commercetools",
-        f"{_CONNECTORS}.commercetools.connector:Connector",
-        f"{_CONNECTORS}.commercetools.push:Pusher",
-        system_of_record=True,
-        stock_per_location=True,
-        vocabulary=VOCABULARIES["commercetools"],
-    ),
-    Platform(
-        "emarsys",
-        f"{_CONNECTORS}.emarsys.connector:Connector",
-        f"{_CONNECTORS}.emarsys.push:Pusher",
-        vocabulary=VOCABULARIES["emarsys"],
-    ),
-    Platform(
-        "ometria",
-        f"{_CONNECTORS}.ometria.connector:Connector",
-        f"{_CONNECTORS}.ometria.push:Pusher",
-        vocabulary=VOCABULARIES["ometria"],
-    ),
-    Platform(
-        "klaviyo",
-        f"{_CONNECTORS}.klaviyo.connector:Connector",
-        f"{_CONNECTORS}.klaviyo.push:Pusher",
-        vocabulary=VOCABULARIES["klaviyo"],
-    ),
-    Platform(
-        "mirakl",
-        f"{_CONNECTORS}.mirakl.connector:Connector",
-        f"{_CONNECTORS}.mirakl.push:Pusher",
-        marketplace=True,
-        vocabulary=VOCABULARIES["mirakl"],
-    ),
-)
+# The built-in platforms: each connector folder's `PLATFORM`, read on the first lookup (the folders import
+# this module for `Platform`, so they cannot be imported while it loads). A new built-in platform is its
+# folder and one name here.
+BUILTIN = ("bluecherry", "commercetools", "emarsys", "ometria", "klaviyo", "mirakl")
 
 _registry: dict[str, Platform] = {}
 _plugins_loaded = False
@@ -175,6 +136,8 @@ def _load_plugins() -> None:
     global _plugins_loaded
     if _plugins_loaded:
         return
+    for name in BUILTIN:
+        register(importlib.import_module(f"driftwatch.connectors.{name}").PLATFORM)
     for point in entry_points(group=ENTRY_POINT_GROUP):
         try:
             loaded = point.load()
@@ -192,8 +155,3 @@ def reload_plugins() -> None:
     global _plugins_loaded
     _plugins_loaded = False
     _load_plugins()
-
-
-for _platform in BUILTIN:
-    register(_platform)
-del _platform

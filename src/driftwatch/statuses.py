@@ -1,4 +1,4 @@
-"""Each platform's status vocabularies, mapped to canonical ones.
+"""Status vocabularies: the canonical words, how a platform's own words map to them, and the lookups.
 
 Three vocabularies are mapped the same way (raw values stay as the source says them in the store; the
 audit maps them):
@@ -8,9 +8,10 @@ audit maps them):
   voided: nothing comes back, nothing is refunded);
 - `products`: `active` or `discontinued`.
 
-Shipped defaults cover each platform's documented vocabulary; a client's configuration adds to them per
-source (`[statuses.<source>]` for orders, `[statuses.<source>.returns]`, `[statuses.<source>.products]`),
-and must name BlueCherry's codes, which are not public. Keys may be glob patterns: commercetools reports
+Each platform's documented vocabulary ships with its registration (`Platform.vocabulary`, in its
+connector folder); a client's configuration adds to it per source (`[statuses.<source>]` for orders,
+`[statuses.<source>.returns]`, `[statuses.<source>.products]`), and must name BlueCherry's codes, which
+are not public. Keys may be glob patterns: commercetools reports
 compound values ("orderState/shipmentState"), and the most specific state must win, so patterns are tried
 in order and the first match counts. A raw value that already is a canonical name maps to itself; case
 carries no meaning in any documented vocabulary, so a value that matches nothing exactly is tried again
@@ -40,7 +41,7 @@ CANONICAL: dict[str, tuple[str, ...]] = {
     PRODUCTS: PRODUCT_STATUSES,
 }
 # A platform's boolean "is it live" flag, as its API and exports write it.
-_PUBLISHED = {"true": "active", "false": "discontinued"}
+PUBLISHED = {"true": "active", "false": "discontinued"}
 
 
 @dataclass(frozen=True)
@@ -59,128 +60,20 @@ class Vocabulary:
 # Klaviyo and Emarsys keep no mutable order: their orders are derived from events, whose metric is the raw
 # status. An event says an order was placed, fulfilled (dispatched, in whole or in part), cancelled or
 # refunded; nothing finer.
-_ORDER_EVENTS = {
+ORDER_EVENTS = {
     "order_placed": "placed",
     "order_fulfilled": "shipped",
     "order_cancelled": "cancelled",
     "order_refunded": "refunded",
 }
-_EVENT_STAGES = (("placed", "accepted"), ("partially_shipped", "shipped", "delivered", "closed"))
-
-# Mirakl offers: `active`, or inactive for the reasons OF21 lists. An offer inactive only for want of stock
-# is still listed; every other reason takes it off sale.
-MIRAKL_STOCK_REASONS = (
-    "ZERO_QUANTITY",
-    "AVAILABLE_QUANTITY_LESS_THAN_MIN_ORDER_QUANTITY",
-    "AVAILABLE_QUANTITY_LESS_THAN_PACKAGE_QUANTITY",
-)
-MIRAKL_OFF_SALE_REASONS = (
-    "PRODUCT_STATUS_NEW",
-    "PRODUCT_STATUS_INVALID",
-    "PRODUCT_STATUS_REJECTED",
-    "PRODUCT_STATUS_UNAUTHORIZED_TO_SELL",
-    "PRODUCT_STATUS_PENDING",
-    "PRODUCT_STATUS_SYNCHRO_ERROR",
-    "PRODUCT_DISABLED",
-    "SHOP_NOT_OPEN",
-    "NO_MIN_SHIPPING_RATE",
-    "NOT_IN_AVAILABILITY_PERIOD",
-    "NO_CHANNEL_ON_SHOP",
-    "SHOP_CURRENCY_DISABLED",
-    "NO_ACTIVE_PRICE",
-    "CATEGORY_UNAUTHORIZED_TO_SELL",
-    "BRAND_UNAUTHORIZED_TO_SELL",
-)
-
-VOCABULARIES: dict[str, Vocabulary] = {
-    "mirakl": Vocabulary(
-        orders={
-            "STAGING": "placed",
-            "WAITING_ACCEPTANCE": "placed",
-            "WAITING_DEBIT": "placed",
-            "WAITING_DEBIT_PAYMENT": "placed",
-            "SHIPPING": "accepted",
-            "SHIPPED": "shipped",
-            "TO_COLLECT": "shipped",
-            "RECEIVED": "delivered",
-            "CLOSED": "closed",
-            "REFUSED": "cancelled",
-            "CANCELED": "cancelled",
-        },
-        products={
-            **_PUBLISHED,
-            **dict.fromkeys(MIRAKL_STOCK_REASONS, "active"),
-            **dict.fromkeys(MIRAKL_OFF_SALE_REASONS, "discontinued"),
-        },
-        # The seller moves an order to SHIPPED (OR24); RECEIVED and CLOSED follow by the customer's or the
-        # operator's hand, never from the ERP.
-        same_stages=(("shipped", "delivered", "closed"),),
-    ),
-    "commercetools": Vocabulary(
-        orders={
-            "Cancelled": "cancelled",
-            "Cancelled/*": "cancelled",
-            "Complete": "closed",
-            "Complete/*": "closed",
-            "*/Delivered": "delivered",
-            "*/Shipped": "shipped",
-            "*/Partial": "partially_shipped",
-            "Open": "placed",
-            "Open/*": "placed",
-            "Confirmed": "accepted",
-            "Confirmed/*": "accepted",
-        },
-        # A return item's "shipmentState/paymentState". Advised (announced, non-refundable until it comes
-        # back) and Returned (refundable, Initial) are the two initial states; BackInStock and Unusable
-        # follow inspection.
-        returns={
-            "*/Refunded": "refunded",
-            "Advised/NotRefunded": "cancelled",
-            "Advised": "authorised",
-            "Advised/*": "authorised",
-            "Returned": "received",
-            "Returned/*": "received",
-            "BackInStock": "received",
-            "BackInStock/*": "received",
-            "Unusable": "received",
-            "Unusable/*": "received",
-        },
-        products=_PUBLISHED,  # a product's `published` flag
-    ),
-    "ometria": Vocabulary(
-        orders={
-            "pending": "placed",
-            "shipped": "shipped",
-            "complete": "delivered",
-            "cancelled": "cancelled",
-        },
-        products=_PUBLISHED,  # a product's `is_active` flag
-        # Ometria's order says pending, shipped, complete or cancelled: an order not yet shipped in whole is
-        # pending, and complete is the last word.
-        same_stages=(("placed", "accepted", "partially_shipped"), ("delivered", "closed")),
-    ),
-    "klaviyo": Vocabulary(
-        orders=_ORDER_EVENTS,
-        products=_PUBLISHED,  # a catalog variant's `published` flag
-        same_stages=_EVENT_STAGES,
-    ),
-    "emarsys": Vocabulary(
-        orders=_ORDER_EVENTS,
-        products=_PUBLISHED,  # the catalogue's `available` column
-        same_stages=_EVENT_STAGES,
-    ),
-    "bluecherry": Vocabulary(),  # per client: BlueCherry's codes are not public
-}
+EVENT_STAGES = (("placed", "accepted"), ("partially_shipped", "shipped", "delivered", "closed"))
 
 
-def merged_map(platform: str, overrides: Mapping[str, str] | None, vocabulary: str = ORDERS) -> dict[str, str]:
+def merged_map(defaults: Vocabulary, overrides: Mapping[str, str] | None, vocabulary: str = ORDERS) -> dict[str, str]:
     """The user's entries first (they win, and their patterns are tried first), then the platform's shipped
-    defaults (its registration's, so a plugin platform brings its own)."""
-    from driftwatch import platforms  # the registry reads this module's vocabularies when it is imported
-
+    defaults (its registration's `vocabulary`, so a plugin platform brings its own)."""
     overrides = dict(overrides or {})
-    known = platforms.get(platform).vocabulary if platforms.is_platform(platform) else Vocabulary()
-    defaults = known.of(vocabulary)
+    defaults = defaults.of(vocabulary)
     return {**overrides, **{k: v for k, v in defaults.items() if k not in overrides}}
 
 

@@ -54,7 +54,7 @@ def test_missing_folder_is_reported_and_other_sources_still_pull(tmp_path, expor
 
 
 def test_no_way_to_reach_the_exports_is_a_clear_error(tmp_path):
-    from driftwatch.connectors.bluecherry import Connector
+    from driftwatch.connectors.bluecherry.connector import Connector
 
     with pytest.raises(UserError, match="set `path`"):
         Connector({})

@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 
 from driftwatch.connectors import get
-from driftwatch.connectors.commercetools import Connector
 from driftwatch.connectors.commercetools.client import ClientCredentials, CommercetoolsClient
+from driftwatch.connectors.commercetools.connector import Connector
 from driftwatch.errors import UserError
 from driftwatch.simulators import SIMULATORS
 from driftwatch.simulators.commercetools import CLIENT_ID, CLIENT_SECRET, PROJECT_KEY

@@ -13,8 +13,8 @@ import pytest
 
 from driftwatch.config import parse_config
 from driftwatch.connectors import get
-from driftwatch.connectors.emarsys import Connector
 from driftwatch.connectors.emarsys.client import EmarsysClient, WsseAuth, wsse_header
+from driftwatch.connectors.emarsys.connector import Connector
 from driftwatch.demo.generator import generate
 from driftwatch.errors import UserError
 from driftwatch.normalize import coerce

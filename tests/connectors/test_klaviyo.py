@@ -12,7 +12,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from driftwatch import connectors
-from driftwatch.connectors.klaviyo import Connector
+from driftwatch.connectors.klaviyo.connector import Connector
 from driftwatch.errors import UserError
 from driftwatch.normalize import coerce
 from driftwatch.simulators import SIMULATORS

@@ -14,8 +14,8 @@ import polars as pl
 import pytest
 
 from driftwatch.connectors import get
-from driftwatch.connectors.mirakl import Connector
 from driftwatch.connectors.mirakl.client import MiraklClient
+from driftwatch.connectors.mirakl.connector import Connector
 from driftwatch.connectors.mirakl.mapping import COLUMNS
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
@@ -359,7 +359,7 @@ def test_a_resumed_seek_token_that_expired_reads_the_lines_again(tmp_path, monke
 _PULL_IN_A_CHILD = """
 import json, sys
 from pathlib import Path
-from driftwatch.connectors.mirakl import Connector
+from driftwatch.connectors.mirakl.connector import Connector
 settings, env, checkpoints = json.loads(sys.argv[1]), json.loads(sys.argv[2]), Path(sys.argv[3])
 Connector(settings, env=env, checkpoint_dir=checkpoints).pull(["orders"])
 """

@@ -9,7 +9,7 @@ import pytest
 
 from driftwatch.config import parse_config
 from driftwatch.connectors import get
-from driftwatch.connectors.ometria import Connector
+from driftwatch.connectors.ometria.connector import Connector
 from driftwatch.connectors.ometria.mapping import CANCELLED_BUT_VALID
 from driftwatch.demo.generator import generate
 from driftwatch.errors import UserError

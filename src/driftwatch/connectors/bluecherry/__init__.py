@@ -1,13 +1,15 @@
-"""CGS BlueCherry: report exports in (folder or SFTP), import files out."""
+"""CGS BlueCherry, the system of record: report exports in (a folder or an SFTP drop), import files out.
 
-from typing import Any
+BlueCherry's status codes are set up per client and are not public: a client names them in
+`[statuses.<source>]`. Its report headers are in mapping.py, read by file drops through the connector.
+"""
 
+from driftwatch.platforms import Platform
 
-def __getattr__(name: str) -> Any:
-    # Imported on first use: the file-drop loader reads this package's column maps, and the connector in turn
-    # reads exports with the loader, so neither may import the other at import time.
-    if name == "Connector":
-        from driftwatch.connectors.bluecherry.connector import Connector
-
-        return Connector
-    raise AttributeError(name)
+PLATFORM = Platform(
+    "bluecherry",
+    connector="driftwatch.connectors.bluecherry.connector:Connector",
+    pusher="driftwatch.connectors.bluecherry.push:Pusher",
+    system_of_record=True,
+    stock_per_location=True,
+)

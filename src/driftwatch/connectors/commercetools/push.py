@@ -53,7 +53,7 @@ from typing import Any
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from driftwatch.connectors._http import error_excerpt
-from driftwatch.connectors.commercetools import mapping
+from driftwatch.connectors.commercetools import PLATFORM, mapping
 from driftwatch.connectors.commercetools.client import MAX_LIMIT, error_text, id_after, id_in, quote
 from driftwatch.connectors.commercetools.connector import Connector
 from driftwatch.push import Action, PushOutcome
@@ -104,7 +104,7 @@ class Pusher:
         self.connector = Connector(settings, source=source, env=env, progress=False)
         self.target = self.connector.source
         self.names = self.connector.names
-        self.status_map = dict(status_map) if status_map is not None else merged_map(Connector.name, None)
+        self.status_map = dict(status_map) if status_map is not None else merged_map(PLATFORM.vocabulary, None)
         self.custom_types = {**CUSTOM_TYPES, **settings.get("custom_types", {})}
 
     # ---------------------------------------------------------------- the Pusher protocol

@@ -1,5 +1,12 @@
-"""Emarsys: see connector.py for what is pulled and the settings it takes."""
+"""Emarsys: pull contacts, the product catalogue and sales data; push contacts, consents and the catalogue."""
 
-from driftwatch.connectors.emarsys.connector import Connector
+from driftwatch.platforms import Platform
+from driftwatch.statuses import EVENT_STAGES, ORDER_EVENTS, PUBLISHED, Vocabulary
 
-__all__ = ["Connector"]
+PLATFORM = Platform(
+    "emarsys",
+    connector="driftwatch.connectors.emarsys.connector:Connector",
+    pusher="driftwatch.connectors.emarsys.push:Pusher",
+    # Orders are derived from sales events; the catalogue's `available` column is the product status.
+    vocabulary=Vocabulary(orders=ORDER_EVENTS, products=PUBLISHED, same_stages=EVENT_STAGES),
+)

@@ -32,11 +32,11 @@ from typing import Any
 import polars as pl
 
 from driftwatch.connectors._push import profiles_of
+from driftwatch.connectors.ometria import PLATFORM
 from driftwatch.connectors.ometria.client import BASE_URL, OmetriaClient
 from driftwatch.connectors.ometria.connector import Connector
 from driftwatch.connectors.ometria.mapping import OPTIN_VALUES
 from driftwatch.push import Action, PushOutcome
-from driftwatch.statuses import VOCABULARIES
 
 PUSH_BATCH = 100  # records a call, as documented
 ERRORS_AFTER = 5.0
@@ -64,7 +64,7 @@ ORDER_STATUS = {
     "closed": "complete",
     "cancelled": "cancelled",
 }
-CANONICAL_STATUS = VOCABULARIES["ometria"].orders
+CANONICAL_STATUS = PLATFORM.vocabulary.orders
 
 Record = dict[str, Any]
 RecordKey = tuple[str, str]  # (@type, id)
