@@ -174,7 +174,7 @@ def test_large_runs_cap_the_table_and_point_to_the_export():
     assert "Showing the 10 most urgent of 30 findings" in html
 
 
-def test_exports_keep_money_exact_and_mask_emails(tmp_path):
+def test_exports_keep_money_exact_in_parquet_and_to_the_minor_unit_in_csv_and_mask_emails(tmp_path):
     findings = sample_findings()
     csv = export_findings(findings, tmp_path / "out" / "findings.csv")
     parquet = export_findings(findings, tmp_path / "out" / "findings.parquet")
@@ -183,7 +183,7 @@ def test_exports_keep_money_exact_and_mask_emails(tmp_path):
     assert Decimal("419.30") in from_parquet["impact"].to_list()
     assert from_parquet["severity"][0] == "critical"
     text = csv.read_text()
-    assert "419.3000" in text and "jane.doe@example.com" not in text
+    assert ",419.30," in text and "419.3000" not in text and "jane.doe@example.com" not in text
     assert from_parquet.height == findings.height
 
 

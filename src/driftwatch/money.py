@@ -7,11 +7,12 @@ agree on what "one unit" is in each currency.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cache
 
+import polars as pl
 from babel.core import UnknownLocaleError
 from babel.numbers import get_currency_precision, list_currencies
 
@@ -100,3 +101,20 @@ def _amount(value: object, name: str) -> Decimal:
     if amount is None or not amount.is_finite() or amount < 0:
         raise ValueError(f'{name}: {value!r} is not an amount of money of at least 0, e.g. "0.05"')
     return amount
+
+
+def amounts_as_text(amounts: pl.Expr, codes: pl.Expr, present: Iterable[str | None]) -> pl.Expr:
+    """`quantize` over a column, as text: each amount to its row's currency minor unit, half up (45.00 for
+    EUR, 4500 for JPY), by the currency codes in `codes`; `present` lists the codes the rows hold."""
+    by_digits: dict[int, list[str | None]] = {}
+    for currency in set(present):
+        by_digits.setdefault(minor_digits(currency), []).append(currency)
+    text = pl.lit(None, pl.String)
+    for digits, with_them in sorted(by_digits.items()):
+        rounded = amounts.round(digits, mode="half_away_from_zero").cast(pl.Decimal(38, digits)).cast(pl.String)
+        named = [c for c in with_them if c is not None]
+        rows = codes.is_in(named) if named else pl.lit(False)
+        if None in with_them:
+            rows = rows | codes.is_null()
+        text = pl.when(rows).then(rounded).otherwise(text)
+    return text

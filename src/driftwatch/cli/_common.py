@@ -14,6 +14,7 @@ import polars as pl
 
 from driftwatch.config import Config, load_config
 from driftwatch.locations import working
+from driftwatch.spreadsheet import to_csv
 from driftwatch.store import Store
 
 FORMATS = ("table", "json", "csv")
@@ -127,7 +128,7 @@ def emit(frame: pl.DataFrame, fmt: str, *, title: str | None = None) -> None:
         rows = [{k: _jsonable(v) for k, v in row.items()} for row in frame.iter_rows(named=True)]
         click.echo(json.dumps(rows, indent=2, default=str))
     elif fmt == "csv":
-        sys.stdout.write(frame.write_csv())
+        sys.stdout.write(to_csv(frame))  # often opened in a spreadsheet: no value read as a formula
     else:
         if title:
             click.echo(click.style(title, bold=True))

@@ -9,6 +9,7 @@ import click
 import polars as pl
 
 from driftwatch.cli._common import AppContext, emit, format_option, pass_app
+from driftwatch.money import amounts_as_text
 from driftwatch.payouts import lock, parse_period, reconcile, write_outputs
 
 ISSUES_SHOWN = 20
@@ -24,6 +25,20 @@ SUMMARY_SHOWN = (
     "mismatched",
     "duplicates",
     "erp_not_paid",
+)
+# What a person must look at, each listed up to ISSUES_SHOWN rows: (table, columns shown, title).
+LISTED = (
+    ("mismatches", ("check", "payout_id", "external_id", "expected", "actual", "currency", "message"), "Mismatches"),
+    (
+        "unmatched_marketplace",
+        ("payout_id", "line_id", "line_type", "external_id", "amount", "currency", "reason"),
+        "Unmatched marketplace lines",
+    ),
+    (
+        "unmatched_erp",
+        ("kind", "record_id", "external_id", "amount", "currency", "reason"),
+        "ERP records the marketplace has not paid",
+    ),
 )
 
 
@@ -83,16 +98,30 @@ def reconcile_command(
         emit(result.summary, fmt)
         return
     state = f"locked {result.locked_at:%Y-%m-%d %H:%M} UTC" if result.locked_at else "open"
-    emit(result.summary.select(SUMMARY_SHOWN), fmt, title=f"Payouts {period} ({state})")
+    emit(_readable(result.summary.select(SUMMARY_SHOWN)), fmt, title=f"Payouts {period} ({state})")
     unbalanced = result.documents.filter(~pl.col("balanced"))
     if unbalanced.height:
-        emit(unbalanced, fmt, title="\nUnbalanced documents")
-    if result.mismatches.height:
-        shown = result.mismatches.select("check", "payout_id", "external_id", "message").head(ISSUES_SHOWN)
-        emit(shown, fmt, title=f"\nMismatches: {result.mismatches.height} (first {shown.height})")
+        emit(_readable(unbalanced), fmt, title="\nUnbalanced documents")
+    for table, columns, title in LISTED:
+        frame = getattr(result, table)
+        if frame.height:
+            shown = _readable(frame.select(columns).head(ISSUES_SHOWN))
+            emit(shown, fmt, title=f"\n{title}: {frame.height} (first {shown.height})")
     if result.locked_at is not None:
         emit(result.variances, fmt, title=f"\nVariances since the close: {result.variances.height}")
     click.echo(f"\nwrote {written[0]} and {len(written) - 1} CSV file(s) in {written[0].parent}")
+
+
+def _readable(frame: pl.DataFrame) -> pl.DataFrame:
+    """Money to its currency's minor unit (45.00 EUR, 4500 JPY), as the workbook shows it."""
+    if "currency" not in frame.columns:
+        return frame
+    currencies = frame["currency"].unique().to_list()
+    return frame.with_columns(
+        amounts_as_text(pl.col(name), pl.col("currency"), currencies)
+        for name, dtype in frame.schema.items()
+        if dtype.is_decimal()
+    )
 
 
 def register(group: click.Group) -> None:

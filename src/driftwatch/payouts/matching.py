@@ -476,7 +476,7 @@ def _judge_commission(row: dict, kind: str, agreed: dict[str, Agreed], settings:
     charged = f"{abs(actual / base):.2%}" if base else "charged on nothing"
     # A rate nobody configured is the built-in default: say so rather than call it agreed.
     terms = f"the assumed {rate:.2%} (no rate configured)" if assumed else f"the agreed {rate:.2%}"
-    reason = f"{actual:.2f} to date on {basis} " + (
+    reason = f"charged {actual:.2f} to date on {basis} " + (
         f"at {terms}" if within else f"is {charged}; at {terms} it is {expected:.2f}"
     )
     status, problem = ("matched", None) if within else ("mismatch", f"{kind}_rate")

@@ -10,19 +10,21 @@ from driftwatch.errors import UserError
 from driftwatch.files import atomic_path
 from driftwatch.report.mask import mask_emails
 from driftwatch.report.summary import by_attention
+from driftwatch.spreadsheet import write_csv
 
 EXPORT_FORMATS = (".csv", ".parquet")
 
 
 def export_findings(findings: pl.DataFrame, path: Path, *, mask: bool = True) -> Path:
-    """Write the findings, most urgent first, to `path` (.csv or .parquet). Money stays exact in both."""
+    """Write the findings, most urgent first, to `path` (.csv or .parquet). Parquet keeps money exact; the
+    CSV is for spreadsheets: money to its currency's minor unit, and no value read as a formula."""
     suffix = path.suffix.lower()
     if suffix not in EXPORT_FORMATS:
         raise UserError(f"cannot export findings to {path}: expected a file name ending in .csv or .parquet")
     frame = by_attention(mask_emails(findings) if mask else findings)
-    with atomic_path(path) as tmp:
-        if suffix == ".csv":
-            frame.write_csv(tmp)
-        else:
+    if suffix == ".csv":
+        write_csv(frame, path)
+    else:
+        with atomic_path(path) as tmp:
             frame.write_parquet(tmp)
     return path

@@ -1,7 +1,8 @@
 """Corrections for BlueCherry, written as import files: the ERP never takes a live write from driftwatch.
 
 Each batch becomes one CSV in the outbox, written under a temporary name and renamed into place, so the
-ERP's import job never picks up half a file and a crash leaves either the whole batch or none of it.
+ERP's import job never picks up half a file and a crash leaves either the whole batch or none of it. The
+file is one a person may open too: no value in it is ever read as a spreadsheet formula.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any
 import polars as pl
 
 from driftwatch import locations
-from driftwatch.files import atomic_path
 from driftwatch.push import ERP_ACTIONS, Action, PushOutcome
+from driftwatch.spreadsheet import read_csv, write_csv
 
 COLUMNS = ("action_id", "action", "key", "field", "value", "record")
 
@@ -51,8 +52,7 @@ class Pusher:
             ],
             schema=dict.fromkeys(COLUMNS, pl.String),
         )
-        with atomic_path(self.outbox / name) as tmp:
-            rows.write_csv(tmp)
+        write_csv(rows, self.outbox / name)
         return {a.action_id: PushOutcome(True, f"import file {name}") for a in batch}
 
     def read(self, batch: list[Action]) -> dict[str, str | None]:
@@ -63,7 +63,7 @@ class Pusher:
         files = sorted(p for p in self.outbox.glob("driftwatch-*.csv")) if self.outbox.is_dir() else []
         if not files:
             return {}
-        frame = pl.concat([pl.read_csv(p, infer_schema=False) for p in files])
+        frame = pl.concat([read_csv(p) for p in files])
         return dict(zip(frame["action_id"], frame["value"], strict=True))
 
 
