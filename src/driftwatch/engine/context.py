@@ -98,7 +98,8 @@ class AuditContext:
 
     def note(self, note: Note) -> None:
         """Record a note once per run; a shared frame being computed keeps it to replay for later readers."""
-        self._notes.setdefault((note.check_id, note.target, note.source, note.entity, note.column, note.kind), note)
+        key = (note.check_id, note.target, note.source, note.entity, note.column, note.kind, note.detail)
+        self._notes.setdefault(key, note)
         for collected in self._collecting:
             collected.append(note)
 

@@ -7,7 +7,9 @@ A note is `info`: it never fails a run, never alerts and has no lifecycle. Four 
 - `not_compared`: a field that one side holds in none of its records is one that side does not sync, so
   it is not compared;
 - `held_back`: a snapshot snapshot_health distrusts (mostly quarantined or truncated) is not read by the
-  other checks, which would otherwise report every record it lost.
+  other checks, which would otherwise report every record it lost;
+- `caveat`: what a reader must know to read the check's findings, in the check's own words (payout
+  matching: the commission rate it assumed because none is configured).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import polars as pl
 
 from driftwatch.store import Migration, Store
 
-NOTE_KINDS = ("skipped", "degraded", "not_compared", "held_back")
+NOTE_KINDS = ("skipped", "degraded", "not_compared", "held_back", "caveat")
 NOTE_SCHEMA: dict[str, pl.DataType] = {
     "check_id": pl.String(),
     "target": pl.String(),
@@ -63,7 +65,7 @@ class Note:
     column: str | None = None
     # degraded: what the check does instead ("it counts as 0"); not_compared: what is left out (default:
     # the column itself);
-    # held_back: why snapshot_health distrusts the snapshot.
+    # held_back: why snapshot_health distrusts the snapshot; caveat: the whole of what is said.
     detail: str = ""
 
     @property
@@ -73,6 +75,8 @@ class Note:
             return f"{self.check_id} cannot run for {self.target}: {holds}"
         if self.kind == "degraded":
             return f"{self.check_id} on {self.target}: {holds}, so {self.detail}"
+        if self.kind == "caveat":
+            return f"{self.check_id} on {self.target}: {self.detail}"
         if self.kind == "not_compared":
             left_out = self.detail or self.column
             return f"{self.check_id} on {self.target}: {holds} in any record, so {left_out} is not compared"

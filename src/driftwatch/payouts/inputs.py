@@ -32,6 +32,7 @@ class Inputs:
     erp_journal: pl.DataFrame
     erp_order_lines: pl.DataFrame
     warnings: tuple[str, ...] = ()  # what limits a result read from these inputs
+    missing: frozenset[str] = frozenset()  # the OPTIONAL_ERP entities there were none of
 
 
 def complete(frame: pl.DataFrame | None, entity: str) -> pl.DataFrame:
@@ -70,7 +71,7 @@ def read_inputs(
         map_statuses("status", return_map or {}, returns, RETURNS).is_in(settings.refunded_statuses)
     ).join(orders.select("order_id", "external_id", "channel", "currency"), on="order_id", how="inner")
     warnings = tuple(
-        f"no {settings.erp} {entity} loaded: {consequence}"
+        f"without {settings.erp} {entity}, {consequence}"
         for entity, consequence in OPTIONAL_ERP.items()
         if erp[entity] is None
     )
@@ -81,6 +82,7 @@ def read_inputs(
         erp_journal=complete(erp["journal_entries"], "journal_entries"),
         erp_order_lines=complete(erp["order_lines"], "order_lines"),
         warnings=warnings,
+        missing=frozenset(entity for entity in OPTIONAL_ERP if erp[entity] is None),
     )
 
 

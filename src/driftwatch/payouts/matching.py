@@ -311,9 +311,17 @@ def sales(scope: pl.DataFrame, history: pl.DataFrame, erp: pl.DataFrame, toleran
 
 
 def refunds(
-    scope: pl.DataFrame, history: pl.DataFrame, erp: pl.DataFrame, credit_memos: pl.DataFrame, tolerance: Decimal
+    scope: pl.DataFrame,
+    history: pl.DataFrame,
+    erp: pl.DataFrame,
+    credit_memos: pl.DataFrame | None,
+    tolerance: Decimal,
 ) -> Verdicts:
-    """Refund lines, to date, against the ERP's credit memos (refunded returns) of the same order."""
+    """Refund lines, to date, against the ERP's credit memos (refunded returns) of the same order. Without
+    the ERP's returns (None) a refund is not matched, and not judged either: it has no problem to report."""
+    unchecked = credit_memos is None
+    if credit_memos is None:
+        credit_memos = pl.DataFrame(schema={"external_id": pl.String, "amount": MONEY, "return_id": pl.String})
     credited = credit_memos.group_by("external_id").agg(
         credited=pl.col("amount").sum().cast(MONEY), return_ids=pl.col("return_id").sort().str.join(" ")
     )
@@ -332,6 +340,8 @@ def refunds(
         .otherwise(pl.lit("matched")),
         reason=pl.when(pl.col("order_id").is_null())
         .then(pl.lit("no ERP order carries this marketplace order id"))
+        .when(pl.lit(unchecked))
+        .then(pl.lit("not checked: the ERP's returns were not loaded"))
         .when(pl.col("return_ids").is_null())
         .then(pl.format("refund without an ERP credit memo on order {}", "order_id"))
         .when(off)
@@ -345,6 +355,8 @@ def refunds(
         .otherwise(pl.format("ERP credit memo {}", "return_ids")),
         problem=pl.when(pl.col("order_id").is_null())
         .then(pl.lit("erp_order"))
+        .when(pl.lit(unchecked))
+        .then(None)
         .when(pl.col("return_ids").is_null())
         .then(pl.lit("credit_memo"))
         .when(off)
@@ -530,16 +542,19 @@ def _pair(candidates: pl.DataFrame, posted: pl.DataFrame, key: list[str]) -> pl.
     )
 
 
-def journal_only(scope: pl.DataFrame, journal: pl.DataFrame) -> Verdicts:
-    """Fees and adjustments have nothing to match but the ERP's journal entry for them."""
+def journal_only(scope: pl.DataFrame, journal: pl.DataFrame, checked: bool = True) -> Verdicts:
+    """Fees and adjustments have nothing to match but the ERP's journal entry for them. Without the ERP's
+    journal entries (not `checked`) such a line is not matched, and not judged either."""
     lines = scope.filter(pl.col("line_type").is_in(("fee", "adjustment"))).join(journal, on="line_id", how="left")
     posted = pl.col("journal_entry_id").is_not_null()
     verdicts = lines.select(
         "line_id",
         status=pl.when(posted).then(pl.lit("matched")).otherwise(pl.lit("unmatched")),
-        problem=pl.when(posted).then(None).otherwise(pl.lit("journal_entry")),
+        problem=pl.when(posted | ~pl.lit(checked)).then(None).otherwise(pl.lit("journal_entry")),
         reason=pl.when(posted)
         .then(pl.format("ERP journal entry {}", "journal_entry_id"))
+        .when(~pl.lit(checked))
+        .then(pl.lit("not checked: the ERP's journal entries were not loaded (one is proposed)"))
         .otherwise(pl.format("no ERP journal entry for this {} (one is proposed)", "line_type")),
     )
     return Verdicts(verdicts, pl.DataFrame(schema=ISSUE_SCHEMA))

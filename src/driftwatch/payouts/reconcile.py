@@ -97,9 +97,11 @@ def reconcile_inputs(inputs: Inputs, settings: PayoutSettings, period: Period) -
             matching.duplicates(scope),
             document_verdicts,
             matching.sales(originals, history, erp, settings.tolerance),
-            matching.refunds(originals, history, erp, credit_memos, settings.tolerance),
+            matching.refunds(
+                originals, history, erp, None if "returns" in inputs.missing else credit_memos, settings.tolerance
+            ),
             matching.commissions(originals, history, _agreed(originals, inputs, settings), settings),
-            matching.journal_only(originals, journal),
+            matching.journal_only(originals, journal, checked="journal_entries" not in inputs.missing),
         ]
     )
     lines = (

@@ -8,8 +8,6 @@ finding keyed by the line's id, its problem as the field.
 
 from __future__ import annotations
 
-import logging
-
 import polars as pl
 
 from driftwatch.engine.context import Scope
@@ -20,8 +18,6 @@ from driftwatch.payouts.inputs import read_inputs
 from driftwatch.payouts.reconcile import reconcile_to_date
 from driftwatch.payouts.settings import marketplaces, payout_settings
 from driftwatch.statuses import RETURNS
-
-log = logging.getLogger("driftwatch.payouts")
 
 # What the truth holds where a line has no counterpart, and what a person does about each problem.
 MISSING = {
@@ -83,12 +79,17 @@ def payout_matching(scope: Scope) -> pl.LazyFrame | None:
     cfg = scope.cfg
     inputs = read_inputs(snapshot, cfg.status_map(settings.erp), settings, cfg.status_map(settings.erp, RETURNS))
     results = reconcile_to_date(inputs, settings)
-    for warning in dict.fromkeys(w for result in results for w in result.warnings):
-        log.warning("payout_matching: %s", warning)
+    # Said once per run however many periods say it, such as the commission rate assumed. What the ERP's
+    # snapshots lack is noted by scope.holds above, or (never snapshotted) not compared, as for every check.
+    said = dict.fromkeys(w for result in results for w in result.warnings if w not in inputs.warnings)
+    for warning in said:
+        scope.note(settings.marketplace, "payout_lines", "caveat", detail=warning)
     if not results:
         return None
     tables = [table for r in results for table in (r.unmatched_marketplace, r.mismatched_lines)]
-    return _findings(scope, pl.concat(tables, how="diagonal_relaxed"))
+    # A line month-end could not judge (its ERP counterpart was not loaded) has no problem to report.
+    flagged = pl.concat(tables, how="diagonal_relaxed").filter(pl.col("problem").is_not_null())
+    return _findings(scope, flagged)
 
 
 def _findings(scope: Scope, lines: pl.DataFrame) -> pl.LazyFrame:
