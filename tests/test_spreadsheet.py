@@ -97,15 +97,17 @@ def test_text_a_spreadsheet_would_run_gets_a_leading_quote_and_reads_back_unchan
     assert cells.select(restored(pl.col("text")))["text"][0] == text
 
 
-def test_money_to_the_minor_unit_of_each_rows_currency_half_up() -> None:
+def test_money_to_the_minor_unit_of_each_rows_currency_and_finer_only_where_it_holds_more() -> None:
+    amounts = ["45", "-0.125", "4500", "4500.5", "1.2", "1.2345", "3", "-1.5375", "-0.0050", "0", None]
+    currencies = ["EUR", "GBP", "JPY", "JPY", "KWD", "KWD", None, "EUR", "eur", "XYZ", "EUR"]
     frame = pl.DataFrame(
-        {
-            "amount": [Decimal("45"), Decimal("-0.125"), Decimal("4500.5"), Decimal("1.2345"), Decimal("3"), None],
-            "currency": ["EUR", "GBP", "JPY", "KWD", None, "EUR"],
-        },
+        {"amount": [None if a is None else Decimal(a) for a in amounts], "currency": currencies},
         schema={"amount": pl.Decimal(18, 4), "currency": pl.String},
     )
-    assert csv_cells(frame)["amount"].to_list() == ["45.00", "-0.13", "4501", "1.235", "3.00", None]
+    cells = csv_cells(frame)["amount"].to_list()
+    assert cells == ["45.00", "-0.125", "4500", "4500.5", "1.200", "1.2345", "3.00", "-1.5375", "-0.005", "0.00", None]
+    # Never rounded: each cell reads back as the very amount.
+    assert [None if c is None else Decimal(c) for c in cells] == [None if a is None else Decimal(a) for a in amounts]
 
 
 def test_accounting_dates_as_dates_and_times_to_the_second_in_utc() -> None:

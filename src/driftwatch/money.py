@@ -7,7 +7,7 @@ agree on what "one unit" is in each currency.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cache
@@ -62,12 +62,12 @@ class MoneyTolerance:
     default: Decimal | None = None
 
     @classmethod
-    def parse(cls, value: object) -> MoneyTolerance:
-        """From a check option: one amount for every currency (`0.05` or `"0.05"`), or a table of amounts per
-        currency code with an optional `default` (`{ JPY = "5", default = "0.02" }`). A ValueError says
+    def parse(cls, value: object, name: str = "money_tolerance") -> MoneyTolerance:
+        """From a setting (`name`): one amount for every currency (`0.05` or `"0.05"`), or a table of amounts
+        per currency code with an optional `default` (`{ JPY = "5", default = "0.02" }`). A ValueError says
         what is wrong, naming the entry."""
         if not isinstance(value, Mapping):
-            return cls({}, _amount(value, "money_tolerance"))
+            return cls({}, _amount(value, name))
         amounts: dict[str, Decimal] = {}
         for code, amount in value.items():
             if code != "default" and code.upper() not in currencies():
@@ -91,6 +91,11 @@ class MoneyTolerance:
         """The tolerance of every known currency, and of each one named in the option."""
         return {code: self.of(code) for code in currencies() | set(self.per_currency)}
 
+    def limit(self, codes: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+        """Per row, the tolerance of the row's currency (the codes in `codes`), as `dtype`."""
+        code = codes.cast(pl.String).str.strip_chars().str.to_uppercase()
+        return code.replace_strict(self.table(), default=self.of(None), return_dtype=dtype)
+
 
 def _amount(value: object, name: str) -> Decimal:
     # Floats come through str(): 0.01 in TOML is exactly 0.01, not its binary neighbour.
@@ -103,18 +108,47 @@ def _amount(value: object, name: str) -> Decimal:
     return amount
 
 
-def amounts_as_text(amounts: pl.Expr, codes: pl.Expr, present: Iterable[str | None]) -> pl.Expr:
-    """`quantize` over a column, as text: each amount to its row's currency minor unit, half up (45.00 for
-    EUR, 4500 for JPY), by the currency codes in `codes`; `present` lists the codes the rows hold."""
-    by_digits: dict[int, list[str | None]] = {}
-    for currency in set(present):
-        by_digits.setdefault(minor_digits(currency), []).append(currency)
-    text = pl.lit(None, pl.String)
-    for digits, with_them in sorted(by_digits.items()):
-        rounded = amounts.round(digits, mode="half_away_from_zero").cast(pl.Decimal(38, digits)).cast(pl.String)
-        named = [c for c in with_them if c is not None]
-        rows = codes.is_in(named) if named else pl.lit(False)
-        if None in with_them:
-            rows = rows | codes.is_null()
-        text = pl.when(rows).then(rounded).otherwise(text)
-    return text
+def exact(amount: Decimal, currency: str | None) -> Decimal:
+    """The amount to its currency's minor unit or finer, never rounded: 45.0000 EUR is 45.00, 4500 JPY is
+    4500, and a sub-cent commission of -1.5375 EUR stays -1.5375."""
+    amount = Decimal(amount)
+    digits = max(minor_digits(currency), -min(amount.normalize().as_tuple().exponent, 0))
+    return amount.quantize(Decimal(1).scaleb(-digits))
+
+
+def rounded(amounts: pl.Expr, codes: pl.Expr) -> pl.Expr:
+    """`quantize` over a column: each amount rounded half up to its row's currency minor unit, by the
+    currency codes in `codes`."""
+    return _per_currency(codes, lambda digits: amounts.round(digits, mode="half_away_from_zero"))
+
+
+def amounts_as_text(amounts: pl.Expr, codes: pl.Expr) -> pl.Expr:
+    """`exact` over a column, as text: each amount to its row's currency minor unit (45.00 for EUR, 4500 for
+    JPY), and finer only where it holds more decimals (-1.5375): trailing zeros go, digits never do."""
+    # Not a whole number of minor units: a non-zero digit lies beyond them, so only zeros are cut.
+    finer = amounts.cast(pl.String).str.replace(r"0+$", "")
+
+    def text(digits: int) -> pl.Expr:
+        whole = amounts.round(digits)
+        return pl.when(amounts == whole).then(whole.cast(pl.Decimal(38, digits)).cast(pl.String)).otherwise(finer)
+
+    return _per_currency(codes, text)
+
+
+@cache
+def _codes_by_digits() -> dict[int, tuple[str, ...]]:
+    """The currency codes whose minor unit is not the usual hundredth, by their number of decimals."""
+    groups: dict[int, list[str]] = {}
+    for code in sorted(currencies()):
+        if (digits := minor_digits(code)) != DEFAULT_DIGITS:
+            groups.setdefault(digits, []).append(code)
+    return {digits: tuple(codes) for digits, codes in sorted(groups.items())}
+
+
+def _per_currency(codes: pl.Expr, by_digits: Callable[[int], pl.Expr]) -> pl.Expr:
+    """`by_digits(n)` on each row whose currency has n decimals (an unknown or absent one: the default)."""
+    code = codes.cast(pl.String).str.strip_chars().str.to_uppercase()
+    result = by_digits(DEFAULT_DIGITS)
+    for digits, named in _codes_by_digits().items():
+        result = pl.when(code.is_in(named)).then(by_digits(digits)).otherwise(result)
+    return result

@@ -8,8 +8,9 @@ leading single quote, which every spreadsheet shows as text; in an xlsx, text is
 plain decimal number (`-15.00`, `+3`) is not text that needs it: numbers stay numbers.
 
 Cells are also made for the people who open them: money to its currency's minor unit (45.00 EUR, 4500
-JPY, through driftwatch.money), dates as dates (`2026-10-31`), times as `2026-10-31 23:00:00` (UTC),
-which spreadsheets and ERP imports read without help.
+JPY, through driftwatch.money), finer only where an amount holds more (a sub-cent commission of -1.5375
+stays whole: money is never rounded on its way out), dates as dates (`2026-10-31`), times as
+`2026-10-31 23:00:00` (UTC), which spreadsheets and ERP imports read without help.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import polars as pl
 import xlsxwriter
 
 from driftwatch.files import atomic_path
-from driftwatch.money import amounts_as_text, minor_digits, quantize
+from driftwatch.money import amounts_as_text, exact
 
 # OWASP's formula triggers: = + - @ tab and carriage return, after any quotes already escaping them.
 _FORMULA = r"^'*[=+\-@\t\r]"
@@ -57,11 +58,10 @@ def restored(text: pl.Expr) -> pl.Expr:
 
 
 def csv_cells(frame: pl.DataFrame, dates: Iterable[str] = ()) -> pl.DataFrame:
-    """The frame as CSV cells: text neutralised, money at its row's currency minor unit (the frame's
-    `currency` column; two decimals without one), the `dates` columns as dates, other times to the second
-    in UTC. Numbers and booleans stay as they are."""
+    """The frame as CSV cells: text neutralised, money at its row's currency minor unit or finer, never
+    rounded (the frame's `currency` column; two decimals without one), the `dates` columns as dates, other
+    times to the second in UTC. Numbers and booleans stay as they are."""
     dates = set(dates)
-    currencies = frame[CURRENCY_COLUMN].unique().to_list() if CURRENCY_COLUMN in frame.columns else [None]
     currency = pl.col(CURRENCY_COLUMN) if CURRENCY_COLUMN in frame.columns else pl.lit(None, pl.String)
     cells = []
     for name, dtype in frame.schema.items():
@@ -69,7 +69,7 @@ def csv_cells(frame: pl.DataFrame, dates: Iterable[str] = ()) -> pl.DataFrame:
         if dtype == pl.String:
             column = neutralised(column)
         elif dtype.is_decimal():
-            column = amounts_as_text(column, currency, currencies)
+            column = amounts_as_text(column, currency)
         elif isinstance(dtype, pl.Datetime):
             utc = column.dt.convert_time_zone("UTC") if dtype.time_zone else column
             column = utc.dt.strftime(DATE_TEXT if name in dates else TIME_TEXT)
@@ -119,15 +119,16 @@ class Formats:
         self.date = book.add_format({"num_format": XLSX_DATE})
         self.time = book.add_format({"num_format": XLSX_TIME})
         self.text_as_typed = book.add_format({"quote_prefix": True})
-        self._money: dict[str | None, object] = {}
+        self._money: dict[tuple[str | None, int], object] = {}
 
-    def money(self, currency: str | None):
-        if currency not in self._money:
-            digits = minor_digits(currency)
+    def money(self, currency: str | None, digits: int):
+        """Amounts of the currency shown with `digits` decimals."""
+        if (currency, digits) not in self._money:
             number = "#,##0" + ("." + "0" * digits if digits else "")
             suffix = f' "{currency}"' if currency else ""
-            self._money[currency] = self.book.add_format({"num_format": f"{number}{suffix};-{number}{suffix}"})
-        return self._money[currency]
+            shown = f"{number}{suffix};-{number}{suffix}"
+            self._money[currency, digits] = self.book.add_format({"num_format": shown})
+        return self._money[currency, digits]
 
 
 def write_sheet(sheet, frame: pl.DataFrame, formats: Formats, dates: Iterable[str] = ()) -> None:
@@ -173,9 +174,11 @@ class _Cell:
         if value is None:
             return 0
         if isinstance(value, Decimal):
-            amount = quantize(value, self.currency)
-            # Excel stores every number as a double; the exact amount stays in the CSV beside the workbook.
-            sheet.write_number(row, col, float(amount), formats.money(self.currency))
+            # Shown to the currency's minor unit, or finer where the amount holds more (never rounded). Excel
+            # stores every number as a double; the exact amount stays in the CSV beside the workbook.
+            amount = exact(value, self.currency)
+            digits = -int(amount.as_tuple().exponent)
+            sheet.write_number(row, col, float(amount), formats.money(self.currency, digits))
             return len(f"{amount:,}") + 4
         if isinstance(value, bool):
             sheet.write_boolean(row, col, value)

@@ -116,11 +116,8 @@ def _readable(frame: pl.DataFrame) -> pl.DataFrame:
     """Money to its currency's minor unit (45.00 EUR, 4500 JPY), as the workbook shows it."""
     if "currency" not in frame.columns:
         return frame
-    currencies = frame["currency"].unique().to_list()
     return frame.with_columns(
-        amounts_as_text(pl.col(name), pl.col("currency"), currencies)
-        for name, dtype in frame.schema.items()
-        if dtype.is_decimal()
+        amounts_as_text(pl.col(name), pl.col("currency")) for name, dtype in frame.schema.items() if dtype.is_decimal()
     )
 
 

@@ -240,9 +240,7 @@ def _field_differs(scope: Scope, spec: CompareSpec, field: FieldSpec, currency: 
 def money_limit(tolerance: object, currency: pl.Expr) -> pl.Expr:
     """Per row, the money tolerance of the row's currency: a check's `money_tolerance` option is one amount
     for every currency or a table per currency, and a currency it does not name gets one minor unit."""
-    parsed = MoneyTolerance.parse({} if tolerance is None else tolerance)
-    code = currency.cast(pl.String).str.strip_chars().str.to_uppercase()
-    return code.replace_strict(parsed.table(), default=parsed.of(None), return_dtype=MONEY)
+    return MoneyTolerance.parse({} if tolerance is None else tolerance).limit(currency, MONEY)
 
 
 def _currency(spec: CompareSpec, names: list[str]) -> pl.Expr:

@@ -3,6 +3,8 @@ adjustments that it has no journal entry for yet.
 
 Every payout line becomes one balanced entry of two postings: the line's own account and the receivable
 the marketplace owes the seller. So debits equal credits per entry, and therefore per payout and currency.
+A ledger posts whole minor units: a sub-cent commission line (-1.5375 EUR) is proposed rounded half up
+(1.54), on both sides of its entry.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import polars as pl
 
 from driftwatch.entities import MONEY, TIMESTAMP
+from driftwatch.money import rounded
 
 JOURNAL_SCHEMA = {
     "entry_id": pl.String,
@@ -31,7 +34,7 @@ ZERO = pl.lit(0).cast(MONEY)
 def propose(lines: pl.DataFrame, accounts: dict[str, str]) -> pl.DataFrame:
     """Two postings per line (columns of JOURNAL_SCHEMA); `lines` carry payout line columns, order_id and
     document_date. Entry ids derive from line ids, so a rerun proposes the very same entries."""
-    size = pl.col("amount").abs().cast(MONEY)
+    size = rounded(pl.col("amount").abs(), pl.col("currency")).cast(MONEY)
     # A positive line grows the seller's balance: the receivable is debited and the line's account credited.
     grows = pl.col("amount") > 0
     memo = pl.concat_str(

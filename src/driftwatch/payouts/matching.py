@@ -10,11 +10,12 @@ in several billing cycles is judged on its total, never line by line.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 import polars as pl
 
 from driftwatch.entities import MONEY
+from driftwatch.money import MoneyTolerance, amounts_as_text, exact, quantize, rounded
 from driftwatch.payouts.period import Period
 from driftwatch.payouts.settings import PayoutSettings
 
@@ -56,7 +57,6 @@ ISSUE_SCHEMA = {
     "difference": MONEY,
     "message": pl.String,
 }
-CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,9 @@ def _verdicts(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(missing).select(list(VERDICT_SCHEMA)).cast(VERDICT_SCHEMA)
 
 
-def money_text(expr: pl.Expr) -> pl.Expr:
-    return expr.round(2).cast(pl.Decimal(18, 2)).cast(pl.String)
+def money_text(expr: pl.Expr, currency: str = "currency") -> pl.Expr:
+    """An amount as text, to the minor unit of the currency in column `currency` (finer if it holds more)."""
+    return amounts_as_text(expr, pl.col(currency))
 
 
 def _issues(frame: pl.DataFrame, **columns: pl.Expr) -> pl.DataFrame:
@@ -90,9 +91,10 @@ def _issues(frame: pl.DataFrame, **columns: pl.Expr) -> pl.DataFrame:
     return frame.with_columns(difference=(pl.col("actual") - pl.col("expected")).cast(MONEY))
 
 
-def _off(actual: str, expected: str, tolerance: Decimal) -> pl.Expr:
-    """More than the tolerance apart; a missing side is always apart."""
-    return ((pl.col(actual) - pl.col(expected)).abs() > tolerance).fill_null(True)
+def _off(actual: str, expected: str, tolerance: MoneyTolerance, currency: str = "currency") -> pl.Expr:
+    """More than the tolerance of the currency in column `currency` apart; a missing side is always apart."""
+    limit = tolerance.limit(pl.col(currency), MONEY)
+    return ((pl.col(actual) - pl.col(expected)).abs() > limit).fill_null(True)
 
 
 # ---------------------------------------------------------------------------------------------- duplicates
@@ -144,7 +146,7 @@ def duplicates(scope: pl.DataFrame) -> Verdicts:
 # ---------------------------------------------------------------------------------------------- documents
 
 
-def documents(scope: pl.DataFrame, tolerance: Decimal) -> tuple[pl.DataFrame, Verdicts]:
+def documents(scope: pl.DataFrame, tolerance: MoneyTolerance) -> tuple[pl.DataFrame, Verdicts]:
     """Each accounting document (per currency): its lines must sum to its payment line."""
     is_payment = pl.col("line_type") == "payment"
     docs = (
@@ -262,11 +264,11 @@ def erp_by_external_id(erp_orders: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def sales(scope: pl.DataFrame, history: pl.DataFrame, erp: pl.DataFrame, tolerance: Decimal) -> Verdicts:
+def sales(scope: pl.DataFrame, history: pl.DataFrame, erp: pl.DataFrame, tolerance: MoneyTolerance) -> Verdicts:
     """Order amount and shipping lines, to date, against the ERP order's total."""
     per_order = _per_order(scope, history, SALES).join(erp, on="external_id", how="left")
     wrong_currency = pl.col("erp_currency") != pl.col("line_currency")
-    off = _off("to_date", "erp_total", tolerance) | ~pl.col("erp_total_known")
+    off = _off("to_date", "erp_total", tolerance, "line_currency") | ~pl.col("erp_total_known")
     per_order = per_order.with_columns(
         status=pl.when(pl.col("order_id").is_null())
         .then(pl.lit("unmatched"))
@@ -281,8 +283,8 @@ def sales(scope: pl.DataFrame, history: pl.DataFrame, erp: pl.DataFrame, toleran
         .then(
             pl.format(
                 "paid {} to date; the ERP order totals {}",
-                money_text(pl.col("to_date")),
-                money_text(pl.col("erp_total")),
+                money_text(pl.col("to_date"), "line_currency"),
+                money_text(pl.col("erp_total"), "line_currency"),
             )
         )
         .otherwise(pl.format("ERP order {}", "order_id")),
@@ -315,7 +317,7 @@ def refunds(
     history: pl.DataFrame,
     erp: pl.DataFrame,
     credit_memos: pl.DataFrame | None,
-    tolerance: Decimal,
+    tolerance: MoneyTolerance,
 ) -> Verdicts:
     """Refund lines, to date, against the ERP's credit memos (refunded returns) of the same order. Without
     the ERP's returns (None) a refund is not matched, and not judged either: it has no problem to report."""
@@ -331,7 +333,7 @@ def refunds(
         .join(erp.select("external_id", "order_id"), on="external_id", how="left")
         .join(credited, on="external_id", how="left")
     )
-    off = _off("refunded", "credited", tolerance)
+    off = _off("refunded", "credited", tolerance, "line_currency")
     per_order = per_order.with_columns(
         status=pl.when(pl.col("order_id").is_null() | pl.col("return_ids").is_null())
         .then(pl.lit("unmatched"))
@@ -348,8 +350,8 @@ def refunds(
         .then(
             pl.format(
                 "refunded {} to date; ERP credit memos total {}",
-                money_text(pl.col("refunded")),
-                money_text(pl.col("credited")),
+                money_text(pl.col("refunded"), "line_currency"),
+                money_text(pl.col("credited"), "line_currency"),
             )
         )
         .otherwise(pl.format("ERP credit memo {}", "return_ids")),
@@ -476,20 +478,21 @@ def _judge_commission(row: dict, kind: str, agreed: dict[str, Agreed], settings:
     order = agreed.get(row["external_id"])
     rate = order.rate if order else settings.channel_rate(settings.channel)
     assumed = order.assumed if order else settings.channel_rate_assumed(settings.channel)
+    currency = row["line_currency"]
     if kind == "commission" and order:
-        base, expected = order.base, -order.commission.quantize(CENT, rounding=ROUND_HALF_UP)
-        basis = f"the ERP's {base:.2f}"
+        base, expected = order.base, -quantize(order.commission, currency)
+        basis = f"the ERP's {exact(base, currency)}"
     else:
         base = abs(row["base"] or Decimal(0))
-        expected = (base * rate).quantize(CENT, rounding=ROUND_HALF_UP) * (-1 if kind == "commission" else 1)
-        basis = f"the {base:.2f} {'refunded' if kind == 'refund_commission' else 'paid'}"
+        expected = quantize(base * rate, currency) * (-1 if kind == "commission" else 1)
+        basis = f"the {exact(base, currency)} {'refunded' if kind == 'refund_commission' else 'paid'}"
     actual = row["to_date"]
-    within = abs(actual - expected) <= settings.tolerance
+    within = abs(actual - expected) <= settings.tolerance.of(currency)
     charged = f"{abs(actual / base):.2%}" if base else "charged on nothing"
     # A rate nobody configured is the built-in default: say so rather than call it agreed.
     terms = f"the assumed {rate:.2%} (no rate configured)" if assumed else f"the agreed {rate:.2%}"
-    reason = f"charged {actual:.2f} to date on {basis} " + (
-        f"at {terms}" if within else f"is {charged}; at {terms} it is {expected:.2f}"
+    reason = f"charged {exact(actual, currency)} to date on {basis} " + (
+        f"at {terms}" if within else f"is {charged}; at {terms} it is {expected}"
     )
     status, problem = ("matched", None) if within else ("mismatch", f"{kind}_rate")
     return row["external_id"], status, problem, reason, expected, assumed
@@ -505,11 +508,19 @@ def match_journal(lines: pl.DataFrame, erp_journal: pl.DataFrame, order_ids: pl.
     the ledger the ERP's export shows (a commission debited to the expense account as +15.00, or the same
     commission exported as the seller's balance sees it, -15.00), not which way the money moved. Both book
     the same line. Entries naming the line's ERP order (or, for a line of no order, naming none) pair
-    first; the rest pair on size alone. Gives line_id, journal_entry_id for the lines that pair."""
+    first; the rest pair on size alone. A ledger posts whole minor units, so a sub-cent line (-1.5375 EUR)
+    is booked by an entry of its size rounded half up (1.54), the entry month-end proposes for it. Gives
+    line_id, journal_entry_id for the lines that pair."""
     candidates = (
         lines.filter(pl.col("line_type").is_in(JOURNALLED))
         .join(order_ids, on="external_id", how="left")
-        .select("line_id", "payout_id", "currency", "order_id", size=pl.col("amount").abs())
+        .select(
+            "line_id",
+            "payout_id",
+            "currency",
+            "order_id",
+            size=rounded(pl.col("amount").abs(), pl.col("currency")).cast(MONEY),
+        )
         .sort("line_id")
     )
     posted = (

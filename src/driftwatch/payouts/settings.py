@@ -6,7 +6,9 @@ marketplace = "mirakl"          # the source whose payout_lines are reconciled
 erp = "bluecherry"              # the system of record holding orders, returns and journal entries
                                 # (default: the source of the feed giving the marketplace payout_lines)
 channel = "mirakl"              # the ERP channel of this marketplace's orders
-tolerance = "0.01"              # money difference still counted as equal, in the line's currency
+tolerance = "0.01"              # money difference still counted as equal, in the line's currency; or
+                                # per currency: tolerance = { JPY = "5", default = "0.02" }
+                                # (default: one minor unit of the currency, 0.01 EUR, 1 JPY)
 delivered_statuses = ["delivered", "closed"]
 refunded_statuses = ["refunded"]  # canonical return states that are a credit memo
 
@@ -47,6 +49,7 @@ from typing import Any
 from driftwatch.config import Config
 from driftwatch.entities import CANONICAL_STATUSES, RETURN_STATES
 from driftwatch.errors import UserError
+from driftwatch.money import MoneyTolerance
 
 # Which ledger account each journalled line type posts to; the other side is always the receivable that
 # the marketplace owes the seller.
@@ -96,7 +99,7 @@ class PayoutSettings:
     marketplace: str = "mirakl"
     erp: str = "bluecherry"
     channel: str = "mirakl"
-    tolerance: Decimal = Decimal("0.01")
+    tolerance: MoneyTolerance = field(default_factory=MoneyTolerance)
     delivered_statuses: tuple[str, ...] = ("delivered", "closed")
     refunded_statuses: tuple[str, ...] = ("refunded",)
     default_rate: Decimal = DEFAULT_COMMISSION_RATE
@@ -189,7 +192,7 @@ def payout_settings(cfg: Config, marketplace: str | None = None) -> PayoutSettin
         marketplace=marketplace,
         erp=str(table.get("erp", _feeding_erp(cfg, marketplace) or defaults.erp)),
         channel=channel,
-        tolerance=_decimal(table.get("tolerance", defaults.tolerance), f"{where}.tolerance", upper=None),
+        tolerance=_tolerance(table.get("tolerance"), f"{where}.tolerance"),
         delivered_statuses=_statuses(table, "delivered_statuses", defaults.delivered_statuses, where),
         refunded_statuses=_statuses(table, "refunded_statuses", defaults.refunded_statuses, where, RETURN_STATES),
         default_rate=_decimal(commission.get("default", defaults.default_rate), f"{where}.commission.default"),
@@ -252,15 +255,24 @@ def _sources(table: dict[str, Any], where: str, known: tuple[str, ...]) -> None:
             raise UserError(f"{where}.{key}: {table[key]!r} is not a source; expected one of {', '.join(known)}")
 
 
-def _decimal(value: Any, key: str, upper: Decimal | None = Decimal(1)) -> Decimal:
+def _tolerance(value: Any, key: str) -> MoneyTolerance:
+    if value is None:
+        return MoneyTolerance()
+    try:
+        return MoneyTolerance.parse(value, key)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _decimal(value: Any, key: str) -> Decimal:
+    """A rate: a fraction between 0 and 1."""
     # Floats come through str() so that 0.15 in TOML is exactly 0.15, not its binary neighbour.
     try:
         number = Decimal(str(value))
     except InvalidOperation:
         raise UserError(f"{key}: {value!r} is not a number") from None
-    if number < 0 or (upper is not None and number > upper):
-        bound = f"between 0 and {upper}" if upper is not None else "at least 0"
-        raise UserError(f"{key}: {value!r} must be {bound} (a rate is a fraction: 15% is 0.15)")
+    if not 0 <= number <= 1:
+        raise UserError(f"{key}: {value!r} must be between 0 and 1 (a rate is a fraction: 15% is 0.15)")
     return number
 
 
