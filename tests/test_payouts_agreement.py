@@ -1,5 +1,6 @@
 """One payout engine: the nightly payout_matching check reports, line by line, what month-end
-`payouts reconcile` reports for every period to date, on the hand-made fixture and on the demo retailer."""
+`payouts reconcile` reports for every period to date, on the hand-made fixture, on the demo retailer and on
+the generated retailer with two marketplace instances."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import polars as pl
 import pytest
 
 from driftwatch.config import Config, load_config, parse_config
+from driftwatch.demo import retailers
 from driftwatch.demo.generator import generate
+from driftwatch.demo.retailers.marketplaces import MARKETPLACES
 from driftwatch.demo.run import demo_config
 from driftwatch.engine import audit
 from driftwatch.errors import UserError
@@ -30,9 +33,11 @@ def months_paid(drop: Path) -> list[str]:
         return sorted({row["transaction_date"][:7] for row in csv.DictReader(handle) if row["line_type"] == "payment"})
 
 
-def nightly(store: Store, cfg: Config) -> dict[str, dict[str, str | None]]:
-    """The nightly check's findings by payout line."""
+def nightly(store: Store, cfg: Config, marketplace: str | None = None) -> dict[str, dict[str, str | None]]:
+    """The nightly check's findings by payout line (of one marketplace, when several are reconciled)."""
     found = audit(store, cfg, checks=["payout_matching"]).findings.filter(pl.col("check_id") == "payout_matching")
+    if marketplace is not None:
+        found = found.filter(pl.col("target") == marketplace)
     assert found["key"].is_unique().all(), "one finding per line"
     return {row["key"]: {k: row[k] for k in ("field", "expected", "actual")} for row in found.iter_rows(named=True)}
 
@@ -43,12 +48,14 @@ def caveats(store: Store, cfg: Config) -> list[str]:
     return notes.filter((pl.col("check_id") == "payout_matching") & (pl.col("kind") == "caveat"))["message"].to_list()
 
 
-def month_end(store: Store, cfg: Config, months: list[str]) -> dict[str, dict[str, str | None]]:
+def month_end(
+    store: Store, cfg: Config, months: list[str], marketplace: str | None = None
+) -> dict[str, dict[str, str | None]]:
     """Month-end's lines that are not matched and name a problem, over every month, as the nightly check
     would word them."""
     flagged = {}
     for month in months:
-        result = reconcile(store, cfg, month)
+        result = reconcile(store, cfg, month, marketplace)
         for row in result.unmatched_marketplace.filter(pl.col("problem").is_not_null()).iter_rows(named=True):
             flagged[row["line_id"]] = {"field": row["problem"], "expected": None, "actual": None}
         for row in result.mismatched_lines.iter_rows(named=True):
@@ -56,8 +63,10 @@ def month_end(store: Store, cfg: Config, months: list[str]) -> dict[str, dict[st
     return flagged
 
 
-def assert_agree(store: Store, cfg: Config, months: list[str]) -> dict[str, dict[str, str | None]]:
-    at_night, at_month_end = nightly(store, cfg), month_end(store, cfg, months)
+def assert_agree(
+    store: Store, cfg: Config, months: list[str], marketplace: str | None = None
+) -> dict[str, dict[str, str | None]]:
+    at_night, at_month_end = nightly(store, cfg, marketplace), month_end(store, cfg, months, marketplace)
     assert at_night.keys() == at_month_end.keys()
     for line_id, night in at_night.items():
         close = at_month_end[line_id]
@@ -245,3 +254,23 @@ def test_the_checks_own_payout_settings_are_refused_with_where_they_live_now(
     assert where in message and points_to in message and "\n" not in message
     path.write_text('[checks.payout_matching]\nseverity = "critical"\n')
     assert load_config(path).check_options("payout_matching") == {"severity": "critical"}
+
+
+# ------------------------------------------------------------------------------------------------ marketplaces
+
+
+def test_agreement_holds_for_each_marketplace_on_its_own_settings(tmp_path: Path) -> None:
+    """The generated retailer with two marketplace instances, each reconciled on its own channel and agreed
+    rate ([payouts.marketplaces.<source>]), nightly and at month-end alike."""
+    generated = retailers.generate("marketplaces", tmp_path / "retailer")
+    cfg = parse_config(generated.config())
+    with (generated.written.answer_key).open() as handle:
+        injected = [row for row in csv.DictReader(handle) if row["check_id"] == "payout_matching"]
+    with Store(tmp_path / "driftwatch.duckdb") as store:
+        load_directory(store, generated.written.drop, cfg)
+        for marketplace in MARKETPLACES:
+            lines = store.latest(marketplace, "payout_lines")
+            months = sorted({f"{moment:%Y-%m}" for moment in lines["transaction_date"].drop_nulls()})
+            flagged = assert_agree(store, cfg, months, marketplace)
+            assert flagged, marketplace
+            assert {row["key"] for row in injected if row["target"] == marketplace} == flagged.keys(), marketplace

@@ -108,3 +108,25 @@ def test_without_out_the_files_go_beside_the_config_not_into_the_current_directo
     assert result.exit_code == 0, result.output
     assert (config.parent / f"payouts-{OCTOBER}" / f"payouts-{OCTOBER}.xlsx").exists()
     assert list(elsewhere.iterdir()) == []
+
+
+def test_the_console_lists_the_unmatched_lines_not_only_their_count(tmp_path: Path, monkeypatch) -> None:
+    db = loaded_store(tmp_path)
+    with Store(db) as store:
+        unmatched = reconcile(store, load_config(CONFIG), OCTOBER).unmatched_marketplace
+    assert unmatched.height > 2
+
+    def console() -> str:
+        app = AppContext(CONFIG, db)
+        result = CliRunner().invoke(payouts, ["reconcile", "--period", OCTOBER, "--out", str(tmp_path / "o")], obj=app)
+        app.close()
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    listed = console().split(f"Unmatched marketplace lines: {unmatched.height} (first {unmatched.height})")[1]
+    rows = [line for line in listed.split("\n\n")[0].splitlines() if line.startswith("| P-")]
+    assert [row.split("|")[2].strip() for row in rows] == unmatched["line_id"].to_list()
+    l43 = next(row for row in rows if "| L43 " in row)
+    assert "| 12.00 " in l43 and "no ERP order carries this marketplace order id" in l43  # 12.00, not 12.0000
+    monkeypatch.setattr("driftwatch.cli.payouts.ISSUES_SHOWN", 2)
+    assert f"Unmatched marketplace lines: {unmatched.height} (first 2)" in console()
