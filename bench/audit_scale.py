@@ -1,21 +1,33 @@
-"""Benchmark: the whole audit of a generated retailer at scale, load excluded.
+"""Benchmark: loading and auditing a generated retailer at scale, beside DuckDB loading the same files.
 
     .venv/bin/python bench/audit_scale.py --scale 100 --runs 3
     .venv/bin/python bench/audit_scale.py --scale 3334 --runs 3 --workdir /data/bench   # the issue's size
+    .venv/bin/python bench/audit_scale.py --scale 3334 --baseline /tmp/dw-base/src      # another commit beside
 
 Scale 1 is ~300 SKUs x 3 warehouses, 600 customers, ~1,440 orders / ~3,400 lines; scale 3334 is ~1M SKUs,
-2M customers, ~4.8M orders / ~11.3M lines. The retailer is generated once as parquet and loaded once into
-a DuckDB store (both timed, neither counted); each audit then runs in a fresh process, so its peak
-resident memory (VmHWM, see compare.peak_rss_mib) is the audit's own: reading the latest snapshots out of DuckDB,
-every check, and storing the findings. Prints one JSON object with the median wall time, the median
-CPU time (steadier when other work shares the machine) and the peak.
+2M customers, ~4.95M orders / ~12M lines, 88M rows in 31 parquet files. The retailer is generated once
+(kept in the work folder). Each round then runs, each step in a fresh process:
+
+- `duckdb`: DuckDB's own `CREATE TABLE ... AS SELECT * FROM read_parquet(file)` for every file of the drop
+  into a new database file, then CHECKPOINT: the floor for getting these files into a store;
+- `load`: `driftwatch.load_directory` (what `driftwatch load DIR` runs) into a new store: read, validate,
+  quarantine, store, as one transaction;
+- `audit`: `driftwatch.engine.audit` over that store, every check: reading the latest snapshots, every
+  check, and storing the findings.
+
+`--baseline SRC` runs the load and the audit a second time per round with PYTHONPATH=SRC (another commit's
+`src`, exported with `git archive`), so both are measured in the same hour on the same files. Peak memory
+is each process's own VmHWM (see compare.peak_rss_mib). Prints one JSON object (medians and ratios) and
+writes it to results/audit_scale-<scale>.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -23,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from compare import peak_rss_mib  # the same peak measure as the three-way comparison
+from compare import RESULTS, driftwatch_revision, peak_rss_mib  # the same peak measure as the comparison
 
 
 def _config(snapshot_dir: Path):
@@ -34,44 +46,106 @@ def _config(snapshot_dir: Path):
     return parse_config(demo_config(snapshot_dir))
 
 
-def prepare(workdir: Path, scale: int) -> tuple[Path, Path, dict]:
-    """Generate and load once per scale; returns (snapshot dir, store, timings)."""
-    from driftwatch.demo.generator import generate
+def generate(workdir: Path, scale: int) -> Path:
+    """The retailer's drop, generated once per scale."""
+    from driftwatch.demo.generator import generate as generate_retailer
+
+    snapshot_dir = workdir / f"retailer-{scale}"
+    if not (snapshot_dir / "answer_key.csv").exists():
+        started = time.perf_counter()
+        result = generate_retailer(snapshot_dir, scale=scale, file_format="parquet")
+        print(f"generated {result.total_rows:,} rows in {time.perf_counter() - started:.0f} s", flush=True)
+    return snapshot_dir
+
+
+def drop_files(snapshot_dir: Path) -> list[Path]:
+    return sorted(p for p in snapshot_dir.glob("*/*") if p.suffix in (".parquet", ".csv") and p.name[0] != "_")
+
+
+# -- the steps, each in its own process -------------------------------------------------------------------
+
+
+def cpu_s() -> float:
+    """This process's CPU time, every thread, start-up included: steadier than wall time when other work
+    shares the machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return round(usage.ru_utime + usage.ru_stime, 1)
+
+
+def duckdb_once(snapshot_dir: Path, db: Path) -> dict:
+    import duckdb
+
+    started = time.perf_counter()
+    con = duckdb.connect(str(db))
+    for i, path in enumerate(drop_files(snapshot_dir)):
+        reader = "read_parquet" if path.suffix == ".parquet" else "read_csv"
+        con.execute(f"CREATE TABLE t{i} AS SELECT * FROM {reader}('{path}')")
+    con.execute("CHECKPOINT")
+    con.close()
+    return {"wall_s": round(time.perf_counter() - started, 2), "cpu_s": cpu_s(), "peak_mib": peak_rss_mib()}
+
+
+def load_once(snapshot_dir: Path, db: Path) -> dict:
     from driftwatch.filedrop import load_directory
     from driftwatch.store import Store
 
-    snapshot_dir, db = workdir / f"retailer-{scale}", workdir / f"audit-{scale}.duckdb"
-    timings: dict = {}
-    if not (snapshot_dir / "answer_key.csv").exists():
-        started = time.perf_counter()
-        result = generate(snapshot_dir, scale=scale, file_format="parquet")
-        timings["generate_s"] = round(time.perf_counter() - started, 1)
-        timings["rows"] = result.total_rows
-    if not db.exists():
-        started = time.perf_counter()
-        with Store(db) as store:
-            load_directory(store, snapshot_dir, _config(snapshot_dir))
-            store.query("CHECKPOINT")  # else the first audit replays the write-ahead log and is measured with it
-        timings["load_s"] = round(time.perf_counter() - started, 1)
-    return snapshot_dir, db, timings
+    cfg = _config(snapshot_dir)
+    started = time.perf_counter()
+    with Store(db) as store:
+        report = load_directory(store, snapshot_dir, cfg)
+    return {
+        "wall_s": round(time.perf_counter() - started, 2),
+        "cpu_s": cpu_s(),
+        "peak_mib": peak_rss_mib(),
+        "snapshots": report.loaded,
+        "rows": sum(f.rows for f in report.files),
+    }
 
 
 def audit_once(snapshot_dir: Path, db: Path) -> dict:
     from driftwatch.engine import audit
     from driftwatch.store import Store
 
+    cfg = _config(snapshot_dir)
     with Store(db) as store:
         started = time.perf_counter()
-        result = audit(store, _config(snapshot_dir))
+        result = audit(store, cfg)
         wall = time.perf_counter() - started
-    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "wall_s": round(wall, 2),
-        # CPU time of the whole process (start-up included): the steadier figure on a shared machine
-        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        "cpu_s": cpu_s(),
         "peak_mib": peak_rss_mib(),
         "findings": result.findings.height,
     }
+
+
+STEPS = {"duckdb": duckdb_once, "load": load_once, "audit": audit_once}
+
+
+def run_step(step: str, snapshot_dir: Path, db: Path, src: Path | None = None) -> dict:
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    cmd = [sys.executable, __file__, "--step", step, str(snapshot_dir), str(db)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise RuntimeError(f"{step} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "load_1min": round(os.getloadavg()[0], 2)}
+
+
+def fresh(folder: Path) -> Path:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def summary(runs: list[dict]) -> dict:
+    out = {"median_wall_s": round(statistics.median(r["wall_s"] for r in runs), 2)}
+    out["min_max_wall_s"] = [min(r["wall_s"] for r in runs), max(r["wall_s"] for r in runs)]
+    out["peak_mib"] = max(r["peak_mib"] for r in runs)
+    if "cpu_s" in runs[0]:
+        out["median_cpu_s"] = round(statistics.median(r["cpu_s"] for r in runs), 1)
+    return out
 
 
 def main() -> None:
@@ -80,30 +154,58 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "driftwatch-bench",
-        help="where the generated retailer and its store are kept between runs (reused when present)",
+        help="where the generated retailer is kept between runs (reused when present), and the stores",
     )  # fmt: skip
-    parser.add_argument("--audit-only", nargs=2, metavar=("SNAPSHOT_DIR", "DB"), help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", type=Path, help="another commit's src folder, measured beside this one")
+    parser.add_argument("--audit-only", action="store_true", help="load once, then time only the audits")
+    parser.add_argument("--step", nargs=3, metavar=("STEP", "SNAPSHOT_DIR", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.audit_only:
-        print(json.dumps(audit_once(Path(args.audit_only[0]), Path(args.audit_only[1]))))
+    if args.step:
+        step, snapshot_dir, db = args.step
+        print(json.dumps(STEPS[step](Path(snapshot_dir), Path(db))))
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
-    snapshot_dir, db, timings = prepare(args.workdir, args.scale)
-    runs = []
-    for _ in range(args.runs):
-        out = subprocess.run(
-            [sys.executable, __file__, "--audit-only", str(snapshot_dir), str(db)],
-            check=True, capture_output=True, text=True,
-        )  # fmt: skip
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(json.dumps({
+    snapshot_dir = generate(args.workdir, args.scale)
+    builds = {"this": None, **({"baseline": args.baseline.resolve()} if args.baseline else {})}
+    runs: dict[str, list[dict]] = {f"{b} {s}": [] for b in builds for s in ("load", "audit")}
+    runs["duckdb load"] = []
+    for attempt in range(args.runs):
+        if not args.audit_only:
+            db = fresh(args.workdir / "duckdb") / "floor.duckdb"
+            runs["duckdb load"].append(run_step("duckdb", snapshot_dir, db))
+            print(f"round {attempt + 1}: duckdb {runs['duckdb load'][-1]}", flush=True)
+            shutil.rmtree(db.parent)
+        for build, src in builds.items():
+            db = args.workdir / build / "driftwatch.duckdb"
+            if not args.audit_only or not db.exists():
+                db = fresh(args.workdir / build) / "driftwatch.duckdb"
+                load = run_step("load", snapshot_dir, db, src)
+                if not args.audit_only:
+                    runs[f"{build} load"].append(load)
+                    print(f"round {attempt + 1}: {build} load {load}", flush=True)
+            runs[f"{build} audit"].append(run_step("audit", snapshot_dir, db, src))
+            print(f"round {attempt + 1}: {build} audit {runs[f'{build} audit'][-1]}", flush=True)
+    result = {
         "scale": args.scale,
-        **timings,
-        "runs": runs,
-        "median_wall_s": statistics.median(r["wall_s"] for r in runs),
-        "median_cpu_s": statistics.median(r["cpu_s"] for r in runs),
-        "peak_mib": max(r["peak_mib"] for r in runs),
-    }, indent=2))  # fmt: skip
+        "rows": runs["this load"][0]["rows"] if runs["this load"] else None,
+        "revision": driftwatch_revision(),
+        "baseline": str(args.baseline) if args.baseline else None,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **{name: summary(r) for name, r in runs.items() if r},
+    }
+    for build in builds:
+        load, audit = result.get(f"{build} load"), result[f"{build} audit"]
+        if load:
+            result[f"{build} load + audit s"] = round(load["median_wall_s"] + audit["median_wall_s"], 1)
+            floor = result["duckdb load"]
+            result[f"{build} load / duckdb"] = round(load["median_wall_s"] / floor["median_wall_s"], 2)
+            result[f"{build} load / duckdb, cpu"] = round(load["median_cpu_s"] / floor["median_cpu_s"], 2)
+    result["runs"] = runs
+    text = json.dumps(result, indent=2)
+    print(text)
+    if not args.audit_only:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"audit_scale-{args.scale}.json").write_text(text + "\n")
 
 
 if __name__ == "__main__":
