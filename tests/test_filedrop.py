@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from driftwatch import filedrop
 from driftwatch.cli import cli
 from driftwatch.config import Config, default_feeds
 from driftwatch.errors import DataError, UserError
@@ -282,3 +283,44 @@ def test_jsonl_and_parquet_drops(tmp_path, store, cfg):
     assert store.latest("ometria", "inventory")["sku"][0] == "001"
     # A source that did not provide a column does not pretend to hold it.
     assert store.latest("ometria", "inventory").columns == ["sku", "location", "available"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl"])
+def test_a_file_read_in_batches_is_stored_as_read_whole_with_lines_across_batches(tmp_path, cfg, monkeypatch, fmt):
+    rows = [("C1", "a@x.com", "10.50"), ("C2", "b@x.com", "1"), ("C3", "not-an-email", "2"), ("C4", "d@x.com", "x"),
+            ("C2", "e@x.com", "3"), ("C6", "f@x.com", "4"), ("C7", "g@x.com", "5")]  # fmt: skip
+    frame = pl.DataFrame(rows, schema=["customer_id", "email", "lifetime_value"], orient="row")
+    path = tmp_path / "drop" / "klaviyo" / f"customers.{fmt}"
+    path.parent.mkdir(parents=True)
+    {"csv": frame.write_csv, "parquet": frame.write_parquet, "jsonl": frame.write_ndjson}[fmt](path)
+    manifest(tmp_path / "drop", "klaviyo")
+
+    def load(batch_rows: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+        monkeypatch.setattr(filedrop, "BATCH_ROWS", batch_rows)
+        with Store(tmp_path / f"store-{batch_rows}.duckdb") as store:
+            report = load_directory(store, tmp_path / "drop", cfg)
+            return store.latest("klaviyo", "customers").sort("customer_id"), report.quarantine
+
+    whole, whole_bad = load(1_000)
+    batched, batched_bad = load(2)
+    assert batched.equals(whole) and batched["customer_id"].to_list() == ["C1", "C6", "C7"]
+    assert batched_bad.equals(whole_bad)
+    first = 2 if fmt == "csv" else 1  # a CSV's first record is on the line after its header
+    assert sorted(set(batched_bad["line"])) == [first + 1, first + 2, first + 3, first + 4]  # C2 twice, C3, C4
+
+
+def test_a_bad_row_in_a_later_batch_refuses_the_whole_file(tmp_path, store, cfg, monkeypatch):
+    monkeypatch.setattr(filedrop, "BATCH_ROWS", 2)
+    write(tmp_path / "drop", "klaviyo/customers.csv", "customer_id,email\nC1,a@x.com\nC2,b@x.com\nC3,c@x.com,extra\n")
+    manifest(tmp_path / "drop", "klaviyo")
+    with pytest.raises(DataError, match="line 4 has 3 fields"):
+        load_directory(store, tmp_path / "drop", cfg)
+    assert store.snapshots().height == 0
+
+
+def test_a_header_only_file_is_an_empty_snapshot(tmp_path, store, cfg):
+    write(tmp_path / "drop", "klaviyo/customers.csv", "customer_id,email\n")
+    manifest(tmp_path / "drop", "klaviyo")
+    report = load_directory(store, tmp_path / "drop", cfg)
+    assert [(f.rows, f.loaded) for f in report.files] == [(0, True)]
+    assert store.latest("klaviyo", "customers").height == 0

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import io
 import itertools
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from driftwatch.connectors.bluecherry.mapping import (
 )
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import DataError, UserError
-from driftwatch.normalize import coerce
+from driftwatch.normalize import coerce_batches
 from driftwatch.redaction import excerpt
 from driftwatch.store import IncomingSnapshot, IngestResult, Store
 
@@ -56,6 +57,8 @@ CLOCK_SKEW = timedelta(minutes=5)
 # When the load happens, if not now: a simulation replaying a night (`loading_at`). Never set by the CLI.
 _LOADING_AT: ContextVar[datetime | None] = ContextVar("loading_at", default=None)
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+# Rows of a file read, parsed and validated at a time: bounds the raw text held while loading a large file.
+BATCH_ROWS = 1_000_000
 log = logging.getLogger("driftwatch.filedrop")
 
 
@@ -70,9 +73,11 @@ class ExportFile:
 
     @property
     def note(self) -> str | None:
-        if not self.ignored:
-            return None
-        return f"ignored column(s) driftwatch does not compare: {', '.join(self.ignored)}"
+        return _ignored_note(self.ignored)
+
+
+def _ignored_note(ignored: tuple[str, ...]) -> str | None:
+    return f"ignored column(s) driftwatch does not compare: {', '.join(ignored)}" if ignored else None
 
 
 @dataclass(frozen=True)
@@ -103,38 +108,49 @@ class LoadReport:
 
 
 def load_directory(store: Store, directory: Path | str, cfg: Config) -> LoadReport:
-    """Read every file of a snapshot directory and store it in one transaction."""
-    prepared = read_directory(directory, cfg)
-    results = store.ingest(snap for snap, _, _ in prepared)
-    files = [
-        _file_result(path, snap, result, note) for (snap, path, note), result in zip(prepared, results, strict=True)
-    ]
-    quarantine = pl.concat([snap.quarantine for snap, _, _ in prepared])
-    return LoadReport(Path(directory), files, quarantine)
+    """Read every file of a snapshot directory and store it in one transaction: all files or none. Files
+    are read one at a time, each BATCH_ROWS rows at a time, and stored as soon as read: the load holds one
+    file's parsed rows, never a whole file's raw text nor the whole drop."""
+    files: list[FileResult] = []
+    quarantines: list[pl.DataFrame] = []
+
+    def snapshots() -> Iterator[IncomingSnapshot]:
+        for snap, path, note in read_directory(directory, cfg):
+            # What the report needs of the file, not its rows: they are the store's once ingested.
+            files.append(FileResult(path, snap.source, snap.entity, snap.row_count, 0, False, "", note))
+            quarantines.append(snap.quarantine)
+            yield snap
+            del snap
+
+    results = store.ingest(snapshots())
+    stored = [_file_result(file, result) for file, result in zip(files, results, strict=True)]
+    return LoadReport(Path(directory), stored, pl.concat(quarantines))
 
 
-def read_directory(directory: Path | str, cfg: Config) -> list[tuple[IncomingSnapshot, Path, str | None]]:
-    """Every file of a snapshot directory read and validated, with the path it came from and what reading it
-    noted; nothing stored."""
+def read_directory(directory: Path | str, cfg: Config) -> Iterator[tuple[IncomingSnapshot, Path, str | None]]:
+    """Every file of a snapshot directory read and validated, one after the other, with the path it came
+    from and what reading it noted; nothing stored. The folders, file names and capture times are checked
+    before any file is read."""
     directory = Path(directory)
     if not directory.is_dir():
         raise UserError(f"{directory}: not a directory (expected DIR/<source>/<entity>.csv)")
-    prepared = [snap for source_dir in _source_dirs(directory, cfg) for snap in _read_source(source_dir, cfg)]
-    if not prepared:
+    sources = [_source_files(source_dir) for source_dir in _source_dirs(directory, cfg)]
+    if not any(files for _, files, _ in sources):
         raise UserError(f"{directory}: no snapshot files found (expected DIR/<source>/<entity>.csv|.parquet|.jsonl)")
-    return prepared
+    return _read_sources(sources, cfg)
 
 
-def _file_result(path: Path, snap: IncomingSnapshot, result: IngestResult, note: str | None) -> FileResult:
-    return FileResult(
-        path,
-        snap.source,
-        snap.entity,
-        snap.row_count,
-        result.snapshot.quarantined_rows,
-        result.loaded,
-        result.snapshot.snapshot_id,
-        note,
+def _read_sources(sources: list[tuple[Path, list[Path], datetime]], cfg: Config) -> Iterator[tuple]:
+    for source_dir, files, captured_at in sources:
+        yield from _read_source(source_dir, files, captured_at, cfg)
+
+
+def _file_result(file: FileResult, result: IngestResult) -> FileResult:
+    return dataclasses.replace(
+        file,
+        quarantined=result.snapshot.quarantined_rows,
+        loaded=result.loaded,
+        snapshot_id=result.snapshot.snapshot_id,
     )
 
 
@@ -147,31 +163,37 @@ def _source_dirs(directory: Path, cfg: Config) -> list[Path]:
     return dirs
 
 
-def _read_source(source_dir: Path, cfg: Config) -> list[tuple[IncomingSnapshot, Path, str | None]]:
-    source = source_dir.name
+def _source_files(source_dir: Path) -> tuple[Path, list[Path], datetime]:
+    """A source folder's files and when they were captured, each file's name checked: nothing read yet."""
     files = drop_files(source_dir, source_dir.parent)
-    captured_at = captured_at_of(source_dir, files)
+    for path in files:
+        _entity_of(path)
+    return source_dir, files, captured_at_of(source_dir, files)
+
+
+def _read_source(
+    source_dir: Path, files: list[Path], captured_at: datetime, cfg: Config
+) -> Iterator[tuple[IncomingSnapshot, Path, str | None]]:
+    source = source_dir.name
     settings = cfg.source(source)
-    snaps = []
     kind = cfg.kind(source)
     for path in files:
-        export = read_entity_file(path, source, settings, kind=kind)
-        if export.note:
-            log.info("%s: %s", path, export.note)
-        frame = export.frame
+        export = read_entity_batches(path, source, settings, kind=kind, batch_rows=BATCH_ROWS)
+        batches: Iterator[pl.DataFrame] = iter(export)
         if export.entity == "orders" and cfg.is_marketplace(source):
-            frame = keyed_by_marketplace_id(frame)
-        first_line = first_record_line(path)
-        coerced = coerce(
-            frame,
+            batches = (keyed_by_marketplace_id(frame) for frame in batches)
+        coerced = coerce_batches(
+            batches,
             export.entity,
             origin=str(path),
-            first_line=first_line,
+            first_line=first_record_line(path),
             naive_timezone=settings.get("timezone", "UTC"),
         )
+        if export.note:
+            log.info("%s: %s", path, export.note)
         snap = IncomingSnapshot.from_coerced(source, export.entity, captured_at, coerced, str(path))
-        snaps.append((snap, path, export.note))
-    return snaps
+        yield snap, path, export.note
+        del snap, coerced  # not held while the next file is read
 
 
 def keyed_by_marketplace_id(orders: pl.DataFrame) -> pl.DataFrame:
@@ -215,12 +237,33 @@ def read_entity_file(path: Path, source: str, settings: dict, *, kind: str | Non
     """One export file of a source (whose platform is `kind`, by default its name), with canonical column
     names; the platform's coded values (Emarsys's opt-in 1/2, Klaviyo's subscription states) read as its
     connector reads them, everything else still as given."""
-    entity_name = _entity_of(path)
-    kind = kind or source
-    frame, ignored = _map_columns(_read_file(path), source, kind, entity_name, settings, path)
-    if platforms.is_platform(kind):
-        frame = platforms.get(kind).load_connector().decode_drop(entity_name, frame, settings)
-    return ExportFile(entity_name, frame, ignored)
+    export = read_entity_batches(path, source, settings, kind=kind, batch_rows=None)
+    frame = pl.concat(list(export))
+    return ExportFile(export.entity, frame, export.ignored)
+
+
+class EntityBatches:
+    """An export file read as `read_entity_file` reads it, `batch_rows` rows at a time (None: whole), for
+    one pass. `ignored` is known once the first batch is read."""
+
+    def __init__(self, path: Path, source: str, settings: dict, *, kind: str | None = None, batch_rows: int | None):
+        self.path, self.source, self.settings, self.kind = path, source, settings, kind or source
+        self.entity = _entity_of(path)
+        self.batch_rows = batch_rows
+        self.ignored: tuple[str, ...] = ()
+
+    @property
+    def note(self) -> str | None:
+        return _ignored_note(self.ignored)
+
+    def __iter__(self) -> Iterator[pl.DataFrame]:
+        decode = platforms.get(self.kind).load_connector().decode_drop if platforms.is_platform(self.kind) else None
+        for raw in _read_batches(self.path, self.batch_rows):
+            frame, self.ignored = _map_columns(raw, self.source, self.kind, self.entity, self.settings, self.path)
+            yield frame if decode is None else decode(self.entity, frame, self.settings)
+
+
+read_entity_batches = EntityBatches
 
 
 def _entity_of(path: Path) -> str:
@@ -290,26 +333,35 @@ def _not_in_future(captured_at: datetime, where: Path, what: str) -> datetime:
     return captured_at
 
 
-def _read_file(path: Path) -> pl.DataFrame:
+def _read_batches(path: Path, batch_rows: int | None) -> Iterator[pl.DataFrame]:
+    """A file's rows, `batch_rows` at a time (None: all at once); at least one frame, with the file's
+    columns, even when it holds no rows. A file that cannot be read stops with a DataError, whichever
+    batch it fails in."""
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file; expected a header row and data")
     if path.suffix == ".parquet":
-        try:
-            return pl.read_parquet(path)
-        except Exception as exc:  # polars raises several unrelated types for a corrupt file
-            raise DataError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from None
+        yield from _parquet_batches(path, batch_rows)
+        return
     _check_text(path)
     # UTF-16 text (Excel's "Unicode text") is re-encoded in memory: polars reads UTF-8 only.
-    source: Path | io.BytesIO = io.BytesIO(_utf16_text(path).encode()) if _is_utf16(path) else path
+    utf16 = _is_utf16(path)
+    source: Path | io.BytesIO = io.BytesIO(_utf16_text(path).encode()) if utf16 else path
     try:
         if path.suffix == ".csv":
             title_lines = report_title_lines(path)
             _refuse_duplicate_headers(_csv_header(path, title_lines), path)
-            frame = pl.read_csv(
+            scan = pl.scan_csv(
                 source, infer_schema=False, encoding="utf8", truncate_ragged_lines=False, skip_rows=title_lines
             )
-        else:
-            frame = pl.read_ndjson(source, infer_schema_length=None)
+            header = pl.DataFrame(schema=scan.collect_schema())
+            if header.width == 0:
+                raise DataError(f"{path}: no columns found; expected a header row")
+            if batch_rows is None or utf16:
+                yield from _at_least(header, [scan.collect()])
+                return
+            yield from _at_least(header, scan.collect_batches(chunk_size=batch_rows, lazy=True))
+            return
+        frame = pl.read_ndjson(source, infer_schema_length=None)
     except pl.exceptions.PolarsError as exc:
         if path.suffix == ".csv":
             _refuse_ragged_rows(path)
@@ -317,11 +369,42 @@ def _read_file(path: Path) -> pl.DataFrame:
             _refuse_mixed_lists(path)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: cannot parse as {path.suffix[1:].upper()}: {excerpt(first, 120)}") from None
-    if frame.width == 0 or (frame.height == 0 and path.suffix == ".jsonl"):
+    if frame.width == 0 or frame.height == 0:
         raise DataError(f"{path}: no columns found; expected a header row")
-    if path.suffix == ".jsonl" and _may_hold_lists_as_text(frame):
+    if _may_hold_lists_as_text(frame):
         _refuse_mixed_lists(path)
-    return frame
+    yield from _slices(frame, batch_rows)
+
+
+def _at_least(header: pl.DataFrame, batches: Iterable[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+    """The batches, or the header alone (no rows) when there are none."""
+    empty = True
+    for batch in batches:
+        empty = False
+        yield batch
+    if empty:
+        yield header
+
+
+def _slices(frame: pl.DataFrame, batch_rows: int | None) -> Iterator[pl.DataFrame]:
+    if batch_rows is None:
+        yield frame
+        return
+    for offset in range(0, max(frame.height, 1), batch_rows):
+        yield frame.slice(offset, batch_rows)
+
+
+def _parquet_batches(path: Path, batch_rows: int | None) -> Iterator[pl.DataFrame]:
+    """A Parquet file's rows: each batch read on its own, so only its row groups are decoded."""
+    try:
+        if batch_rows is None:
+            yield pl.read_parquet(path)
+            return
+        rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+        for offset in range(0, max(rows, 1), batch_rows):
+            yield pl.scan_parquet(path).slice(offset, batch_rows).collect()
+    except Exception as exc:  # polars raises several unrelated types for a corrupt file
+        raise DataError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from None
 
 
 def _may_hold_lists_as_text(frame: pl.DataFrame) -> bool:

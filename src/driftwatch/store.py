@@ -273,6 +273,7 @@ class Store:
         with self.transaction() as cur:
             for snap in incoming:
                 results.append(self._ingest_one(cur, snap))
+                del snap  # a large snapshot's rows are not held while the next one is read
         if any(r.loaded for r in results):
             # Fold the write-ahead log into the file now: otherwise the next process to open the store
             # (the nightly audit) replays it, and a large load makes that replay cost gigabytes of memory.
