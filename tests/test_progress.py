@@ -56,3 +56,47 @@ def test_asked_for_it_is_drawn_at_once_and_asked_not_to_never(capsys):
         pages.advance(35)
         time.sleep(0.1)
     assert capsys.readouterr().err == ""
+
+
+def _drop(root, rows: int = 5):
+    folder = root / "drop" / "klaviyo"
+    folder.mkdir(parents=True)
+    (folder / "customers.csv").write_text("customer_id,email\n" + "".join(f"C{i},c{i}@x.com\n" for i in range(rows)))
+    (folder / "_manifest.json").write_text('{"captured_at": "2026-11-23T02:00:00Z"}')
+    return root / "drop"
+
+
+def test_a_load_that_lasts_on_a_terminal_shows_each_file_read_and_stored(tmp_path, monkeypatch, capsys):
+    from driftwatch.config import Config, default_feeds
+    from driftwatch.filedrop import load_directory
+    from driftwatch.store import Store
+
+    as_terminal(monkeypatch)
+    monkeypatch.setattr(progress, "DELAY", 0.0)
+    with Store(tmp_path / "store.duckdb") as store:
+        load_directory(store, _drop(tmp_path), Config(feeds=default_feeds()))
+        time.sleep(0.2)
+    shown = capsys.readouterr().err
+    assert "klaviyo customers: reading customers.csv" in shown and "5 rows" in shown
+    assert "klaviyo customers: storing 5 rows" in shown
+
+
+def test_an_audit_that_lasts_on_a_terminal_says_which_check_runs_and_off_a_terminal_nothing(
+    tmp_path, monkeypatch, capsys
+):
+    from driftwatch.config import Config, default_feeds
+    from driftwatch.engine import audit
+    from driftwatch.filedrop import load_directory
+    from driftwatch.store import Store
+
+    cfg = Config(feeds=default_feeds())
+    with Store(tmp_path / "store.duckdb") as store:
+        load_directory(store, _drop(tmp_path), cfg)
+        capsys.readouterr()
+        audit(store, cfg)  # stderr is not a terminal under pytest
+        assert capsys.readouterr().err == ""
+        as_terminal(monkeypatch)
+        monkeypatch.setattr(progress, "DELAY", 0.0)
+        audit(store, cfg)
+    shown = capsys.readouterr().err
+    assert "audit" in shown and "check 1/" in shown and "snapshot_health" in shown

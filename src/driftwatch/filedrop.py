@@ -47,6 +47,7 @@ from driftwatch.connectors.bluecherry.mapping import (
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import DataError, UserError
 from driftwatch.normalize import coerce_batches
+from driftwatch.progress import Step, board
 from driftwatch.redaction import excerpt
 from driftwatch.store import IncomingSnapshot, IngestResult, Store
 
@@ -119,10 +120,12 @@ def load_directory(store: Store, directory: Path | str, cfg: Config) -> LoadRepo
             # What the report needs of the file, not its rows: they are the store's once ingested.
             files.append(FileResult(path, snap.source, snap.entity, snap.row_count, 0, False, "", note))
             quarantines.append(snap.quarantine)
-            yield snap
+            with Step(f"{snap.source} {snap.entity}: storing {snap.row_count:,} rows"):
+                yield snap  # the store has it when this resumes
             del snap
 
-    results = store.ingest(snapshots())
+    with board():  # on a terminal, once the load has taken a few seconds
+        results = store.ingest(snapshots())
     stored = [_file_result(file, result) for file, result in zip(files, results, strict=True)]
     return LoadReport(Path(directory), stored, pl.concat(quarantines))
 
@@ -182,18 +185,27 @@ def _read_source(
         batches: Iterator[pl.DataFrame] = iter(export)
         if export.entity == "orders" and cfg.is_marketplace(source):
             batches = (keyed_by_marketplace_id(frame) for frame in batches)
-        coerced = coerce_batches(
-            batches,
-            export.entity,
-            origin=str(path),
-            first_line=first_record_line(path),
-            naive_timezone=settings.get("timezone", "UTC"),
-        )
+        with Step(f"{source} {export.entity}: reading {path.name}") as step:
+            coerced = coerce_batches(
+                _counted(batches, step),
+                export.entity,
+                origin=str(path),
+                first_line=first_record_line(path),
+                naive_timezone=settings.get("timezone", "UTC"),
+            )
         if export.note:
             log.info("%s: %s", path, export.note)
         snap = IncomingSnapshot.from_coerced(source, export.entity, captured_at, coerced, str(path))
         yield snap, path, export.note
         del snap, coerced  # not held while the next file is read
+
+
+def _counted(batches: Iterable[pl.DataFrame], step: Step) -> Iterator[pl.DataFrame]:
+    rows = 0
+    for batch in batches:
+        yield batch
+        rows += batch.height
+        step.counts(f"{rows:,} rows")
 
 
 def keyed_by_marketplace_id(orders: pl.DataFrame) -> pl.DataFrame:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from typing import Any
 
@@ -80,6 +81,12 @@ class Board:
         self._progress.update(task, completed=1)
 
 
+def board(enabled: bool | None = None) -> AbstractContextManager[Any]:
+    """A new Board for a command's work, or nothing new inside one already in use (a nightly run's):
+    its lines join that one, for a terminal shows one live display at a time."""
+    return nullcontext() if _board.get() is not None else Board(enabled)
+
+
 class _OnBoard:
     """A line on the board in use, or on a board of its own for as long as it lasts."""
 
@@ -128,7 +135,11 @@ class PageProgress(_OnBoard):
 
 
 class Step(_OnBoard):
-    """Work without pages (merging, normalising, storing): a line whose spinner turns until it is done."""
+    """Work without pages (merging, normalising, storing): a line whose spinner turns until it is done,
+    with what it has done so far (`counts`) when the work can tell."""
 
     def __enter__(self) -> Step:
         return super().__enter__()
+
+    def counts(self, text: str) -> None:
+        self._counts(text)

@@ -23,6 +23,7 @@ from driftwatch.engine.notes import notes_frame
 from driftwatch.engine.rules import RULES
 from driftwatch.engine.views import VIEWS
 from driftwatch.errors import UserError
+from driftwatch.progress import Step, board
 from driftwatch.store import Store
 
 HEALTH_CHECK = "snapshot_health"
@@ -75,11 +76,11 @@ def evaluate(ctx: AuditContext, checks: list[CheckSpec]) -> pl.DataFrame:
     checks = sorted(checks, key=lambda check: check.id != HEALTH_CHECK)
     # The heavy passes (comparison joins, rule scans) ran on the streaming engine as the plans were built;
     # what is left is shaping a few rows per plan, one plan at a time.
-    found = [
-        frame.collect(engine="in-memory").select(FINDING_COLUMNS)
-        for check in checks
-        for frame in _run_check(ctx, check)
-    ]
+    found = []
+    with board(), Step("audit") as step:  # on a terminal, once the audit has taken a few seconds
+        for number, check in enumerate(checks, start=1):
+            step.counts(f"check {number}/{len(checks)}: {check.id}")
+            found += [frame.collect(engine="in-memory").select(FINDING_COLUMNS) for frame in _run_check(ctx, check)]
     if not found:
         return empty_findings()
     found = pl.concat(found, how="vertical")
