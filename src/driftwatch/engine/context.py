@@ -41,14 +41,14 @@ class CannotRun(Exception):
 
 @dataclass
 class AuditContext:
-    """The snapshots of one audit. Each snapshot is streamed out of DuckDB once, batch by batch, into a
-    parquet file in a scratch directory, and every check scans that file: checks read the same snapshots
-    many times, and a parquet scan reads only the columns and row groups a plan asks for, in parallel,
-    where a DuckDB read goes through Python batch by batch. The audit never holds every table in memory
-    at once. Frames several checks derive (event-derived orders, profiles per customer) are computed once
-    into parquet files the same way; use the context as a `with` block so they are removed at the end.
-    The scratch folder is private to the user, beside the store (see driftwatch.locations), and a killed
-    audit's folder is removed when the next audit starts."""
+    """The snapshots of one audit. A check reads a snapshot straight out of the store: a lazy frame whose
+    scan asks DuckDB for only the columns (and applies only the filters) the check's plan needs, in Arrow
+    batches, so no copy of a snapshot is made and the audit never holds every table in memory at once.
+    (Copying each snapshot into scratch parquet first cost more than the reads it saved.) Frames several
+    checks derive (event-derived orders, profiles per customer) are computed once into parquet files in a
+    scratch folder; use the context as a `with` block so they are removed at the end. The scratch folder
+    is private to the user, beside the store (see driftwatch.locations), and a killed audit's folder is
+    removed when the next audit starts."""
 
     store: Store
     cfg: Config
@@ -82,12 +82,13 @@ class AuditContext:
 
     def frame(self, source: str, entity: str) -> pl.LazyFrame | None:
         """The latest snapshot's rows, or None when the source was never snapshotted for the entity. Only
-        the columns the snapshot holds: a column no record fills is one the source does not have."""
+        the columns the snapshot holds: a column no record fills is one the source does not have. Each
+        collect reads the store anew (see `_scan`)."""
         info = self.snapshot(source, entity)
         if info is None:
             return None
         held = self.held(source, entity)
-        return self.materialize(("snapshot", source, entity), lambda: _scan(self.store, info, held))
+        return _scan(self.store, info, held)
 
     def held(self, source: str, entity: str) -> tuple[str, ...]:
         """The columns of a snapshot that at least one record fills (all of them in an empty snapshot)."""
