@@ -145,3 +145,78 @@ def test_the_workbook_holds_the_amounts_shown_in_their_currencys_digits(october)
     assert cells["Y2"].value == -676 and cells["Y2"].number_format.startswith('#,##0 "JPY"')
     assert cells["E1"].value == 10.25 and cells["E1"].number_format.startswith('#,##0.00 "EUR"')
     assert cells["E2"].value == -1.5375 and cells["E2"].number_format.startswith('#,##0.0000 "EUR"')
+
+
+# Whole amounts as marketplaces send them (12, 45): a dinar has three decimals, a euro two, and a file that
+# says 12 KWD or 45 EUR is written 12.000 and 45.00, never 12 nor 45.0000 (the store keeps four decimals).
+WHOLE_LINES = """
+K1,PK-1,MK-1,order_amount,12,KWD,2026-10-05T10:00:00Z
+K2,PK-1,MK-1,commission,-1.8,KWD,2026-10-05T10:00:00Z
+K3,PK-1,,fee,-0.25,KWD,2026-10-09T00:00:00Z
+K4,PK-1,,payment,9.95,KWD,2026-10-10T00:00:00Z
+W1,PW-1,MW-1,order_amount,45,EUR,2026-10-06T10:00:00Z
+W2,PW-1,MW-1,commission,-7,EUR,2026-10-06T10:00:00Z
+W3,PW-1,,payment,38,EUR,2026-10-10T00:00:00Z
+"""
+WHOLE_ORDERS = """order_id,external_id,channel,status,updated_at,total,currency
+SO-K1,MK-1,mirakl,delivered,2026-10-05T09:00:00Z,12,KWD
+SO-W1,MW-1,mirakl,delivered,2026-10-06T09:00:00Z,45,EUR
+"""
+
+
+@pytest.fixture
+def whole(tmp_path: Path) -> tuple[Reconciliation, list[Path]]:
+    drop = tmp_path / "drop"
+    for name, text in {
+        "mirakl/payout_lines.csv": LINE_HEADER + WHOLE_LINES,
+        "bluecherry/orders.csv": WHOLE_ORDERS,
+    }.items():
+        path = drop / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        (path.parent / "_manifest.json").write_text(json.dumps(CAPTURED))
+    cfg = parse_config({"payouts": {"commission": {"default": "0.15"}}})
+    with Store(tmp_path / "driftwatch.duckdb") as store:
+        assert load_directory(store, drop, cfg).quarantine.height == 0
+        result = reconcile(store, cfg, "2026-10")
+    return result, write_outputs(result, tmp_path / "out")
+
+
+def test_whole_amounts_are_written_with_their_currencys_trailing_zeros(whole) -> None:
+    result, written = whole
+    # 15 % of 45 is 6.75: W2's 7 is off by 0.25, judged and told in euro cents; 15 % of 12 KWD is 1.800.
+    assert set(result.mismatched_lines["line_id"]) == {"W2"}
+    (reason,) = result.mismatched_lines["reason"]
+    assert "-7.00" in reason and "-6.75" in reason and "45.00" in reason
+    out = written[0].parent
+    matched = rows_of(out / "matched.csv")
+    assert [matched[k]["amount"] for k in ("K1", "K2", "K4")] == ["12.000", "-1.800", "9.950"]
+    # Without the ERP's journal entries the fee is not checked, and listed with one proposed.
+    assert rows_of(out / "unmatched_marketplace.csv")["K3"]["amount"] == "-0.250"
+    assert [matched[k]["amount"] for k in ("W1", "W3")] == ["45.00", "38.00"]
+    mismatched = rows_of(out / "mismatched_lines.csv")
+    assert (mismatched["W2"]["expected"], mismatched["W2"]["actual"]) == ("-6.75", "-7.00")
+    with (out / "summary.csv").open(newline="") as handle:
+        summary = {row["currency"]: row for row in csv.DictReader(handle)}
+    assert (summary["KWD"]["paid_out"], summary["EUR"]["paid_out"]) == ("9.950", "38.00")
+    assert (summary["KWD"]["journal_debit"], summary["EUR"]["journal_debit"]) == ("2.050", "7.00")
+
+
+def test_the_journal_posts_dinars_to_the_fils(whole) -> None:
+    _, written = whole
+    with (written[-1]).open(newline="") as handle:
+        rows = {(row["Journal No"], row["Line No"]): row for row in csv.DictReader(handle)}
+    fee = rows["DW-K3", "1"], rows["DW-K3", "2"]
+    assert [(row["Debit"], row["Credit"]) for row in fee] == [("0.250", "0.000"), ("0.000", "0.250")]
+    commission = rows["DW-K2", "1"], rows["DW-K2", "2"]
+    assert [(row["Debit"], row["Credit"]) for row in commission] == [("1.800", "0.000"), ("0.000", "1.800")]
+
+
+def test_the_workbook_shows_whole_amounts_with_their_currencys_decimals(whole) -> None:
+    _, written = whole
+    sheet = openpyxl.load_workbook(written[0])["matched"]
+    header = [cell.value for cell in sheet[1]]
+    cells = {row[header.index("line_id")].value: row[header.index("amount")] for row in sheet.iter_rows(min_row=2)}
+    assert cells["K1"].value == 12 and cells["K1"].number_format.startswith('#,##0.000 "KWD"')
+    assert cells["W1"].value == 45 and cells["W1"].number_format.startswith('#,##0.00 "EUR"')
+    assert cells["K1"].data_type == "n" and cells["W1"].data_type == "n"
