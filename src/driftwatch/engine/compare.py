@@ -57,8 +57,12 @@ def run_compare(scope: Scope, spec: CompareSpec) -> pl.LazyFrame | None:
     if spec.extra:
         parts.append(_presence(scope, spec, rows.filter(extra), spec.extra, "absent", "present"))
     currency = _currency(spec, names)
+    same_currency = _same_currency(spec, names)
     for field in fields:
         differs = _field_differs(scope, spec, field, currency)
+        if field.kind == "money" and same_currency is not None:
+            _note_other_currency(scope, spec, rows.filter(both & differs & ~same_currency), field)
+            differs = differs & same_currency
         parts.append(_field_differences(scope, spec, rows.filter(both & differs), field))
     return pl.concat(parts, how="vertical") if parts else None
 
@@ -247,6 +251,36 @@ def _currency(spec: CompareSpec, names: list[str]) -> pl.Expr:
     """The currency of a joined row: the check's currency column, from whichever side has it."""
     sides = [f"{side}_{spec.currency}" for side in ("expected", "actual") if f"{side}_{spec.currency}" in names]
     return pl.coalesce(sides) if spec.currency and sides else pl.lit(None, pl.String)
+
+
+def _same_currency(spec: CompareSpec, names: list[str]) -> pl.Expr | None:
+    """Whether a joined row's amounts are in one currency: both sides name the same one, or a side names
+    none (then the amounts are taken to be in the other's). A target's own price list in another currency
+    (a GBP marketplace beside an EUR ERP) is not the ERP's price, higher or lower. None where the two
+    sides' currencies are not both known to the comparison."""
+    if not spec.currency:
+        return None
+    sides = [f"{side}_{spec.currency}" for side in ("expected", "actual")]
+    if not all(side in names for side in sides):
+        return None
+    exp, act = (pl.col(side).cast(pl.String).str.strip_chars().str.to_uppercase() for side in sides)
+    return (exp.is_null() | act.is_null() | (exp == act)).fill_null(True)
+
+
+def _note_other_currency(scope: Scope, spec: CompareSpec, rows: pl.LazyFrame, field: FieldSpec) -> None:
+    """One note per target naming the currencies met, where amounts were left out for being in another."""
+    pairs = (
+        rows.select(
+            pl.col(f"actual_{spec.currency}").cast(pl.String).str.to_uppercase().alias("theirs"),
+            pl.col(f"expected_{spec.currency}").cast(pl.String).str.to_uppercase().alias("ours"),
+        )
+        .unique()
+        .sort("theirs", "ours")
+        .collect()
+    )
+    if pairs.height:
+        met = ", ".join(f"{theirs} against the ERP's {ours}" for theirs, ours in pairs.iter_rows())
+        scope.note(scope.target, spec.entity, "other_currency", field.name, met)
 
 
 def _field_differences(scope: Scope, spec: CompareSpec, rows: pl.LazyFrame, field: FieldSpec) -> pl.LazyFrame:

@@ -9,7 +9,9 @@ A note is `info`: it never fails a run, never alerts and has no lifecycle. Four 
 - `held_back`: a snapshot snapshot_health distrusts (mostly quarantined or truncated) is not read by the
   other checks, which would otherwise report every record it lost;
 - `caveat`: what a reader must know to read the check's findings, in the check's own words (payout
-  matching: the commission rate it assumed because none is configured).
+  matching: the commission rate it assumed because none is configured);
+- `other_currency`: amounts a target keeps in another currency than the ERP (a marketplace's own price
+  list) cannot be compared with the ERP's, so they are not.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import polars as pl
 
 from driftwatch.store import Migration, Store
 
-NOTE_KINDS = ("skipped", "degraded", "not_compared", "held_back", "caveat")
+NOTE_KINDS = ("skipped", "degraded", "not_compared", "held_back", "caveat", "other_currency")
 NOTE_SCHEMA: dict[str, pl.DataType] = {
     "check_id": pl.String(),
     "target": pl.String(),
@@ -65,7 +67,8 @@ class Note:
     column: str | None = None
     # degraded: what the check does instead ("it counts as 0"); not_compared: what is left out (default:
     # the column itself);
-    # held_back: why snapshot_health distrusts the snapshot; caveat: the whole of what is said.
+    # held_back: why snapshot_health distrusts the snapshot; caveat: the whole of what is said;
+    # other_currency: the currencies met ("GBP against the ERP's EUR").
     detail: str = ""
 
     @property
@@ -80,6 +83,11 @@ class Note:
         if self.kind == "not_compared":
             left_out = self.detail or self.column
             return f"{self.check_id} on {self.target}: {holds} in any record, so {left_out} is not compared"
+        if self.kind == "other_currency":
+            return (
+                f"{self.check_id} on {self.target}: {self.source} {self.entity} in {self.detail} are not compared "
+                f"on {self.column}: amounts in two currencies are not the same money"
+            )
         return (
             f"{self.check_id} held back for {self.target}: snapshot_health distrusts {self.source} "
             f"{self.entity} ({self.detail}), which would make it report every record"
