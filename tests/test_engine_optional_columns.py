@@ -43,7 +43,7 @@ def test_erp_orders_without_external_id_skip_the_marketplace_with_a_note_and_aud
     result = audited(
         tmp_path,
         [
-            snapshot("bluecherry", "orders", **erp_orders()),
+            snapshot("bluecherry", "orders", **erp_orders(currency=["GBP"] * 3)),
             snapshot("mirakl", "orders", order_id=["SO3"], external_id=["M3"], status=["SHIPPED"]),
             snapshot(
                 "ometria",
@@ -51,6 +51,7 @@ def test_erp_orders_without_external_id_skip_the_marketplace_with_a_note_and_aud
                 order_id=["SO1"],
                 status=["shipped"],
                 total=[Decimal("10.00")],
+                currency=["GBP"],
                 placed_at=[CAPTURED - 3 * DAY],
             ),
         ],
