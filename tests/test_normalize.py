@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -121,3 +122,19 @@ def test_batches_are_one_snapshot_with_lines_counted_across_them():
 def test_a_file_with_no_batches_at_all_is_a_clear_error():
     with pytest.raises(DataError, match=r"drop/orders\.parquet: no rows to read"):
         coerce_batches(iter([]), "orders", origin="drop/orders.parquet")
+
+
+def test_text_and_emails_have_one_spelling_per_character():
+    # "é" precomposed (NFC) and as e + combining accent (NFD), as some exports write it, are one name.
+    nfc, nfd = "Léo Müller", unicodedata.normalize("NFD", "Léo Müller")
+    assert nfc != nfd
+    frame = pl.DataFrame(
+        {
+            "customer_id": ["1", "2"],
+            "first_name": [nfc, nfd],
+            "email": ["Zoé@Example.fr", unicodedata.normalize("NFD", "zoé@example.fr")],
+        }
+    )
+    good = coerce(frame, "customers", origin="t").good
+    assert good["first_name"].to_list() == [nfc, nfc]
+    assert good["email"].to_list() == ["zoé@example.fr", "zoé@example.fr"]

@@ -151,10 +151,14 @@ def _parse(col: str, kind: str, naive_timezone: str, dtype: pl.DataType) -> pl.E
     if typed is not None:
         return typed
     text = _as_text(col)
-    if kind in ("code", "text"):
+    if kind == "code":
         return text
+    # One spelling per character: "é" exported as e + combining accent (Unicode NFD, as macOS tools and
+    # some platforms write it) is the same name or address as the precomposed "é" (NFC).
+    if kind == "text":
+        return text.str.normalize("NFC")
     if kind == "email":
-        return text.str.to_lowercase()
+        return text.str.normalize("NFC").str.to_lowercase()
     if kind in ("money", "int"):
         number = pl.when(text.str.contains(_GROUPED_NUMBER)).then(text.str.replace_all(",", "")).otherwise(text)
         money = number.cast(MONEY, strict=False)
