@@ -1,6 +1,6 @@
 """Notes: what a run could not do, said once per run beside its findings (never as a finding).
 
-A note is `info`: it never fails a run, never alerts and has no lifecycle. Four kinds:
+A note is `info`: it never fails a run, never alerts and has no lifecycle. Its kinds:
 - `skipped`: a check cannot run for a target, because a snapshot it reads holds no value in a column it
   needs (every non-key column is optional);
 - `degraded`: a column a check reads is absent and counts as a documented default (safety_stock as 0);
