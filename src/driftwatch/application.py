@@ -15,6 +15,7 @@ from driftwatch.alerts.routes import parse_alerts
 from driftwatch.engine.findings import MIGRATIONS as FINDING_TABLES
 from driftwatch.engine.notes import MIGRATIONS as NOTE_TABLES
 from driftwatch.engine.overrides import validate_check_settings
+from driftwatch.incidents.lifecycle import MIGRATIONS as INCIDENT_TABLES
 from driftwatch.payouts.closes import MIGRATIONS as PAYOUT_TABLES
 from driftwatch.payouts.settings import validate_payouts
 from driftwatch.repair.guards import settings as repair_settings
@@ -22,7 +23,15 @@ from driftwatch.repair.journal import MIGRATIONS as REPAIR_TABLES
 from driftwatch.report.build import report_settings
 
 # Every part's tables (each migration is applied once, in version order, when a store opens).
-MIGRATIONS = (*store.MIGRATIONS, *FINDING_TABLES, *NOTE_TABLES, *ALERT_TABLES, *PAYOUT_TABLES, *REPAIR_TABLES)
+MIGRATIONS = (
+    *store.MIGRATIONS,
+    *FINDING_TABLES,
+    *NOTE_TABLES,
+    *ALERT_TABLES,
+    *PAYOUT_TABLES,
+    *REPAIR_TABLES,
+    *INCIDENT_TABLES,
+)
 
 # The sections of driftwatch.toml other parts own, validated in this order when the file is read.
 SECTIONS = (

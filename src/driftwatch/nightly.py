@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from driftwatch.alerts.run import AlertOutcome, alert_run
+from driftwatch.auditing import audit
 from driftwatch.config import Config
-from driftwatch.engine import RunResult, audit
+from driftwatch.engine import RunResult
 from driftwatch.engine.findings import SEVERITIES
 from driftwatch.exitcodes import ExitCode
 from driftwatch.pull import PullResult, pull_sources

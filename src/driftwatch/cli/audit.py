@@ -12,8 +12,9 @@ from pathlib import Path
 import click
 import polars as pl
 
+from driftwatch.auditing import audit
 from driftwatch.cli._common import AppContext, emit, format_option, pass_app
-from driftwatch.engine import acknowledge, audit, findings, latest_run_id, load_catalogue, run_notes
+from driftwatch.engine import acknowledge, findings, latest_run_id, load_catalogue, run_notes
 from driftwatch.engine.findings import OPEN_STATUSES, SEVERITIES, STATUSES, RunResult
 from driftwatch.exitcodes import ExitCode
 from driftwatch.filedrop import load_directory

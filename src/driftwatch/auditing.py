@@ -1,0 +1,18 @@
+"""An audit as `driftwatch audit` and `driftwatch run` both run it: the engine's findings, then what follows
+from them (incidents grouped by probable cause, sync latency measured from the snapshot history)."""
+
+from __future__ import annotations
+
+from driftwatch.config import Config
+from driftwatch.engine import RunResult, load_catalogue
+from driftwatch.engine import audit as run_checks
+from driftwatch.incidents import record_incidents
+from driftwatch.store import Store
+
+
+def audit(store: Store, cfg: Config, *, checks: list[str] | None = None) -> RunResult:
+    """Run the checks (default: all), store the findings as a new run, and follow up on them."""
+    result = run_checks(store, cfg, checks=checks)
+    owners = {check_id: spec.owner for check_id, spec in load_catalogue(cfg).items()}
+    record_incidents(store, cfg, result.run_id, owners)
+    return result
