@@ -16,6 +16,8 @@ from driftwatch.engine.findings import MIGRATIONS as FINDING_TABLES
 from driftwatch.engine.notes import MIGRATIONS as NOTE_TABLES
 from driftwatch.engine.overrides import validate_check_settings
 from driftwatch.incidents.lifecycle import MIGRATIONS as INCIDENT_TABLES
+from driftwatch.latency.record import MIGRATIONS as LATENCY_TABLES
+from driftwatch.latency.slo import slo_settings
 from driftwatch.payouts.closes import MIGRATIONS as PAYOUT_TABLES
 from driftwatch.payouts.settings import validate_payouts
 from driftwatch.repair.guards import settings as repair_settings
@@ -31,6 +33,7 @@ MIGRATIONS = (
     *PAYOUT_TABLES,
     *REPAIR_TABLES,
     *INCIDENT_TABLES,
+    *LATENCY_TABLES,
 )
 
 # The sections of driftwatch.toml other parts own, validated in this order when the file is read.
@@ -41,6 +44,7 @@ SECTIONS = (
     # Before the checks: it says where each option payout_matching no longer takes has gone.
     config.Section("payouts", validate_payouts, also_on=("checks",)),
     config.Section("checks", validate_check_settings),
+    config.Section("slo", slo_settings),
 )
 
 

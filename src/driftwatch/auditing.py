@@ -7,6 +7,7 @@ from driftwatch.config import Config
 from driftwatch.engine import RunResult, load_catalogue
 from driftwatch.engine import audit as run_checks
 from driftwatch.incidents import record_incidents
+from driftwatch.latency import record_latency
 from driftwatch.store import Store
 
 
@@ -15,4 +16,5 @@ def audit(store: Store, cfg: Config, *, checks: list[str] | None = None) -> RunR
     result = run_checks(store, cfg, checks=checks)
     owners = {check_id: spec.owner for check_id, spec in load_catalogue(cfg).items()}
     record_incidents(store, cfg, result.run_id, owners)
+    record_latency(store, cfg, result.run_id)
     return result
