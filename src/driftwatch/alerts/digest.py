@@ -82,33 +82,39 @@ def digest(
     open_findings: int,
     report: str,
     mask: bool,
+    groups: pl.DataFrame | None = None,
 ) -> Message | None:
     """The message for one destination, or None when there is nothing to tell.
 
     `alerting`: the findings that alert, with `reason` and the values last seen (`*_was`); `context`: every
     open, unquiet finding of the route, so a record's line names all it fails; `cleared`: what the
-    destination saw open that has cleared; `open_findings`: what stays open on the route.
+    destination saw open that has cleared; `open_findings`: what stays open on the route; `groups`: the
+    incidents and breached sync objectives that alert (`alerts.groups`), one line each, first.
     """
-    if alerting.height == 0 and cleared.height == 0:
+    groups = groups if groups is not None and groups.height else None
+    if alerting.height == 0 and cleared.height == 0 and groups is None:
         return None
     records = _records(alerting, context)
+    lines = _group_lines(groups, run, report, mask) if groups is not None else []
     # Blocks, separated by a blank line: whatever a digest adds later (incidents) is one more block.
     blocks = [
         [
             f"driftwatch run {run.run_id} ({run.started_at:%Y-%m-%d %H:%M} UTC), route {route}",
-            _headline(records, cleared, open_findings),
+            _headline(records, cleared, open_findings, len(lines)),
         ],
         _untrusted_note(run),
+        *([[f"Incidents ({len(lines)})", *lines]] if lines else []),
         *_record_blocks(records, run, mask),
         _cleared_block(cleared, mask),
         [f"Report: {report}"],
     ]
     body = "\n\n".join("\n".join(block) for block in blocks if block)
-    named = sum(len(r.parts) for r in records) + cleared.height
-    if records:
-        count = "1 record needs" if len(records) == 1 else f"{len(records)} records need"
+    named = sum(len(r.parts) for r in records) + cleared.height + len(lines)
+    if records or lines:
+        count = _needing(len(lines), len(records))
         also = f", {cleared.height} cleared" if cleared.height else ""
-        urgent = any(SEVERITY_RANK.get(r.lead["severity"], 0) >= SEVERITY_RANK["high"] for r in records)
+        severities = [r.lead["severity"] for r in records] + ([] if groups is None else groups["severity"].to_list())
+        urgent = any(SEVERITY_RANK.get(s, 0) >= SEVERITY_RANK["high"] for s in severities)
         return Message("drift", f"driftwatch: {count} attention{also} ({route})", body, named, urgent)
     if open_findings == 0:
         return Message("resolved", f"driftwatch: all clear ({route})", body, named)
@@ -174,8 +180,45 @@ def _by_check(records: list[_Record]) -> list[tuple[str, list[_Record]]]:
     return list(groups.items())
 
 
-def _headline(records: list[_Record], cleared: pl.DataFrame, still_open: int) -> str:
+def _needing(incidents: int, records: int) -> str:
+    """ "2 incidents and 3 records need", "1 record needs"."""
+    named = [f"{n} {noun}{'s' if n != 1 else ''}" for n, noun in ((incidents, "incident"), (records, "record")) if n]
+    return " and ".join(named) + (" needs" if incidents + records == 1 else " need")
+
+
+def _group_lines(groups: pl.DataFrame, run: RunInfo, report: str, mask: bool) -> list[str]:
+    """One line per incident or breached objective, most severe first: what, how big, since when, where."""
+    ordered = groups.with_columns(
+        pl.col("severity").replace_strict(SEVERITY_RANK, default=0, return_dtype=pl.Int8).alias("_rank")
+    ).sort(["_rank", "impact", "fingerprint"], descending=[True, True, False], nulls_last=True)
+    lines = []
+    for row in ordered.iter_rows(named=True):
+        text = f"- [{row['severity']}] {row['check_id']} on {row['target']}: {row['message']}"
+        if row.get("incident_id"):
+            size = f"{row['actual']} record{'s' if row['actual'] != '1' else ''}"
+            if row["reason"] == "worsened" and row.get("actual_was") and row["actual_was"] != row["actual"]:
+                size += f", was {row['actual_was']}"
+            money = ", ".join(format_money(m["amount"], m["currency"] or None) for m in row.get("money") or [])
+            text += f". {size}" + (f", {money} at risk" if money else "")
+            text += f". Owner {row['owner']}" if row.get("owner") else ""
+            text += f". {_label(row, run)}. Findings: {_anchor(report, 'incident-' + row['incident_id'])}"
+        else:
+            text += f". {_label(row, run)}. Trend: {_anchor(report, 'latency')}"
+        lines.append(mask_email_text(text) if mask else text)
+    return lines
+
+
+def _anchor(report: str, fragment: str) -> str:
+    """A link into the report where it is published; else the section's name beside the file."""
+    if "://" in report.split(" ", 1)[0]:
+        return f"{report}#{fragment}"
+    return f"#{fragment} in the report"
+
+
+def _headline(records: list[_Record], cleared: pl.DataFrame, still_open: int, incidents: int = 0) -> str:
     parts = []
+    if incidents:
+        parts.append(f"{incidents} incident{' needs' if incidents == 1 else 's need'} attention.")
     if records:
         counts = defaultdict(int)
         for record in records:

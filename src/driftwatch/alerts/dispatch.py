@@ -23,6 +23,7 @@ import tenacity
 from driftwatch.alerts import ledger
 from driftwatch.alerts.changes import attention, cleared, new_after, next_state, sightings
 from driftwatch.alerts.digest import Message, digest
+from driftwatch.alerts.groups import LATENCY_CHECK, is_group, members_of
 from driftwatch.alerts.routes import AlertSettings, Destination, Route
 from driftwatch.engine.runner import HEALTH_CHECK
 from driftwatch.errors import UserError
@@ -52,15 +53,21 @@ def plan_alerts(
     report_link: str,
     owners: Mapping[str, str] | None = None,
     mask: bool = True,
+    members: pl.DataFrame | None = None,
 ) -> list[Outgoing]:
     """What every destination would receive for this run; reads the store, sends and changes nothing.
 
     `findings`: the run's findings as `engine.findings` lists them (with `acknowledged` and `muted`), and
-    optionally when each began (`since`, `since_status` from `engine.findings.open_since`).
+    optionally when each began (`since`, `since_status` from `engine.findings.open_since`); it may hold
+    incidents and breached objectives as rows of their own (`alerts.groups`), with `members` (incident_id,
+    fingerprint) naming the findings each incident tells.
     """
     seen = sightings(findings, run.started_at)
+    members = (
+        members if members is not None else pl.DataFrame(schema={"incident_id": pl.String, "fingerprint": pl.String})
+    )
     return [
-        _plan(store, route, destination, run, seen, report_link, owners or {}, mask)
+        _plan(store, route, destination, run, seen, report_link, owners or {}, mask, members)
         for route in settings.routes
         for destination in route.destinations
     ]
@@ -115,6 +122,7 @@ def _plan(
     report: str,
     owners: Mapping[str, str],
     mask: bool,
+    members: pl.DataFrame,
 ) -> Outgoing:
     last = ledger.seen(store, route.name, destination.label)
     known = ledger.known(store, route.name, last)
@@ -128,18 +136,23 @@ def _plan(
     now_open = open_findings(mine)
     first = None if last else ledger.first_attempt(store, route.name, destination.label)
     alerting = attention(now_open, known, horizon=new_after(last and last.started_at, first, run.started_at))
-    gone = cleared(known, seen, run.checks) if run.trusted else known.clear()
+    # Sync objectives are judged every run, whichever checks ran.
+    checks = None if run.checks is None else (*run.checks, LATENCY_CHECK)
+    gone = cleared(known, seen, checks) if run.trusted else known.clear()
+    # An open incident's findings are told by its line; those of one that cleared by its cleared line.
+    told = pl.col("fingerprint").is_in(members_of(members, now_open) + members_of(members, gone))
     # Muted findings are hidden everywhere; acknowledged ones still keep a route from being all clear.
-    still_open = now_open.filter(pl.col("quiet").ne_missing(pl.lit("mute")))
+    still_open = now_open.filter(pl.col("quiet").ne_missing(pl.lit("mute")) & ~is_group())
     message = digest(
         route.name,
         run,
-        alerting,
-        now_open.filter(pl.col("quiet").is_null()),
-        gone,
+        alerting.filter(~is_group() & ~told),
+        now_open.filter(pl.col("quiet").is_null() & ~is_group() & ~told),
+        gone.filter(~told),
         open_findings=still_open.height,
         report=report,
         mask=mask,
+        groups=alerting.filter(is_group()),
     )
     return Outgoing(route, destination, message, next_state(known, mine, gone))
 

@@ -405,9 +405,24 @@ def run_incidents(store: Store, run_id: str) -> pl.DataFrame:
     )
 
 
-def incident_members(store: Store, run_id: str) -> pl.DataFrame:
-    """incident_id and fingerprint of every finding in an incident open in the run."""
+def incident_members(store: Store, run_id: str, *, resolved_too: bool = False) -> pl.DataFrame:
+    """incident_id and fingerprint of every finding in an incident open in the run; with `resolved_too`, also
+    those of the incidents the run resolved, as they were last seen open."""
+    if not resolved_too:
+        return store.frame(
+            "SELECT incident_id, fingerprint FROM incident_members WHERE run_id = ? ORDER BY incident_id, fingerprint",
+            [run_id],
+        )
     return store.frame(
-        "SELECT incident_id, fingerprint FROM incident_members WHERE run_id = ? ORDER BY incident_id, fingerprint",
-        [run_id],
+        """
+        WITH last_open AS (
+            SELECT i.incident_id, arg_max(i.run_id, r.started_at) AS run_id
+            FROM incidents i JOIN audit_runs r USING (run_id)
+            WHERE i.status <> 'resolved' AND r.started_at <= (SELECT started_at FROM audit_runs WHERE run_id = ?)
+              AND i.incident_id IN (SELECT incident_id FROM incidents WHERE run_id = ?)
+            GROUP BY i.incident_id)
+        SELECT m.incident_id, m.fingerprint FROM incident_members m JOIN last_open USING (incident_id, run_id)
+        ORDER BY m.incident_id, m.fingerprint
+        """,
+        [run_id, run_id],
     )

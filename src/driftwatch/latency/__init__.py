@@ -6,7 +6,7 @@ record_latency(store, cfg, run_id)   # after an audit: measure and store p50/p95
 """
 
 from driftwatch.latency.estimate import events, percentile
-from driftwatch.latency.record import TRACKED, latency_history, record_latency, run_latency
+from driftwatch.latency.record import TRACKED, latency_history, previous_latency, record_latency, run_latency
 from driftwatch.latency.slo import Objective, format_duration, slo_settings
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "format_duration",
     "latency_history",
     "percentile",
+    "previous_latency",
     "record_latency",
     "run_latency",
     "slo_settings",

@@ -264,6 +264,19 @@ def run_latency(store: Store, run_id: str) -> pl.DataFrame:
     return store.frame("SELECT * FROM sync_latency WHERE run_id = ? ORDER BY target, entity, source", [run_id])
 
 
+def previous_latency(store: Store, run_id: str) -> pl.DataFrame:
+    """Each feed's measurement in the run before `run_id` that measured it."""
+    return store.frame(
+        """
+        SELECT l.source, l.target, l.entity, arg_max(l.breached, r.started_at) AS breached
+        FROM sync_latency l JOIN audit_runs r USING (run_id)
+        WHERE r.started_at < (SELECT started_at FROM audit_runs WHERE run_id = ?)
+        GROUP BY l.source, l.target, l.entity
+        """,
+        [run_id],
+    ).select("source", "target", "entity", "breached")
+
+
 def latency_history(store: Store, run_id: str, last: int = 14) -> pl.DataFrame:
     """p50 and p95 per run for each (source, target, entity), over the `last` runs up to `run_id`."""
     return store.frame(

@@ -21,8 +21,13 @@ import polars as pl
 from driftwatch.config import Config
 from driftwatch.engine import findings as run_findings
 from driftwatch.engine import latest_run_id, run_info, run_notes
+from driftwatch.engine.findings import open_since
 from driftwatch.errors import UserError
+from driftwatch.incidents import incident_members, run_incidents
+from driftwatch.incidents.age import aging, spells
+from driftwatch.latency import latency_history, run_latency
 from driftwatch.report.html import TREND_RUNS, ReportOptions, write_report
+from driftwatch.report.sections import FollowUp
 from driftwatch.report.summary import OPEN_STATUSES, History, RunInfo
 from driftwatch.store import Store
 
@@ -116,6 +121,19 @@ def load_history(store: Store, run: RunInfo, last: int = TREND_RUNS) -> History:
 def build_report(store: Store, settings: ReportSettings, run_id: str | None = None, out: Path | None = None) -> Path:
     """Write the HTML report of a run (default: the latest) and return its path."""
     run, found = load_run(store, run_id)
+    found = found.join(open_since(store, run.run_id), on="fingerprint", how="left")
     path = out or settings.path_for(run.run_id)
     notes = run_notes(store, run.run_id)["message"].to_list()
-    return write_report(path, run, found, load_history(store, run), settings.options, notes)
+    follow_up = load_follow_up(store, run)
+    return write_report(path, run, found, load_history(store, run), settings.options, notes, follow_up)
+
+
+def load_follow_up(store: Store, run: RunInfo) -> FollowUp:
+    """The run's incidents, sync latency (with the trend before it) and how its drift has aged."""
+    return FollowUp(
+        incidents=run_incidents(store, run.run_id),
+        members=incident_members(store, run.run_id),
+        latency=run_latency(store, run.run_id),
+        latency_trend=latency_history(store, run.run_id, TREND_RUNS),
+        aging=aging(spells(store, run.run_id)),
+    )

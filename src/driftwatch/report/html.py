@@ -1,5 +1,5 @@
-"""One self-contained HTML file per run: trust headline, per-check summary and trends, top findings, and
-the full findings table (filtered and sorted in the page, no network needed)."""
+"""One self-contained HTML file per run: trust headline, incidents, per-check summary and trends, sync latency,
+drift age, top findings, and the full findings table (filtered and sorted in the page, no network needed)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from driftwatch.engine.findings import SEVERITIES
 from driftwatch.engine.runner import HEALTH_CHECK
 from driftwatch.files import write_text
 from driftwatch.money import format_money
-from driftwatch.report import summary
+from driftwatch.report import sections, summary
 from driftwatch.report.mask import mask_emails
+from driftwatch.report.sections import FollowUp
 from driftwatch.report.summary import History, RunInfo
 from driftwatch.report.svg import sparkline, stacked_bars
 
@@ -34,12 +35,18 @@ def render_report(
     history: History | None = None,
     options: ReportOptions | None = None,
     notes: list[str] | None = None,
+    follow_up: FollowUp | None = None,
 ) -> str:
     """The report for one run as an HTML string. Every value is escaped by the template engine. `notes`
-    say what the run could not check (engine.notes)."""
+    say what the run could not check (engine.notes).
+
+    `findings` may carry `since` (`engine.findings.open_since`): each then says how long it has been open.
+    """
     options = options or ReportOptions()
+    follow_up = follow_up or FollowUp()
     if options.mask_emails:
         findings = mask_emails(findings)
+    findings = _with_age(findings, run)
     window = (history or History.empty()).window(run, findings, TREND_RUNS)
     ordered = summary.by_attention(findings)
     open_rows = summary.open_findings(ordered)
@@ -57,6 +64,9 @@ def render_report(
         "total": findings.height,
         "masked": options.mask_emails,
         "notes": notes or [],
+        "incidents": sections.incidents(follow_up, findings, run.started_at),
+        "latency": sections.latency(follow_up),
+        "aging": sections.aging(follow_up),
     }
     return _environment().get_template("report.html.j2").render(context)
 
@@ -68,8 +78,9 @@ def write_report(
     history: History | None = None,
     options: ReportOptions | None = None,
     notes: list[str] | None = None,
+    follow_up: FollowUp | None = None,
 ) -> Path:
-    return write_text(path, render_report(run, findings, history, options, notes))
+    return write_text(path, render_report(run, findings, history, options, notes, follow_up))
 
 
 def _environment() -> jinja2.Environment:
@@ -82,6 +93,17 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["money"] = format_money
     return env
+
+
+def _with_age(findings: pl.DataFrame, run: RunInfo) -> pl.DataFrame:
+    """`open_for`: how long each open finding has been open at the run, in words (from `since`)."""
+    if "since" not in findings.columns:
+        return findings.with_columns(pl.lit(None, pl.String).alias("open_for"))
+    ages = [
+        sections.age(since, run.started_at) if since is not None and status != "resolved" else None
+        for since, status in findings.select("since", "status").iter_rows()
+    ]
+    return findings.with_columns(pl.Series("open_for", ages, dtype=pl.String))
 
 
 def _records(frame: pl.DataFrame) -> list[dict]:

@@ -43,3 +43,38 @@ def stacked_bars(
                 base -= h
                 bars.append(Bar(x, base, bar_width, h, severity, f"{run}: {per_run[i]} {severity}"))
     return bars
+
+
+@dataclass(frozen=True)
+class LineChart:
+    lines: dict[str, str]  # series name -> polyline points (runs without a value are skipped)
+    top: float  # the value at the top of the chart
+    objective_y: float | None  # where the objective's line is drawn, if one is set
+    width: float
+    height: float
+
+
+def line_chart(
+    series: dict[str, list[float | None]],
+    *,
+    objective: float | None = None,
+    width: float = 320,
+    height: float = 90,
+    pad: float = 4,
+) -> LineChart:
+    """Several series over the same runs on one scale (the objective included, so its line shows)."""
+    values = [v for values in series.values() for v in values if v is not None]
+    top = max([*values, objective or 0, 0]) * 1.1 or 1.0
+    count = max((len(v) for v in series.values()), default=1)
+    step = (width - 2 * pad) / max(count - 1, 1)
+
+    def y(value: float) -> float:
+        return height - pad - value / top * (height - 2 * pad)
+
+    lines = {}
+    for name, points in series.items():
+        drawn = [(pad + i * step, y(v)) for i, v in enumerate(points) if v is not None]
+        if len(drawn) == 1:
+            drawn.append((width - pad, drawn[0][1]))
+        lines[name] = " ".join(f"{px:.1f},{py:.1f}" for px, py in drawn)
+    return LineChart(lines, top, y(objective) if objective else None, width, height)
