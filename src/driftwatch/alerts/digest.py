@@ -194,6 +194,8 @@ def _group_lines(groups: pl.DataFrame, run: RunInfo, report: str, mask: bool) ->
     lines = []
     for row in ordered.iter_rows(named=True):
         text = f"- [{row['severity']}] {row['check_id']} on {row['target']}: {row['message']}"
+        if not row.get("incident_id"):
+            text = f"- [{row['severity']}] {row['message']}"  # a sync objective's line names its sync
         if row.get("incident_id"):
             size = f"{row['actual']} record{'s' if row['actual'] != '1' else ''}"
             if row["reason"] == "worsened" and row.get("actual_was") and row["actual_was"] != row["actual"]:

@@ -53,7 +53,8 @@ def incident_rows(incidents: pl.DataFrame, run_started: datetime) -> pl.DataFram
                 "acknowledged": bool(row["acknowledged"]),
                 "ack_outgrown": False,
                 "muted": False,
-                "since": row["opened_at"],
+                # Opened in this run: since the run began, as a finding's spell is (`opened_at` is data time).
+                "since": run_started if row["status"] in ("new", "regressed") else row["opened_at"],
                 "since_status": "regressed" if row["status"] == "regressed" else "new",
                 "incident_id": row["incident_id"],
                 "owner": row["owner"],
@@ -105,19 +106,20 @@ def objective_rows(latency: pl.DataFrame, previous: pl.DataFrame, run_started: d
 
 
 def _breach(row: dict) -> str:
-    parts = []
-    if row["p95_objective_seconds"]:
-        p95, objective = format_duration(row["p95_seconds"]), format_duration(row["p95_objective_seconds"])
-        parts.append(f"p95 {p95} against an objective of {objective}")
-    if row["p50_objective_seconds"]:
-        p50, objective = format_duration(row["p50_seconds"]), format_duration(row["p50_objective_seconds"])
-        parts.append(f"p50 {p50} against {objective}")
+    """ "klaviyo inventory sync from bluecherry is too slow: …", with the figure over its objective."""
+    sync = f"{row['target']} {row['entity']} sync from {row['source']} is too slow"
     timed = f"{row['measured']} change{'s' if row['measured'] != 1 else ''} timed since the last run"
-    pending = f"{row['pending']} still pending" + (
-        f", the oldest for {format_duration(row['oldest_pending_seconds'])}" if row["pending"] else ""
-    )
-    sync = f"{row['target']} {row['entity']} sync from {row['source']}"
-    return f"{sync} is too slow: {'; '.join(parts)} ({timed}; {pending})"
+    over = []
+    for name in ("p95", "p50"):
+        objective, value = row[f"{name}_objective_seconds"], row[f"{name}_seconds"]
+        if objective and value and value > objective:
+            over.append(f"{name} {format_duration(value)}, over its {format_duration(objective)} objective")
+    limit = row["p95_objective_seconds"] or row["p50_objective_seconds"]
+    oldest = row["oldest_pending_seconds"]
+    if limit and oldest and oldest > limit:
+        waiting = f"{row['pending']} change{'s' if row['pending'] != 1 else ''} still waiting"
+        over.append(f"{waiting}, the oldest for {format_duration(oldest)}, over its {format_duration(limit)} objective")
+    return f"{sync}: {'; '.join(over)} ({timed})"
 
 
 def members_of(members: pl.DataFrame, rows: pl.DataFrame) -> list[str]:

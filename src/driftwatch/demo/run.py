@@ -1,9 +1,10 @@
 """`make demo`: the nightly job, end to end, on the demo retailer.
 
 It generates the retailer (with drift injected and an answer key), serves every platform's copy from a
-loopback simulator of that platform's API, and then does what a nightly `driftwatch run` does: pull
-through the real connectors, audit, write the HTML report and preview the alerts. Last, it scores the
-audit against the answer key.
+loopback simulator of that platform's API, stores and audits the two nights before (`demo.history`: the
+causes of the last night's incidents and the history sync latency is measured from), and then does what a
+nightly `driftwatch run` does: pull through the real connectors, audit, write the HTML report and preview
+the alerts. Last, it scores the audit against the answer key.
 """
 
 from __future__ import annotations
@@ -20,14 +21,18 @@ from typing import Any
 import polars as pl
 import tomli_w
 
-from driftwatch.alerts import preview
+from driftwatch.alerts import ledger, preview
+from driftwatch.alerts.run import alert_run
+from driftwatch.auditing import audit
 from driftwatch.config import load_config
 from driftwatch.demo.generator import generate
+from driftwatch.demo.history import earlier_nights, inject_causes
 from driftwatch.errors import UserError
 from driftwatch.files import write_text
 from driftwatch.locations import demo_dir, working
 from driftwatch.nightly import run_nightly
-from driftwatch.pull import results_frame
+from driftwatch.pull import pull_sources, results_frame
+from driftwatch.report.build import load_run
 from driftwatch.simulators import PLATFORMS, SIMULATORS
 from driftwatch.store import Store
 
@@ -62,7 +67,10 @@ def demo_config(snapshot_dir: Path, sources: dict[str, dict[str, Any]] | None = 
         "alerts": {"routes": [
             {"name": "ops", "url_env": ["DRIFTWATCH_OPS_WEBHOOK"], "min_severity": "high"},
             {"name": "cx", "url_env": ["DRIFTWATCH_CX_SLACK"], "teams": ["customer-service", "crm", "crm-compliance"]},
+            {"name": "stock", "url_env": ["DRIFTWATCH_STOCK_SLACK"], "teams": ["ecommerce-ops", "integration"],
+             "min_severity": "medium"},
         ]},
+        "slo": {"klaviyo": {"inventory": "6h"}, "ometria": {"inventory": "2h"}, "emarsys": {"inventory": "6h"}},
     }  # fmt: skip
 
 
@@ -88,6 +96,7 @@ def run_demo(out: Path, seed: int = 7) -> int:
     captured_at = datetime.now(UTC).replace(microsecond=0)
     say(f"1. generating the demo retailer into {snapshots}")
     generate(snapshots, seed=seed, captured_at=captured_at)
+    plan = inject_causes(snapshots, captured_at, seed=seed)
     with ExitStack() as stack:
         simulators = {name: stack.enter_context(SIMULATORS[name].from_snapshot_dir(snapshots)) for name in PLATFORMS}
         say("2. serving " + ", ".join(f"{name} on {sim.url}" for name, sim in simulators.items()))
@@ -98,14 +107,26 @@ def run_demo(out: Path, seed: int = 7) -> int:
         cfg = load_config(config_path)
         # Credentials live only in this process's environment, as they would on a real host.
         env = {k: v for sim in simulators.values() for k, v in sim.env.items()}
-        say(f"3. nightly job with {config_path}: pull every source, audit, report, alerts (preview)")
+        say("3. the two nights before: stored and audited as they happened")
+        scratch = working(cfg.store_path, "scratch") / "demo-history"
+        scratch.mkdir(exist_ok=True)
+        with Store(scratch / "pulled.duckdb") as pulled:
+            pull_sources(pulled, cfg, env=env, progress=False)
+            nights = earlier_nights(pulled, plan)
+        shutil.rmtree(scratch)
         with Store(cfg.store_path) as store:
+            for night in nights:
+                store.ingest(night)
+                run_id = audit(store, cfg).run_id
+                _as_if_alerted(store, cfg, run_id)
+                print(f"   {night[0].captured_at:%Y-%m-%d %H:%M}: run {run_id}, its digests taken as delivered")
+            say(f"4. nightly job with {config_path}: pull every source, audit, report, alerts (preview)")
             pulls = working(cfg.store_path, "pulls")
             result = run_nightly(store, cfg, env=env, checkpoint_dir=pulls, send_alerts=False)
     print(results_frame(result.pulls))
     print_findings(result.run.findings)
-    say(f"4. report: {result.report.resolve()}")
-    say("5. alerts each route would receive:")
+    say(f"5. report: {result.report.resolve()}")
+    say("6. alerts each route would receive:")
     print(preview(result.alerts.plan))
     score(result.run.findings, snapshots / "answer_key.csv")
     return 0
@@ -122,6 +143,15 @@ def fresh_folder(out: Path) -> None:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     write_text(out / MARKER, "made by `driftwatch demo`: the next demo run into this folder empties it\n")
+
+
+def _as_if_alerted(store: Store, cfg, run_id: str) -> None:
+    """Every destination knows the night's drift, as after a delivered digest: the last night's digests then
+    say what changed since, as they would on a store that has been alerting for a while."""
+    outcome = alert_run(store, cfg, run_id=run_id, send=False)
+    run, _ = load_run(store, run_id)
+    for outgoing in outcome.plan:
+        ledger.remember(store, outgoing.route.name, outgoing.destination.label, run, outgoing.state)
 
 
 def print_findings(findings: pl.DataFrame) -> None:
@@ -141,7 +171,7 @@ def score(findings: pl.DataFrame, answer_key: Path) -> None:
     found = findings.select(ANSWER_KEY_COLUMNS).unique()
     hits = expected.join(found, on=ANSWER_KEY_COLUMNS, how="semi").height
     extra = found.join(expected, on=ANSWER_KEY_COLUMNS, how="anti").height
-    say(f"6. answer key: {hits} of {expected.height} injected drifts found, {extra} finding(s) not in the key")
+    say(f"7. answer key: {hits} of {expected.height} injected drifts found, {extra} finding(s) not in the key")
 
 
 def say(text: str) -> None:

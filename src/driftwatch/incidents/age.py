@@ -1,9 +1,10 @@
 """How drift ages: how long each open finding has been open, and how much drift is fixed within a day, a
 week, later, or not yet, from every spell of every finding up to a run.
 
-A *spell* runs from the run in which a finding was new (or came back) to the run that saw it resolved. Runs
-start minutes apart from night to night, so "within a day" allows an hour over 24 h, and "within a week"
-an hour over seven days.
+A *spell* runs from the run in which a finding was new (or came back) to the run that saw it resolved. Ages
+are measured in data time: a run is as of its newest snapshot's capture (its start when it read none), so
+a history loaded and audited after the fact ages as it happened. Runs fall minutes apart from night to
+night, so "within a day" allows an hour over 24 h, and "within a week" an hour over seven days.
 """
 
 from __future__ import annotations
@@ -26,16 +27,46 @@ BUCKETS = (
 )
 
 
+# A CTE: each run and the instant it describes (its newest snapshot's capture, else its start).
+RUN_TIMES = """
+    run_times AS (
+        SELECT r.run_id, coalesce(max(s.captured_at), r.started_at) AS as_of
+        FROM audit_runs r LEFT JOIN snapshots s ON list_contains(r.snapshot_ids, s.snapshot_id)
+        GROUP BY r.run_id, r.started_at)"""
+
+
+def run_time(store: Store, run_id: str):
+    """The instant a run describes (see RUN_TIMES)."""
+    rows = store.query(f"WITH {RUN_TIMES} SELECT as_of FROM run_times WHERE run_id = ?", [run_id]).fetchall()
+    return rows[0][0] if rows else None
+
+
+def open_since(store: Store, run_id: str) -> pl.DataFrame:
+    """For each finding open in the run: `since`, the data time of the run its current spell began in."""
+    return store.frame(
+        f"""
+        WITH {RUN_TIMES}
+        SELECT f.fingerprint, max(t.as_of) AS since
+        FROM findings f JOIN run_times t USING (run_id)
+        WHERE f.status IN ('new', 'regressed') AND t.as_of <= (SELECT as_of FROM run_times WHERE run_id = ?)
+          AND f.fingerprint IN (SELECT fingerprint FROM findings WHERE run_id = ? AND status <> 'resolved')
+        GROUP BY f.fingerprint
+        """,
+        [run_id, run_id],
+    )
+
+
 def spells(store: Store, run_id: str) -> pl.DataFrame:
     """Every spell of every finding up to the run: fingerprint, check_id, target, opened_at, closed_at (null:
     still open at the run), age_seconds (closed or the run's start, minus opened)."""
     return store.frame(
-        """
-        WITH now AS (SELECT started_at FROM audit_runs WHERE run_id = ?),
+        f"""
+        WITH {RUN_TIMES},
+        now AS (SELECT as_of AS started_at FROM run_times WHERE run_id = ?),
         marks AS (
-            SELECT f.fingerprint, f.check_id, f.target, f.status, r.started_at
-            FROM findings f JOIN audit_runs r USING (run_id)
-            WHERE f.status IN ('new', 'regressed', 'resolved') AND r.started_at <= (SELECT started_at FROM now)),
+            SELECT f.fingerprint, f.check_id, f.target, f.status, t.as_of AS started_at
+            FROM findings f JOIN run_times t USING (run_id)
+            WHERE f.status IN ('new', 'regressed', 'resolved') AND t.as_of <= (SELECT started_at FROM now)),
         ordered AS (
             SELECT *, lead(started_at) OVER w AS next_at, lead(status) OVER w AS next_status
             FROM marks WINDOW w AS (PARTITION BY fingerprint ORDER BY started_at))

@@ -22,6 +22,7 @@ import polars as pl
 from driftwatch.config import Config
 from driftwatch.engine.findings import OPEN_STATUSES, SEVERITY_RANK, findings, run_info
 from driftwatch.incidents import words
+from driftwatch.incidents.age import RUN_TIMES
 from driftwatch.incidents.attributes import ORDER_ENTITIES, Population, RunSnapshots, population
 from driftwatch.incidents.grouping import MIN_SIZE, Cause, group
 from driftwatch.store import Migration, Store
@@ -353,23 +354,25 @@ _COLUMNS = (
 
 def run_incidents(store: Store, run_id: str) -> pl.DataFrame:
     """A run's incidents, most urgent first: what was stored, plus `first_seen_run`, `first_seen_at`,
-    `opened_at` (when the current open spell began, as of this run), `last_run` (this run while open; for
-    a resolved one, the last run it was open in), and `money` (list of {currency, amount})."""
+    `opened_at` (when the current open spell began, as of this run, in data time: `age.RUN_TIMES`),
+    `last_run` (this run while open; for a resolved one, the last run it was open in), and `money` (list of
+    {currency, amount})."""
     frame = store.frame(
-        """
-        WITH this AS (SELECT started_at FROM audit_runs WHERE run_id = ?),
+        f"""
+        WITH {RUN_TIMES},
+        this AS (SELECT as_of FROM run_times WHERE run_id = ?),
         spells AS (
-            SELECT i.incident_id, max(r.started_at) AS opened_at
-            FROM incidents i JOIN audit_runs r USING (run_id)
-            WHERE i.status IN ('new', 'regressed') AND r.started_at <= (SELECT started_at FROM this)
+            SELECT i.incident_id, max(t.as_of) AS opened_at
+            FROM incidents i JOIN run_times t USING (run_id)
+            WHERE i.status IN ('new', 'regressed') AND t.as_of <= (SELECT as_of FROM this)
             GROUP BY i.incident_id),
         firsts AS (
-            SELECT i.incident_id, arg_min(i.run_id, r.started_at) AS first_seen_run, min(r.started_at) AS first_seen_at
-            FROM incidents i JOIN audit_runs r USING (run_id) GROUP BY i.incident_id),
+            SELECT i.incident_id, arg_min(i.run_id, t.as_of) AS first_seen_run, min(t.as_of) AS first_seen_at
+            FROM incidents i JOIN run_times t USING (run_id) GROUP BY i.incident_id),
         lasts AS (
-            SELECT i.incident_id, arg_max(i.run_id, r.started_at) AS last_open_run
-            FROM incidents i JOIN audit_runs r USING (run_id)
-            WHERE i.status <> 'resolved' AND r.started_at <= (SELECT started_at FROM this)
+            SELECT i.incident_id, arg_max(i.run_id, t.as_of) AS last_open_run
+            FROM incidents i JOIN run_times t USING (run_id)
+            WHERE i.status <> 'resolved' AND t.as_of <= (SELECT as_of FROM this)
             GROUP BY i.incident_id)
         SELECT i.*, f.first_seen_run, f.first_seen_at, s.opened_at, l.last_open_run AS last_run
         FROM incidents i

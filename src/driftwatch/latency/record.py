@@ -111,8 +111,15 @@ def _bool_text(column: str) -> pl.Expr:
 def _side(rows: pl.DataFrame, key: pl.Expr, value: pl.Expr, changed: str) -> pl.DataFrame:
     if value.meta.root_names()[0] not in rows.columns:
         return pl.DataFrame(schema={k: v for k, v in SIDE_SCHEMA.items() if k != "captured_at"})
-    changed_at = pl.col(changed) if changed in rows.columns else pl.lit(None, SIDE_SCHEMA["changed_at"])
+    known = changed in rows.columns and not _dates_only(rows[changed])
+    changed_at = pl.col(changed) if known else pl.lit(None, SIDE_SCHEMA["changed_at"])
     return rows.select(key.alias("key"), value.alias("value"), changed_at.alias("changed_at")).drop_nulls("key")
+
+
+def _dates_only(times: pl.Series) -> bool:
+    """A change time given as a date (BlueCherry's Last Modified) says nothing finer than the snapshots do."""
+    times = times.drop_nulls()
+    return times.len() == 0 or bool((times.dt.truncate("1d") == times).all())
 
 
 def _companion(store: Store, info: SnapshotInfo, entity: str) -> pl.LazyFrame | None:

@@ -21,10 +21,9 @@ import polars as pl
 from driftwatch.config import Config
 from driftwatch.engine import findings as run_findings
 from driftwatch.engine import latest_run_id, run_info, run_notes
-from driftwatch.engine.findings import open_since
 from driftwatch.errors import UserError
 from driftwatch.incidents import incident_members, run_incidents
-from driftwatch.incidents.age import aging, spells
+from driftwatch.incidents.age import aging, open_since, run_time, spells
 from driftwatch.latency import latency_history, run_latency
 from driftwatch.report.html import TREND_RUNS, ReportOptions, write_report
 from driftwatch.report.sections import FollowUp
@@ -136,4 +135,5 @@ def load_follow_up(store: Store, run: RunInfo) -> FollowUp:
         latency=run_latency(store, run.run_id),
         latency_trend=latency_history(store, run.run_id, TREND_RUNS),
         aging=aging(spells(store, run.run_id)),
+        as_of=run_time(store, run.run_id),
     )

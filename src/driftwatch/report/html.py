@@ -4,6 +4,7 @@ drift age, top findings, and the full findings table (filtered and sorted in the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import jinja2
@@ -40,13 +41,14 @@ def render_report(
     """The report for one run as an HTML string. Every value is escaped by the template engine. `notes`
     say what the run could not check (engine.notes).
 
-    `findings` may carry `since` (`engine.findings.open_since`): each then says how long it has been open.
+    `findings` may carry `since` (`incidents.age.open_since`): each then says how long it has been open.
     """
     options = options or ReportOptions()
     follow_up = follow_up or FollowUp()
     if options.mask_emails:
         findings = mask_emails(findings)
-    findings = _with_age(findings, run)
+    now = follow_up.as_of or run.started_at
+    findings = _with_age(findings, now)
     window = (history or History.empty()).window(run, findings, TREND_RUNS)
     ordered = summary.by_attention(findings)
     open_rows = summary.open_findings(ordered)
@@ -64,7 +66,7 @@ def render_report(
         "total": findings.height,
         "masked": options.mask_emails,
         "notes": notes or [],
-        "incidents": sections.incidents(follow_up, findings, run.started_at),
+        "incidents": sections.incidents(follow_up, findings, now),
         "latency": sections.latency(follow_up),
         "aging": sections.aging(follow_up),
     }
@@ -95,12 +97,12 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def _with_age(findings: pl.DataFrame, run: RunInfo) -> pl.DataFrame:
-    """`open_for`: how long each open finding has been open at the run, in words (from `since`)."""
+def _with_age(findings: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    """`open_for`: how long each open finding has been open at `now`, in words (from `since`)."""
     if "since" not in findings.columns:
         return findings.with_columns(pl.lit(None, pl.String).alias("open_for"))
     ages = [
-        sections.age(since, run.started_at) if since is not None and status != "resolved" else None
+        sections.age(since, now) if since is not None and status != "resolved" else None
         for since, status in findings.select("since", "status").iter_rows()
     ]
     return findings.with_columns(pl.Series("open_for", ages, dtype=pl.String))

@@ -27,6 +27,7 @@ class FollowUp:
     latency: pl.DataFrame = field(default_factory=pl.DataFrame)
     latency_trend: pl.DataFrame = field(default_factory=pl.DataFrame)
     aging: pl.DataFrame = field(default_factory=pl.DataFrame)
+    as_of: datetime | None = None  # the instant the run describes (ages are counted to it), else its start
 
 
 def age(since: datetime | None, now: datetime) -> str:
