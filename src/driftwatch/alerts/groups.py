@@ -109,6 +109,8 @@ def _breach(row: dict) -> str:
     """ "klaviyo inventory sync from bluecherry is too slow: …", with the figure over its objective."""
     sync = f"{row['target']} {row['entity']} sync from {row['source']} is too slow"
     timed = f"{row['measured']} change{'s' if row['measured'] != 1 else ''} timed since the last run"
+    if not row["measured"]:
+        timed = "no change arrived since the last run"
     over = []
     for name in ("p95", "p50"):
         objective, value = row[f"{name}_objective_seconds"], row[f"{name}_seconds"]

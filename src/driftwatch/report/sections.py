@@ -31,7 +31,11 @@ class FollowUp:
 
 
 def age(since: datetime | None, now: datetime) -> str:
-    return format_duration((now - since).total_seconds()) if since is not None else "–"
+    """How long something has been open at `now`, in words ("this run" when it opened in it)."""
+    if since is None:
+        return "–"
+    seconds = (now - since).total_seconds()
+    return "this run" if seconds < 60 else format_duration(seconds)
 
 
 def incidents(follow: FollowUp, findings: pl.DataFrame, now: datetime) -> list[dict]:
