@@ -98,6 +98,11 @@ out_dir = "driftwatch-reports"      # relative to this file
 # max_consent_changes = 50
 # max_actions_per_target = 10000
 
+# How fast each target must show the ERP's changes (p95 of the lag, or { p50 = "1h", p95 = "6h" }); a
+# breach alerts the routes that hear of the sync_latency check (owner: integration).
+# [slo.klaviyo]
+# inventory = "6h"
+
 # Tolerances and lags per check, and per target (`driftwatch checks list` shows each check's options):
 # [checks.stock_parity]
 # stock_tolerance = 0

@@ -100,10 +100,8 @@ def _stock(snaps: RunSnapshots, cfg: Config, scope: _Scope, keys: pl.Series) -> 
             *_changed_at(inventory),
         )
     else:
-        rows = inventory.group_by("sku").agg(
-            pl.col("location").filter(stocked).unique().sort().alias("location"),
-            *[pl.col("updated_at").max()] * ("updated_at" in inventory.columns),
-        )
+        latest = [pl.col("updated_at").max()] if "updated_at" in inventory.columns else []
+        rows = inventory.group_by("sku").agg(pl.col("location").filter(stocked).unique().sort(), *latest)
         rows = rows.with_columns(pl.col("sku").alias("key"))
     rows = _with_product_attributes(rows, snaps.frame(scope.source, "products"))
     target_rows = snaps.frame(scope.target, "inventory") if scope.target != scope.source else None

@@ -21,6 +21,7 @@ import polars as pl
 
 from driftwatch.config import Config
 from driftwatch.engine.findings import OPEN_STATUSES, SEVERITY_RANK, findings, run_info
+from driftwatch.errors import UserError
 from driftwatch.incidents import words
 from driftwatch.incidents.age import RUN_TIMES
 from driftwatch.incidents.attributes import ORDER_ENTITIES, Population, RunSnapshots, population
@@ -183,7 +184,7 @@ def _context(
     if cause.attribute == "status":
         try:
             mapping = {k.lower(): v for k, v in cfg.status_map(source).items()}
-        except Exception:  # a source whose platform is unknown has no words to offer, only its codes
+        except UserError:  # a source whose platform is unknown has no words to offer, only its codes
             mapping = {}
         return words.Context(target, ctx.entity, status_word=mapping.get(cause.value.lower(), ""))
     if cause.attribute == "first_run":
