@@ -8,9 +8,12 @@ files (and into its answer key):
 - Klaviyo's stock job stopped a little under a day before the capture: the SKUs the ERP sold during the
   last day still show yesterday's figures there.
 The earlier nights are built from the last night as pulled (so every snapshot has the shape the connectors
-give): the same records, with the stock the ERP held before the last two days' sales, each target showing
-what the ERP held then; each target's own `updated_at` says when it took each change (Ometria an hour after
-it, Emarsys three). They are stored as snapshots captured 48 and 24 hours earlier and audited in turn.
+give): every record, its times after the earlier night's capture moved back by a day or two (so recent
+orders, events and profiles tell the story they tell on the last night, and older ones the same values),
+except stock, which is the stock the ERP held before the last
+two days' sales, each target showing what the ERP held then; each target's own `updated_at` says when it
+took each change (Ometria an hour after it, Emarsys three). They are stored as snapshots captured 48 and 24
+hours earlier and audited in turn.
 """
 
 from __future__ import annotations
@@ -155,8 +158,13 @@ def earlier_nights(pulled: Store, plan: Plan) -> list[list[IncomingSnapshot]]:
             frame = pulled.rows(info)
             if entity == "inventory":
                 frame = _stock_then(frame, source, plan, back)
-            if "updated_at" in frame.columns and entity != "inventory":
-                frame = frame.with_columns(pl.min_horizontal("updated_at", pl.lit(captured - shift)))
+            else:
+                later = [name for name, dtype in frame.schema.items() if isinstance(dtype, pl.Datetime)]
+                then = pl.lit(captured - shift)
+                frame = frame.with_columns(
+                    pl.when(pl.col(name) > then).then(pl.col(name) - shift).otherwise(pl.col(name)).alias(name)
+                    for name in later
+                )
             snaps.append(IncomingSnapshot(source, entity, captured - shift, frame, origin="demo history"))
         nights.append(snaps)
     return nights

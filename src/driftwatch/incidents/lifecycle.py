@@ -95,7 +95,7 @@ def record_incidents(store: Store, cfg: Config, run_id: str, owners: Mapping[str
             continue
         source, entity = _most_common(rows, "source"), _most_common(rows, "entity")
         pop = population(snaps, cfg, source, target, entity, rows["key"]) if source and entity else None
-        arrivals = _arrivals(store, run_id, check_id, target)
+        arrivals = _arrivals(store, run_id, check_id, target, entity)
         for cause in group(rows.select("fingerprint", "key", "first_run"), pop and pop.records, arrivals):
             iid = incident_id(check_id, target, cause.attribute, cause.value)
             covered = rows.filter(pl.col("fingerprint").is_in(cause.members))
@@ -150,16 +150,18 @@ def _first_runs(store: Store, run_id: str) -> pl.DataFrame:
     )
 
 
-def _arrivals(store: Store, run_id: str, check_id: str, target: str | None) -> pl.DataFrame:
+def _arrivals(store: Store, run_id: str, check_id: str, target: str | None, entity: str | None) -> pl.DataFrame:
     """Findings of the check on the target that began in each earlier run that audited the target with that
-    check (zero when none did), the latest HISTORY_RUNS of them."""
+    check, i.e. ran it and read the target's snapshot of the findings' entity (zero when none arrived), the
+    latest HISTORY_RUNS of them."""
     return store.frame(
         """
         WITH earlier AS (
             SELECT r.run_id, r.started_at FROM audit_runs r
             WHERE r.started_at < (SELECT started_at FROM audit_runs WHERE run_id = ?)
               AND list_contains(r.checks, ?)
-              AND EXISTS (SELECT 1 FROM snapshots s WHERE s.source = ? AND list_contains(r.snapshot_ids, s.snapshot_id))
+              AND EXISTS (SELECT 1 FROM snapshots s WHERE s.source = ? AND s.entity = ?
+                          AND list_contains(r.snapshot_ids, s.snapshot_id))
             ORDER BY r.started_at DESC LIMIT ?
         )
         SELECT e.run_id, count(f.fingerprint) AS arrived
@@ -168,7 +170,7 @@ def _arrivals(store: Store, run_id: str, check_id: str, target: str | None) -> p
          AND f.status IN ('new', 'regressed')
         GROUP BY e.run_id ORDER BY e.run_id
         """,
-        [run_id, check_id, target, HISTORY_RUNS, check_id, target],
+        [run_id, check_id, target, entity, HISTORY_RUNS, check_id, target],
     )
 
 
