@@ -148,7 +148,8 @@ def _orders(snaps: RunSnapshots, cfg: Config, scope: _Scope, keys: pl.Series) ->
     orders = snaps.frame(scope.source, "orders")
     if orders is None:
         return None
-    orders = orders.filter(_channel_scope(cfg, scope))
+    if "channel" in orders.columns:  # without channels every order is in scope
+        orders = orders.filter(_channel_scope(cfg, scope))
     rows = _listed(
         orders.select(
             pl.col("order_id").alias("key"), *_present(orders, "channel", "status", "currency", "updated_at")
@@ -158,7 +159,7 @@ def _orders(snaps: RunSnapshots, cfg: Config, scope: _Scope, keys: pl.Series) ->
         "currency",
     )
     shipments = snaps.frame(scope.source, "shipments")
-    if shipments is not None and "carrier" in shipments.columns:
+    if shipments is not None and {"carrier", "order_id"} <= set(shipments.columns):
         carriers = shipments.group_by("order_id").agg(pl.col("carrier").drop_nulls().unique().sort())
         rows = rows.join(carriers.rename({"order_id": "key"}), on="key", how="left")
     attributes = ["channel", "status", "carrier", "currency"]
