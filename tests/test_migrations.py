@@ -29,6 +29,8 @@ RELEASED = {
     300: ("payout period closes", "eff7f4759ea3"),
     301: ("payout period closes per marketplace", "371496ec75d0"),
     400: ("repair journal", "cab300e2fd07"),
+    500: ("incidents", "da15720b1691"),
+    510: ("sync latency per run", "5b4599f16712"),
 }
 
 
