@@ -10,6 +10,7 @@ from audit_helpers import keys, snap
 from test_filedrop import manifest, write
 
 from driftwatch.config import parse_config
+from driftwatch.connectors.commercetools import mapping as commercetools
 from driftwatch.connectors.emarsys import mapping as emarsys
 from driftwatch.connectors.klaviyo import mapping as klaviyo
 from driftwatch.connectors.ometria import mapping as ometria
@@ -136,3 +137,23 @@ def test_emarsys_coded_consent_in_a_drop_is_audited(tmp_path):
         ("consent_parity", "emarsys", "C1", "email_consent")
     }
     assert found.filter(pl.col("key") == "C1")["severity"].to_list() == ["critical"]
+
+
+def test_commercetools_reservations_are_its_allocated_stock_in_a_drop_as_in_a_pull(tmp_path, store):
+    # availableQuantity is quantityOnStock less what carts and orders reserve; the storefront feeds the
+    # marketing platform that figure. S1 has 2 reserved, S2 none, S3 none known.
+    config = {"feeds": [{"source": "commercetools", "target": "klaviyo", "entities": ["inventory"]}]}
+    _load(
+        store,
+        tmp_path,
+        config,
+        commercetools__inventory="sku,location,on_hand,available\nS1,ch-1,10,8\nS2,ch-1,5,5\nS3,ch-1,4,\n",
+        klaviyo__inventory="sku,available\nS1,8\nS2,5\nS3,3\n",
+    )
+    rows = store.latest("commercetools", "inventory").sort("sku")
+    assert rows["allocated"].to_list() == [2, 0, None]
+    found = audit(store, parse_config(config), checks=["stock_parity"]).findings
+    # S1 agrees once its reservation counts; S3's on hand is 4 with nothing known reserved, so 3 is drift.
+    assert keys(found, "stock_parity") == {("klaviyo", "S3", "available")}
+    assert commercetools.reserved(10, 8) == 2 and commercetools.reserved(3, 5) == 0
+    assert commercetools.reserved(None, 5) is None

@@ -521,9 +521,11 @@ def test_offers_changed_since_come_from_the_differential_export_and_deleted_ones
         connector = connect(sim, call_limits={"OF52": [[100, 1]], "OF53": [[100, 1]]})
         since = datetime.now(UTC)
         data = sim.dataset
-        data["products"] = data["products"].with_columns(
-            price=pl.when(pl.col("sku") == "00002-010-M").then(Decimal("77")).otherwise("price")
-        ).filter(pl.col("sku") != "00004-010-M")
+        data["products"] = (
+            data["products"]
+            .with_columns(price=pl.when(pl.col("sku") == "00002-010-M").then(Decimal("77")).otherwise("price"))
+            .filter(pl.col("sku") != "00004-010-M")
+        )
         pulled = connector.pull(["products", "inventory"], since=since)
         exports = [r for r in sim.requests if r.path.startswith("/api/offers/export/async")]
         listed = [r for r in sim.requests if r.path == "/api/offers"]

@@ -91,6 +91,13 @@ class Connector(BaseConnector):
         }
     )
 
+    @classmethod
+    def decode_drop(cls, entity: str, frame: pl.DataFrame, settings: Mapping[str, Any]) -> pl.DataFrame:
+        """An inventory drop's reservations (quantityOnStock less availableQuantity) are its `allocated`, as
+        a pull reads them."""
+        frame = super().decode_drop(entity, frame, settings)
+        return mapping.drop_inventory(frame) if entity == "inventory" else frame
+
     def __init__(
         self,
         settings: Mapping[str, Any],

@@ -24,7 +24,9 @@ Conventions:
   carrier and tracking_number its `trackingData.carrier` / `trackingId`), and one row for a delivery with
   no parcel (shipment_id is the Delivery `id`: dispatched, with no tracking). shipped_at is the parcel's (or
   delivery's) `createdAt`. Return parcels (`trackingData.isReturn`) are not dispatches and are left out.
-- inventory: location is the supply channel's key, "*" for an entry without a supply channel.
+- inventory: location is the supply channel's key, "*" for an entry without a supply channel. on_hand is
+  `quantityOnStock`, available `availableQuantity`, which commercetools documents as quantityOnStock less
+  what carts and orders reserve: that reservation is the entry's `allocated` (`reserved`).
 - products: one row per variant of a current product projection; a variant without a SKU cannot be
   audited (the SKU is optional in commercetools) and is skipped.
 """
@@ -293,9 +295,33 @@ def inventory_row(entry: Mapping[str, Any]) -> Row:
         "sku": entry.get("sku"),
         "location": _channel_key(channel) if channel else NO_LOCATION,
         "on_hand": entry.get("quantityOnStock"),
+        "allocated": reserved(entry.get("quantityOnStock"), entry.get("availableQuantity")),
         "available": entry.get("availableQuantity"),
         "updated_at": entry.get("lastModifiedAt"),
     }
+
+
+def reserved(on_stock: Any, available: Any) -> int | None:
+    """What carts and orders hold of an inventory entry: quantityOnStock less availableQuantity (never
+    below 0); None where either is unknown."""
+    try:
+        return max(0, int(on_stock) - int(available))
+    except (TypeError, ValueError):
+        return None
+
+
+def drop_inventory(frame: pl.DataFrame) -> pl.DataFrame:
+    """A drop of inventory entries (on_hand = quantityOnStock, available = availableQuantity) without an
+    `allocated` column holds its reservations all the same: read as a pull reads them."""
+    if "allocated" in frame.columns or not {"on_hand", "available"} <= set(frame.columns):
+        return frame
+    on_stock, available = (
+        pl.col(c).cast(pl.String).str.strip_chars().cast(pl.Int64, strict=False) for c in ("on_hand", "available")
+    )
+    held = pl.when(on_stock > available).then(on_stock - available).otherwise(0)
+    return frame.with_columns(
+        pl.when(on_stock.is_not_null() & available.is_not_null()).then(held).cast(pl.String).alias("allocated")
+    )
 
 
 def _channel_key(channel: Mapping[str, Any]) -> str:
@@ -634,8 +660,9 @@ def _drop_none(resource: Resource) -> Resource:
     return {name: value for name, value in resource.items() if value is not None}
 
 
-# Inventory is the one entity whose canonical columns commercetools only partly holds.
-PULLED_COLUMNS = {"inventory": ("sku", "location", "on_hand", "available", "updated_at")}
+# Inventory is the one entity whose canonical columns commercetools only partly holds (no safety stock, no
+# open work orders; its reservations are `allocated`).
+PULLED_COLUMNS = {"inventory": ("sku", "location", "on_hand", "allocated", "available", "updated_at")}
 
 
 def frame(entity_name: str, rows: list[Row]) -> pl.DataFrame:
