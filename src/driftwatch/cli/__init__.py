@@ -11,10 +11,10 @@ from collections.abc import Sequence
 
 import click
 
-from driftwatch.cli import alert, audit, demo, doctor, payouts, pull, repair, report, run, snapshots
+from driftwatch.cli import alert, audit, demo, doctor, fleet, payouts, pull, repair, report, run, snapshots
 from driftwatch.cli._common import AppContext, shared_options
-from driftwatch.cli._crash import first_line, internal_error
-from driftwatch.errors import UserError
+from driftwatch.cli._crash import internal_error
+from driftwatch.errors import UserError, first_line
 from driftwatch.exitcodes import ExitCode
 from driftwatch.files import refused_write
 from driftwatch.redaction import redacting_output
@@ -63,7 +63,7 @@ def cli(ctx: click.Context) -> None:
     ctx.call_on_close(ctx.ensure_object(AppContext).close)
 
 
-for module in (snapshots, pull, audit, report, alert, run, repair, payouts, demo, doctor):
+for module in (snapshots, pull, audit, report, alert, run, fleet, repair, payouts, demo, doctor):
     module.register(cli)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from driftwatch.errors import first_line
 from driftwatch.exitcodes import ExitCode
 from driftwatch.files import private_directory, write_text
 from driftwatch.locations import crash_dirs
@@ -21,7 +22,7 @@ from driftwatch.redaction import redact
 def internal_error(exc: BaseException) -> int:
     """Write the traceback where it can be found later (a scheduler's log keeps only stderr's last lines),
     print one line that says where, and return the internal-error exit code."""
-    report = redact(_report(exc))  # an exception's message may quote a platform's answer
+    report = redact(_report("".join(traceback.format_exception(exc))))  # a message may quote an answer
     path = _write(report)
     summary = f"internal error: {type(exc).__name__}: {first_line(exc)}"
     if path is None:  # nowhere to write it: stderr is the only place left, so it gets everything
@@ -32,7 +33,13 @@ def internal_error(exc: BaseException) -> int:
     return ExitCode.INTERNAL_ERROR
 
 
-def _report(exc: BaseException) -> str:
+def save_traceback(text: str, label: str) -> Path | None:
+    """Write a traceback that came from elsewhere (a fleet job's worker) where internal errors' go, redacted;
+    `label` (the retailer) keeps the files of one second apart. None when no folder would take it."""
+    return _write(redact(_report(text)), f"-{label}")
+
+
+def _report(trace: str) -> str:
     try:
         release = version("driftwatch")
     except PackageNotFoundError:
@@ -40,20 +47,15 @@ def _report(exc: BaseException) -> str:
     return (
         f"driftwatch {release} on Python {platform.python_version()} ({platform.platform()})\n"
         f"when: {datetime.now(UTC).isoformat(timespec='seconds')}\n"
-        f"command: {' '.join(sys.argv)}\n\n" + "".join(traceback.format_exception(exc))
+        f"command: {' '.join(sys.argv)}\n\n" + trace
     )
 
 
-def _write(report: str) -> Path | None:
-    name = f"crash-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}.txt"
+def _write(report: str, label: str = "") -> Path | None:
+    name = f"crash-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}{label}.txt"
     for folder in crash_dirs():
         try:
             return write_text(private_directory(folder) / name, report)
         except Exception:  # a full or read-only disk: try the next place
             continue
     return None
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "(no message)"
