@@ -3,7 +3,7 @@ from them (incidents grouped by probable cause, sync latency measured from the s
 
 from __future__ import annotations
 
-from driftwatch.config import Config
+from driftwatch.config import Config, EngineSettings
 from driftwatch.engine import RunResult, load_catalogue
 from driftwatch.engine import audit as run_checks
 from driftwatch.incidents import record_incidents
@@ -11,9 +11,12 @@ from driftwatch.latency import record_latency
 from driftwatch.store import Store
 
 
-def audit(store: Store, cfg: Config, *, checks: list[str] | None = None) -> RunResult:
-    """Run the checks (default: all), store the findings as a new run, and follow up on them."""
-    result = run_checks(store, cfg, checks=checks)
+def audit(
+    store: Store, cfg: Config, *, checks: list[str] | None = None, engine: EngineSettings | None = None
+) -> RunResult:
+    """Run the checks (default: all), store the findings as a new run, and follow up on them. `engine`
+    (default: the config's [engine]) says where keyed comparisons run."""
+    result = run_checks(store, cfg, checks=checks, engine=engine)
     owners = {check_id: spec.owner for check_id, spec in load_catalogue(cfg).items()}
     record_incidents(store, cfg, result.run_id, owners)
     record_latency(store, cfg, result.run_id)

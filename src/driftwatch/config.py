@@ -24,13 +24,14 @@ from typing import Any
 from driftwatch import platforms, redaction
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
+from driftwatch.executors import Executor
 from driftwatch.platforms import Platform
 from driftwatch.statuses import CANONICAL, ORDERS, merged_map
 
 DEFAULT_CONFIG_NAME = "driftwatch.toml"
 SEVERITIES = ("critical", "high", "medium", "low")
 # The top-level tables this module reads itself; the other parts register theirs (`register_section`).
-_OWN_SECTIONS = ("store", "audit", "sources", "statuses", "feeds")
+_OWN_SECTIONS = ("store", "audit", "engine", "sources", "statuses", "feeds")
 # Setting names that say they hold a credential (besides every value shaped like one). A name such as
 # `project_key` or `listing_field` is not one.
 _SECRET_NAME = re.compile(
@@ -43,6 +44,7 @@ _SECRET_HINT = (
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _STORE_KEYS = ("path",)
 _AUDIT_KEYS = ("fail_on", "marketplaces", "checks_dirs")
+_ENGINE_KEYS = ("executor", "scheduler", "workers", "partitions", "shared_dir")
 _FEED_KEYS = ("source", "target", "entities", "channels", "locations")
 DEFAULT_SYSTEM_OF_RECORD = "bluecherry"  # what feeds every target when no [[feeds]] say otherwise
 
@@ -70,12 +72,35 @@ class AuditSettings:
     marketplaces: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class EngineSettings:
+    """Where an audit's keyed comparisons run: `partitions` > 1 splits both sides of each by a hash of its
+    join key and joins each part as a task on `executor`; parts are written under `shared_dir` (default: the
+    audit's scratch folder, beside the store), which workers on other machines must see at the same path."""
+
+    executor: Executor = field(default_factory=Executor)
+    partitions: int | None = None  # None: 1 on the local executor, two per worker on Dask
+    shared_dir: Path | None = None
+
+    @property
+    def parts(self) -> int:
+        if self.partitions is not None:
+            return self.partitions
+        return 1 if self.executor.kind == "local" else 2 * self.executor.workers
+
+    @property
+    def splits(self) -> bool:
+        """Whether keyed comparisons leave the one-process join: in parts, or on a cluster."""
+        return self.parts > 1 or self.executor.kind != "local"
+
+
 @dataclass
 class Config:
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     store_path: Path = Path("driftwatch.duckdb")
     audit: AuditSettings = field(default_factory=AuditSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
     feeds: list[Feed] = field(default_factory=list)
     checks_dirs: list[Path] = field(default_factory=list)
 
@@ -284,14 +309,16 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
     _check_statuses(raw.get("statuses", {}), known, problems)
     feeds = _parse_feeds(raw.get("feeds"), sources, known, problems)
     audit = _parse_audit(raw.get("audit", {}), known, problems)
-    problems.raise_if_any()
     base = path.parent if path else Path.cwd()
+    engine = parse_engine(raw.get("engine", {}), base, problems.add)
+    problems.raise_if_any()
     store = raw.get("store", {})
     return Config(
         path=path,
         raw=raw,
         store_path=base / store.get("path", "driftwatch.duckdb"),
         audit=audit,
+        engine=engine,
         feeds=feeds,
         checks_dirs=[base / p for p in raw.get("audit", {}).get("checks_dirs", [])],
     )
@@ -306,7 +333,7 @@ def _check_tables(raw: dict[str, Any], problems: _Problems) -> None:
     if "feeds" in raw and not (isinstance(raw["feeds"], list) and all(isinstance(f, dict) for f in raw["feeds"])):
         problems.add("feeds", "expected [[feeds]] tables")
         raw["feeds"] = []
-    for section, allowed in (("store", _STORE_KEYS), ("audit", _AUDIT_KEYS)):
+    for section, allowed in (("store", _STORE_KEYS), ("audit", _AUDIT_KEYS), ("engine", _ENGINE_KEYS)):
         for key in raw.get(section, {}):
             if key not in allowed:
                 problems.add(f"{section}.{key}", unknown_key(key, allowed))
@@ -508,6 +535,29 @@ def _parse_feeds(
             )
         )
     return feeds
+
+
+def parse_engine(table: dict[str, Any], base: Path, problem: Callable[[str, str], None]) -> EngineSettings:
+    """[engine] (or the same options on the command line), each problem given to `problem(key, text)`."""
+    try:
+        executor = Executor(table.get("executor", "local"), table.get("workers", 1), table.get("scheduler"))
+    except UserError as exc:
+        problem("engine", str(exc))
+        executor = Executor()
+    partitions = table.get("partitions")
+    if partitions is not None and (isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1):
+        problem("engine.partitions", f"expected a positive whole number, got {partitions!r}")
+        partitions = None
+    shared = table.get("shared_dir")
+    if shared is not None and not isinstance(shared, str):
+        problem("engine.shared_dir", f"expected a folder every worker sees at the same path, got {shared!r}")
+        shared = None
+    elif shared is not None and "://" in shared and not shared.startswith("file://"):
+        # Object storage needs credentials on every worker and a clean-up of its own: not written yet.
+        problem("engine.shared_dir", f"a folder (or file://) every worker mounts at the same path, not {shared!r}")
+        shared = None
+    shared_dir = None if shared is None else base / Path(shared.removeprefix("file://")).expanduser()
+    return EngineSettings(executor, partitions, shared_dir)
 
 
 def _parse_audit(table: dict[str, Any], known: tuple[str, ...], problems: _Problems) -> AuditSettings:

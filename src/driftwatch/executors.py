@@ -16,7 +16,7 @@ import logging
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,16 +63,39 @@ def run_tasks(executor: Executor, task: Callable[..., Any], args: Sequence[tuple
     """Run `task(*a)` for each `a` of `args`; yield (index, result) as each finishes. A task that raised,
     or whose worker process died, yields its exception instead of a result: one task's failure never
     stops the others."""
-    if executor.kind == "dask":
-        yield from _on_dask(executor, task, args)
-    elif executor.workers == 1:
-        for index, arguments in enumerate(args):
-            try:
-                yield index, task(*arguments)
-            except Exception as exc:
-                yield index, exc
-    else:
-        yield from _in_processes(executor.workers, task, args)
+    with Session(executor) as session:
+        yield from session.map(task, args)
+
+
+class Session:
+    """An executor held open for several batches of tasks: an audit hands the cluster one batch per
+    comparison, and starts (or connects to) it once."""
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+        self._stack = ExitStack()
+        self._client: Any = None
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def map(self, task: Callable[..., Any], args: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
+        """(index, result or exception) of `task(*a)` for each `a` of `args`, as each finishes."""
+        if self.executor.kind == "dask":
+            if self._client is None:
+                self._client = self._stack.enter_context(dask_client(self.executor))
+            yield from _on_dask(self._client, task, args)
+        elif self.executor.workers == 1:
+            for index, arguments in enumerate(args):
+                try:
+                    yield index, task(*arguments)
+                except Exception as exc:
+                    yield index, exc
+        else:
+            yield from _in_processes(self.executor.workers, task, args)
 
 
 def _in_processes(workers: int, task: Callable[..., Any], args: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
@@ -85,17 +108,13 @@ def _in_processes(workers: int, task: Callable[..., Any], args: Sequence[tuple])
             yield futures[future], error if error is not None else future.result()
 
 
-def _on_dask(executor: Executor, task: Callable[..., Any], args: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
+def _on_dask(client: Any, task: Callable[..., Any], args: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
     from distributed import as_completed as dask_completed
 
-    with dask_client(executor) as client:
-        futures = {
-            client.submit(task, *arguments, pure=False, key=f"{task.__name__}-{index}"): index
-            for index, arguments in enumerate(args)
-        }
-        for future in dask_completed(futures):
-            error = future.exception()
-            yield futures[future], error if error is not None else future.result()
+    futures = {client.submit(task, *arguments, pure=False): index for index, arguments in enumerate(args)}
+    for future in dask_completed(futures):
+        error = future.exception()
+        yield futures[future], error if error is not None else future.result()
 
 
 @contextmanager
@@ -121,7 +140,7 @@ def dask_client(executor: Executor) -> Iterator[Any]:
             processes=True,
             scheduler_port=0,
             dashboard_address=None,
-            silence_logs=logging.ERROR,
+            silence_logs=logging.CRITICAL,
         ) as cluster,
         Client(cluster) as client,
     ):

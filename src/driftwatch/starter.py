@@ -16,6 +16,14 @@ path = "driftwatch.duckdb"          # the DuckDB file holding every snapshot, fi
 fail_on = "high"                    # exit code 1 when drift at or above this severity is found
 # checks_dirs = ["my-checks"]       # extra check files (TOML), beside the built-in ones
 
+# Where keyed comparisons run (README: Scaling out). Default: in this process, in one part.
+# [engine]
+# executor = "dask"                 # needs pip install 'driftwatch[dask]' here and on every worker
+# scheduler = "tcp://10.0.0.5:8786" # without it, a local cluster of `workers` processes for the run
+# workers = 2
+# partitions = 16                   # parts each comparison splits into (default: 2 per Dask worker)
+# shared_dir = "/mnt/driftwatch-parts"  # a folder every worker mounts at the same path
+
 # Which system of record feeds which target, with which entities. Without any [[feeds]] table,
 # bluecherry feeds every target with everything both sides hold.
 [[feeds]]

@@ -12,7 +12,8 @@ from pathlib import Path
 import click
 import polars as pl
 
-from driftwatch.config import Config, load_config
+from driftwatch.config import Config, EngineSettings, load_config, parse_engine
+from driftwatch.executors import EXECUTORS
 from driftwatch.locations import working
 from driftwatch.spreadsheet import to_csv
 from driftwatch.store import Store
@@ -145,3 +146,42 @@ def emit(frame: pl.DataFrame, fmt: str, *, title: str | None = None) -> None:
             tbl_formatting="ASCII_MARKDOWN",
         ):
             click.echo(str(frame))
+
+
+def engine_options():
+    """--executor, --scheduler, --workers and --partitions: where an audit's keyed comparisons run."""
+
+    def decorate(command):
+        for option in reversed(
+            [
+                click.option("--executor", type=click.Choice(EXECUTORS), default=None, help="local or dask."),
+                click.option("--scheduler", default=None, metavar="URL", help="Dask scheduler; implies dask."),
+                click.option("--workers", type=click.IntRange(min=1), default=None, help="Local Dask workers."),
+                click.option(
+                    "--partitions", type=click.IntRange(min=1), default=None, help="Parts each comparison splits into."
+                ),
+            ]
+        ):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def engine_settings(
+    cfg: Config, executor: str | None, scheduler: str | None, workers: int | None, partitions: int | None
+) -> EngineSettings:
+    """The config's [engine], with what the command line says instead."""
+    base = cfg.engine
+    table = {
+        "executor": "dask" if scheduler else executor or base.executor.kind,
+        "workers": workers or base.executor.workers,
+        "partitions": partitions or base.partitions,
+    }
+    if scheduler or (table["executor"] == "dask" and base.executor.scheduler):
+        table["scheduler"] = scheduler or base.executor.scheduler
+    problems: list[str] = []
+    settings = parse_engine(table, cfg.base, lambda key, text: problems.append(text))
+    if problems:
+        raise click.UsageError(problems[0])
+    return EngineSettings(settings.executor, settings.partitions, base.shared_dir)

@@ -13,7 +13,7 @@ import click
 import polars as pl
 
 from driftwatch.auditing import audit
-from driftwatch.cli._common import AppContext, emit, format_option, pass_app
+from driftwatch.cli._common import AppContext, emit, engine_options, engine_settings, format_option, pass_app
 from driftwatch.engine import acknowledge, findings, latest_run_id, load_catalogue, run_notes
 from driftwatch.engine.findings import OPEN_STATUSES, SEVERITIES, STATUSES, RunResult
 from driftwatch.exitcodes import ExitCode
@@ -31,6 +31,7 @@ LISTED = ("check_id", "severity", "target", "key", "field", "expected", "actual"
     help="Load this file-drop directory first (DIR/<source>/<entity>.csv ...).",
 )
 @click.option("--check", "checks", multiple=True, metavar="ID", help="Run only this check (repeatable).")
+@engine_options()
 @format_option()
 @pass_app
 def audit_command(
@@ -38,20 +39,27 @@ def audit_command(
     snapshots_dir: Path | None,
     checks: tuple[str, ...],
     fmt: str,
+    **engine: object,
 ) -> None:
     """Run the checks over the latest snapshots and store the findings as a new run.
 
     Exit code 0 when no open finding is at or above audit.fail_on (default: high), 1 when one is,
     2 on a usage, configuration or data error. Acknowledged and muted findings never fail a run.
 
+    Keyed comparisons can run in parts (--partitions N) and on a Dask cluster (--executor dask, with
+    --scheduler or on a local cluster of --workers processes; needs `pip install 'driftwatch[dask]'`); the
+    findings are the same. Default: the config's [engine], else one part in this process.
+
     \b
     Examples:
       driftwatch audit --snapshots exports/2026-11-23
       driftwatch audit --check stock_parity --check consent_parity --format json
+      driftwatch audit --executor dask --scheduler tcp://10.0.0.5:8786 --partitions 16
     """
     if snapshots_dir is not None:
         load_directory(app.store, snapshots_dir, app.config)
-    result = audit(app.store, app.config, checks=list(checks) or None)
+    settings = engine_settings(app.config, **engine)
+    result = audit(app.store, app.config, checks=list(checks) or None, engine=settings)
     if fmt == "table":
         _print_summary(result)
     else:

@@ -93,7 +93,19 @@ def _suspects(scope: Scope, spec: CompareSpec) -> pl.DataFrame | None:
     together = [s for s in scope.ctx.compares if _same_join(s, spec)] if spec in scope.ctx.compares else [spec]
     options = tuple(sorted((name, repr(scope.options.get(name))) for name in reading.read))
     key = ("suspects", scope.source, scope.target, scope.feed, tuple(together), options)
-    return scope.ctx.shared(key, lambda: _join_suspects(expected, actual, together), uses=len(together))
+    return scope.ctx.shared(key, lambda: _join_where_configured(scope, expected, actual, together), uses=len(together))
+
+
+def _join_where_configured(
+    scope: Scope, expected: pl.LazyFrame, actual: pl.LazyFrame, specs: list[CompareSpec]
+) -> pl.DataFrame | None:
+    """The join in this process, or split by a hash of its key into parts run on the audit's executor
+    (a comparison of groups is split by its group, so each group stays whole)."""
+    keys = [k for k in specs[0].keys if k in expected.collect_schema().names()]
+    if scope.ctx.partitioned is None or not keys:
+        return _join_suspects(expected, actual, specs)
+    by = [specs[0].group] if specs[0].group in keys else keys
+    return scope.ctx.partitioned.join(_join_suspects, expected, actual, by, specs)
 
 
 def _same_join(a: CompareSpec, b: CompareSpec) -> bool:

@@ -13,9 +13,10 @@ from typing import Any
 import polars as pl
 from polars.io.plugins import register_io_source
 
-from driftwatch.config import Config, Feed
+from driftwatch.config import Config, EngineSettings, Feed
 from driftwatch.engine.checkfile import CheckSpec, CompareSpec
 from driftwatch.engine.notes import Note
+from driftwatch.engine.partitions import Partitioned
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
 from driftwatch.files import raise_if_refused
@@ -64,16 +65,22 @@ class AuditContext:
     _infos: dict[tuple[str, str], SnapshotInfo | None] = field(default_factory=dict)
     _memo: dict[tuple, Any] = field(default_factory=dict)
     _shared: dict[tuple, tuple[Any, int]] = field(default_factory=dict)
+    # Where keyed comparisons run (default: the config's [engine]); see driftwatch.engine.partitions.
+    engine: EngineSettings | None = None
+    partitioned: Partitioned | None = None
     _workdir: Path | None = None
     _cleanup: ExitStack = field(default_factory=ExitStack)
 
     def __enter__(self) -> AuditContext:
         self._workdir = self._cleanup.enter_context(scratch_folder(working(self.store.path, "scratch"), "audit"))
+        engine = self.engine or self.cfg.engine
+        if engine.splits:
+            self.partitioned = Partitioned(engine, self._workdir, self._cleanup)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._cleanup.close()
-        self._workdir = None
+        self._workdir = self.partitioned = None
 
     def snapshot(self, source: str, entity: str) -> SnapshotInfo | None:
         if (source, entity) not in self._infos:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from driftwatch.config import Config
+from driftwatch.config import Config, EngineSettings
 from driftwatch.engine.checkfile import BUILTIN_CHECKS_DIR, CheckSpec, load_checks
 from driftwatch.engine.compare import run_compare
 from driftwatch.engine.context import AuditContext, CannotRun, Scope
@@ -34,16 +34,21 @@ def load_catalogue(cfg: Config) -> dict[str, CheckSpec]:
     return load_checks([BUILTIN_CHECKS_DIR, *cfg.checks_dirs], set(VIEWS), set(RULES))
 
 
-def audit(store: Store, cfg: Config, *, checks: list[str] | None = None) -> RunResult:
+def audit(
+    store: Store, cfg: Config, *, checks: list[str] | None = None, engine: EngineSettings | None = None
+) -> RunResult:
     """Run the checks (default: all) over the latest snapshots and store the findings as a new run.
 
     snapshot_health always runs, first: whether the run can be trusted is what every later consumer
     (alerts, repair) asks first, and a snapshot it distrusts is held back from the other checks. What a
     check could not do (a column no record holds, a distrusted snapshot) is stored as the run's notes.
+    `engine` (default: the config's [engine]) says where keyed comparisons run: in this process, in parts,
+    or on a Dask cluster (driftwatch.engine.partitions); the findings are the same wherever they run.
     """
     started_at = datetime.now(UTC)
     chosen = _choose(load_catalogue(cfg), checks)
-    with AuditContext(store, cfg, compares=[spec for check in chosen for spec in check.compares]) as ctx:
+    compares = [spec for check in chosen for spec in check.compares]
+    with AuditContext(store, cfg, compares=compares, engine=engine) as ctx:
         found = evaluate(ctx, chosen)
         notes = notes_frame(ctx.notes())
     trusted = found.filter(pl.col("check_id") == HEALTH_CHECK).height == 0
