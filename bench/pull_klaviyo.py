@@ -36,11 +36,11 @@ from pathlib import Path
 import polars as pl
 import tomli_w
 
+from driftwatch import incremental, pull
 from driftwatch.config import load_config
 from driftwatch.connectors.klaviyo.client import PAGE_SIZES, RATE_LIMITS
 from driftwatch.connectors.klaviyo.connector import Connector
 from driftwatch.normalize import coerce
-from driftwatch.pull import pull_sources
 from driftwatch.simulators.klaviyo import KlaviyoSimulator as Simulator
 from driftwatch.store import Store
 
@@ -94,38 +94,54 @@ def serve(count: int, urls: mp.Queue, commands: mp.Queue, replies: mp.Queue) -> 
 
 
 class Timed:
-    """Times the connector's own pull (its requests) inside a whole `pull_sources` run."""
+    """Times the phases of a whole `pull_sources` run: the connector's requests (`fetch`), reading the kept
+    records, merging the changes into them, normalising, storing the snapshot, keeping the records."""
+
+    PHASES = (
+        ("fetch", Connector, "pull"),
+        ("read_kept", incremental.Memory, "records"),
+        ("merge", pull, "merge"),
+        ("normalise", pull, "coerce"),
+        ("store", Store, "ingest"),
+        ("keep", incremental.Memory, "finish"),
+    )
 
     def __init__(self) -> None:
-        self.seconds = 0.0
-        self._pull = Connector.pull
+        self.seconds = dict.fromkeys((name for name, _, _ in self.PHASES), 0.0)
+        self._originals = [(owner, attribute, getattr(owner, attribute)) for _, owner, attribute in self.PHASES]
 
     def __enter__(self) -> Timed:
-        timed = self
-
-        def pull(connector, *args, **kwargs):
-            started = time.monotonic()
-            try:
-                return timed._pull(connector, *args, **kwargs)
-            finally:
-                timed.seconds = time.monotonic() - started
-
-        Connector.pull = pull
+        for (name, owner, attribute), (_, _, original) in zip(self.PHASES, self._originals, strict=True):
+            setattr(owner, attribute, self._timed(name, original))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        Connector.pull = self._pull
+        for owner, attribute, original in self._originals:
+            setattr(owner, attribute, original)
+
+    def _timed(self, name, original):
+        def run(*args, **kwargs):
+            started = time.monotonic()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.monotonic() - started
+
+        return run
 
 
 def night(store: Store, config: Path, env: dict, pulls: Path) -> dict:
     with Timed() as timed:
         started = time.monotonic()
-        (result,) = pull_sources(store, load_config(config), ["klaviyo"], env=env, checkpoint_dir=pulls, progress=None)
+        (result,) = pull.pull_sources(
+            store, load_config(config), ["klaviyo"], env=env, checkpoint_dir=pulls, progress=None
+        )
         total = time.monotonic() - started
     if result.error:
         raise SystemExit(f"the pull failed: {result.error}")
-    return {"kind": result.kind, "detail": result.detail, "rows": result.rows, "fetch_s": round(timed.seconds, 2),
-            "total_s": round(total, 2)}  # fmt: skip
+    phases = {name: round(seconds, 2) for name, seconds in timed.seconds.items()}
+    return {"kind": result.kind, "detail": result.detail, "rows": result.rows, "fetch_s": phases.pop("fetch"),
+            "total_s": round(total, 2), "phases_s": phases}  # fmt: skip
 
 
 def main() -> None:

@@ -227,8 +227,11 @@ def merge(
     if gone:
         named = pl.concat([named, pl.DataFrame({by[0]: list(gone)}, schema={by[0]: pl.String})])
     unchanged = kept.join(named.unique(), on=by, how="anti", nulls_equal=False) if kept.height else kept
-    merged = pl.concat([unchanged, changes], how="diagonal_relaxed")
-    return merged.unique(subset=list(key), keep="last", maintain_order=True)
+    if by != list(key) and changes.height and unchanged.height:
+        # A changed record may now give a key a kept record's row still holds: the changes win, as a later
+        # page wins in a full pull.
+        unchanged = unchanged.join(changes.select(key).unique(), on=list(key), how="anti", nulls_equal=False)
+    return pl.concat([unchanged, changes], how="diagonal_relaxed")
 
 
 def _carry(kept: pl.DataFrame, changes: pl.DataFrame, by: list[str], carried: list[str]) -> pl.DataFrame:

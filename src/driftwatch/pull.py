@@ -115,10 +115,13 @@ class _SourcePull:
             latest={e: self.store.latest_snapshot(self.source, e) for e in merged},
             forced=full,
         )
+        # An incremental pull that does not complete is followed by a full one, never resumed: its pages are
+        # staged in memory rather than written out for a resumption that will not come.
+        staging = self.checkpoint_dir if self.plan.since is None else None
         with (
             Step(f"{self.source}: {self.plan.kind} pull, {self.plan.reason}"),
             connector_class(
-                self.settings, source=self.source, env=env, checkpoint_dir=self.checkpoint_dir, progress=progress
+                self.settings, source=self.source, env=env, checkpoint_dir=staging, progress=progress
             ) as connector,
         ):
             memory.begin(print_, now)

@@ -46,6 +46,14 @@ def test_pull_from_a_folder_equals_loading_the_same_files_as_a_drop(tmp_path, ex
         assert dropped.latest_snapshot("bluecherry", "inventory").content_hash == pulled_info.content_hash
 
 
+def test_every_pull_of_the_exports_is_whole_and_says_why(tmp_path, exports):
+    cfg = Config(feeds=default_feeds(), raw={"sources": {"bluecherry": {"path": str(exports)}}})
+    with Store(tmp_path / "pulled.duckdb") as store:
+        for _ in range(2):
+            (result,) = pull_sources(store, cfg, checkpoint_dir=tmp_path / "pulls")
+            assert (result.kind, result.detail) == ("full", "its report exports are whole files")
+
+
 def test_missing_folder_is_reported_and_other_sources_still_pull(tmp_path, exports):
     cfg = Config(feeds=default_feeds(), raw={"sources": {"bluecherry": {"path": str(tmp_path / "nowhere")}}})
     with Store(tmp_path / "s.duckdb") as store:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 from driftwatch.connectors.base import BaseConnector, Pulled
@@ -42,6 +42,7 @@ class Connector(BaseConnector):
     name = "bluecherry"
     entities = EXPORTED
     settings_keys = frozenset({"path", "sftp_url", "sftp_password_env"})
+    always_whole: ClassVar[Mapping[str, str]] = {"*": "its report exports are whole files"}
 
     def __init__(self, settings: Mapping[str, Any], **kwargs: Any):
         super().__init__(settings, **kwargs)
