@@ -199,7 +199,9 @@ def plan_pull(
         kept, stored = last.snapshots.get(entity), latest.get(entity)
         if kept is None or not memory.has_records(entity):
             return PullPlan(None, f"no records kept for {entity} yet")
-        if stored is None or (stored.snapshot_id, stored.content_hash) != (kept["snapshot_id"], kept["content_hash"]):
+        if stored is None:
+            return PullPlan(None, f"the store holds no {entity} snapshot of this source")
+        if (stored.snapshot_id, stored.content_hash) != (kept["snapshot_id"], kept["content_hash"]):
             return PullPlan(None, f"the store's latest {entity} snapshot is not the one the last pull wrote")
     since = last.captured_at - overlap
     return PullPlan(since, f"changes since {_when(since)} (last pull {_when(last.captured_at)}, less {_span(overlap)})")

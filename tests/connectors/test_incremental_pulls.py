@@ -15,6 +15,7 @@ from nights import Nights, assert_same_stored, full_pull_of
 
 from driftwatch.normalize import coerce
 from driftwatch.simulators.klaviyo import KlaviyoSimulator
+from driftwatch.store import Store
 
 T0 = datetime(2026, 11, 1, 9, tzinfo=UTC)
 
@@ -446,4 +447,16 @@ def test_ometria(tmp_path, fast_http):
         assert nights.kinds(second) == dict.fromkeys(second, "full")
         assert second["customers"].detail.startswith("Ometria documents no updated-since filter")
         assert_same_stored(nights.stored(), full_pull_of(tmp_path / "full", "ometria", settings, sim.env))
+        nights.close()
+
+
+def test_a_pull_into_another_store_is_full(tmp_path, fast_http):
+    with KlaviyoSimulator(klaviyo_dataset()) as sim:
+        settings = sim.settings(**fast_http, page_size=20, entities=["customers"])
+        nights = Nights(tmp_path / "nightly", "klaviyo", settings, sim.env)
+        nights.pull()
+        nights.store.close()
+        (tmp_path / "nightly" / "driftwatch.duckdb").unlink()  # the store was replaced, its working folder kept
+        nights.store = Store(tmp_path / "nightly" / "driftwatch.duckdb")
+        assert nights.pull()["customers"].detail == "the store holds no customers snapshot of this source"
         nights.close()
