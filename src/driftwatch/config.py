@@ -26,10 +26,10 @@ from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
 from driftwatch.executors import Executor
 from driftwatch.platforms import Platform
+from driftwatch.severity import SEVERITIES
 from driftwatch.statuses import CANONICAL, ORDERS, merged_map
 
 DEFAULT_CONFIG_NAME = "driftwatch.toml"
-SEVERITIES = ("critical", "high", "medium", "low")
 # The top-level tables this module reads itself; the other parts register theirs (`register_section`).
 _OWN_SECTIONS = ("store", "audit", "engine", "sources", "statuses", "feeds")
 # Setting names that say they hold a credential (besides every value shaped like one). A name such as

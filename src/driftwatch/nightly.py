@@ -11,10 +11,10 @@ from driftwatch.alerts.run import AlertOutcome, alert_run
 from driftwatch.auditing import audit
 from driftwatch.config import Config
 from driftwatch.engine import RunResult
-from driftwatch.engine.findings import SEVERITIES
 from driftwatch.exitcodes import ExitCode
 from driftwatch.pull import PullResult, pull_sources
 from driftwatch.report.build import build_report, report_settings
+from driftwatch.severity import fails
 from driftwatch.store import Store
 
 
@@ -33,8 +33,7 @@ class NightlyResult:
         """3 when a source or an alert delivery failed (the job is incomplete), else 1 on drift, else 0."""
         if self.failed_pulls or self.alerts.failed:
             return ExitCode.INCOMPLETE
-        worst = SEVERITIES[: SEVERITIES.index(fail_on) + 1]
-        return ExitCode.DRIFT if any(self.run.counts[s] for s in worst) else ExitCode.CLEAN
+        return ExitCode.DRIFT if fails(self.run.counts, fail_on) else ExitCode.CLEAN
 
 
 def run_nightly(

@@ -18,6 +18,7 @@ from driftwatch.engine import acknowledge, findings, latest_run_id, load_catalog
 from driftwatch.engine.findings import OPEN_STATUSES, SEVERITIES, STATUSES, RunResult
 from driftwatch.exitcodes import ExitCode
 from driftwatch.filedrop import load_directory
+from driftwatch.severity import fails
 
 LISTED = ("check_id", "severity", "target", "key", "field", "expected", "actual", "status", "message", "fingerprint")
 
@@ -65,13 +66,8 @@ def audit_command(
     else:
         emit(result.findings.select(_listed(result.findings)), fmt)
     print_notes(result.notes, fmt)
-    if _fails(result, app.config.audit.fail_on):
+    if fails(result.counts, app.config.audit.fail_on):
         raise click.exceptions.Exit(ExitCode.DRIFT)
-
-
-def _fails(result: RunResult, fail_on: str) -> bool:
-    worst = SEVERITIES[: SEVERITIES.index(fail_on) + 1]
-    return any(result.counts[severity] for severity in worst)
 
 
 def _print_summary(result: RunResult) -> None:

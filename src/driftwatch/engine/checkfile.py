@@ -53,10 +53,10 @@ from typing import Any
 
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
+from driftwatch.severity import SEVERITIES
 
 # The built-in catalogue ships inside the package, so an installed wheel has it too.
 BUILTIN_CHECKS_DIR: Traversable = files("driftwatch") / "checks"
-SEVERITIES = ("critical", "high", "medium", "low")
 FIELD_KINDS = ("money", "int", "text", "text_ci", "postcode", "bool", "timestamp", "code", "status")
 SCOPES = ("feed", "source", "run")
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -24,10 +24,9 @@ import polars as pl
 from driftwatch.engine.notes import NOTE_SCHEMA, store_notes
 from driftwatch.entities import MONEY
 from driftwatch.errors import UserError
+from driftwatch.severity import SEVERITIES, SEVERITY_RANK, severity_rank  # noqa: F401 (read from here too)
 from driftwatch.store import Migration, Store
 
-SEVERITIES = ("critical", "high", "medium", "low")
-SEVERITY_RANK = {name: len(SEVERITIES) - i for i, name in enumerate(SEVERITIES)}  # critical 4 .. low 1
 STATUSES = ("new", "ongoing", "regressed", "resolved")
 OPEN_STATUSES = ("new", "ongoing", "regressed")
 
@@ -277,11 +276,6 @@ def open_since(store: Store, run_id: str) -> pl.DataFrame:
         """,
         [run_id, run_id],
     )
-
-
-def severity_rank(column: str = "severity") -> pl.Expr:
-    """Higher is worse (unknown severities rank lowest)."""
-    return pl.col(column).replace_strict(SEVERITY_RANK, default=0, return_dtype=pl.Int8)
 
 
 def with_gap(frame: pl.DataFrame, suffix: str = "") -> pl.DataFrame:
