@@ -1,17 +1,19 @@
 """The application assembled: every part's tables and configuration sections, registered in one place.
 
 The lower layers own registries and know nothing of what fills them: the store applies the migrations
-registered with it, the configuration validates the sections registered with it. Each part above them
-declares what it brings (`MIGRATIONS`, a section's validator) next to the code that uses it, and this
-module, imported by `driftwatch/__init__.py`, hands them over. A new part with tables or a section of
-driftwatch.toml adds one line here; nothing below it changes.
+registered with it, the configuration validates the sections registered with it, the platform registry
+answers for the platforms registered with it. Each part above them declares what it brings (`MIGRATIONS`,
+a section's validator, a connector folder's `PLATFORM`) next to the code that uses it, and this module,
+imported by `driftwatch/__init__.py`, hands them over. A new part with tables or a section of
+driftwatch.toml, or a new built-in platform, adds one line here; nothing below it changes.
 """
 
 from __future__ import annotations
 
-from driftwatch import config, store
+from driftwatch import config, platforms, store
 from driftwatch.alerts.ledger import MIGRATIONS as ALERT_TABLES
 from driftwatch.alerts.routes import parse_alerts
+from driftwatch.connectors import bluecherry, commercetools, emarsys, klaviyo, mirakl, ometria
 from driftwatch.engine.findings import MIGRATIONS as FINDING_TABLES
 from driftwatch.engine.notes import MIGRATIONS as NOTE_TABLES
 from driftwatch.engine.overrides import validate_check_settings
@@ -48,8 +50,17 @@ SECTIONS = (
 )
 
 
+# The platforms driftwatch ships, each its connector folder's registration; plugins add theirs through the
+# `driftwatch.platforms` entry points.
+BUILTIN_PLATFORMS = tuple(
+    package.PLATFORM for package in (bluecherry, commercetools, emarsys, ometria, klaviyo, mirakl)
+)
+
+
 def assemble() -> None:
     """Register every part with the registries below it. Safe to call again."""
     store.register_migrations(MIGRATIONS)
+    for platform in BUILTIN_PLATFORMS:
+        platforms.register(platform)
     for section in SECTIONS:
         config.register_section(section)

@@ -38,12 +38,6 @@ import polars as pl
 
 from driftwatch import platforms
 from driftwatch.config import Config, unknown_source
-from driftwatch.connectors.bluecherry.mapping import (
-    BLUECHERRY_COLUMN_MAP,
-    BLUECHERRY_HEADER_VARIANTS,
-    BLUECHERRY_SKU_TEMPLATE,
-    BLUECHERRY_UNUSED,
-)
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import DataError, UserError
 from driftwatch.normalize import coerce_batches
@@ -542,15 +536,14 @@ def _map_columns(
     """The frame with canonical column names, and the known headers dropped because nothing compares them."""
     columns = ENTITIES[entity_name].columns
     _refuse_duplicate_headers(frame.columns, path)
-    bluecherry = kind == "bluecherry"  # its report headers are known; other platforms' drops use canonical names
+    headers = platforms.get(kind).export_headers  # a platform's own export headers (BlueCherry's reports)
     user_maps = settings.get("column_map", {})
-    if bluecherry:
-        frame = _read_variants(frame, BLUECHERRY_HEADER_VARIANTS.get(entity_name, {}))
-    mapping = {**(BLUECHERRY_COLUMN_MAP.get(entity_name, {}) if bluecherry else {}), **user_maps.get(entity_name, {})}
+    frame = _read_variants(frame, headers.variants.get(entity_name, {}))
+    mapping = {**headers.columns.get(entity_name, {}), **user_maps.get(entity_name, {})}
     by_header = {_normal(h): c for h, c in mapping.items()} | {_normal(c): c for c in columns}
     silent = {_normal(h) for h in settings.get("ignore_columns", ())}  # the user's own choice: no note
-    known = {_normal(h) for h in _known_headers(bluecherry, user_maps)}
-    template = settings.get("sku_template", BLUECHERRY_SKU_TEMPLATE if bluecherry else None)
+    known = {_normal(h) for h in [*headers.known(), *(h for table in user_maps.values() for h in table)]}
+    template = settings.get("sku_template", headers.sku_template)
     if "sku" in columns and template and not any(by_header.get(_normal(h)) == "sku" for h in frame.columns):
         frame, used = _compose_sku(frame, template)
         silent |= used
@@ -570,13 +563,6 @@ def _map_columns(
                 f"[sources.{source}.column_map.{entity_name}] or list it in sources.{source}.ignore_columns"
             )
     return frame.drop(dropped).rename(renames), tuple(noted)
-
-
-def _known_headers(bluecherry: bool, user_maps: dict[str, dict[str, str]]) -> list[str]:
-    """Headers some report of the source is known to carry: mapped for any entity, or known to be unused."""
-    maps = [*(BLUECHERRY_COLUMN_MAP.values() if bluecherry else ()), *user_maps.values()]
-    variants = [h for table in BLUECHERRY_HEADER_VARIANTS.values() for h in table] if bluecherry else []
-    return [*(h for table in maps for h in table), *variants, *(BLUECHERRY_UNUSED if bluecherry else ())]
 
 
 def _read_variants(frame: pl.DataFrame, variants: dict[str, str]) -> pl.DataFrame:

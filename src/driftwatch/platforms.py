@@ -6,7 +6,8 @@ pulls it, which pusher repairs it, whether it is a system of record or a marketp
 vocabulary) is asked here, through the source's kind, never by comparing a source's name.
 
 Adding a platform is one folder under `driftwatch/connectors/` whose `__init__.py` holds its `PLATFORM`,
-and its name in `BUILTIN` below. A package
+and that `PLATFORM` in `driftwatch.application.BUILTIN_PLATFORMS` (this registry knows nothing of the
+connectors that fill it). A package
 outside driftwatch registers its own through the `driftwatch.platforms` entry-point group, naming a
 `Platform` object (or a function returning one):
 
@@ -18,6 +19,7 @@ outside driftwatch registers its own through the `driftwatch.platforms` entry-po
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -26,6 +28,23 @@ from driftwatch.errors import UserError
 from driftwatch.statuses import Vocabulary
 
 ENTRY_POINT_GROUP = "driftwatch.platforms"
+
+
+@dataclass(frozen=True)
+class ExportHeaders:
+    """The headers a platform's own export files carry, read by file drops of its sources. A platform
+    without them (the default) drops files with canonical column names."""
+
+    columns: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # per entity: header -> column
+    # per entity: a header that is another report's name for a field, read as that name first
+    variants: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    unused: tuple[str, ...] = ()  # headers its exports carry that nothing compares (dropped with a note)
+    sku_template: str | None = None  # how a SKU is composed from other headers when no header is the SKU
+
+    def known(self) -> list[str]:
+        """Every header some export of the platform is known to carry."""
+        mapped = [h for table in self.columns.values() for h in table]
+        return [*mapped, *(h for table in self.variants.values() for h in table), *self.unused]
 
 
 @dataclass(frozen=True)
@@ -41,6 +60,7 @@ class Platform:
     stock_per_location: bool = False  # False: one stock figure per SKU (location "*")
     # its raw order, return and product statuses -> canonical, and the order stages it cannot tell apart
     vocabulary: Vocabulary = field(default_factory=Vocabulary)
+    export_headers: ExportHeaders = field(default_factory=ExportHeaders)  # its export files' own headers
 
     def load_connector(self) -> type:
         return _load(self.connector, self.name)
@@ -90,11 +110,6 @@ COMMON_SETTINGS = frozenset(
     }
 )
 
-# The built-in platforms: each connector folder's `PLATFORM`, read on the first lookup (the folders import
-# this module for `Platform`, so they cannot be imported while it loads). A new built-in platform is its
-# folder and one name here.
-BUILTIN = ("bluecherry", "commercetools", "emarsys", "ometria", "klaviyo", "mirakl")
-
 _registry: dict[str, Platform] = {}
 _plugins_loaded = False
 
@@ -136,8 +151,6 @@ def _load_plugins() -> None:
     global _plugins_loaded
     if _plugins_loaded:
         return
-    for name in BUILTIN:
-        register(importlib.import_module(f"driftwatch.connectors.{name}").PLATFORM)
     for point in entry_points(group=ENTRY_POINT_GROUP):
         try:
             loaded = point.load()
