@@ -42,6 +42,7 @@ from typing import Any
 
 import polars as pl
 
+from driftwatch.connectors._json import text
 from driftwatch.entities import ENTITIES
 
 Resource = dict[str, Any]
@@ -668,13 +669,5 @@ PULLED_COLUMNS = {"inventory": ("sku", "location", "on_hand", "allocated", "avai
 def frame(entity_name: str, rows: list[Row]) -> pl.DataFrame:
     """Rows of one entity as text columns; `driftwatch.normalize.coerce` types them like any file drop."""
     columns = PULLED_COLUMNS.get(entity_name, tuple(ENTITIES[entity_name].columns))
-    data = {col: [_text(row.get(col)) for row in rows] for col in columns}
+    data = {col: [text(row.get(col)) for row in rows] for col in columns}
     return pl.DataFrame(data, schema=dict.fromkeys(columns, pl.String))
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

@@ -25,11 +25,11 @@ de-duplicates: an order uploaded twice counts twice, here as there.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 import polars as pl
 
+from driftwatch.connectors._json import text
 from driftwatch.entities import MONEY
 
 DEFAULT_FIELD_IDS: dict[str, str] = {
@@ -68,16 +68,6 @@ SALES_ORDER = {
 }
 SALES_REQUIRED = ("order", "timestamp", "item", "quantity", "price")
 CANCELLED, RETURNED = "cancelled", "returned"
-
-
-def text(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
 
 
 def opt_in(value: str | None) -> str | None:

@@ -11,8 +11,9 @@ nowhere (a new consent state, say) is kept raw, so the normaliser reports it ins
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
 from typing import Any
+
+from driftwatch.connectors._json import text
 
 Row = dict[str, str | None]
 Resource = dict[str, Any]
@@ -124,19 +125,6 @@ def consent(state: Any) -> str | None:
 
 # A drop of profiles carries subscription states (SUBSCRIBED, UNSUBSCRIBED, NEVER_SUBSCRIBED) as the API does.
 DROP_DECODERS = {"customers": {"email_consent": consent, "sms_consent": consent}}
-
-
-def text(value: Any) -> str | None:
-    """Canonical text of a JSON value (numbers arrive as int or Decimal, never float)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    return str(value)
 
 
 def _path(data: Mapping[str, Any], *keys: str) -> Mapping[str, Any]:

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from driftwatch.connectors._json import text
+
 Record = Mapping[str, Any]
 Row = dict[str, str | None]
 
@@ -116,7 +118,7 @@ def offer_to_product(offer: Record) -> Row:
         "colour": extra.get("colour"),
         "size": extra.get("size"),
         "name": offer.get("product_title"),
-        "price": _text(offer.get("price")),
+        "price": text(offer.get("price")),
         "currency": offer.get("currency_iso_code"),
         "status": "active" if listed else "discontinued",
     }
@@ -150,7 +152,7 @@ def export_line_to_inventory(line: Record) -> Row:
 
 def offer_to_inventory(offer: Record) -> Row:
     # OF21 publishes one sellable figure per offer; the warehouse split, when present, sums to it.
-    return {"sku": offer["shop_sku"], "location": ALL_STOCK_LOCATIONS, "available": _text(offer.get("quantity"))}
+    return {"sku": offer["shop_sku"], "location": ALL_STOCK_LOCATIONS, "available": text(offer.get("quantity"))}
 
 
 def order_key(order: Record) -> str:
@@ -169,7 +171,7 @@ def order_to_order(order: Record, channel: str = MARKETPLACE_CHANNEL) -> Row:
         "status": order.get("order_state"),  # raw, new values included: the audit maps them
         "placed_at": order.get("created_date"),
         "updated_at": order.get("last_updated_date"),
-        "total": _text(order.get("total_price")),
+        "total": text(order.get("total_price")),
         "currency": order.get("currency_iso_code"),
     }
 
@@ -186,13 +188,13 @@ def _order_line(order_id: str, line: Record) -> Row:
     shipped = ordered - cancelled if line.get("shipped_date") else 0
     return {
         "order_id": order_id,
-        "line_no": _text(line.get("order_line_index")),
+        "line_no": text(line.get("order_line_index")),
         "sku": line.get("offer_sku"),
         "qty_ordered": str(ordered),
         "qty_shipped": str(shipped),
         "qty_cancelled": str(cancelled),
         "qty_returned": str(returned),
-        "unit_price": _text(line.get("price_unit")),
+        "unit_price": text(line.get("price_unit")),
     }
 
 
@@ -235,7 +237,7 @@ def transaction_to_payout_line(transaction: Record, document_numbers: Mapping[st
         "payout_id": transaction.get("accounting_document_number") or document_numbers.get(document_id or ""),
         "external_id": (entities.get("order") or {}).get("id"),
         "line_type": line_type,
-        "amount": _text(amount),
+        "amount": text(amount),
         "currency": transaction.get("currency_iso_code"),
         "transaction_date": transaction.get("date_created"),
     }
@@ -253,10 +255,6 @@ def carriers_by_label(carriers: Iterable[Record]) -> dict[str, str]:
 
 def _additional_fields(fields: Iterable[Record] | None) -> dict[str, str]:
     return {f["code"]: str(f["value"]) for f in fields or () if f.get("value") is not None}
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 def parse_timestamp(value: str) -> datetime:

@@ -13,12 +13,12 @@ the simulator gives back the canonical rows it started from.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import polars as pl
 
+from driftwatch.connectors._json import text
 from driftwatch.entities import ENTITIES
 
 # Ometria keeps a cancelled order's revenue unless `is_valid` is false: such an order is not the
@@ -44,17 +44,6 @@ def frame(entity_name: str, rows: Iterable[dict[str, Any]]) -> pl.DataFrame:
     """Rows of text values with the columns Ometria holds; the shared normaliser types them."""
     columns = HELD[entity_name]
     return pl.DataFrame([{c: row.get(c) for c in columns} for row in rows], schema=dict.fromkeys(columns, pl.String))
-
-
-def text(value: Any) -> str | None:
-    """A JSON value as canonical text: exact decimals, ISO timestamps, lower-case booleans."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
 
 
 # ---- pull: records -> canonical rows -------------------------------------------------------------
