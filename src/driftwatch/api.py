@@ -21,7 +21,7 @@ from pathlib import Path
 
 import polars as pl
 
-from driftwatch import engine, payouts
+from driftwatch import auditing, engine, payouts
 from driftwatch.config import Config
 from driftwatch.engine import RunResult
 from driftwatch.filedrop import LoadReport, load_directory
@@ -38,8 +38,9 @@ def load(store: Store, directory: Path | str, cfg: Config) -> LoadReport:
 
 
 def audit(store: Store, cfg: Config, *, checks: list[str] | None = None) -> RunResult:
-    """Run the checks (default: all) over the latest snapshots and store the findings as a new run."""
-    return engine.audit(store, cfg, checks=checks)
+    """Run the checks (default: all) over the latest snapshots, store the findings as a new run, and
+    follow up on them (incidents, sync latency), as `driftwatch audit` does."""
+    return auditing.audit(store, cfg, checks=checks)
 
 
 def findings(store: Store, run_id: str | None = None, status: str | None = None) -> pl.DataFrame:
