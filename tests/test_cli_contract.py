@@ -256,6 +256,26 @@ def test_an_alert_that_cannot_be_delivered_exits_3(site):
     assert "failed" in done.stdout
 
 
+def test_a_repair_the_platform_never_received_exits_3_and_says_to_run_it_again(site):
+    """Klaviyo unreachable through every retry: nothing in the operator's input is wrong, so not 2; the
+    journal keeps the actions, and the same apply run later finishes them."""
+    drop(site / "drop", KLAVIYO_DRIFT)
+    with (site / "dw.toml").open("a") as config:
+        config.write(f'\n[sources.klaviyo]\nbase_url = "http://127.0.0.1:{closed_port()}"\n')
+        config.write('api_key_env = "KLAVIYO_KEY"\nmax_attempts = 2\nbackoff_initial = 0.01\n')
+    assert dw("audit", "--snapshots", site / "drop", "--config", site / "dw.toml", cwd=site).returncode == 1
+    plan = site / "plan.json"
+    made = dw("repair", "plan", "--target", "klaviyo", "--out", plan, "--config", site / "dw.toml", cwd=site)
+    assert made.returncode == 0, made.stderr
+    done = dw(
+        "repair", "apply", plan, "--apply", "--yes", "--config", site / "dw.toml",
+        cwd=site, env={"KLAVIYO_KEY": "pk_not_used"},
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr  # above the error: the retry it logged
+    assert done.stderr.strip().splitlines()[-1].startswith("error: klaviyo: gave up after 2 attempts")
+
+
 # --- internal errors ------------------------------------------------------------------------------------
 
 CRASH = """

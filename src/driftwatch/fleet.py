@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from driftwatch.config import SEVERITIES, load_config, unknown_key
-from driftwatch.errors import UserError, first_line
+from driftwatch.errors import IncompleteError, UserError, first_line
 from driftwatch.executors import Executor, run_tasks
 from driftwatch.exitcodes import ExitCode
 from driftwatch.files import refused_write
@@ -216,6 +216,8 @@ def run_retailer(retailer: Retailer, send_alerts: bool = True) -> Outcome:
             failed_pulls=tuple(sorted({f"{p.source}: {p.error}" for p in result.failed_pulls})),
             failed_alerts=tuple(f"{d.route} → {d.destination}: {d.error}" for d in result.alerts.failed),
         )
+    except IncompleteError as exc:
+        outcome = Outcome(retailer.name, ExitCode.INCOMPLETE, error=str(exc))
     except UserError as exc:
         outcome = Outcome(retailer.name, ExitCode.USER_ERROR, error=str(exc))
     except Exception as exc:

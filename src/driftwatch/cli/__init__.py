@@ -14,7 +14,7 @@ import click
 from driftwatch.cli import alert, audit, demo, doctor, fleet, payouts, pull, repair, report, run, snapshots
 from driftwatch.cli._common import AppContext, shared_options
 from driftwatch.cli._crash import internal_error
-from driftwatch.errors import UserError, first_line
+from driftwatch.errors import IncompleteError, UserError, first_line
 from driftwatch.exitcodes import ExitCode
 from driftwatch.files import refused_write
 from driftwatch.redaction import redacting_output
@@ -58,7 +58,7 @@ def cli(ctx: click.Context) -> None:
 
     \b
     Exit codes: 0 clean, 1 drift, 2 something to fix first (usage, configuration, data, disk full),
-    3 incomplete (a source not pulled, an alert not delivered), 70 internal error.
+    3 incomplete (a source not pulled, an alert or a push not delivered: run it again), 70 internal error.
     """
     ctx.call_on_close(ctx.ensure_object(AppContext).close)
 
@@ -90,6 +90,9 @@ def _run(args: Sequence[str] | None) -> int:
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)
         return ExitCode.USER_ERROR
+    except IncompleteError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return ExitCode.INCOMPLETE
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
         return ExitCode.USER_ERROR

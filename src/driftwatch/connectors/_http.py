@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from driftwatch.errors import UserError
+from driftwatch.errors import IncompleteError, UserError
 from driftwatch.redaction import excerpt, redact, remember
 
 log = logging.getLogger("driftwatch.connectors")
@@ -202,7 +202,7 @@ class HttpClient:
 
         `once` marks a write the platform would apply twice if sent twice: it is retried only when it surely
         never arrived (a 429, a refused connection); after a timeout or a 5xx it may have been applied, so
-        that is a UserError for the caller's journal to settle, never a second send."""
+        that is an IncompleteError for the caller's journal to settle, never a second send."""
         call = _Call(method, url, bucket, frozenset(expect), once, kwargs)
         return self._retrying()(self._attempt, call)
 
@@ -256,7 +256,7 @@ class HttpClient:
     def _transient(self, call: _Call, message: str) -> Exception:
         """A failure after which the request may have been applied: retried unless it must be sent once."""
         if call.once:
-            return UserError(f"{message}; not sent again, as it may already have been applied")
+            return IncompleteError(f"{message}; not sent again, as it may already have been applied")
         return Retryable(message)
 
     def _fail(self, response: httpx.Response) -> httpx.Response:
@@ -293,7 +293,7 @@ class HttpClient:
 
     def _give_up(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
-        raise UserError(f"{self.source}: gave up after {state.attempt_number} attempts: {error}") from None
+        raise IncompleteError(f"{self.source}: gave up after {state.attempt_number} attempts: {error}") from None
 
     def _where(self, request: httpx.Request) -> str:
         """METHOD URL with credential parameters removed, for messages."""

@@ -41,7 +41,7 @@ from driftwatch.connectors._push import profiles_of
 from driftwatch.connectors.klaviyo import mapping
 from driftwatch.connectors.klaviyo.client import MEDIA_TYPE, error_text
 from driftwatch.connectors.klaviyo.connector import Connector
-from driftwatch.errors import UserError
+from driftwatch.errors import IncompleteError
 from driftwatch.push import Action, PushOutcome
 
 VARIANTS_PER_JOB = 100
@@ -171,7 +171,7 @@ class Pusher:
             if attributes["status"] in FINISHED:
                 return attributes
             if time.monotonic() > deadline:
-                raise UserError(
+                raise IncompleteError(
                     f"klaviyo: catalog variant job {job_id} still {attributes['status']} after {self._timeout:g}s; "
                     "apply again later to settle it"
                 )

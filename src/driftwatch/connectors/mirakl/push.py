@@ -51,7 +51,7 @@ from driftwatch.connectors._http import error_excerpt
 from driftwatch.connectors.mirakl import mapping
 from driftwatch.connectors.mirakl.client import OFFSET_PAGE_SIZE, MiraklClient, call_limiters, error_text
 from driftwatch.connectors.mirakl.connector import Connector
-from driftwatch.errors import UserError
+from driftwatch.errors import IncompleteError
 from driftwatch.push import Action, PushOutcome
 
 Record = dict[str, Any]
@@ -413,7 +413,7 @@ class Pusher(Connector):
             if status["status"] in ("COMPLETE", "FAILED"):
                 return status
             if time.monotonic() > deadline:
-                raise UserError(
+                raise IncompleteError(
                     f"mirakl: {api.name} {import_id} is still {status['status']} after {self._import_timeout:g}s; "
                     "run the apply again later: it reads what Mirakl holds before pushing anything again"
                 )
