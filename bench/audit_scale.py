@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -35,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from compare import RESULTS, driftwatch_revision, peak_rss_mib  # the same peak measure as the comparison
+from compare import RESULTS, cpu_s, driftwatch_revision, peak_rss_mib  # the same peak measure as the comparison
 
 
 def _config(snapshot_dir: Path):
@@ -63,13 +62,6 @@ def drop_files(snapshot_dir: Path) -> list[Path]:
 
 
 # -- the steps, each in its own process -------------------------------------------------------------------
-
-
-def cpu_s() -> float:
-    """This process's CPU time, every thread, start-up included: steadier than wall time when other work
-    shares the machine."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return round(usage.ru_utime + usage.ru_stime, 1)
 
 
 def duckdb_once(snapshot_dir: Path, db: Path) -> dict:

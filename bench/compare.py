@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import signal
 import statistics
 import subprocess
@@ -284,6 +285,23 @@ def run_duckdb(data: Path, entity: str) -> tuple[float, pl.Series]:
 
 
 RUNNERS = {"driftwatch": run_driftwatch, "datacompy": run_datacompy, "duckdb": run_duckdb}
+
+
+def cpu_s() -> float:
+    """This process's CPU time, every thread, start-up included: steadier than wall time when other work
+    shares the machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return round(usage.ru_utime + usage.ru_stime, 1)
+
+
+def median_seconds(run, runs: int) -> float:
+    """The median wall time of `runs` calls of `run`."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def peak_rss_mib() -> int:

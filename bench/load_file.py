@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -35,7 +34,7 @@ import time
 from pathlib import Path
 
 import polars as pl
-from compare import RESULTS, driftwatch_revision, peak_rss_mib
+from compare import RESULTS, cpu_s, driftwatch_revision, peak_rss_mib
 from generate import parse_rows, size_label
 
 CAPTURED_AT = "2026-11-23T02:00:00+00:00"
@@ -70,13 +69,6 @@ def generate(folder: Path, rows: int, fmt: str) -> Path:
     partial.rename(path)
     (drop / "ometria" / "_manifest.json").write_text(json.dumps({"captured_at": CAPTURED_AT}))
     return drop
-
-
-def cpu_s() -> float:
-    """This process's CPU time, every thread, start-up included: steadier than wall time when other work
-    shares the machine."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return round(usage.ru_utime + usage.ru_stime, 1)
 
 
 def duckdb_once(drop: Path, db: Path) -> dict:

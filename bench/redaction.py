@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
+
+from compare import median_seconds  # bench/ is a folder of scripts: its siblings import by name
 
 from driftwatch.redaction import redact, redacting_output, remember
 
@@ -33,15 +33,6 @@ def export(megabytes: float) -> str:
         size += len(row)
         i += 1
     return "".join(rows)
-
-
-def median_seconds(run, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
 import xlsxwriter
+from compare import median_seconds  # bench/ is a folder of scripts: its siblings import by name
 
 from driftwatch import spreadsheet
 
@@ -48,15 +47,6 @@ def payout_lines(rows: int) -> pl.DataFrame:
             "reason": [HOSTILE if n % 100 == 0 else f"ERP order SO-{n}" for n in range(rows)],
         }
     )
-
-
-def median_seconds(run, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def raw_xlsx(frame: pl.DataFrame, path: Path) -> None:
