@@ -174,7 +174,7 @@ def test_client_rate_limiter_keeps_within_the_platform_limit(fast_http, tmp_path
 
 def test_simulator_enforces_its_rate_limit_with_retry_after(fast_http, tmp_path):
     with ShopSimulator(
-        {"products": make_products(100)}, rate_limits={"list": [(3, 0.2)]}, retry_after="fractional"
+        {"products": make_products(100)}, rate_limits={"list": [(3, 1.0)]}, retry_after="fractional"
     ) as sim:
         ShopConnector(sim.settings(**fast_http), env=sim.env, checkpoint_dir=tmp_path).pull()
         assert sim.count(status=429) >= 1

@@ -369,7 +369,8 @@ def test_a_profile_patch_never_changes_consent(fast_http):
 def test_a_subscribe_that_waits_for_double_opt_in_fails_and_says_why(fast_http):
     with Simulator(profiles(["false", "true"]), rate_limits={}) as sim:
         sim.double_opt_in = True
-        pusher = Pusher(sim.settings(poll_seconds=0.02, job_timeout=0.2, **fast_http), env=sim.env)
+        # Long enough for the unsubscribe to show on a busy machine; the subscribe never shows, so it is waited out.
+        pusher = Pusher(sim.settings(poll_seconds=0.02, job_timeout=1.0, **fast_http), env=sim.env)
         outcomes = pusher.push([consent_action("E0", "true"), consent_action("E1", "false")])
     assert not outcomes["id-E0"].ok and "double opt-in" in outcomes["id-E0"].detail
     assert outcomes["id-E1"].ok
