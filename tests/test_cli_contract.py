@@ -89,6 +89,10 @@ def test_a_clean_audit_exits_0_and_drift_exits_1(site):
         (["pull", "--source", "nowhere"], "unknown source 'nowhere'"),
         (["findings", "--format", "yaml"], "Invalid value for '--format'"),
         (["repair", "apply", "{site}/dw.toml"], "dw.toml"),
+        (["incidents", "--run", "20261123T020000-nope"], "no audit run '20261123T020000-nope'"),
+        (["incidents", "--status", "sleeping"], "Invalid value for '--status'"),
+        (["ack", "incident:0000000000000000"], "no incident with id '0000000000000000'"),
+        (["ack", "incident:0000000000000000", "--mute"], "an incident cannot be muted"),
     ],
 )
 def test_what_the_operator_must_fix_exits_2_with_one_line(site, args, expected):

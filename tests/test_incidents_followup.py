@@ -3,6 +3,7 @@ digests each destination gets, delivered to a real HTTP receiver night after nig
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from markupsafe import escape
 from driftwatch.alerts.run import alert_run
 from driftwatch.auditing import audit
 from driftwatch.config import parse_config
+from driftwatch.errors import UserError
 from driftwatch.incidents import run_incidents
 from driftwatch.incidents.age import aging, spells
 from driftwatch.report.build import ReportSettings, build_report
@@ -176,3 +178,57 @@ def test_a_link_to_an_incident_opens_its_findings_in_headless_chromium(tmp_path)
     dom = subprocess.run([*flags, "--dump-dom", link], check=True, capture_output=True, text=True, timeout=120).stdout
     article = dom[dom.index(f'id="incident-{incident_id}"') :]
     assert article[: article.index("</article>")].count("<details open") == 1, "the link opened its findings"
+
+
+def test_an_acknowledged_incident_stays_quiet_until_a_finding_joins_it(tmp_path):
+    from click.testing import CliRunner
+
+    from driftwatch.cli import cli
+
+    history = History(nights=3, drop_location=("mirakl", "WH-RET", 1), noise=False)
+    raw = history.config()
+    raw["alerts"] = {"routes": [{"name": "ops", "urls": [], "min_severity": "low"}], "retry_wait_seconds": 0}
+    raw["report"] = {"out_dir": str(tmp_path / "reports")}
+    db = ["--db", str(tmp_path / "nightly.duckdb")]
+    with WebhookSink() as hook:
+        raw["alerts"]["routes"][0]["urls"] = [hook.url]
+        cfg = parse_config(raw)
+
+        def audited(night: int | None) -> tuple[dict, str]:
+            """Audit (the night's new snapshots, or again on the same ones) and alert; the incident and the
+            digest's message ("" when nothing was sent)."""
+            sent = len(hook.payloads)
+            with Store(tmp_path / "nightly.duckdb") as store:
+                if night is not None:
+                    store.ingest(history.night(night))
+                run_id = audit(store, cfg, checks=CHECKS).run_id
+                assert not alert_run(store, cfg, run_id=run_id).failed
+                incidents = run_incidents(store, run_id).to_dicts()
+            return (incidents[0] if incidents else {}), (
+                hook.payloads[-1]["message"] if len(hook.payloads) > sent else ""
+            )
+
+        audited(0)
+        incident, told = audited(1)
+        assert "are in location WH-RET" in told and not incident["acknowledged"]
+        listed = CliRunner().invoke(cli, [*db, "incidents", "--status", "new", "--format", "json"])
+        assert listed.exit_code == 0, listed.output
+        assert [i["incident_id"] for i in json.loads(listed.output)] == [incident["incident_id"]]
+        acked = CliRunner().invoke(cli, [*db, "ack", f"incident:{incident['incident_id']}", "--note", "feed fix"])
+        assert acked.exit_code == 0 and f"its {incident['size']} finding(s)" in acked.output, acked.output
+        # The same findings again: the incident is acknowledged and nobody hears of it.
+        same, told = audited(None)
+        assert same["incident_id"] == incident["incident_id"] and same["size"] == incident["size"]
+        assert same["acknowledged"] and "WH-RET" not in told
+        quiet = CliRunner().invoke(cli, [*db, "incidents", "--status", "acknowledged", "--format", "json"])
+        assert [i["incident_id"] for i in json.loads(quiet.output)] == [incident["incident_id"]], quiet.output
+        table = CliRunner().invoke(cli, [*db, "incidents"])
+        assert table.exit_code == 0 and "1 incident(s)" in table.output and incident["incident_id"] in table.output
+        # The next night more SKUs of the location drift: findings the acknowledgement never covered.
+        grown, told = audited(2)
+        assert grown["size"] > incident["size"] and not grown["acknowledged"]
+        assert "are in location WH-RET" in told and f"was {incident['records']}" in told, told
+    unknown = CliRunner().invoke(cli, [*db, "ack", "incident:0000000000000000"])
+    assert isinstance(unknown.exception, UserError) and "no incident with id '0000000000000000'" in str(
+        unknown.exception
+    )

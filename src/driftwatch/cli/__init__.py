@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import click
 
-from driftwatch.cli import alert, audit, demo, doctor, fleet, payouts, pull, repair, report, run, snapshots
+from driftwatch.cli import alert, audit, demo, doctor, fleet, incidents, payouts, pull, repair, report, run, snapshots
 from driftwatch.cli._common import AppContext, shared_options
 from driftwatch.cli._crash import internal_error
 from driftwatch.errors import IncompleteError, UserError, first_line
@@ -63,7 +63,7 @@ def cli(ctx: click.Context) -> None:
     ctx.call_on_close(ctx.ensure_object(AppContext).close)
 
 
-for module in (snapshots, pull, audit, report, alert, run, fleet, repair, payouts, demo, doctor):
+for module in (snapshots, pull, audit, incidents, report, alert, run, fleet, repair, payouts, demo, doctor):
     module.register(cli)
 
 

@@ -12,12 +12,15 @@ from pathlib import Path
 import click
 import polars as pl
 
+from driftwatch.alerts.groups import INCIDENT
 from driftwatch.auditing import audit
 from driftwatch.cli._common import AppContext, emit, engine_options, engine_settings, format_option, pass_app
 from driftwatch.engine import acknowledge, findings, latest_run_id, load_catalogue, run_notes
 from driftwatch.engine.findings import OPEN_STATUSES, SEVERITIES, STATUSES, RunResult
+from driftwatch.errors import UserError
 from driftwatch.exitcodes import ExitCode
 from driftwatch.filedrop import load_directory
+from driftwatch.incidents import acknowledge_incident
 from driftwatch.severity import fails
 
 LISTED = ("check_id", "severity", "target", "key", "field", "expected", "actual", "status", "message", "fingerprint")
@@ -195,15 +198,26 @@ def ack_command(
     note: str | None,
 ) -> None:
     """Acknowledge a finding: it stays listed but no longer alerts or fails the run (--mute also hides it).
+    `incident:<id>` acknowledges every finding of an incident as it is now (`driftwatch incidents`).
 
     \b
     Examples:
       driftwatch ack 3f9c2a1b7d4e8f60 --until 2026-12-01 --note "ERP fix in next release"
       driftwatch ack 3f9c2a1b7d4e8f60 --mute
+      driftwatch ack incident:b26671f82b3c0fe9 --note "outlet feed re-enabled, Mirakl import tonight"
     """
     day: date | None = until.date() if until else None
-    acknowledge(app.store, fingerprint, until=day, mute=mute, note=note)
     what = "muted" if mute else "acknowledged"
+    if fingerprint.startswith(INCIDENT):
+        if mute:
+            raise UserError(
+                "an incident cannot be muted (it would read as resolved): acknowledge it, or mute "
+                "its findings one by one (`driftwatch findings`)"
+            )
+        members = acknowledge_incident(app.store, fingerprint, until=day, note=note)
+        what = f"{what}: its {len(members)} finding(s)"
+    else:
+        acknowledge(app.store, fingerprint, until=day, mute=mute, note=note)
     click.echo(f"{fingerprint} {what}" + (f" until {day}" if day else ""))
 
 

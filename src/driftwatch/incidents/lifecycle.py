@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from datetime import date
 
 import polars as pl
 
 from driftwatch.config import Config
-from driftwatch.engine.findings import OPEN_STATUSES, SEVERITY_RANK, findings, run_info
+from driftwatch.engine.findings import OPEN_STATUSES, SEVERITY_RANK, acknowledge, findings, run_info
 from driftwatch.errors import UserError
 from driftwatch.incidents import words
 from driftwatch.incidents.age import RUN_TIMES
@@ -432,3 +433,32 @@ def incident_members(store: Store, run_id: str, *, resolved_too: bool = False) -
         """,
         [run_id, run_id],
     )
+
+
+def acknowledge_incident(
+    store: Store, incident: str, *, until: date | None = None, note: str | None = None
+) -> list[str]:
+    """Acknowledge every finding of an open incident as last seen, so the incident is acknowledged from the
+    next run on while none of them gets worse; a finding that joins it later is not covered, and brings it
+    back to the routes. `incident` is its id, with or without `incident:` in front. Returns the fingerprints
+    acknowledged. There is no muting an incident: muted findings leave the grouping, so the incident would
+    read as resolved (and alert as cleared) while nothing was fixed."""
+    iid = incident.removeprefix("incident:").removeprefix("incident-")
+    last = store.frame(
+        """
+        SELECT i.run_id, i.status FROM incidents i JOIN audit_runs r USING (run_id)
+        WHERE i.incident_id = ? ORDER BY r.started_at DESC LIMIT 1
+        """,
+        [iid],
+    ).to_dicts()
+    if not last:
+        raise UserError(f"no incident with id {iid!r} in {store.path} (`driftwatch incidents` lists them)")
+    if last[0]["status"] == "resolved":
+        raise UserError(f"incident {iid} is resolved: nothing of it is open to acknowledge")
+    members = store.frame(
+        "SELECT fingerprint FROM incident_members WHERE run_id = ? AND incident_id = ? ORDER BY fingerprint",
+        [last[0]["run_id"], iid],
+    )["fingerprint"].to_list()
+    for fingerprint in members:
+        acknowledge(store, fingerprint, until=until, note=note)
+    return members
