@@ -101,13 +101,17 @@ def serve(count: int, urls: mp.Queue, commands: mp.Queue, replies: mp.Queue) -> 
 
 class Timed:
     """Times the phases of a whole `pull_sources` run: the connector's requests (`fetch`), reading the kept
-    records, merging the changes into them, normalising, storing the snapshot, keeping the records."""
+    records and their parsed rows, finding the kept records no change touches (`merge`), parsing records
+    (all of them in a full pull, the changes in an incremental one), checking keys over the whole and
+    building the quarantine (`check`), storing the snapshot, keeping the records and parsed rows."""
 
     PHASES = (
         ("fetch", Connector, "pull"),
         ("read_kept", incremental.Memory, "records"),
-        ("merge", pull, "merge"),
-        ("normalise", pull, "coerce"),
+        ("read_kept", incremental.Memory, "parsed"),
+        ("merge", incremental, "unchanged"),
+        ("parse", pull, "parse_frame"),
+        ("check", pull, "finish"),
         ("store", Store, "ingest"),
         ("keep", incremental.Memory, "finish"),
     )

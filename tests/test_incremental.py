@@ -9,7 +9,8 @@ import pytest
 
 from driftwatch.connectors.base import RECORD
 from driftwatch.errors import UserError
-from driftwatch.incremental import merge, parse_duration
+from driftwatch.incremental import merge, merge_parsed, parse_duration
+from driftwatch.normalize import Parsed, coerce, finish, parse_frame
 
 
 def frame(rows: list[dict]) -> pl.DataFrame:
@@ -93,3 +94,67 @@ def test_a_column_the_changes_do_not_hold_keeps_the_kept_value_and_a_new_record_
         {"sku": "S2", "name": "Cap", "price": "5"},
         {"sku": "S3", "name": "Scarf", "price": "7"},
     ]
+
+
+def customers(*rows: tuple) -> pl.DataFrame:
+    columns = ("customer_id", "email", "lifetime_value")
+    return pl.DataFrame(
+        [dict(zip(columns, row, strict=True)) for row in rows], schema=dict.fromkeys(columns, pl.String)
+    )
+
+
+def parse(records: pl.DataFrame, first_line: int = 1) -> Parsed:
+    return parse_frame(records, "customers", origin="klaviyo customers", first_line=first_line)
+
+
+@pytest.mark.parametrize("first_line", [1, 2])
+def test_parsing_only_the_changes_gives_what_parsing_the_merged_whole_gives(first_line):
+    """Kept: a good record, one with a bad email, a key held twice (both copies held back), a bad amount,
+    one deleted since. Changes: the key held twice comes once (it replaces both copies and is stored), a
+    new bad record, a new key held twice (both held back), and the good record again."""
+    kept = customers(
+        ("A", "a@x.io", "1.00"),
+        ("B", "not an email", "2.00"),
+        ("C", "c1@x.io", "3.00"),
+        ("D", "d@x.io", "many"),
+        ("C", "c2@x.io", "3.00"),
+        ("E", "e@x.io", "5.00"),
+    )
+    changes = customers(
+        ("C", "c@x.io", "3.50"),
+        ("F", "f@x.io", "lots"),
+        ("G", "g1@x.io", "1.00"),
+        ("G", "g2@x.io", "1.00"),
+        ("A", "a@x.io", "1.00"),
+    )
+    merged, parsed = merge_parsed(
+        kept, parse(kept, first_line), changes, ("customer_id",), gone=["E"], parse=lambda r: parse(r, first_line),
+        first_line=first_line,
+    )  # fmt: skip
+    whole = coerce(merged, "customers", origin="klaviyo customers", first_line=first_line)
+    got = finish(parsed, "customers", origin="klaviyo customers", first_line=first_line)
+    assert merged["customer_id"].to_list() == ["B", "D", "C", "F", "G", "G", "A"]
+    assert got.rows.equals(whole.rows) and got.keep.equals(whole.keep)
+    assert got.bad.equals(whole.bad)
+    assert got.bad.select("line", "column").rows() == [
+        (first_line + 0, "email"),
+        (first_line + 1, "lifetime_value"),
+        (first_line + 3, "lifetime_value"),
+        (first_line + 4, "customer_id"),
+        (first_line + 5, "customer_id"),
+    ]
+
+
+def test_without_parsed_rows_or_with_other_columns_the_whole_is_parsed_again():
+    kept = customers(("A", "a@x.io", "1.00"), ("B", "bad", "2.00"))
+    calls: list[int] = []
+
+    def counting(records: pl.DataFrame) -> Parsed:
+        calls.append(records.height)
+        return parse(records)
+
+    merge_parsed(kept, None, customers(("C", "c@x.io", "1.00")), ("customer_id",), parse=counting, first_line=1)
+    wider = customers(("C", "c@x.io", "1.00")).with_columns(pl.lit("x").alias("country"))
+    merge_parsed(kept, parse(kept), wider, ("customer_id",), parse=counting, first_line=1)
+    merge_parsed(kept, parse(kept), customers(("C", "c@x.io", "1.00")), ("customer_id",), parse=counting, first_line=1)
+    assert calls == [3, 3, 1]

@@ -1,11 +1,13 @@
 """Incremental pulls: each night's complete snapshot built from the records changed since the last pull.
 
 A source's last complete pull leaves in its working folder (`<pulls>/<source>/last-pull/`) the records it
-stored, as the connector gave them (before normalising), and a small state: when that pull started, when
+stored, as the connector gave them (before normalising), the same records parsed with each one's own
+problems (`driftwatch.normalize.Parsed`), and a small state: when that pull started, when
 the last full pull started, a fingerprint of the settings and mapping it ran with, and the snapshot each
 entity became. The next pull asks the platform only for the records changed since that start (less an
 `overlap` for the platform's clock and its eventual consistency), replaces the kept records those changes
-come from (`merge`) and stores the whole as a new snapshot, normalised exactly as a full pull is. A record
+come from (`merge`) and stores the whole as a new snapshot, normalised exactly as a full pull is: only the
+changes are parsed, the kept records' parsed rows are reused, and keys held twice are checked over the whole. A record
 changed while a pull runs carries a time after that pull's start, so the next pull reads it again.
 
 A platform's changes never show a record deleted without trace, so a full pull runs on a schedule
@@ -21,7 +23,7 @@ import json
 import re
 import shutil
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
@@ -33,6 +35,7 @@ import polars as pl
 from driftwatch.connectors.base import RECORD
 from driftwatch.errors import UserError
 from driftwatch.files import atomic_path, write_text
+from driftwatch.normalize import Parsed
 
 if TYPE_CHECKING:
     from driftwatch.store import SnapshotInfo
@@ -123,12 +126,20 @@ class Memory:
         """The raw records `entity`'s last snapshot was built from, if kept."""
         return pl.read_parquet(self._path(entity)) if self.has_records(entity) else None
 
+    def parsed(self, entity: str) -> Parsed | None:
+        """Those records parsed, row for row, with each row's own problems, if kept (an older driftwatch
+        kept the records alone: then the next pull parses them all again)."""
+        rows, problems = self._path(entity, ".rows"), self._path(entity, ".problems")
+        if not (self.has_records(entity) and rows.exists() and problems.exists()):
+            return None
+        return Parsed(pl.read_parquet(rows), pl.read_parquet(problems))
+
     def has_records(self, entity: str) -> bool:
         return self.folder is not None and self._path(entity).exists()
 
-    def _path(self, entity: str) -> Path:
+    def _path(self, entity: str, part: str = "") -> Path:
         assert self.folder is not None
-        return self.folder / f"{entity}.parquet"
+        return self.folder / f"{entity}{part}.parquet"
 
     def finish(
         self,
@@ -137,15 +148,21 @@ class Memory:
         captured_at: datetime,
         full: bool,
         records: Mapping[str, pl.DataFrame],
+        parsed: Mapping[str, Parsed],
         snapshots: Mapping[str, SnapshotInfo],
     ) -> None:
-        """Keep `records` (entity -> the complete raw frame stored) and mark the pull complete."""
+        """Keep `records` (entity -> the complete raw frame stored) and what they `parsed` to, and mark the pull
+        complete."""
         if self.folder is None:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         for entity, frame in records.items():
+            # Parsed rows first: records without them are parsed again, parsed rows without records are unused.
+            for part, kept in ((".rows", parsed[entity].rows), (".problems", parsed[entity].problems)):
+                with atomic_path(self._path(entity, part)) as tmp:
+                    kept.write_parquet(tmp, compression="lz4")
             with atomic_path(self._path(entity)) as tmp:
-                frame.write_parquet(tmp)
+                frame.write_parquet(tmp, compression="lz4")
         previous = self.state or LastPull()
         kept = {e: {"snapshot_id": s.snapshot_id, "content_hash": s.content_hash} for e, s in snapshots.items()}
         self.state = LastPull(
@@ -214,7 +231,42 @@ def merge(
     gone: Iterable[str] = (),
     carried: Iterable[str] = (),
 ) -> pl.DataFrame:
-    """The kept records with every record that changed replaced by its changes and every record gone removed.
+    """The kept records with every record that changed replaced by its changes and every record gone removed
+    (`unchanged`, then the changes after them)."""
+    rows, changes = unchanged(kept, changes, key, gone, carried)
+    return pl.concat([kept[rows], changes], how="diagonal_relaxed")
+
+
+def merge_parsed(
+    kept: pl.DataFrame,
+    parsed: Parsed | None,
+    changes: pl.DataFrame,
+    key: tuple[str, ...],
+    gone: Iterable[str] = (),
+    carried: Iterable[str] = (),
+    *,
+    parse: Callable[[pl.DataFrame], Parsed],
+    first_line: int,
+) -> tuple[pl.DataFrame, Parsed]:
+    """`merge`, and the merged records parsed (`parse`, numbering lines from `first_line`): the kept records'
+    parsed rows still held, then the changes parsed. Every row's problems are its own, so this is what
+    parsing the merged whole gives. Without parsed rows that match the kept records (kept by an older
+    driftwatch), or when the changes come with other columns than the kept records, the whole is parsed."""
+    rows, changes = unchanged(kept, changes, key, gone, carried)
+    complete = pl.concat([kept[rows], changes], how="diagonal_relaxed")
+    if parsed is None or parsed.rows.height != kept.height or dict(changes.schema) != dict(kept.schema):
+        return complete, parse(complete)
+    return complete, parsed.take(rows, first_line).concat(parse(changes))
+
+
+def unchanged(
+    kept: pl.DataFrame,
+    changes: pl.DataFrame,
+    key: tuple[str, ...],
+    gone: Iterable[str] = (),
+    carried: Iterable[str] = (),
+) -> tuple[pl.Series, pl.DataFrame]:
+    """The rows of `kept` no change touches (their indices, ascending), and the changes to put after them.
 
     Records are named by `RECORD` when the frames carry it (an order replaces all its lines, so a line
     removed from an order goes too), else by the entity key; `gone` names records the platform deleted.
@@ -228,12 +280,17 @@ def merge(
     named = changes.select(by).cast(pl.String)
     if gone:
         named = pl.concat([named, pl.DataFrame({by[0]: list(gone)}, schema={by[0]: pl.String})])
-    unchanged = kept.join(named.unique(), on=by, how="anti", nulls_equal=False) if kept.height else kept
-    if by != list(key) and changes.height and unchanged.height:
+    rows = kept.select(list(dict.fromkeys([*by, *(key if by != list(key) else ())]))).with_row_index(_ROW)
+    if kept.height:
+        rows = rows.join(named.unique(), on=by, how="anti", nulls_equal=False)
+    if by != list(key) and changes.height and rows.height:
         # A changed record may now give a key a kept record's row still holds: the changes win, as a later
         # page wins in a full pull.
-        unchanged = unchanged.join(changes.select(key).unique(), on=list(key), how="anti", nulls_equal=False)
-    return pl.concat([unchanged, changes], how="diagonal_relaxed")
+        rows = rows.join(changes.select(key).unique(), on=list(key), how="anti", nulls_equal=False)
+    return rows[_ROW].sort(), changes
+
+
+_ROW = "\x00row"
 
 
 def _carry(kept: pl.DataFrame, changes: pl.DataFrame, by: list[str], carried: list[str]) -> pl.DataFrame:

@@ -76,8 +76,16 @@ def coerce(
     every reported problem points at the line a person would open. Naive timestamps are read in
     `naive_timezone` (an ERP export usually speaks local time) and stored in UTC.
     """
+    parsed = parse_frame(frame, entity_name, origin=origin, first_line=first_line, naive_timezone=naive_timezone)
+    return finish(parsed, entity_name, origin=origin, first_line=first_line)
+
+
+def parse_frame(
+    frame: pl.DataFrame, entity_name: str, *, origin: str = "", first_line: int = 2, naive_timezone: str = "UTC"
+) -> Parsed:
+    """`parse` of a frame held whole, a slice at a time."""
     slices = (frame.slice(offset, _VALIDATE_ROWS) for offset in range(0, max(frame.height, 1), _VALIDATE_ROWS))
-    return coerce_batches(slices, entity_name, origin=origin, first_line=first_line, naive_timezone=naive_timezone)
+    return parse(slices, entity_name, origin=origin, first_line=first_line, naive_timezone=naive_timezone)
 
 
 def coerce_batches(
@@ -91,6 +99,47 @@ def coerce_batches(
     """`coerce` over a file read in batches (consecutive rows, same columns): only one batch of the raw
     input is held at a time, so a snapshot of tens of millions of rows needs memory for its parsed rows,
     not for those and the raw text besides. Duplicate keys are found across all batches."""
+    parsed = parse(batches, entity_name, origin=origin, first_line=first_line, naive_timezone=naive_timezone)
+    return finish(parsed, entity_name, origin=origin, first_line=first_line)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """Rows parsed and checked one by one, before the one rule that spans rows (a key held once) is checked.
+
+    Each row's problems depend on that row alone, so the parsed rows of an unchanged record can be kept and
+    put beside newly parsed ones (`Parsed.concat`): an incremental pull parses only the changed records."""
+
+    rows: pl.DataFrame  # every row, parsed
+    problems: pl.DataFrame  # QUARANTINE_SCHEMA + PARSE, `line` counting from the frame's `first_line`
+
+    def concat(self, other: Parsed) -> Parsed:
+        """`other`'s rows after these, its problems' lines moved on by this frame's height (both numbered from
+        the same first line)."""
+        moved = other.problems.with_columns(pl.col("line") + self.rows.height)
+        return Parsed(pl.concat([self.rows, other.rows], how="vertical"), pl.concat([self.problems, moved]))
+
+    def take(self, rows: pl.Series, first_line: int) -> Parsed:
+        """The rows at the indices `rows` (ascending), renumbered from `first_line`, with their problems."""
+        lines = pl.DataFrame({"line": rows.cast(pl.Int64) + first_line}).with_row_index("new")
+        problems = self.problems.join(lines, on="line", how="inner").with_columns(
+            (pl.col("new").cast(pl.Int64) + first_line).alias("line")
+        )
+        return Parsed(self.rows[rows], problems.select(self.problems.columns))
+
+
+PARSE = "parse"  # a problem column: the value could not be parsed (not reported again as missing)
+
+
+def parse(
+    batches: Iterable[pl.DataFrame],
+    entity_name: str,
+    *,
+    origin: str = "",
+    first_line: int = 2,
+    naive_timezone: str = "UTC",
+) -> Parsed:
+    """Every row parsed, and the problems each row has by itself (`finish` adds duplicate keys)."""
     spec = entity(entity_name)
     parsed_parts, parse_errors, line = [], [], first_line
     for raw in batches:
@@ -114,9 +163,21 @@ def coerce_batches(
     parse_problems = pl.concat(parse_errors)
     # A value that failed to parse is null now; report it once, as unparseable, not again as missing.
     rule_errors = _rule_errors(parsed, spec, origin).join(parse_problems, on=["line", "column"], how="anti")
-    bad = pl.concat([parse_problems, rule_errors]).sort("line", "column")
-    keep = ~parsed[LINE].is_in(bad["line"].unique().implode()).alias("keep")
-    return Coerced(parsed.drop(LINE), bad, keep)
+    problems = pl.concat(
+        [parse_problems.with_columns(pl.lit(True).alias(PARSE)), rule_errors.with_columns(pl.lit(False).alias(PARSE))]
+    )
+    return Parsed(parsed.drop(LINE), problems)
+
+
+def finish(parsed: Parsed, entity_name: str, *, origin: str = "", first_line: int = 2) -> Coerced:
+    """The rows and every problem, with every copy of a key held more than once."""
+    spec = entity(entity_name)
+    numbered = parsed.rows.with_row_index(LINE, offset=first_line).with_columns(pl.col(LINE).cast(pl.Int64))
+    parse_problems = parsed.problems.filter(pl.col(PARSE))
+    duplicates = _duplicate_keys(numbered, spec, origin).join(parse_problems, on=["line", "column"], how="anti")
+    bad = pl.concat([parsed.problems.drop(PARSE), duplicates]).sort("line", "column")
+    keep = ~numbered[LINE].is_in(bad["line"].unique().implode()).alias("keep")
+    return Coerced(parsed.rows, bad, keep)
 
 
 def empty_quarantine() -> pl.DataFrame:
@@ -329,11 +390,12 @@ def _problems(rows: pl.DataFrame, col: str, origin: str, reason: str) -> pl.Data
 
 
 def _rule_errors(frame: pl.DataFrame, spec: Entity, origin: str) -> pl.DataFrame:
-    """Rows breaking the entity's rules. The row-by-row rules are validated a slice at a time: pandera keeps
-    a few working columns per rule, and over a whole 50M-row snapshot those outgrow the snapshot itself."""
+    """Rows breaking the entity's rules, each judged by itself (`_duplicate_keys` spans rows). The rules are
+    validated a slice at a time: pandera keeps a few working columns per rule, and over a whole 50M-row
+    snapshot those outgrow the snapshot itself."""
     present = [c for c in frame.columns if c != LINE]
     schema = model(spec, present, unique=False)
-    problems = [_duplicate_keys(frame, spec, origin), _beyond_currency(frame, spec, origin)]
+    problems = [_beyond_currency(frame, spec, origin)]
     for offset in range(0, max(frame.height, 1), _VALIDATE_ROWS):
         part = frame.slice(offset, _VALIDATE_ROWS)
         try:
@@ -404,4 +466,15 @@ def _reason(check: str, key_desc: str) -> str:
     return check
 
 
-__all__ = ["DTYPES", "QUARANTINE_SCHEMA", "Coerced", "coerce", "coerce_batches", "empty_quarantine"]
+__all__ = [
+    "DTYPES",
+    "QUARANTINE_SCHEMA",
+    "Coerced",
+    "Parsed",
+    "coerce",
+    "coerce_batches",
+    "empty_quarantine",
+    "finish",
+    "parse",
+    "parse_frame",
+]

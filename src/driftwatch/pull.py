@@ -21,11 +21,11 @@ from driftwatch.incremental import (
     Memory,
     PullPlan,
     fingerprint,
-    merge,
+    merge_parsed,
     parse_duration,
     plan_pull,
 )
-from driftwatch.normalize import coerce
+from driftwatch.normalize import Parsed, finish, parse_frame
 from driftwatch.progress import Board, Step
 from driftwatch.store import IncomingSnapshot, IngestResult, Store
 
@@ -127,13 +127,14 @@ class _SourcePull:
             memory.begin(print_, now)
             pulled = connector.pull(entities, since=self.plan.since)
         with Step(f"{self.source}: merging, normalising and storing"):
-            complete, details = self._complete(connector, pulled, memory)
-            stored = self._store(connector, pulled, complete)
+            complete, parsed, details = self._complete(connector, pulled, memory)
+            stored = self._store(connector, pulled, parsed)
             memory.finish(
                 fingerprint=print_,
                 captured_at=pulled.captured_at,
                 full=self.plan.since is None or not pulled.deltas,
                 records={e: complete[e] for e in merged},
+                parsed={e: parsed[e] for e in merged},
                 snapshots={r.snapshot.entity: r.snapshot for r in stored if r.snapshot.entity in merged},
             )
         return [
@@ -144,19 +145,29 @@ class _SourcePull:
 
     def _complete(
         self, connector: Connector, pulled: Pulled, memory: Memory
-    ) -> tuple[dict[str, pl.DataFrame], dict[str, tuple[str, str]]]:
-        """Each entity's complete raw frame (changes merged into the kept records), and its kind and detail."""
-        complete, details = {}, {}
+    ) -> tuple[dict[str, pl.DataFrame], dict[str, Parsed], dict[str, tuple[str, str]]]:
+        """Each entity's complete raw frame (changes merged into the kept records), parsed, and its kind and
+        detail. Of a merged entity only the changes are parsed: the kept records' parsed rows are reused."""
+        complete, parsed, details = {}, {}, {}
         for entity in pulled.frames:
             frame = pulled.with_records(entity)
             delta = pulled.deltas.get(entity)
             if delta is None:
-                complete[entity] = frame
+                complete[entity], parsed[entity] = frame, self._parse(connector, entity, frame)
                 details[entity] = ("full", self._why_whole(connector, pulled, entity))
                 continue
             kept = memory.records(entity)
             assert kept is not None  # the plan checked that every merged entity has its records kept
-            complete[entity] = merge(kept, frame, ENTITIES[entity].key, delta.gone, delta.carried)
+            complete[entity], parsed[entity] = merge_parsed(
+                kept,
+                memory.parsed(entity),
+                frame,
+                ENTITIES[entity].key,
+                delta.gone,
+                delta.carried,
+                parse=lambda records, entity=entity: self._parse(connector, entity, records),
+                first_line=self._origin(connector, entity)[1],
+            )
             gone = f", {len(delta.gone):,} deleted" if delta.gone else ""
             how = f" ({delta.how})" if delta.how else ""
             details[entity] = (
@@ -164,18 +175,25 @@ class _SourcePull:
                 f"{frame.height:,} changed{gone} since {delta.since:%Y-%m-%d %H:%M:%S} UTC{how}, "
                 f"merged into {kept.height:,} kept",
             )
-        return complete, details
+        return complete, parsed, details
 
-    def _store(self, connector: Connector, pulled: Pulled, complete: dict[str, pl.DataFrame]) -> list[IngestResult]:
+    def _origin(self, connector: Connector, entity: str) -> tuple[str, int]:
+        # A file-based connector names the file and its first data line, so quarantined rows point at lines a
+        # person can open; an API pull counts records from 1.
+        return getattr(connector, "origin", lambda e: (f"{self.source} {e}", 1))(entity)
+
+    def _parse(self, connector: Connector, entity: str, frame: pl.DataFrame) -> Parsed:
+        origin, first_line = self._origin(connector, entity)
         timezone = self.settings.get("timezone", "UTC")
+        return parse_frame(
+            frame.drop(RECORD, strict=False), entity, origin=origin, first_line=first_line, naive_timezone=timezone
+        )
+
+    def _store(self, connector: Connector, pulled: Pulled, parsed: dict[str, Parsed]) -> list[IngestResult]:
         incoming = []
-        for entity, frame in complete.items():
-            # A file-based connector names the file and its first data line, so quarantined rows point at lines
-            # a person can open; an API pull counts records from 1.
-            origin, first_line = getattr(connector, "origin", lambda e: (f"{self.source} {e}", 1))(entity)
-            coerced = coerce(
-                frame.drop(RECORD, strict=False), entity, origin=origin, first_line=first_line, naive_timezone=timezone
-            )
+        for entity, rows in parsed.items():
+            origin, first_line = self._origin(connector, entity)
+            coerced = finish(rows, entity, origin=origin, first_line=first_line)
             incoming.append(
                 IncomingSnapshot.from_coerced(self.source, entity, pulled.captured_at, coerced, f"pull:{self.source}")
             )
