@@ -8,6 +8,7 @@ connector and simulator built on the base.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -363,3 +364,23 @@ def test_registry_rejects_unknown_sources():
     with pytest.raises(UserError, match="unknown platform 'nowhere'"):
         connectors.get("nowhere")
     assert "klaviyo" in SIMULATORS
+
+
+def test_rate_limiter_shared_by_threads_waits_for_the_answer_a_turn_depends_on():
+    """Requests sent at once from several threads: a turn whose window holds a request still unanswered
+    waits for that answer (the platform may count it as late as then), then a full period."""
+    limiter = RateLimiter([(1, 0.2)], margin=0.0)
+    answered: list[float] = []
+
+    def slow() -> None:
+        with limiter.turn():
+            time.sleep(0.3)
+            answered.append(time.monotonic())  # the answer is in: no later than the turn counts it
+
+    first = threading.Thread(target=slow)
+    first.start()
+    time.sleep(0.05)  # the first request is on its way
+    with limiter.turn():
+        started = time.monotonic()
+    first.join()
+    assert started - answered[0] >= 0.2

@@ -6,6 +6,8 @@ pull. Every pull goes through `driftwatch.pull.pull_sources` into a real store, 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -13,8 +15,9 @@ import polars as pl
 import pytest
 from nights import Nights, assert_same_stored, full_pull_of
 
+from driftwatch.connectors.klaviyo.connector import update_spans
 from driftwatch.normalize import coerce
-from driftwatch.simulators.klaviyo import KlaviyoSimulator
+from driftwatch.simulators.klaviyo import KlaviyoSimulator, _parse_filter
 from driftwatch.store import Store
 
 T0 = datetime(2026, 11, 1, 9, tzinfo=UTC)
@@ -109,7 +112,11 @@ def new_events(ids: list[str], occurred_at: datetime) -> pl.DataFrame:
 
 def test_klaviyo(tmp_path, fast_http):
     with KlaviyoSimulator(klaviyo_dataset()) as sim:
-        settings = sim.settings(**fast_http, page_size=10, entities=["customers", "events", "products", "inventory"])
+        # One listing of changed profiles, so the pages and the cursor are the sequence below; spans of
+        # `updated` read side by side have their own test (test_klaviyo_reads_changed_profiles_in_spans...).
+        settings = sim.settings(
+            **fast_http, page_size=10, update_windows=1, entities=["customers", "events", "products", "inventory"]
+        )
         nights = Nights(tmp_path / "nightly", "klaviyo", settings, sim.env)
 
         first = nights.pull()
@@ -169,6 +176,95 @@ def test_klaviyo(tmp_path, fast_http):
         assert fourth["customers"].detail.startswith("scheduled: full_every 0s")
         assert_same_stored(nights.stored(), full_pull_of(tmp_path / "full-later", "klaviyo", settings, sim.env))
         nights.close()
+
+
+class SlowKlaviyo(KlaviyoSimulator):
+    """Each profile list request takes 50 ms to answer (a far platform); counts the requests it is answering
+    at once."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lock, self.answering, self.most_at_once = threading.Lock(), 0, 0
+
+    def handle(self, request):
+        if request.path != "/api/profiles":
+            return super().handle(request)
+        with self.lock:
+            self.answering += 1
+            self.most_at_once = max(self.most_at_once, self.answering)
+        try:
+            time.sleep(0.05)
+            return super().handle(request)
+        finally:
+            with self.lock:
+                self.answering -= 1
+
+
+def test_klaviyo_reads_changed_profiles_in_spans_of_updated_side_by_side(tmp_path, fast_http):
+    """Profiles changed over the day, read as 4 spans of `updated` at once at Klaviyo's documented limits;
+    profiles change while the spans are read (one already read, one not yet). That night holds every change
+    made before it started; the next incremental night equals a full pull."""
+    dataset = klaviyo_dataset()
+    profiles = [f"P{i:03d}" for i in range(200)]
+    dataset["customers"] = grown(dataset["customers"].head(0), new_profiles(profiles)).with_columns(
+        updated_at=pl.lit(T0, pl.Datetime("us", "UTC"))
+    )
+    with SlowKlaviyo(dataset) as sim:
+        settings = sim.settings(**fast_http, page_size=10, update_windows=4, entities=["customers"])
+        nights = Nights(tmp_path / "nightly", "klaviyo", settings, sim.env)
+        assert nights.pull()["customers"].kind == "full"
+
+        # 80 profiles changed over the last 9 minutes (well inside the 10 minutes of overlap each pull reads
+        # back, so the spans share them out).
+        now, moved = datetime.now(UTC), profiles[::5] + profiles[1::5]
+        stamps = {p: now - timedelta(seconds=540 * (1 - i / len(moved))) for i, p in enumerate(moved)}
+        customers = changed(sim.dataset["customers"], "customer_id", moved, stamp=None, last_name="Moved")
+        sim.dataset["customers"] = customers.with_columns(
+            updated_at=pl.col("customer_id").replace_strict(stamps, default=pl.col("updated_at"))
+        )
+
+        def meanwhile(sim: KlaviyoSimulator) -> None:
+            customers = changed(sim.dataset["customers"], "customer_id", [moved[0], "P199"], last_name="Again")
+            sim.dataset["customers"] = customers
+
+        sim.faults.set(between_pages=(sim.pages_served + 3, meanwhile))
+        before = len(sim.requests)
+        second = nights.pull()["customers"]
+        requests = [r for r in sim.requests[before:] if r.path == "/api/profiles"]
+        sim.faults.set(between_pages=None)
+        assert second.kind == "incremental"
+        spans = {r.query["filter"] for r in requests if "page[cursor]" not in r.query}
+        assert len(spans) == 4 and all(f.count("updated,") in (1, 2) for f in spans)
+        assert sum("less-than(updated," in f for f in spans) == 3  # the last span is open-ended
+        assert all("page[cursor]" in r.query or r.query["filter"] in spans for r in requests)
+        assert sim.most_at_once >= 2  # side by side
+        assert len(requests) <= 80 // 10 + 4 + 2  # the changed pages, a part-page per span, the mid-pull changes
+        assert sim.count(status=429) == 0
+        stored = nights.stored()["customers"][0]
+        by_name = dict(zip(stored["customer_id"], stored["last_name"], strict=True))
+        assert all(by_name[p] in ("Moved", "Again") for p in moved) and by_name[moved[0]] in ("Moved", "Again")
+        assert sum(by_name[p] == "Moved" for p in moved[1:]) == len(moved) - 1
+
+        third = nights.pull()["customers"]
+        assert third.kind == "incremental"
+        assert_same_stored(nights.stored(), full_pull_of(tmp_path / "full-now", "klaviyo", settings, sim.env))
+        assert nights.stored()["customers"][0].filter(pl.col("last_name") == "Again").height == 2
+        nights.close()
+
+
+def test_klaviyo_spans_of_updated_hold_every_time_after_since_once_apart_from_a_second_at_each_seam():
+    since = datetime(2026, 12, 3, 1, 0, 0, 250000, tzinfo=UTC)
+    spans = update_spans(since, since + timedelta(hours=2), 5)
+    assert len(spans) == 5 and spans[0].startswith("and(greater-than(updated,2026-12-03T01:00:00Z)")
+    times = pl.datetime_range(since, since + timedelta(hours=3), timedelta(milliseconds=137), eager=True)
+    frame = pl.DataFrame({"updated": times})
+    matched = frame.select(pl.sum_horizontal(_parse_filter("/api/profiles", span).cast(pl.Int32) for span in spans))
+    matched = matched.to_series()
+    assert matched.min() >= 1  # every time after `since` is in a span (the first even reaches back a little)
+    twice = frame.filter(matched >= 2)["updated"]
+    seams = [since.replace(microsecond=0) + timedelta(seconds=1440 * i) for i in range(1, 5)]
+    assert all(any(seam - timedelta(seconds=1) < t < seam for seam in seams) for t in twice)
+    assert update_spans(since, since + timedelta(seconds=5), 4) == ["greater-than(updated,2026-12-03T01:00:00Z)"]
 
 
 def test_a_pull_is_full_whenever_the_kept_records_cannot_be_trusted(tmp_path, fast_http):

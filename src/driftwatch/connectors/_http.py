@@ -67,7 +67,9 @@ class RateLimiter:
     platform counts a request when it *arrives*, which is some time after we start sending it (longer on a
     busy machine or a slow connection): so a request sent through `turn()` counts from when its answer came
     back, the latest it can have arrived. The next turn then starts a full period after the platform counted
-    the last one, whatever the latency, and none of its windows can be exceeded.
+    the last one, whatever the latency, and none of its windows can be exceeded. Requests may run at once
+    from several threads (one limiter per bucket, shared): a turn that would depend on a request still
+    waiting for its answer waits for that answer first.
     """
 
     def __init__(self, windows: Sequence[tuple[int, float]], *, margin: float = 0.05):
@@ -75,25 +77,41 @@ class RateLimiter:
             raise ValueError("a rate limiter needs at least one (limit, period) window")
         self._windows = [(limit, period + margin) for limit, period in windows]
         self._sent: deque[list[float]] = deque(maxlen=max(limit for limit, _ in windows))
-        self._lock = threading.Lock()
+        self._in_flight: set[int] = set()  # ids of the stamps whose answer has not come back
+        self._answered = threading.Condition(threading.Lock())
 
-    def acquire(self) -> list[float]:
-        """Wait for a turn; returns its time stamp (a one-item list, moved on by `turn` when the answer came)."""
-        with self._lock:
-            while (wait := self._wait(time.monotonic())) > 0:
-                time.sleep(wait)
+    def acquire(self, *, answered_later: bool = False) -> list[float]:
+        """Wait for a turn; returns its time stamp (a one-item list, moved on by `turn` when the answer came;
+        `answered_later`: until then, no turn that depends on it is granted)."""
+        with self._answered:
+            while True:
+                if self._pending_limit():
+                    self._answered.wait()
+                elif (wait := self._wait(time.monotonic())) > 0:
+                    time.sleep(wait)  # holding the lock: the threads behind wait their turn in order
+                else:
+                    break
             stamp = [time.monotonic()]
             self._sent.append(stamp)
+            if answered_later:
+                self._in_flight.add(id(stamp))
             return stamp
 
     @contextmanager
     def turn(self) -> Iterator[None]:
         """One request's turn: waits for it, and counts the request from when the block ends (its answer)."""
-        stamp = self.acquire()
+        stamp = self.acquire(answered_later=True)
         try:
             yield
         finally:
-            stamp[0] = time.monotonic()
+            with self._answered:
+                stamp[0] = time.monotonic()
+                self._in_flight.discard(id(stamp))
+                self._answered.notify_all()
+
+    def _pending_limit(self) -> bool:
+        """Whether a window's limiting request (the `limit`-th last) has not been answered yet."""
+        return any(len(self._sent) >= limit and id(self._sent[-limit]) in self._in_flight for limit, _ in self._windows)
 
     def _wait(self, now: float) -> float:
         waits = [self._sent[-limit][0] + period - now for limit, period in self._windows if len(self._sent) >= limit]

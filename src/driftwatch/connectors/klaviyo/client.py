@@ -60,6 +60,13 @@ def after(field: str, since: datetime | None) -> str | None:
     return f"greater-than({field},{since.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')})"
 
 
+def before(field: str, until: datetime | None) -> str | None:
+    """`less-than(field,<datetime>)`."""
+    if until is None:
+        return None
+    return f"less-than({field},{until.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')})"
+
+
 class KlaviyoClient:
     def __init__(
         self,

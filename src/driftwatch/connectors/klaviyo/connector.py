@@ -9,8 +9,10 @@ fetched, so an interrupted pull resumes from its last staged cursor.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,21 +20,35 @@ import polars as pl
 
 from driftwatch.connectors.base import BaseConnector, Cursor, Pulled, decode_values
 from driftwatch.connectors.klaviyo import mapping
-from driftwatch.connectors.klaviyo.client import REVISION, KlaviyoClient, after, all_of
+from driftwatch.connectors.klaviyo.client import REVISION, KlaviyoClient, after, all_of, before
+from driftwatch.errors import UserError
+
+UPDATE_WINDOWS = 8  # profiles changed since the last pull are read as this many spans of `updated` at once
+MAX_UPDATE_WINDOWS = 32
 
 
 class Connector(BaseConnector):
     """Settings (`[sources.klaviyo]`): `api_key_env` (the variable holding a private API key); optional
     `base_url` (default https://a.klaviyo.com), `revision`, `rate_limits` ({bucket: [[requests, seconds],
     ...]} for profiles, events, catalog, metrics; default the documented limits), `page_size` (records a
-    page, at most each list's documented maximum), `profile_properties`
+    page, at most each list's documented maximum), `update_windows` (the spans of `updated` an incremental
+    pull reads side by side, default 8; 1 reads one listing), `profile_properties`
     ({canonical column: custom property} for lifetime_value, order_count, last_order_at,
     merged_into), `metrics`
     ({Klaviyo metric name: canonical metric}) and HTTP timings."""
 
     name = "klaviyo"
     settings_keys = frozenset(
-        {"base_url", "api_key_env", "revision", "page_size", "rate_limits", "profile_properties", "metrics"}
+        {
+            "base_url",
+            "api_key_env",
+            "revision",
+            "page_size",
+            "rate_limits",
+            "profile_properties",
+            "metrics",
+            "update_windows",
+        }
     )
     entities = ("customers", "products", "inventory", "events")
     checkpoint_rows = 5000  # a file per 100-profile page would cost more than fetching it
@@ -108,16 +124,58 @@ class Connector(BaseConnector):
         # Sorted by id, which never changes: a profile updated while we page keeps its place, where a sort
         # on `updated` would move it behind the cursor and past pages would shift.
         first = self.client.first_page_params(
-            "profiles",
-            **{"additional-fields[profile]": "subscriptions", "sort": "id", "filter": after("updated", since)},
+            "profiles", **{"additional-fields[profile]": "subscriptions", "sort": "id"}
         )
+        if since is not None:
+            return self._customers_changed(first, since)
 
         def fetch(cursor: Cursor | None) -> tuple[pl.DataFrame, Cursor | None]:
             body, following = self._page(cursor, "/api/profiles", first)
-            rows = [mapping.profile_to_customer(p, self.properties) for p in body["data"]]
-            return _frame(mapping.COLUMNS["customers"], rows), _next(following)
+            return self._profiles(body), _next(following)
 
         return self.paginate("customers", fetch, params={"since": since, "properties": self.properties})
+
+    def _customers_changed(self, first: dict[str, Any], since: datetime) -> pl.DataFrame:
+        """The profiles updated since `since`, read as `update_windows` disjoint spans of `updated`, side by
+        side: cursor pages come one after another, so one listing reads a page per round trip, however
+        quickly the rate limit would allow the next; several listings at once keep the one shared limiter
+        busy. Spans meet with a second's overlap (the filter's datetimes are whole seconds and its operators
+        strict), and the last is open-ended. A profile updated while we page moves into the last span: it
+        may be read twice (the later read wins, as a later page does) or, if its cursor has passed, not at
+        all tonight; either way its `updated` is after this pull's start, so the next pull reads it."""
+        windows = self.setting("update_windows", UPDATE_WINDOWS)
+        if isinstance(windows, bool) or not isinstance(windows, int) or not 1 <= windows <= MAX_UPDATE_WINDOWS:
+            raise UserError(
+                f"sources.{self.source}.update_windows: expected a whole number from 1 to {MAX_UPDATE_WINDOWS}, "
+                f"not {windows!r}"
+            )
+        spans = update_spans(since, datetime.now(UTC), windows)
+        listings = [{**first, "filter": span} for span in spans]
+
+        def fetch(cursor: Cursor | None) -> tuple[pl.DataFrame, Cursor | None]:
+            pending = cursor["listings"] if cursor else [{"listing": i, "next": None} for i in range(len(listings))]
+            pages = list(pool.map(lambda at: self._listing_page(listings[at["listing"]], at), pending))
+            pages.sort(key=lambda page: page[2])  # in the order the answers came: a later read wins
+            following = [
+                {"listing": at["listing"], "next": url} for at, (_, url, _) in zip(pending, pages, strict=True)
+            ]
+            following = [at for at in following if at["next"] is not None]
+            frame = pl.concat([rows for rows, _, _ in pages]) if pages else self._profiles({"data": []})
+            return frame, {"listings": following} if following else None
+
+        with ThreadPoolExecutor(max_workers=len(listings), thread_name_prefix="klaviyo-profiles") as pool:
+            return self.paginate(
+                "customers", fetch, params={"since": since, "properties": self.properties, "spans": spans}
+            )
+
+    def _listing_page(self, first: dict[str, Any], at: Cursor) -> tuple[pl.DataFrame, str | None, float]:
+        body, following = self._page(_next(at["next"]), "/api/profiles", first)
+        return self._profiles(body), following, time.monotonic()
+
+    def _profiles(self, body: dict[str, Any]) -> pl.DataFrame:
+        return _frame(
+            mapping.COLUMNS["customers"], (mapping.profile_to_customer(p, self.properties) for p in body["data"])
+        )
 
     # --- catalog ------------------------------------------------------------------------------------------
 
@@ -179,6 +237,19 @@ class Connector(BaseConnector):
         if cursor is None:
             return self.client.page(path, first)
         return self.client.page(cursor["next"])
+
+
+def update_spans(since: datetime, until: datetime, count: int) -> list[str]:
+    """`count` filters on `updated` that together hold every profile updated after `since`: equal spans up
+    to `until` (whole seconds), each from a second before the previous one ends, the last open-ended."""
+    start = since.astimezone(UTC)
+    step = max(0, int((until - start).total_seconds())) // max(1, count)
+    if count <= 1 or step < 2:
+        return [after("updated", start)]
+    ends = [(start + timedelta(seconds=step * i)).replace(microsecond=0) for i in range(1, count)]
+    lows = [after("updated", start), *(after("updated", end - timedelta(seconds=1)) for end in ends)]
+    highs = [before("updated", end) for end in ends] + [None]
+    return [all_of(low, high) for low, high in zip(lows, highs, strict=True)]
 
 
 def _next(url: str | None) -> Cursor | None:
