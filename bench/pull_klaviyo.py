@@ -25,13 +25,17 @@ fits in the time the burst window gives each request (1/75 s); on a busy machine
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import multiprocessing as mp
 import os
 import resource
+import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,7 +45,7 @@ import tomli_w
 from driftwatch import incremental, pull
 from driftwatch.config import load_config
 from driftwatch.connectors.klaviyo.client import PAGE_SIZES, RATE_LIMITS
-from driftwatch.connectors.klaviyo.connector import Connector
+from driftwatch.connectors.klaviyo.connector import UPDATE_WINDOWS, Connector
 from driftwatch.normalize import coerce
 from driftwatch.simulators.klaviyo import KlaviyoSimulator as Simulator
 from driftwatch.store import Store
@@ -77,23 +81,29 @@ def minimum_seconds(requests: int) -> float:
     return full_windows * steady_period + (math.ceil(remainder / burst) - 1) * burst_period
 
 
-def serve(count: int, urls: mp.Queue, commands: mp.Queue, replies: mp.Queue) -> None:
-    """The simulator's process: serve `count` profiles; on "change F" update a fraction F of them (every
-    1/F-th profile, as a day's changes spread over the account), on "cpu" answer the CPU time it has used,
-    on "stop" report what it saw."""
-    with Simulator({"customers": profiles(count)}) as sim:
+def serve(count: int, port: int, urls: mp.Queue, commands: mp.Queue, replies: mp.Queue) -> None:
+    """The simulator's process: serve `count` profiles (on `port`, 0 for any); on "change F SINCE" update a
+    fraction F of them (every 1/F-th profile, as a day's changes spread over the account), stamped `updated`
+    at times spread evenly from SINCE to now, as a day's changes spread over the day; on "cpu" answer the CPU
+    time it has used, on "served" the profile pages served so far, on "stop" report what it saw."""
+    with Simulator({"customers": profiles(count)}, port=port) as sim:
         urls.put((sim.settings(), sim.env))
         while (command := commands.get()) != "stop":
             if command == "cpu":
                 replies.put(time.process_time())
                 continue
-            fraction = float(command.split()[1])
+            if command == "served":
+                replies.put(sim.count(status=200, path="/api/profiles"))
+                continue
+            _, fraction, since = command.split()
             customers = sim.dataset["customers"]
-            every = round(1 / fraction)
+            every = round(1 / float(fraction))
             touched = pl.int_range(pl.len()) % every == 0
+            start, now = datetime.fromisoformat(since), datetime.now(UTC)
+            spread = pl.lit(start) + (pl.int_range(pl.len()) / pl.len() * pl.lit(now - start)).cast(pl.Duration("us"))
             sim.dataset["customers"] = customers.with_columns(
                 last_name=pl.when(touched).then(pl.lit("Changed")).otherwise("last_name"),
-                updated_at=pl.when(touched).then(pl.lit(datetime.now(UTC))).otherwise("updated_at"),
+                updated_at=pl.when(touched).then(spread).otherwise("updated_at"),
             )
             replies.put(int(customers.height // every + (customers.height % every > 0)))
         replies.put({"429": sim.count(status=429), "served": sim.count(status=200, path="/api/profiles")})
@@ -142,6 +152,21 @@ class Timed:
         return run
 
 
+@contextmanager
+def locked(path: Path | None) -> Iterator[float]:
+    """Hold `path`'s lock (as `flock PATH` does) for the block; yields the seconds spent waiting for it."""
+    if path is None:
+        yield 0.0
+        return
+    started = time.monotonic()
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield round(time.monotonic() - started, 2)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def night(store: Store, config: Path, env: dict, pulls: Path, simulator_cpu) -> dict:
     load_before, simulator_before = os.getloadavg()[0], simulator_cpu()
     with Timed() as timed:
@@ -165,10 +190,19 @@ def main() -> None:
     parser.add_argument("--profiles", type=int, default=100_000)
     parser.add_argument("--changed", type=float, default=0.02, help="fraction of profiles changed between the pulls")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--lock", type=Path, help="hold this file's lock (flock) for the incremental night")
+    parser.add_argument("--save-state", type=Path, help="keep the full night's store, working folder and figures here")
+    parser.add_argument(
+        "--from-state", type=Path, help="start from a --save-state folder instead of pulling the full night again"
+    )
     args = parser.parse_args()
+    saved = json.loads((args.from_state / "full.json").read_text()) if args.from_state else None
+    if saved is not None and saved["profiles"] != args.profiles:
+        raise SystemExit(f"{args.from_state} holds a full night of {saved['profiles']:,} profiles")
 
     urls, commands, replies = mp.Queue(), mp.Queue(), mp.Queue()
-    server = mp.Process(target=serve, args=(args.profiles, urls, commands, replies), daemon=True)
+    port = saved["port"] if saved else 0  # the same base URL: the kept records were pulled from it
+    server = mp.Process(target=serve, args=(args.profiles, port, urls, commands, replies), daemon=True)
     server.start()
     settings, env = urls.get(timeout=1800)
 
@@ -179,18 +213,35 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work)
         config = folder / "driftwatch.toml"
-        config.write_text(tomli_w.dumps({"sources": {"klaviyo": {**settings, "entities": ["customers"]}}}))
-        store = Store(folder / "driftwatch.duckdb")
-        full = night(store, config, env, folder / "pulls", simulator_cpu)
-        commands.put(f"change {args.changed}")
+        if saved is not None:
+            shutil.copytree(args.from_state, folder, dirs_exist_ok=True)
+            full, full_started = saved["full"], datetime.fromisoformat(saved["started"])
+        else:
+            config.write_text(tomli_w.dumps({"sources": {"klaviyo": {**settings, "entities": ["customers"]}}}))
+            full_started = datetime.now(UTC)
+            with Store(folder / "driftwatch.duckdb") as store:
+                full = night(store, config, env, folder / "pulls", simulator_cpu)
+            if args.save_state:
+                shutil.copytree(folder, args.save_state, dirs_exist_ok=True)
+                port = int(settings["base_url"].rsplit(":", 1)[1])
+                state = {"profiles": args.profiles, "port": port, "started": full_started.isoformat(), "full": full}
+                (args.save_state / "full.json").write_text(json.dumps(state, indent=2) + "\n")
+        commands.put(f"change {args.changed} {full_started.isoformat()}")
         changed = replies.get(timeout=600)
         time.sleep(RATE_LIMITS["profiles"][1][1] + 1)  # the steady window resets, as it has by the next night
-        incremental = night(store, config, env, folder / "pulls", simulator_cpu)
-        stored = store.latest("klaviyo", "customers")
-        store.close()
+        commands.put("served")
+        served_before = replies.get(timeout=60)
+        with locked(args.lock) as waited, Store(folder / "driftwatch.duckdb") as store:
+            incremental = night(store, config, env, folder / "pulls", simulator_cpu)
+            incremental["lock_wait_s"] = waited
+            commands.put("served")
+            incremental["requests_served"] = replies.get(timeout=60) - served_before
+            stored = store.latest("klaviyo", "customers")
     commands.put("stop")
     seen = replies.get(timeout=60)
     server.join(timeout=30)
+    if incremental["kind"] != "incremental":
+        raise SystemExit(f"the second night was not incremental: {incremental['detail']}")
 
     full_requests = math.ceil(args.profiles / PAGE_SIZES["profiles"])
     changed_requests = math.ceil(changed / PAGE_SIZES["profiles"])
@@ -205,6 +256,8 @@ def main() -> None:
         "profiles": args.profiles,
         "changed": changed,
         "requests": {"full": full_requests, "incremental": changed_requests, "served": seen["served"]},
+        "full_from_state": str(args.from_state) if args.from_state else None,
+        "update_windows": UPDATE_WINDOWS,
         "full": full,
         "incremental": incremental,
         "incremental_vs_full": round(incremental["total_s"] / full["total_s"], 4),

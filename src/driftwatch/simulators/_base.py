@@ -161,7 +161,9 @@ class Simulator:
         *,
         rate_limits: Mapping[str, Windows] | None = None,
         retry_after: RetryAfterStyle = "seconds",
+        port: int = 0,
     ):
+        self.port = port  # 0: any free port; a fixed one lets a benchmark serve the same base URL again
         self.dataset: dict[str, pl.DataFrame] = dict(dataset or {})
         self.faults = Faults()
         self.requests: list[Logged] = []
@@ -255,7 +257,7 @@ class Simulator:
         return f"http://{host}:{port}"
 
     def __enter__(self) -> Simulator:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler_for(self))
         self._server.daemon_threads = True
         # A short poll interval: shutdown() waits up to one interval, and tests start many simulators.
         serve = partial(self._server.serve_forever, poll_interval=0.05)
