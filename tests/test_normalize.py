@@ -54,6 +54,15 @@ def test_typed_columns_mean_what_their_text_means():
     ]
 
 
+def test_a_typed_decimal_finer_than_the_store_is_quarantined_and_a_coarser_one_never_is():
+    prices = [Decimal("12.345678"), Decimal("12.300000"), Decimal("-0.000001")]
+    frame = pl.DataFrame({"sku": ["P1", "P2", "P3"], "price": prices}, schema_overrides={"price": pl.Decimal(18, 6)})
+    got = coerce(frame, "products", first_line=2)
+    assert got.bad.select("line", "column").rows() == [(2, "price"), (4, "price")]
+    coarse = frame.with_columns(pl.col("price").round(2).cast(pl.Decimal(18, 2)))
+    assert coerce(coarse, "products").bad.height == 0
+
+
 def test_a_date_column_is_midnight_in_the_source_timezone():
     frame = pl.DataFrame({"order_id": ["A1"], "placed_at": [date(2026, 1, 15)]})
     got = coerce(frame, "orders", naive_timezone="America/New_York")
@@ -130,11 +139,11 @@ def test_text_and_emails_have_one_spelling_per_character():
     assert nfc != nfd
     frame = pl.DataFrame(
         {
-            "customer_id": ["1", "2"],
-            "first_name": [nfc, nfd],
-            "email": ["Zoé@Example.fr", unicodedata.normalize("NFD", "zoé@example.fr")],
+            "customer_id": ["1", "2", "3"],
+            "first_name": [nfc, nfd, " Ann "],
+            "email": ["Zoé@Example.fr", unicodedata.normalize("NFD", "zoé@example.fr"), "ANN@example.com"],
         }
     )
     good = coerce(frame, "customers", origin="t").good
-    assert good["first_name"].to_list() == [nfc, nfc]
-    assert good["email"].to_list() == ["zoé@example.fr", "zoé@example.fr"]
+    assert good["first_name"].to_list() == [nfc, nfc, "Ann"]
+    assert good["email"].to_list() == ["zoé@example.fr", "zoé@example.fr", "ann@example.com"]
