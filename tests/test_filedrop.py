@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -259,6 +260,34 @@ def test_a_drop_is_stored_file_by_file_and_a_bad_file_late_in_it_rolls_back_the_
         load_directory(store, tmp_path / "drop", cfg)  # klaviyo's file is good, and is not stored either
     assert store.snapshots().height == 0
     assert store.frame("SELECT count(*) AS n FROM snap_customers")["n"][0] == 0
+
+
+def test_a_drop_is_seen_whole_or_not_at_all_and_a_killed_load_leaves_nothing_behind(tmp_path, cfg):
+    captured = datetime(2026, 11, 23, tzinfo=UTC)
+    customers = IncomingSnapshot("klaviyo", "customers", captured, pl.DataFrame({"customer_id": ["C1", "C2"]}))
+    orders = IncomingSnapshot("klaviyo", "orders", captured, pl.DataFrame({"order_id": ["O1"]}))
+    with Store(tmp_path / "s.duckdb") as store:
+        seen = []
+
+        def drop():
+            yield customers
+            # The first file's rows are stored (and committed) by now, but no reader sees them yet.
+            seen.append(store.latest_snapshot("klaviyo", "customers"))
+            yield orders
+
+        store.ingest(drop())
+        assert seen == [None]
+        assert store.latest("klaviyo", "customers")["customer_id"].to_list() == ["C1", "C2"]
+        # A load killed between two files: its first file's rows are stored, never recorded.
+        killed = store._stage(dataclasses.replace(customers, frame=pl.DataFrame({"customer_id": ["C3"]})))
+    with Store(tmp_path / "s.duckdb") as store:
+        assert store.latest("klaviyo", "customers")["customer_id"].to_list() == ["C1", "C2"]
+        store.ingest([orders])  # the next load removes what the killed one left
+        left = store.frame(
+            "SELECT count(*) AS n FROM snap_customers WHERE snapshot_id = ?", [killed.snapshot.snapshot_id]
+        )
+        assert left["n"][0] == 0
+        assert store.frame("SELECT count(*) AS n FROM snap_customers")["n"][0] == 2
 
 
 def test_missing_directory_and_empty_directory(tmp_path, store, cfg):

@@ -125,6 +125,12 @@ MIGRATIONS = (
       payout_id VARCHAR, account VARCHAR, amount DECIMAL(18,4), currency VARCHAR, posted_at TIMESTAMPTZ);
     """,
     ),
+    Migration(
+        2,
+        "staged snapshots",
+        # A snapshot whose rows are stored but not yet recorded in `snapshots` (see Store.ingest).
+        "CREATE TABLE staged_snapshots (snapshot_id VARCHAR PRIMARY KEY, entity VARCHAR NOT NULL);",
+    ),
 )
 register_migrations(MIGRATIONS)
 
@@ -268,21 +274,38 @@ class Store:
     # -- snapshots ------------------------------------------------------------------------------------
 
     def ingest(self, incoming: Iterable[IncomingSnapshot]) -> list[IngestResult]:
-        """Store snapshots in one transaction: all of them, or (on any failure) none."""
-        results = []
-        with self.transaction() as cur:
+        """Store snapshots: all of them, or (on any failure) none.
+
+        Each snapshot's rows are committed as it comes, under a snapshot id no reader knows yet (every read
+        of a snapshot goes through `snapshots`); one last transaction records them all. One transaction
+        around every row of a drop held each file's rows in memory until its end: 12 GiB for a drop of 88M
+        rows, where a file at a time needs what its largest file needs. A failure removes the rows stored
+        so far; rows a killed load left are removed by the next ingest (`staged_snapshots` names them)."""
+        self._remove_staged(self.frame("SELECT snapshot_id, entity FROM staged_snapshots").rows())
+        staged: list[tuple[SnapshotInfo, pl.DataFrame]] = []
+        results: list[IngestResult] = []
+        try:
             for snap in incoming:
-                results.append(self._ingest_one(cur, snap))
+                results.append(self._stage(snap))
+                if results[-1].loaded:
+                    staged.append((results[-1].snapshot, snap.quarantine))
                 del snap  # a large snapshot's rows are not held while the next one is read
-        if any(r.loaded for r in results):
+            with self.transaction() as cur:
+                for info, quarantine in staged:
+                    self._record(cur, info, quarantine)
+        except BaseException:
+            self._remove_staged([(info.snapshot_id, info.entity) for info, _ in staged])
+            raise
+        if staged:
             # Fold the write-ahead log into the file now: otherwise the next process to open the store
             # (the nightly audit) replays it, and a large load makes that replay cost gigabytes of memory.
             self.query("CHECKPOINT")
         return results
 
-    def _ingest_one(self, cur: duckdb.DuckDBPyConnection, snap: IncomingSnapshot) -> IngestResult:
+    def _stage(self, snap: IncomingSnapshot) -> IngestResult:
+        """A snapshot's rows committed under a new id, not recorded yet; or the same snapshot stored before."""
         content_hash = snap.content_hash()
-        existing = cur.execute(
+        existing = self.query(
             "SELECT snapshot_id FROM snapshots WHERE source = ? AND entity = ? AND captured_at = ? "
             "AND content_hash = ?",
             [snap.source, snap.entity, snap.captured_at, content_hash],
@@ -300,6 +323,23 @@ class Store:
             columns=tuple(snap.frame.columns),
             origin=snap.origin,
         )
+        cols = ", ".join(info.columns)
+        keep = pl.repeat(True, snap.frame.height, eager=True) if snap.keep is None else snap.keep
+        with self.transaction() as cur:
+            cur.execute("INSERT INTO staged_snapshots VALUES (?, ?)", [info.snapshot_id, info.entity])
+            cur.register("incoming_rows", snap.frame.with_columns(keep.alias("_keep")))  # no copy of the rows
+            try:
+                cur.execute(
+                    f"INSERT INTO snap_{snap.entity} (snapshot_id, {cols}) SELECT ?, {cols} FROM incoming_rows "
+                    "WHERE _keep",
+                    [info.snapshot_id],
+                )
+            finally:
+                cur.unregister("incoming_rows")
+        return IngestResult(info, loaded=True)
+
+    def _record(self, cur: duckdb.DuckDBPyConnection, info: SnapshotInfo, quarantine: pl.DataFrame) -> None:
+        """A staged snapshot made visible: its entry in `snapshots`, and its quarantined rows."""
         cur.execute(
             "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
@@ -315,23 +355,22 @@ class Store:
                 info.origin,
             ],
         )
-        cols = ", ".join(info.columns)
-        keep = pl.repeat(True, snap.frame.height, eager=True) if snap.keep is None else snap.keep
-        cur.register("incoming_rows", snap.frame.with_columns(keep.alias("_keep")))  # no copy of the rows
-        cur.register("incoming_bad", _redacted(snap.quarantine))
+        cur.execute("DELETE FROM staged_snapshots WHERE snapshot_id = ?", [info.snapshot_id])
+        cur.register("incoming_bad", _redacted(quarantine))
         try:
-            cur.execute(
-                f"INSERT INTO snap_{snap.entity} (snapshot_id, {cols}) SELECT ?, {cols} FROM incoming_rows WHERE _keep",
-                [info.snapshot_id],
-            )
             cur.execute(
                 'INSERT INTO quarantine SELECT ?, ?, ?, origin, line, "column", value, reason FROM incoming_bad',
                 [info.snapshot_id, info.source, info.entity],
             )
         finally:
-            cur.unregister("incoming_rows")
             cur.unregister("incoming_bad")
-        return IngestResult(info, loaded=True)
+
+    def _remove_staged(self, staged: list[tuple[str, str]]) -> None:
+        """The rows of snapshots staged and never recorded (a failed or killed load)."""
+        for snapshot_id, entity in staged:
+            with self.transaction() as cur:
+                cur.execute(f"DELETE FROM snap_{entity} WHERE snapshot_id = ?", [snapshot_id])
+                cur.execute("DELETE FROM staged_snapshots WHERE snapshot_id = ?", [snapshot_id])
 
     def snapshot(self, snapshot_id: str) -> SnapshotInfo:
         rows = self.query(
