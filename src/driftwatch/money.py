@@ -10,7 +10,7 @@ import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from functools import cache
+from functools import cache, lru_cache
 
 import polars as pl
 from babel.core import UnknownLocaleError
@@ -19,6 +19,7 @@ from babel.numbers import get_currency_precision, list_currencies
 DEFAULT_DIGITS = 2  # an unknown or absent currency is shown and rounded like most currencies
 
 
+@lru_cache(maxsize=1024)  # asked once per amount by payout matching: a lookup in babel costs 15 us
 def minor_digits(currency: str | None) -> int:
     """How many decimals the currency has (ISO 4217): 2 for GBP, 0 for JPY, 3 for KWD."""
     if not currency:
