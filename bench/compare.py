@@ -58,7 +58,7 @@ RESULT_SCHEMA = {
     "rows_per_side": pl.Int64, "entity": pl.String, "tool": pl.String, "median_s": pl.Float64, "min_s": pl.Float64,
     "max_s": pl.Float64, "runs": pl.Int64, "peak_mib": pl.Int64, "precision": pl.Float64, "recall": pl.Float64,
     "true_pos": pl.Int64, "false_pos": pl.Int64, "false_neg": pl.Int64, "load_s": pl.Float64, "measured_at": pl.String,
-    "load_avg": pl.Float64, "failed": pl.String, "revision": pl.String,
+    "load_avg": pl.Float64, "failed": pl.String, "revision": pl.String, "median_cpu_s": pl.Float64,
 }  # fmt: skip
 
 
@@ -315,9 +315,9 @@ def peak_rss_mib() -> int:
 
 def child(tool: str, data: Path, entity: str, keys_out: Path) -> None:
     wall, keys = RUNNERS[tool](data, entity)
-    peak = peak_rss_mib()  # before writing the keys, which is scoring, not comparing
+    peak, cpu = peak_rss_mib(), cpu_s()  # before writing the keys, which is scoring, not comparing
     pl.DataFrame({"key": keys.cast(pl.String)}).write_parquet(keys_out)
-    print(json.dumps({"wall_s": wall, "peak_mib": peak}))
+    print(json.dumps({"wall_s": wall, "peak_mib": peak, "cpu_s": cpu}))
 
 
 # -- orchestration -------------------------------------------------------------------------------------
@@ -335,7 +335,7 @@ def ensure_datacompy_venv() -> Path:
 
 
 def measure_once(python: Path, tool: str, data: Path, entity: str, keys_out: Path) -> dict:
-    """{wall_s, peak_mib} of one run in a fresh process, or {failed: why} when it did not complete."""
+    """{wall_s, peak_mib, cpu_s} of one run in a fresh process, or {failed: why} when it did not complete."""
     cmd = [str(python), __file__, "--child", tool, str(data), entity, str(keys_out)]
     started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -378,6 +378,7 @@ def _summary(runs: list[dict], keys_out: Path) -> dict:
         "max_s": round(max(walls), 3),
         "runs": len(runs),
         "peak_mib": max(r["peak_mib"] for r in runs),
+        "median_cpu_s": round(statistics.median(r["cpu_s"] for r in runs), 1),
         "load_avg": round(statistics.mean(r["load_1min"] for r in runs), 2),
         "keys": pl.read_parquet(keys_out)["key"],
     }
@@ -453,6 +454,8 @@ def driftwatch_revision() -> str:
 
 def _datacompy_polars() -> str:
     python = DATACOMPY_VENV / "bin" / "python"
+    if not python.exists():  # datacompy not measured on this machine
+        return "?"
     out = subprocess.run(
         [str(python), "-c", "import polars; print(polars.__version__)"], capture_output=True, text=True
     )
@@ -472,27 +475,32 @@ def write_markdown(results: pl.DataFrame, detection: pl.DataFrame) -> None:
         "Median wall time of the timed runs after one warm-up, each run in a fresh process; peak = the child's "
         "max resident memory. Precision and recall are per key against the generator's manifest. driftwatch's "
         "time excludes loading the snapshots into its store (load_s, once per size, both entities); the "
-        "duplicate keys it reports are the rows it quarantined at that load, not findings of the timed checks.",
+        "duplicate keys it reports are the rows it quarantined at that load, not findings of the timed checks. "
+        "CPU s: the child process's CPU time, every thread, start-up and imports included (steadier than wall "
+        "time on a shared machine); × DuckDB CPU is its ratio.",
         "",
         "| rows per side | entity | tool | median s | min–max s | peak MiB | precision | recall | FP | FN | "
-        "× DuckDB time | load s | load | commit |",
-        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "× DuckDB time | CPU s | × DuckDB CPU | load s | load | commit |",
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
-    floor = {(r["rows_per_side"], r["entity"]): r["median_s"] for r in results.iter_rows(named=True)
+    floor = {(r["rows_per_side"], r["entity"]): r for r in results.iter_rows(named=True)
              if r["tool"] == "duckdb"}  # fmt: skip
     for r in results.iter_rows(named=True):
         size = gen.size_label(r["rows_per_side"])
         if r.get("failed"):
             failed = f"| {size} | {r['entity']} | {r['tool']} | did not complete: {r['failed']} |"
-            lines.append(failed + " |" * 9 + f" {r.get('revision') or ''} |")
+            lines.append(failed + " |" * 11 + f" {r.get('revision') or ''} |")
             continue
-        base = floor.get((r["rows_per_side"], r["entity"]))
-        ratio = f"{r['median_s'] / base:.2f}" if base else ""
+        base = floor.get((r["rows_per_side"], r["entity"])) or {}
+        ratio = f"{r['median_s'] / base['median_s']:.2f}" if base.get("median_s") else ""
+        cpu = r.get("median_cpu_s")
+        cpu_ratio = f"{cpu / base['median_cpu_s']:.2f}" if cpu and base.get("median_cpu_s") else ""
         load_s = "" if r["load_s"] is None else f"{r['load_s']:.1f}"
         lines.append(
             f"| {size} | {r['entity']} | {r['tool']} | {r['median_s']:.2f} | "
             f"{r['min_s']:.2f}–{r['max_s']:.2f} | {r['peak_mib']} | {r['precision']:.4f} | {r['recall']:.4f} | "
-            f"{r['false_pos']} | {r['false_neg']} | {ratio} | {load_s} | {r['load_avg']:.1f} | "
+            f"{r['false_pos']} | {r['false_neg']} | {ratio} | {'' if cpu is None else cpu} | {cpu_ratio} | "
+            f"{load_s} | {r['load_avg']:.1f} | "
             f"{r.get('revision') or ''} |"
         )
     lines += ["", "Keys reported per injected kind (report = a correct comparison flags it):", ""]
