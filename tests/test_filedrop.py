@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from driftwatch import filedrop
+from driftwatch import store as store_module
 from driftwatch.cli import cli
 from driftwatch.config import Config, default_feeds
 from driftwatch.errors import DataError, UserError
@@ -252,7 +253,11 @@ def test_a_failure_in_the_middle_of_a_load_leaves_the_store_as_it_was(tmp_path, 
     assert store.frame("SELECT count(*) AS n FROM snap_products")["n"][0] == 1
 
 
-def test_a_drop_is_stored_file_by_file_and_a_bad_file_late_in_it_rolls_back_the_rest(tmp_path, store, cfg):
+@pytest.mark.parametrize("commit_rows", [1_000_000, 0])  # one transaction; a commit after every file
+def test_a_drop_is_stored_file_by_file_and_a_bad_file_late_in_it_rolls_back_the_rest(
+    tmp_path, store, cfg, monkeypatch, commit_rows
+):
+    monkeypatch.setattr(store_module, "COMMIT_ROWS", commit_rows)
     write(tmp_path / "drop", "klaviyo/customers.csv", "customer_id,email\nC1,a@x.com\n")
     manifest(tmp_path / "drop", "klaviyo")
     write(tmp_path / "drop", "ometria/orders.parquet", b"PAR1 definitely not parquet")
@@ -262,7 +267,8 @@ def test_a_drop_is_stored_file_by_file_and_a_bad_file_late_in_it_rolls_back_the_
     assert store.frame("SELECT count(*) AS n FROM snap_customers")["n"][0] == 0
 
 
-def test_a_drop_is_seen_whole_or_not_at_all_and_a_killed_load_leaves_nothing_behind(tmp_path, cfg):
+def test_a_drop_is_seen_whole_or_not_at_all_and_a_killed_load_leaves_nothing_behind(tmp_path, cfg, monkeypatch):
+    monkeypatch.setattr(store_module, "COMMIT_ROWS", 0)  # every file's rows committed as it is stored
     captured = datetime(2026, 11, 23, tzinfo=UTC)
     customers = IncomingSnapshot("klaviyo", "customers", captured, pl.DataFrame({"customer_id": ["C1", "C2"]}))
     orders = IncomingSnapshot("klaviyo", "orders", captured, pl.DataFrame({"order_id": ["O1"]}))
@@ -279,7 +285,8 @@ def test_a_drop_is_seen_whole_or_not_at_all_and_a_killed_load_leaves_nothing_beh
         assert seen == [None]
         assert store.latest("klaviyo", "customers")["customer_id"].to_list() == ["C1", "C2"]
         # A load killed between two files: its first file's rows are stored, never recorded.
-        killed = store._stage(dataclasses.replace(customers, frame=pl.DataFrame({"customer_id": ["C3"]})))
+        with store.transaction() as cur:
+            killed = store._stage(cur, dataclasses.replace(customers, frame=pl.DataFrame({"customer_id": ["C3"]})))
     with Store(tmp_path / "s.duckdb") as store:
         assert store.latest("klaviyo", "customers")["customer_id"].to_list() == ["C1", "C2"]
         store.ingest([orders])  # the next load removes what the killed one left

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,8 @@ from driftwatch.normalize import QUARANTINE_SCHEMA, Coerced
 from driftwatch.redaction import redact
 
 DEFAULT_PATH = Path("driftwatch.duckdb")
+# A load commits the rows it has stored once more than this many wait (see Store.ingest).
+COMMIT_ROWS = 1_000_000
 
 _SQL_TYPES = {
     "code": "VARCHAR",
@@ -276,24 +278,35 @@ class Store:
     def ingest(self, incoming: Iterable[IncomingSnapshot]) -> list[IngestResult]:
         """Store snapshots: all of them, or (on any failure) none.
 
-        Each snapshot's rows are committed as it comes, under a snapshot id no reader knows yet (every read
-        of a snapshot goes through `snapshots`); one last transaction records them all. One transaction
-        around every row of a drop held each file's rows in memory until its end: 12 GiB for a drop of 88M
-        rows, where a file at a time needs what its largest file needs. A failure removes the rows stored
-        so far; rows a killed load left are removed by the next ingest (`staged_snapshots` names them)."""
+        Rows are committed as they come, once more than COMMIT_ROWS wait, under snapshot ids no reader knows
+        yet (every read of a snapshot goes through `snapshots`); the last transaction records them all. One
+        transaction around every row of a drop held them all in memory until its end: 12 GiB for a drop of
+        88M rows, where this needs what its largest file needs. A small drop is still one transaction. A
+        failure removes the rows committed so far; rows a killed load left are removed by the next ingest
+        (`staged_snapshots` names them)."""
         self._remove_staged(self.frame("SELECT snapshot_id, entity FROM staged_snapshots").rows())
         staged: list[tuple[SnapshotInfo, pl.DataFrame]] = []
         results: list[IngestResult] = []
+        cur = self.connection.cursor()
+        cur.execute("BEGIN TRANSACTION")
         try:
+            waiting = 0
             for snap in incoming:
-                results.append(self._stage(snap))
+                results.append(self._stage(cur, snap))
                 if results[-1].loaded:
                     staged.append((results[-1].snapshot, snap.quarantine))
+                    waiting += results[-1].snapshot.row_count
                 del snap  # a large snapshot's rows are not held while the next one is read
-            with self.transaction() as cur:
-                for info, quarantine in staged:
-                    self._record(cur, info, quarantine)
+                if waiting > COMMIT_ROWS:
+                    cur.execute("COMMIT")
+                    cur.execute("BEGIN TRANSACTION")
+                    waiting = 0
+            for info, quarantine in staged:
+                self._record(cur, info, quarantine)
+            cur.execute("COMMIT")
         except BaseException:
+            with suppress(duckdb.Error):  # a transaction a failed statement ended cannot be rolled back
+                cur.execute("ROLLBACK")
             self._remove_staged([(info.snapshot_id, info.entity) for info, _ in staged])
             raise
         if staged:
@@ -302,10 +315,10 @@ class Store:
             self.query("CHECKPOINT")
         return results
 
-    def _stage(self, snap: IncomingSnapshot) -> IngestResult:
-        """A snapshot's rows committed under a new id, not recorded yet; or the same snapshot stored before."""
+    def _stage(self, cur: duckdb.DuckDBPyConnection, snap: IncomingSnapshot) -> IngestResult:
+        """A snapshot's rows stored under a new id, not recorded yet; or the same snapshot stored before."""
         content_hash = snap.content_hash()
-        existing = self.query(
+        existing = cur.execute(
             "SELECT snapshot_id FROM snapshots WHERE source = ? AND entity = ? AND captured_at = ? "
             "AND content_hash = ?",
             [snap.source, snap.entity, snap.captured_at, content_hash],
@@ -325,17 +338,15 @@ class Store:
         )
         cols = ", ".join(info.columns)
         keep = pl.repeat(True, snap.frame.height, eager=True) if snap.keep is None else snap.keep
-        with self.transaction() as cur:
-            cur.execute("INSERT INTO staged_snapshots VALUES (?, ?)", [info.snapshot_id, info.entity])
-            cur.register("incoming_rows", snap.frame.with_columns(keep.alias("_keep")))  # no copy of the rows
-            try:
-                cur.execute(
-                    f"INSERT INTO snap_{snap.entity} (snapshot_id, {cols}) SELECT ?, {cols} FROM incoming_rows "
-                    "WHERE _keep",
-                    [info.snapshot_id],
-                )
-            finally:
-                cur.unregister("incoming_rows")
+        cur.execute("INSERT INTO staged_snapshots VALUES (?, ?)", [info.snapshot_id, info.entity])
+        cur.register("incoming_rows", snap.frame.with_columns(keep.alias("_keep")))  # no copy of the rows
+        try:
+            cur.execute(
+                f"INSERT INTO snap_{snap.entity} (snapshot_id, {cols}) SELECT ?, {cols} FROM incoming_rows WHERE _keep",
+                [info.snapshot_id],
+            )
+        finally:
+            cur.unregister("incoming_rows")
         return IngestResult(info, loaded=True)
 
     def _record(self, cur: duckdb.DuckDBPyConnection, info: SnapshotInfo, quarantine: pl.DataFrame) -> None:
