@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
 
+from driftwatch import incremental
 from driftwatch.connectors.base import RECORD
 from driftwatch.errors import UserError
-from driftwatch.incremental import merge, merge_parsed, parse_duration
+from driftwatch.incremental import Memory, merge, merge_parsed, parse_duration
 from driftwatch.normalize import Parsed, coerce, finish, parse_frame
 
 
@@ -158,3 +159,18 @@ def test_without_parsed_rows_or_with_other_columns_the_whole_is_parsed_again():
     merge_parsed(kept, parse(kept), wider, ("customer_id",), parse=counting, first_line=1)
     merge_parsed(kept, parse(kept), customers(("C", "c@x.io", "1.00")), ("customer_id",), parse=counting, first_line=1)
     assert calls == [3, 3, 1]
+
+
+def test_parsed_rows_kept_by_a_driftwatch_that_parses_otherwise_are_not_reused(tmp_path, monkeypatch):
+    records = customers(("A", "a@x.io", "1.00"), ("B", "bad", "2.00"))
+    memory = Memory(tmp_path, "klaviyo")
+    memory.begin("f", datetime.now(UTC))
+    memory.finish(
+        fingerprint="f", captured_at=datetime.now(UTC), full=True, records={"customers": records},
+        parsed={"customers": parse(records)}, snapshots={},
+    )  # fmt: skip
+    kept = Memory(tmp_path, "klaviyo").parsed("customers")
+    assert kept is not None and kept.rows.equals(parse(records).rows) and kept.problems.height == 1
+    monkeypatch.setattr(incremental, "parser_digest", lambda: "another normaliser")
+    assert Memory(tmp_path, "klaviyo").parsed("customers") is None
+    assert Memory(tmp_path, "klaviyo").records("customers").equals(records)  # the records themselves still serve

@@ -19,6 +19,7 @@ not the one the kept records became (a file drop or another store since). `PullP
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import re
 import shutil
@@ -26,6 +27,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,19 +82,27 @@ class LastPull:
     captured_at: datetime | None = None  # the last complete pull
     full_at: datetime | None = None  # the last complete full pull
     snapshots: dict[str, dict[str, str]] = field(default_factory=dict)  # entity -> snapshot_id, content_hash
+    parser: str = ""  # `parser_digest()` of the driftwatch that parsed the kept records
 
     def to_json(self) -> str:
         times = {k: _iso(getattr(self, k)) for k in ("started_at", "captured_at", "full_at")}
         return json.dumps(
-            {"fingerprint": self.fingerprint, "completed": self.completed, **times, "snapshots": self.snapshots},
+            {"fingerprint": self.fingerprint, "completed": self.completed, **times, "snapshots": self.snapshots,
+             "parser": self.parser},
             indent=2,
-        )
+        )  # fmt: skip
 
     @classmethod
     def from_json(cls, text: str) -> LastPull:
         raw = json.loads(text)
         times = {k: _parse(raw.get(k)) for k in ("started_at", "captured_at", "full_at")}
-        return cls(raw.get("fingerprint", ""), bool(raw.get("completed")), **times, snapshots=raw.get("snapshots", {}))
+        return cls(
+            raw.get("fingerprint", ""),
+            bool(raw.get("completed")),
+            **times,
+            snapshots=raw.get("snapshots", {}),
+            parser=raw.get("parser", ""),
+        )
 
 
 class Memory:
@@ -127,9 +137,11 @@ class Memory:
         return pl.read_parquet(self._path(entity)) if self.has_records(entity) else None
 
     def parsed(self, entity: str) -> Parsed | None:
-        """Those records parsed, row for row, with each row's own problems, if kept (an older driftwatch
-        kept the records alone: then the next pull parses them all again)."""
+        """Those records parsed, row for row, with each row's own problems, if kept by a driftwatch that parses
+        as this one does (otherwise the next pull parses them all again)."""
         rows, problems = self._path(entity, ".rows"), self._path(entity, ".problems")
+        if self.state is None or self.state.parser != parser_digest():
+            return None
         if not (self.has_records(entity) and rows.exists() and problems.exists()):
             return None
         return Parsed(pl.read_parquet(rows), pl.read_parquet(problems))
@@ -172,6 +184,7 @@ class Memory:
             captured_at=captured_at,
             full_at=captured_at if full else previous.full_at,
             snapshots={**(previous.snapshots if not full else {}), **kept},
+            parser=parser_digest(),
         )
         write_text(self.folder / STATE, self.state.to_json())
 
@@ -316,9 +329,19 @@ def fingerprint(settings: Mapping[str, Any], connector_class: type) -> str:
     return digest.hexdigest()[:16]
 
 
-def _version() -> str:
+@cache
+def parser_digest() -> str:
+    """What decides how a record is parsed and checked: the normaliser's and the entities' code and the
+    libraries they run on. Kept parsed rows from another are not reused (the records are parsed again)."""
+    digest = hashlib.sha256(f"{_version()} {pl.__version__} {_version('pandera')}".encode())
+    for name in ("driftwatch.normalize", "driftwatch.entities", "driftwatch.money"):
+        digest.update(Path(importlib.import_module(name).__file__ or "").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _version(package: str = "driftwatch") -> str:
     try:
-        return metadata.version("driftwatch")
+        return metadata.version(package)
     except metadata.PackageNotFoundError:
         return "unknown"
 
