@@ -8,8 +8,8 @@ The estimator, per record:
    value the ERP never held (another unit, a mapping gap) says nothing about how fast the sync runs; drift
    checks report it.
 3. It *appears* in the first later target snapshot showing the new value: at the target record's own
-   `updated_at` when it falls after the previous target snapshot, else at the midpoint between that
-   snapshot and the one before it (never before the change itself).
+   `updated_at` when it falls after the previous target snapshot (and not before the change), else at the
+   midpoint between that snapshot and the one before it (never before the change itself).
 4. A change the ERP overwrote before the target showed it cannot be timed and is dropped; one the target
    has not shown by its latest snapshot is *pending*, and its age so far is a lower bound of its lag.
 
@@ -105,9 +105,10 @@ def events(erp: pl.DataFrame, target: pl.DataFrame) -> pl.DataFrame:
     first = shown.sort("shown_at").group_by("key", "changed_at", maintain_order=True).first()
     low = pl.max_horizontal("changed_at", "previous_capture")
     own = pl.col("target_changed_at")
-    appeared = (
-        pl.when((own > low) & (own <= pl.col("shown_at"))).then(own).otherwise(low + (pl.col("shown_at") - low) / 2)
-    )
+    # The target's own time counts from the change itself on (a sync that is instant shows it at that very
+    # time), and after the snapshot that did not show it yet.
+    after = (own >= pl.col("changed_at")) & (own > pl.col("previous_capture")).fill_null(True)
+    appeared = pl.when(after & (own <= pl.col("shown_at"))).then(own).otherwise(low + (pl.col("shown_at") - low) / 2)
     first = first.with_columns(appeared.alias("appeared_at")).select("key", "changed_at", "appeared_at")
     timed = in_sync.join(first, on=["key", "changed_at"], how="left")
     # Overwritten by the ERP before the target showed it: not timeable.

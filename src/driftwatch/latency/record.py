@@ -2,7 +2,10 @@
 and keep p50, p95 and what is still pending per run beside the findings.
 
 Measured per feed and entity (TRACKED): stock (the ERP's available-to-sell as the target should publish it,
-`engine.views.available_to_sell`), consent (`email_consent`, timed by `consent_updated_at`) and prices.
+`engine.views.available_to_sell`), consent (`email_consent`, timed by `consent_updated_at`), prices, and
+order status (each side's raw status in canonical words, the stages either platform cannot tell apart taken
+as one, as order_status_drift compares them; a target keeping events, not orders, gives the status its
+events imply, timed by the event).
 Each run looks at the snapshots up to its own (at most HISTORY_DAYS back, at most MAX_SNAPSHOTS a side) and
 keeps the lags of the changes that appeared since the previous run's target snapshot, with the changes still
 waiting at its own.
@@ -10,7 +13,7 @@ waiting at its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,10 +21,12 @@ import polars as pl
 
 from driftwatch.config import Config, Feed
 from driftwatch.engine.findings import run_info
-from driftwatch.engine.views import ALL_LOCATIONS, available_to_sell
+from driftwatch.engine.views import ALL_LOCATIONS, available_to_sell, orders_from_events
 from driftwatch.entities import MONEY
+from driftwatch.errors import UserError
 from driftwatch.latency.estimate import SIDE_SCHEMA, events, percentile, resolution_seconds
 from driftwatch.latency.slo import Objective, slo_settings
+from driftwatch.statuses import map_statuses, stage_classes
 from driftwatch.store import Migration, SnapshotInfo, Store
 
 HISTORY_DAYS = 14
@@ -58,14 +63,29 @@ MIGRATIONS = (
 
 
 @dataclass(frozen=True)
+class _Reading:
+    """What reading one feed's snapshots needs: the feed, the config (status vocabularies) and whether stock is
+    kept per location on the target."""
+
+    feed: Feed
+    cfg: Config
+    by_location: bool = False
+
+
+@dataclass(frozen=True)
 class _Sides:
-    """How one entity is read on each side: key and value (both text), and the record's own change time."""
+    """How one entity is read on each side: key and value (both text), and the record's own change time.
+    `erp_entity` is the entity read on the system of record, `target_entities` those that may carry it on the
+    target (the first the run read counts); a feed carrying any of them is measured."""
 
-    erp: Callable[[Store, SnapshotInfo, Feed, bool], pl.DataFrame]
-    target: Callable[[Store, SnapshotInfo, bool], pl.DataFrame]
+    erp: Callable[[Store, SnapshotInfo, _Reading], pl.DataFrame]
+    target: Callable[[Store, SnapshotInfo, _Reading], pl.DataFrame]
+    erp_entity: str
+    target_entities: tuple[str, ...]
 
 
-def _stock_erp(store: Store, info: SnapshotInfo, feed: Feed, by_location: bool) -> pl.DataFrame:
+def _stock_erp(store: Store, info: SnapshotInfo, reading: _Reading) -> pl.DataFrame:
+    feed, by_location = reading.feed, reading.by_location
     inventory = store.rows(info)
     packs = _companion(store, info, "pack_components")
     ats = available_to_sell(inventory.lazy(), packs, locations=feed.locations, by_location=by_location).collect()
@@ -77,31 +97,69 @@ def _stock_erp(store: Store, info: SnapshotInfo, feed: Feed, by_location: bool) 
     return _side(ats, _key(by_location), pl.col("available").cast(pl.Int64).cast(pl.String), "changed_at")
 
 
-def _stock_target(store: Store, info: SnapshotInfo, by_location: bool) -> pl.DataFrame:
+def _stock_target(store: Store, info: SnapshotInfo, reading: _Reading) -> pl.DataFrame:
     rows = store.rows(info)
-    return _side(rows, _key(by_location), pl.col("available").cast(pl.String), "updated_at")
+    return _side(rows, _key(reading.by_location), pl.col("available").cast(pl.String), "updated_at")
 
 
 def _key(by_location: bool) -> pl.Expr:
     return pl.col("sku") + "/" + pl.col("location") if by_location else pl.col("sku")
 
 
-def _consent_erp(store: Store, info: SnapshotInfo, feed: Feed, by_location: bool) -> pl.DataFrame:
+def _consent_erp(store: Store, info: SnapshotInfo, reading: _Reading) -> pl.DataFrame:
     return _side(store.rows(info), pl.col("customer_id"), _bool_text("email_consent"), "consent_updated_at")
 
 
-def _consent_target(store: Store, info: SnapshotInfo, by_location: bool) -> pl.DataFrame:
+def _consent_target(store: Store, info: SnapshotInfo, reading: _Reading) -> pl.DataFrame:
     rows = store.rows(info)
     key = pl.coalesce("erp_customer_id", "customer_id") if "erp_customer_id" in rows.columns else pl.col("customer_id")
     return _side(rows, key, _bool_text("email_consent"), "consent_updated_at")
 
 
-def _price_erp(store: Store, info: SnapshotInfo, feed: Feed, by_location: bool) -> pl.DataFrame:
+def _price_erp(store: Store, info: SnapshotInfo, reading: _Reading) -> pl.DataFrame:
     return _side(store.rows(info), pl.col("sku"), pl.col("price").cast(MONEY).cast(pl.String), "updated_at")
 
 
-def _price_target(store: Store, info: SnapshotInfo, by_location: bool) -> pl.DataFrame:
+def _price_target(store: Store, info: SnapshotInfo, reading: _Reading) -> pl.DataFrame:
     return _side(store.rows(info), pl.col("sku"), pl.col("price").cast(MONEY).cast(pl.String), "updated_at")
+
+
+def _status_erp(store: Store, info: SnapshotInfo, reading: _Reading) -> pl.DataFrame:
+    return _order_stages(store.rows(info), info.source, reading)
+
+
+def _status_target(store: Store, info: SnapshotInfo, reading: _Reading) -> pl.DataFrame:
+    rows = store.rows(info)
+    if info.entity == "events":
+        if not {"order_id", "metric", "occurred_at"} <= set(rows.columns):
+            return _no_side()
+        absent = [pl.lit(None, dtype).alias(c) for c, dtype in _EVENT_EXTRAS.items() if c not in rows.columns]
+        rows = orders_from_events(rows.lazy().with_columns(absent)).collect()
+    return _order_stages(rows, info.source, reading)
+
+
+_EVENT_EXTRAS = {"value": MONEY, "email": pl.String}  # what orders_from_events reads where events have it
+
+
+def _order_stages(rows: pl.DataFrame, source: str, reading: _Reading) -> pl.DataFrame:
+    """Orders as (order_ref, stage): the canonical status, with the stages either side's platform cannot tell
+    apart as one value (engine.compare compares order statuses the same way), so a change only one side can
+    express is no change at all. An unmapped status is left out (unmapped_codes reports it). A marketplace's
+    orders are matched on the marketplace's own id, which the ERP order carries (`external_id`)."""
+    ref = "external_id" if reading.cfg.is_marketplace(reading.feed.target) else "order_id"
+    if "status" not in rows.columns or ref not in rows.columns:
+        return _no_side()
+    try:
+        mapping = reading.cfg.status_map(source)
+        stages = stage_classes(
+            [*reading.cfg.same_stages(reading.feed.source), *reading.cfg.same_stages(reading.feed.target)]
+        )
+    except UserError:  # a source whose platform is unknown: its statuses cannot be read
+        return _no_side()
+    canonical = map_statuses("status", mapping, rows)
+    stage = canonical.replace(stages) if stages else canonical
+    rows = rows.with_columns(stage.alias("stage")).filter(pl.col("stage").is_not_null())
+    return _side(rows, pl.col(ref), pl.col("stage"), "updated_at")
 
 
 def _bool_text(column: str) -> pl.Expr:
@@ -110,10 +168,15 @@ def _bool_text(column: str) -> pl.Expr:
 
 def _side(rows: pl.DataFrame, key: pl.Expr, value: pl.Expr, changed: str) -> pl.DataFrame:
     if value.meta.root_names()[0] not in rows.columns:
-        return pl.DataFrame(schema={k: v for k, v in SIDE_SCHEMA.items() if k != "captured_at"})
+        return _no_side()
     known = changed in rows.columns and not _dates_only(rows[changed])
     changed_at = pl.col(changed) if known else pl.lit(None, SIDE_SCHEMA["changed_at"])
     return rows.select(key.alias("key"), value.alias("value"), changed_at.alias("changed_at")).drop_nulls("key")
+
+
+def _no_side() -> pl.DataFrame:
+    """A side with nothing to time (the snapshot lacks what the entity is read from)."""
+    return pl.DataFrame(schema={k: v for k, v in SIDE_SCHEMA.items() if k != "captured_at"})
 
 
 def _dates_only(times: pl.Series) -> bool:
@@ -132,10 +195,17 @@ def _companion(store: Store, info: SnapshotInfo, entity: str) -> pl.LazyFrame | 
 
 
 TRACKED: dict[str, _Sides] = {
-    "inventory": _Sides(_stock_erp, _stock_target),
-    "customers": _Sides(_consent_erp, _consent_target),
-    "products": _Sides(_price_erp, _price_target),
+    "inventory": _Sides(_stock_erp, _stock_target, "inventory", ("inventory",)),
+    "customers": _Sides(_consent_erp, _consent_target, "customers", ("customers",)),
+    "products": _Sides(_price_erp, _price_target, "products", ("products",)),
+    "orders": _Sides(_status_erp, _status_target, "orders", ("orders", "events")),
 }
+
+
+def measured_entities(fed: Iterable[str]) -> list[str]:
+    """The tracked entities a feed carrying `fed` is measured for (`orders` also when it carries events)."""
+    fed = set(fed)
+    return sorted(name for name, sides in TRACKED.items() if fed & {name, *sides.target_entities})
 
 
 def record_latency(store: Store, cfg: Config, run_id: str) -> pl.DataFrame:
@@ -147,11 +217,14 @@ def record_latency(store: Store, cfg: Config, run_id: str) -> pl.DataFrame:
     used = _run_snapshots(store, run_id)
     rows = []
     for feed in cfg.feeds:
-        for entity in (e for e in feed.entities if e in TRACKED):
-            erp_now, target_now = used.get((feed.source, entity)), used.get((feed.target, entity))
+        for entity in measured_entities(feed.entities):
+            sides = TRACKED[entity]
+            erp_now = used.get((feed.source, sides.erp_entity))
+            target_now = next((used[(feed.target, e)] for e in sides.target_entities if (feed.target, e) in used), None)
             if erp_now is None or target_now is None:
                 continue
-            figures = measure(store, feed, entity, erp_now, target_now, _previous_end(store, run_id, feed, entity))
+            since = _previous_end(store, run_id, feed, entity)
+            figures = measure(store, cfg, feed, entity, erp_now, target_now, since)
             if figures is not None:
                 rows.append({"run_id": run_id, **figures, **_judged(figures, objectives.get((feed.target, entity)))})
     frame = pl.DataFrame(rows, schema=_SCHEMA) if rows else pl.DataFrame(schema=_SCHEMA)
@@ -167,6 +240,7 @@ def record_latency(store: Store, cfg: Config, run_id: str) -> pl.DataFrame:
 
 def measure(
     store: Store,
+    cfg: Config,
     feed: Feed,
     entity: str,
     erp_now: SnapshotInfo,
@@ -179,9 +253,9 @@ def measure(
     target_snaps = _history(store, target_now, start)
     if len(target_snaps) < 2:
         return None  # one snapshot shows no change arriving
-    by_location = entity == "inventory" and _keeps_locations(store, target_now)
-    erp = _stack([(s, sides.erp(store, s, feed, by_location)) for s in _history(store, erp_now, start)])
-    target = _stack([(s, sides.target(store, s, by_location)) for s in target_snaps])
+    reading = _Reading(feed, cfg, by_location=entity == "inventory" and _keeps_locations(store, target_now))
+    erp = _stack([(s, sides.erp(store, s, reading)) for s in _history(store, erp_now, start)])
+    target = _stack([(s, sides.target(store, s, reading)) for s in target_snaps])
     timed = events(erp, target)
     if since is not None:
         timed = timed.filter(pl.col("pending") | (pl.col("appeared_at") > since))

@@ -9,7 +9,8 @@ customers = { p95 = "4h", p50 = "1h" }  # either or both percentiles
 inventory = { p95 = "90m" }
 ```
 A table per target (a source some feed sends to), one entry per entity whose lag is measured
-(`latency.TRACKED`). Durations are a number and a unit: `s`, `m`, `h` or `d`. An objective is breached when
+(`latency.TRACKED`: inventory, customers, products, orders; `orders` is the order status, also for a feed
+of events). Durations are a number and a unit: `s`, `m`, `h` or `d`. An objective is breached when
 the run's measured percentile is over it, or when a change still waiting to appear is already older than
 its p95 objective (a job that stopped shows no lag at all, only changes that never arrive).
 """
@@ -37,7 +38,7 @@ class Objective:
 
 def slo_settings(cfg: Config) -> dict[tuple[str, str], Objective]:
     """The objectives of `[slo]`, by (target, entity); every key is checked and unknown ones refused."""
-    from driftwatch.latency.record import TRACKED  # the entities measured, named where they are measured
+    from driftwatch.latency.record import measured_entities  # named where they are measured
 
     section = cfg.section("slo")
     if not isinstance(section, dict):
@@ -50,8 +51,7 @@ def slo_settings(cfg: Config) -> dict[tuple[str, str], Objective]:
             raise UserError(f"{where}: {target!r} is not a target of any feed; expected one of {', '.join(targets)}")
         if not isinstance(table, dict):
             raise UserError(f'{where}: expected a table of entities, e.g. inventory = "6h"')
-        fed = {entity for feed in cfg.feeds if feed.target == target for entity in feed.entities}
-        measured = sorted(fed & set(TRACKED))
+        measured = measured_entities(entity for feed in cfg.feeds if feed.target == target for entity in feed.entities)
         for entity, value in table.items():
             if entity not in measured:
                 raise UserError(
