@@ -101,6 +101,10 @@ def test_the_report_leads_with_incidents_and_shows_latency_and_drift_age(tmp_pat
         assert str(escape(incident["explanation"])) in html
     assert "which feeds mirakl in the ERP" in html and "every klaviyo stock figure stopped changing" in html
     assert 'id="latency-mirakl-inventory"' in html and "<polyline" in html
+    # The trend starts at the first night measured, in data time, though every night was audited just now.
+    first = 'id="latency-mirakl-inventory"'
+    chart = html[html.index(first) : html.index("</article>", html.index(first))]
+    assert f'class="tick">{history.captured(1):%Y-%m-%d %H:%M}<' in chart, chart
     assert 'id="aging"' in html and "fixed within a day" in html
     assert ">open 2 d<" in html or "open 2 d" in html  # the drop is two nights old, in data time
     store.close()

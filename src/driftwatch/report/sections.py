@@ -86,7 +86,9 @@ def latency(follow: FollowUp) -> list[dict]:
                 "resolution": _resolution(row["resolution_seconds"]),
                 "objective": _objective_text(row),
                 "chart": line_chart(hours, objective=objective),
-                "runs": [f"{t:%Y-%m-%d %H:%M}" for t in trend["started_at"]],
+                # Each run as of the target snapshot it measured up to (data time, as drift age counts): a
+                # history audited after the fact is not a pile of runs minutes apart.
+                "runs": [f"{t:%Y-%m-%d %H:%M}" for t in trend["window_end"]],
             }
         )
     return out
