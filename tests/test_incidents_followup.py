@@ -3,6 +3,8 @@ digests each destination gets, delivered to a real HTTP receiver night after nig
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -228,6 +230,10 @@ def test_an_acknowledged_incident_stays_quiet_until_a_finding_joins_it(tmp_path)
         assert [i["incident_id"] for i in json.loads(quiet.output)] == [incident["incident_id"]], quiet.output
         table = CliRunner().invoke(cli, [*db, "incidents"])
         assert table.exit_code == 0 and "1 incident(s)" in table.output and incident["incident_id"] in table.output
+        sheet = CliRunner().invoke(cli, [*db, "incidents", "--format", "csv"])
+        assert sheet.exit_code == 0, sheet.output
+        [row] = list(csv.DictReader(io.StringIO(sheet.output)))
+        assert row["incident_id"] == incident["incident_id"] and row["money"].endswith(" EUR"), row
         # The next night more SKUs of the location drift: findings the acknowledgement never covered.
         grown, told = audited(2)
         assert grown["size"] > incident["size"] and not grown["acknowledged"]

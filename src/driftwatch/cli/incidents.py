@@ -9,6 +9,7 @@ from driftwatch.cli._common import AppContext, emit, format_option, pass_app
 from driftwatch.engine import latest_run_id, run_info
 from driftwatch.errors import UserError
 from driftwatch.incidents import run_incidents
+from driftwatch.money import format_money
 
 LISTED = (
     "severity",
@@ -54,8 +55,21 @@ def incidents_command(app: AppContext, run_id: str | None, status: str | None, f
         found = found.filter(pl.col("status") == status)
     if fmt == "table":
         emit(found.select(LISTED), fmt, title=f"{found.height} incident(s)")
+    elif fmt == "csv":
+        emit(_flat(found.drop("run_id", strict=False)), fmt)
     else:
         emit(found.drop("run_id", strict=False), fmt)
+
+
+def _flat(found: pl.DataFrame) -> pl.DataFrame:
+    """A CSV cell holds no list: the money at risk as text, one amount per currency ("540.00 EUR; 12.00 GBP")."""
+    if "money" not in found.columns:
+        return found
+    text = [
+        "; ".join(format_money(m["amount"], m["currency"] or None) for m in row or [])
+        for row in found["money"].to_list()
+    ]
+    return found.with_columns(pl.Series("money", text, pl.String))
 
 
 def register(group: click.Group) -> None:
