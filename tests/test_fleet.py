@@ -194,3 +194,22 @@ def test_a_task_whose_process_dies_gives_its_exception_not_a_result():
     assert isinstance(outcomes[0], Exception)
     assert outcomes[1] == 8 or isinstance(outcomes[1], Exception)  # a broken pool may take its neighbour along
     assert dict(run_tasks(Executor("local"), _double_or_die, [(2,), (3,)])) == {0: 4, 1: 6}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--config", "other.toml", "fleet", "run", "FLEET"],
+        ["fleet", "run", "FLEET", "--db", "other.duckdb"],
+        ["fleet", "--config", "other.toml", "run", "FLEET"],
+    ],
+)
+def test_the_shared_config_and_db_options_are_refused_not_ignored(tmp_path, capsys, args):
+    (tmp_path / "a.toml").write_text("[store]\npath = 'a.duckdb'\n")
+    (tmp_path / "fleet.toml").write_text("[retailers.a]\nconfig = 'a.toml'\n")
+    args = [str(tmp_path / "fleet.toml") if a == "FLEET" else a for a in args]
+    assert run_cli(args) == ExitCode.USER_ERROR
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith("error: fleet run takes each retailer's config and store from FLEET.toml")
+    assert not (tmp_path / "a.duckdb").exists() and not (tmp_path / "other.duckdb").exists()

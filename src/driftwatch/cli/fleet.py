@@ -9,8 +9,10 @@ from pathlib import Path
 
 import click
 
+from driftwatch.cli._common import AppContext, pass_app
 from driftwatch.cli._crash import save_traceback
 from driftwatch.config import SEVERITIES
+from driftwatch.errors import UserError
 from driftwatch.executors import EXECUTORS, Executor
 from driftwatch.fleet import STATUS, Outcome, fleet_exit_code, load_fleet, run_fleet
 
@@ -27,8 +29,15 @@ def fleet_group() -> None:
 @click.option("--scheduler", default=None, metavar="URL", help="Dask scheduler (tcp://HOST:PORT); implies dask.")
 @click.option("--no-alerts", is_flag=True, help="Plan each retailer's alerts without sending them.")
 @click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True)
+@pass_app
 def fleet_run(
-    fleet_file: Path, executor: str | None, workers: int | None, scheduler: str | None, no_alerts: bool, fmt: str
+    app: AppContext,
+    fleet_file: Path,
+    executor: str | None,
+    workers: int | None,
+    scheduler: str | None,
+    no_alerts: bool,
+    fmt: str,
 ) -> None:
     """Run each listed retailer's nightly job (pull, audit, report, alerts) as a task on an executor: here,
     one after another or `--workers N` at once, or on a Dask cluster. One line per retailer as it finishes.
@@ -49,6 +58,11 @@ def fleet_run(
       driftwatch fleet run fleet.toml
       driftwatch fleet run fleet.toml --executor dask --scheduler tcp://10.0.0.5:8786 --format json
     """
+    if app.config_path is not None or app.db_path is not None:
+        # Each retailer's config and store come from FLEET.toml; one given here would be silently ignored.
+        raise UserError(
+            "fleet run takes each retailer's config and store from FLEET.toml; --config and --db do not apply"
+        )
     fleet = load_fleet(fleet_file)
     kind = "dask" if scheduler else executor or fleet.executor.kind
     chosen = Executor(
