@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/scale_out.py --rows 1M             # generate and load if needed (as compare.py does)
     .venv/bin/python bench/scale_out.py --rows 1M --runs 3 --partitions 4
+    flock /work/bench-data/bench.lock .venv/bin/python bench/scale_out.py --rows 10M --data /work/bench-data/cmp10m \
+        --runs 1 --warmups 0 --setups local dask1 dask2
 
 The data and store are compare.py's (bench/data/<size>/driftwatch.duckdb). For each entity, the audit of
 compare.py's driftwatch checks runs: locally in one part (the baseline), locally in `--partitions` parts
@@ -9,13 +11,16 @@ one after another, and on a local Dask cluster of 1 and of 2 worker processes (o
 `--partitions` parts. Each cluster is started before its runs and reached by its scheduler's address, as a
 standing cluster would be; its start-up is timed apart. One warm-up run, then `--runs` timed runs; the
 median is reported with the ratio to the baseline, and every run's findings are checked equal to the
-baseline's (check, target, key, field, expected, actual). Results: bench/results/scale_out.csv and .md.
+baseline's (check, target, key, field, expected, actual). CPU seconds are this process's plus, on Dask,
+every worker process's (asked of each worker before and after the run): on a shared machine they move
+less than wall time. Results: bench/results/scale_out.csv and .md (a size measured again replaces its rows).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -40,24 +45,45 @@ SAME = ["check_id", "target", "key", "field", "expected", "actual"]
 RESULTS = compare.RESULTS
 
 
-def run_once(data: Path, entity: str, engine: EngineSettings | None) -> tuple[float, pl.DataFrame]:
+SETUPS = ("local", "local-parts", "dask1", "dask2")
+
+
+def _process_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_now(client) -> float:
+    """CPU seconds so far of this process and, given a Dask client, of each of its cluster's workers."""
+    workers = client.run(_process_cpu_s) if client is not None else {}
+    return _process_cpu_s() + sum(workers.values())
+
+
+def run_once(data: Path, entity: str, engine: EngineSettings | None, client=None) -> tuple[float, float, pl.DataFrame]:
     checks = compare.DRIFTWATCH_CHECKS[entity]
     with Store(data / "driftwatch.duckdb") as store:
+        cpu = cpu_now(client)
         started = time.perf_counter()
         result = audit(store, compare.driftwatch_config(), checks=checks, engine=engine)
         wall = time.perf_counter() - started
-    return wall, result.findings.select(SAME).sort(SAME, nulls_last=True)
+        cpu = cpu_now(client) - cpu
+    return wall, cpu, result.findings.select(SAME).sort(SAME, nulls_last=True)
 
 
-def timed(data: Path, entity: str, engine: EngineSettings | None, runs: int, baseline: pl.DataFrame | None):
-    run_once(data, entity, engine)  # warm-up: imports, page cache, a cluster's first tasks
-    walls = []
-    for _ in range(runs):
-        wall, found = run_once(data, entity, engine)
+def timed(data: Path, entity: str, engine: EngineSettings | None, args, baseline: pl.DataFrame | None, client=None):
+    """Median wall and CPU seconds of `args.runs` audits after `args.warmups` (imports, page cache, a
+    cluster's first tasks); each run's findings checked equal to the baseline's."""
+    for _ in range(args.warmups):
+        run_once(data, entity, engine, client)
+    walls, cpus = [], []
+    for _ in range(args.runs):
+        wall, cpu, found = run_once(data, entity, engine, client)
         walls.append(wall)
+        cpus.append(cpu)
         if baseline is not None and not found.equals(baseline):
             raise SystemExit(f"{entity}: findings differ from the local executor's with {engine}")
-    return statistics.median(walls), found
+        print(f"  {entity} {engine}: {wall:.1f} s wall, {cpu:.1f} s CPU (load {os.getloadavg()[0]:.1f})", flush=True)
+    return statistics.median(walls), statistics.median(cpus), found
 
 
 def main() -> None:
@@ -65,6 +91,8 @@ def main() -> None:
     parser.add_argument("--rows", default="1M")
     parser.add_argument("--data", type=Path, default=BENCH / "data")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--warmups", type=int, default=1)
+    parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=SETUPS)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--entities", nargs="+", default=list(compare.ENTITIES), choices=compare.ENTITIES)
     args = parser.parse_args()
@@ -78,40 +106,50 @@ def main() -> None:
 
     out = []
     for entity in args.entities:
-        base_s, baseline = timed(data, entity, None, args.runs, None)
-        setups = [("local, 1 part", base_s, None)]
-        parts_s, _ = timed(data, entity, EngineSettings(Executor(), args.partitions), args.runs, baseline)
-        setups.append((f"local, {args.partitions} parts", parts_s, None))
-        for workers in (1, 2):
+        load = [os.getloadavg()[0]]
+        base_s, base_cpu, baseline = timed(data, entity, None, args, None)
+        setups = [("local, 1 part", base_s, base_cpu, None)]
+        if "local-parts" in args.setups:
+            parts = EngineSettings(Executor(), args.partitions)
+            parts_s, parts_cpu, _ = timed(data, entity, parts, args, baseline)
+            setups.append((f"local, {args.partitions} parts", parts_s, parts_cpu, None))
+        for workers in [w for w in (1, 2) if f"dask{w}" in args.setups]:
             started = time.perf_counter()
             with (
                 LocalCluster(
                     n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, scheduler_port=0
                 ) as cluster,
-                Client(cluster),
+                Client(cluster) as client,
             ):
                 startup = time.perf_counter() - started
                 engine = EngineSettings(Executor("dask", scheduler=cluster.scheduler_address), args.partitions)
-                dask_s, _ = timed(data, entity, engine, args.runs, baseline)
-            setups.append((f"dask, {workers} worker(s), {args.partitions} parts", dask_s, startup))
-        for setup, median, startup in setups:
+                dask_s, dask_cpu, _ = timed(data, entity, engine, args, baseline, client)
+            setups.append((f"dask, {workers} worker(s), {args.partitions} parts", dask_s, dask_cpu, startup))
+        load.append(os.getloadavg()[0])
+        for setup, median, cpu, startup in setups:
             row = {
                 "rows_per_side": rows,
                 "entity": entity,
                 "setup": setup,
                 "median_s": round(median, 2),
                 "vs_local": round(median / base_s, 2),
+                "cpu_s": round(cpu, 1),
+                "cpu_vs_local": round(cpu / base_cpu, 2),
                 "cluster_start_s": None if startup is None else round(startup, 1),
                 "findings": baseline.height,
                 "same_findings": True,
                 "runs": args.runs,
-                "load_avg": round(os.getloadavg()[0], 1),
+                "load_avg": round(statistics.mean(load), 1),
                 "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "revision": compare.driftwatch_revision(),
             }
             print(row, flush=True)
             out.append(row)
     frame = pl.DataFrame(out)
     RESULTS.mkdir(exist_ok=True)
+    if (RESULTS / "scale_out.csv").exists():  # other sizes' rows stay
+        old = pl.read_csv(RESULTS / "scale_out.csv").filter(pl.col("rows_per_side") != rows)
+        frame = pl.concat([old, frame], how="diagonal_relaxed").sort("rows_per_side", maintain_order=True)
     frame.write_csv(RESULTS / "scale_out.csv")
     write_markdown(frame, machine())
 

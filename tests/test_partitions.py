@@ -90,7 +90,7 @@ ENGINE_ERRORS = [
     ({"workers": "2"}, "workers must be a positive whole number"),
     ({"scheduler": "tcp://h:8786"}, "only for the dask executor"),
     ({"executor": "dask", "scheduler": "h:8786"}, "tcp://"),
-    ({"shared_dir": "s3://bucket/parts"}, "engine.shared_dir: a folder (or file://)"),
+    ({"shared_dir": "hdfs://cluster/parts"}, "engine.shared_dir: a folder every worker mounts at the same path"),
     ({"partition": 4}, "engine.partition: unknown key (did you mean 'partitions'?)"),
 ]
 
@@ -107,6 +107,7 @@ def test_engine_defaults_one_part_here_two_per_dask_worker():
     assert parse_config({"engine": {"executor": "dask", "workers": 3}}).engine.parts == 6
     assert parse_config({"engine": {"partitions": 5}}).engine.parts == 5
     assert parse_config({"engine": {"shared_dir": "file:///mnt/parts"}}).engine.shared_dir == Path("/mnt/parts")
+    assert parse_config({"engine": {"shared_dir": "s3://b/parts/"}}).engine.shared_dir == "s3://b/parts"
 
 
 def test_without_the_dask_extra_the_dask_executor_is_a_one_line_error(demo, capsys, monkeypatch):

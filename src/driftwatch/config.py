@@ -25,6 +25,7 @@ from driftwatch import platforms, redaction
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
 from driftwatch.executors import Executor
+from driftwatch.objectstore import is_object_url
 from driftwatch.platforms import Platform
 from driftwatch.severity import SEVERITIES
 from driftwatch.statuses import CANONICAL, ORDERS, merged_map
@@ -76,11 +77,12 @@ class AuditSettings:
 class EngineSettings:
     """Where an audit's keyed comparisons run: `partitions` > 1 splits both sides of each by a hash of its
     join key and joins each part as a task on `executor`; parts are written under `shared_dir` (default: the
-    audit's scratch folder, beside the store), which workers on other machines must see at the same path."""
+    audit's scratch folder, beside the store), which workers on other machines must see at the same path,
+    or to object storage when it is a URL (s3://bucket/prefix, gs://...: driftwatch.objectstore)."""
 
     executor: Executor = field(default_factory=Executor)
     partitions: int | None = None  # None: 1 on the local executor, two per worker on Dask
-    shared_dir: Path | None = None
+    shared_dir: Path | str | None = None  # a str is an object storage URL
 
     @property
     def parts(self) -> int:
@@ -549,14 +551,18 @@ def parse_engine(table: dict[str, Any], base: Path, problem: Callable[[str, str]
         problem("engine.partitions", f"expected a positive whole number, got {partitions!r}")
         partitions = None
     shared = table.get("shared_dir")
+    shared_dir: Path | str | None = None
     if shared is not None and not isinstance(shared, str):
         problem("engine.shared_dir", f"expected a folder every worker sees at the same path, got {shared!r}")
-        shared = None
+    elif shared is not None and is_object_url(shared):
+        shared_dir = shared.rstrip("/")
     elif shared is not None and "://" in shared and not shared.startswith("file://"):
-        # Object storage needs credentials on every worker and a clean-up of its own: not written yet.
-        problem("engine.shared_dir", f"a folder (or file://) every worker mounts at the same path, not {shared!r}")
-        shared = None
-    shared_dir = None if shared is None else base / Path(shared.removeprefix("file://")).expanduser()
+        problem(
+            "engine.shared_dir",
+            f"a folder every worker mounts at the same path (or file://), or s3:// or gs://, not {shared!r}",
+        )
+    elif shared is not None:
+        shared_dir = base / Path(shared.removeprefix("file://")).expanduser()
     return EngineSettings(executor, partitions, shared_dir)
 
 
