@@ -10,6 +10,7 @@ import polars as pl
 
 from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
+from driftwatch.payouts.matching import mark_duplicates
 from driftwatch.payouts.settings import PayoutSettings
 from driftwatch.statuses import RETURNS, map_statuses
 from driftwatch.store import Store
@@ -26,7 +27,7 @@ OPTIONAL_ERP = {
 
 @dataclass(frozen=True)
 class Inputs:
-    lines: pl.DataFrame  # every payout line of a dated accounting document, with its document_date
+    lines: pl.DataFrame  # every payout line of an accounting document: its document_date and duplicate_of
     erp_orders: pl.DataFrame  # ERP orders that carry a marketplace order id, with canonical_status
     erp_returns: pl.DataFrame  # ERP credit memos (refunded returns), with external_id, channel and currency
     erp_journal: pl.DataFrame
@@ -91,6 +92,9 @@ def _dated_lines(lines: pl.DataFrame) -> pl.DataFrame:
 
     A document is dated by its payment line (when the money moved), or by its latest line while it has no
     payment line yet. A line with no document is not yet invoiced and belongs to no period.
+
+    Repeated charges are marked once here, for every period: lines are in date order, so the first line of
+    a charge within any period's history (the documents dated before its end) is its first line overall.
     """
     lines = lines.filter(pl.col("payout_id").is_not_null())
     document_dates = lines.group_by("payout_id").agg(
@@ -99,4 +103,11 @@ def _dated_lines(lines: pl.DataFrame) -> pl.DataFrame:
             pl.col("transaction_date").max(),
         )
     )
-    return lines.join(document_dates, on="payout_id").sort("document_date", "payout_id", "line_id")
+    lines = lines.join(document_dates, on="payout_id").sort("document_date", "payout_id", "line_id")
+    undated = pl.col("document_date").is_null()
+    return pl.concat(
+        [
+            lines.filter(undated).with_columns(duplicate_of=pl.lit(None, pl.String)),
+            mark_duplicates(lines.filter(~undated)),
+        ]
+    )

@@ -383,79 +383,81 @@ def refunds(
 # ---------------------------------------------------------------------------------------------- commission
 
 
-@dataclass(frozen=True)
-class Agreed:
-    """The commission agreed on one order as the ERP prices it."""
-
-    base: Decimal  # what the commission is charged on
-    commission: Decimal  # what the marketplace may take, positive
-    assumed: bool = False  # some of it at the built-in rate, because no rate is configured for it
-
-    @property
-    def rate(self) -> Decimal:
-        return self.commission / self.base
+def exact_scale(settings: PayoutSettings) -> pl.Decimal:
+    """A decimal type that holds an amount of money times any configured rate exactly: sums of such
+    products are then the same to the last digit as Python's Decimal arithmetic."""
+    rates = (settings.default_rate, *settings.channel_rates.values(), *(c.rate for c in settings.categories))
+    rate_digits = max(max(-rate.as_tuple().exponent, 0) for rate in rates)
+    return pl.Decimal(38, MONEY.scale + rate_digits)
 
 
 def agreed_commissions(
-    external_ids: list[str], erp_orders: pl.DataFrame, order_lines: pl.DataFrame, settings: PayoutSettings
-) -> dict[str, Agreed]:
-    """Per marketplace order with priced ERP lines: its merchandise net of cancellations at each SKU's agreed
-    rate, plus its shipping at the channel's rate where the marketplace charges commission on shipping.
+    external_ids: pl.Series, erp_orders: pl.DataFrame, order_lines: pl.DataFrame, settings: PayoutSettings
+) -> pl.DataFrame:
+    """Per marketplace order with priced ERP lines (external_id, agreed_base, agreed_commission,
+    agreed_assumed): its merchandise net of cancellations at each SKU's agreed rate, plus its shipping at the
+    channel's rate where the marketplace charges commission on shipping. `agreed_assumed`: some of it at the
+    built-in rate, because no rate is configured for it.
 
     Judging commission on the ERP's amounts, not on what the payout says was sold, keeps one fault one
     finding: an order amount paid wrong is reported once, by the order check. A quantity cancelled that the
     ERP does not export counts as none cancelled."""
-    orders = erp_orders.filter(pl.col("external_id").is_in(external_ids))
-    lines = order_lines.join(orders.select("order_id", "external_id", "channel"), on="order_id").select(
-        "external_id",
-        "sku",
-        "channel",
-        value=((pl.col("qty_ordered") - pl.col("qty_cancelled").fill_null(0)) * pl.col("unit_price")).cast(MONEY),
+    dtype = exact_scale(settings)
+    orders = erp_orders.filter(pl.col("external_id").is_in(external_ids.implode()))
+    lines = (
+        order_lines.join(orders.select("order_id", "external_id", "channel"), on="order_id")
+        .select(
+            "external_id",
+            "sku",
+            "channel",
+            value=((pl.col("qty_ordered") - pl.col("qty_cancelled").fill_null(0)) * pl.col("unit_price")).cast(MONEY),
+        )
+        .filter(pl.col("value").is_not_null())
     )
-    agreed: dict[str, Agreed] = {}
-    for external_id, sku, channel, value in lines.iter_rows():
-        if value is not None:
-            so_far = agreed.get(external_id, Agreed(Decimal(0), Decimal(0)))
-            agreed[external_id] = Agreed(
-                so_far.base + value,
-                so_far.commission + value * settings.sku_rate(sku, channel),
-                so_far.assumed or settings.sku_rate_assumed(sku, channel),
-            )
+    rate, assumed = settings.sku_rates(pl.col("sku"), pl.col("channel"), dtype)
+    agreed = (
+        lines.with_columns(rate=rate, assumed=assumed)
+        .group_by("external_id")
+        .agg(
+            agreed_base=pl.col("value").sum().cast(dtype),
+            agreed_commission=(pl.col("value").cast(dtype) * pl.col("rate")).sum().cast(dtype),
+            agreed_assumed=pl.col("assumed").any(),
+        )
+    )
     if settings.commission_on_shipping:
-        for external_id, channel, total in orders.select("external_id", "channel", "total").iter_rows():
-            if external_id in agreed and total is not None:
-                so_far = agreed[external_id]
-                shipping = total - so_far.base
-                agreed[external_id] = Agreed(
-                    total,
-                    so_far.commission + shipping * settings.channel_rate(channel),
-                    so_far.assumed or settings.channel_rate_assumed(channel),
-                )
-    return {key: order for key, order in agreed.items() if order.base > 0}
+        agreed = _with_shipping(agreed, orders, settings, dtype)
+    return agreed.filter(pl.col("agreed_base") > 0)
+
+
+def _with_shipping(agreed: pl.DataFrame, orders: pl.DataFrame, settings: PayoutSettings, dtype: pl.Decimal):
+    """The ERP order's total is the base: what it holds beyond the merchandise (shipping) at the channel's
+    rate. An ERP that split the marketplace order in several takes each order's channel in turn."""
+    terms = {external_id: (base, commission, assumed) for external_id, base, commission, assumed in agreed.iter_rows()}
+    for external_id, channel, total in orders.select("external_id", "channel", "total").iter_rows():
+        if external_id in terms and total is not None:
+            base, commission, assumed = terms[external_id]
+            terms[external_id] = (
+                total,
+                commission + (total - base) * settings.channel_rate(channel),
+                assumed or settings.channel_rate_assumed(channel),
+            )
+    rows = [(external_id, *order) for external_id, order in terms.items()]
+    return pl.DataFrame(rows, schema=agreed.schema, orient="row")
 
 
 def commissions(
-    scope: pl.DataFrame, history: pl.DataFrame, agreed: dict[str, Agreed], settings: PayoutSettings
+    scope: pl.DataFrame, history: pl.DataFrame, agreed: pl.DataFrame, settings: PayoutSettings, explain_all: bool = True
 ) -> Verdicts:
     """Commission charged to date on each order against the agreed rate; refunded commission against the
-    same rate on what was refunded."""
+    same rate on what was refunded. Every judgement gets its reason, or (not `explain_all`) only a mismatch:
+    the nightly check reports mismatches alone, and writing a reason costs more than judging."""
     sales_types = SALES if settings.commission_on_shipping else ("order_amount",)
     checked = []
     for kind, base_types in (("commission", sales_types), ("refund_commission", ("refund",))):
         per_order = _per_order(scope, history, (kind,)).join(
             _to_date(history, base_types).select("external_id", base="to_date"), on="external_id", how="left"
         )
-        rows = [_judge_commission(row, kind, agreed, settings) for row in per_order.iter_rows(named=True)]
-        schema = {
-            "external_id": pl.String,
-            "status": pl.String,
-            "problem": pl.String,
-            "reason": pl.String,
-            "expected": MONEY,
-            "assumed": pl.Boolean,
-        }
-        judged = pl.DataFrame(rows, schema=schema, orient="row")
-        checked.append(per_order.join(judged, on="external_id").with_columns(kind=pl.lit(kind)))
+        checked.append(_judge_commissions(per_order, kind, agreed, settings, explain_all))
     judged = pl.concat(checked)
     issues = _issues(
         judged.filter(pl.col("status") == "mismatch"),
@@ -473,29 +475,83 @@ def commissions(
     return Verdicts(pl.concat(verdicts, how="diagonal_relaxed"), issues, assumed)
 
 
-def _judge_commission(row: dict, kind: str, agreed: dict[str, Agreed], settings: PayoutSettings) -> tuple:
+def _judge_commissions(
+    per_order: pl.DataFrame, kind: str, agreed: pl.DataFrame, settings: PayoutSettings, explain_all: bool
+) -> pl.DataFrame:
     # The marketplace takes commission on sales (negative to the seller) and gives it back on refunds.
-    order = agreed.get(row["external_id"])
-    rate = order.rate if order else settings.channel_rate(settings.channel)
-    assumed = order.assumed if order else settings.channel_rate_assumed(settings.channel)
-    currency = row["line_currency"]
-    if kind == "commission" and order:
-        base, expected = order.base, -quantize(order.commission, currency)
+    sign = -1 if kind == "commission" else 1
+    dtype = exact_scale(settings)
+    currency = pl.col("line_currency")
+    judged = per_order.join(agreed, on="external_id", how="left")
+    on_agreement = pl.col("agreed_base").is_not_null()
+    # Without an agreed order, the channel's rate on what was paid (or refunded) to date.
+    paid = pl.col("base").fill_null(0).abs().cast(dtype)
+    at_channel_rate = rounded(paid * pl.lit(settings.channel_rate(settings.channel), dtype), currency) * sign
+    expected = (
+        pl.when(on_agreement & pl.lit(kind == "commission"))
+        .then(-rounded(pl.col("agreed_commission"), currency))
+        .when(on_agreement)
+        .then(pl.col("refunded_at_agreed_rate"))
+        .otherwise(at_channel_rate)
+        .cast(MONEY)
+    )
+    within = (pl.col("to_date") - pl.col("expected")).abs() <= settings.tolerance.limit(currency, MONEY)
+    judged = (
+        judged.with_columns(refunded_at_agreed_rate=_refunded_at_agreed_rate(judged, kind))
+        .with_columns(expected=expected)
+        .with_columns(
+            status=pl.when(within).then(pl.lit("matched")).otherwise(pl.lit("mismatch")),
+            problem=pl.when(within).then(None).otherwise(pl.lit(f"{kind}_rate")),
+            assumed=pl.when(on_agreement)
+            .then("agreed_assumed")
+            .otherwise(pl.lit(settings.channel_rate_assumed(settings.channel))),
+            kind=pl.lit(kind),
+        )
+    )
+    explained = judged if explain_all else judged.filter(pl.col("status") == "mismatch")
+    reasons = pl.DataFrame(
+        {
+            "external_id": explained["external_id"],
+            "reason": [_commission_reason(row, kind, settings) for row in explained.iter_rows(named=True)],
+        },
+        schema={"external_id": pl.String, "reason": pl.String},
+    )
+    columns = [*per_order.columns, "status", "problem", "reason", "expected", "assumed", "kind"]
+    return judged.join(reasons, on="external_id", how="left").select(columns)
+
+
+def _refunded_at_agreed_rate(judged: pl.DataFrame, kind: str) -> pl.Series:
+    """Commission given back on an agreed order: its agreed rate (commission over base, in Python's decimal
+    context, as month-end has always divided) on what was refunded to date."""
+    values: list[Decimal | None] = [None] * judged.height
+    if kind == "refund_commission":
+        columns = judged.select("base", "line_currency", "agreed_base", "agreed_commission")
+        for i, (base, currency, order_base, commission) in enumerate(columns.iter_rows()):
+            if order_base is not None:
+                values[i] = quantize(abs(base or Decimal(0)) * (commission / order_base), currency)
+    return pl.Series("refunded_at_agreed_rate", values, dtype=MONEY)
+
+
+def _commission_reason(row: dict, kind: str, settings: PayoutSettings) -> str:
+    """What was charged, on what basis, at which rate (agreed, or assumed where nothing is configured)."""
+    currency, actual, expected = row["line_currency"], row["to_date"], row["expected"]
+    on_agreement = row["agreed_base"] is not None
+    rate = row["agreed_commission"] / row["agreed_base"] if on_agreement else settings.channel_rate(settings.channel)
+    if kind == "commission" and on_agreement:
+        base = row["agreed_base"]
         basis = f"the ERP's {exact(base, currency)}"
     else:
         base = abs(row["base"] or Decimal(0))
-        expected = quantize(base * rate, currency) * (-1 if kind == "commission" else 1)
         basis = f"the {exact(base, currency)} {'refunded' if kind == 'refund_commission' else 'paid'}"
-    actual = row["to_date"]
-    within = abs(actual - expected) <= settings.tolerance.of(currency)
+    # Commission taken is shown negative, even when it is nothing (-0.00).
+    shown = -quantize(-expected, currency) if kind == "commission" else quantize(expected, currency)
     charged = f"{abs(actual / base):.2%}" if base else "charged on nothing"
     # A rate nobody configured is the built-in default: say so rather than call it agreed.
-    terms = f"the assumed {rate:.2%} (no rate configured)" if assumed else f"the agreed {rate:.2%}"
-    reason = f"charged {exact(actual, currency)} to date on {basis} " + (
-        f"at {terms}" if within else f"is {charged}; at {terms} it is {expected}"
+    terms = f"the assumed {rate:.2%} (no rate configured)" if row["assumed"] else f"the agreed {rate:.2%}"
+    within = row["status"] == "matched"
+    return f"charged {exact(actual, currency)} to date on {basis} " + (
+        f"at {terms}" if within else f"is {charged}; at {terms} it is {shown}"
     )
-    status, problem = ("matched", None) if within else ("mismatch", f"{kind}_rate")
-    return row["external_id"], status, problem, reason, expected, assumed
 
 
 # ---------------------------------------------------------------------------------------------- journal

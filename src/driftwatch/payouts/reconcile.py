@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import polars as pl
 
@@ -81,34 +81,28 @@ def reconcile_to_date(inputs: Inputs, settings: PayoutSettings) -> list[Reconcil
     return [reconcile_inputs(inputs, settings, period) for period in periods(inputs)]
 
 
+def flagged_to_date(inputs: Inputs, settings: PayoutSettings) -> tuple[pl.DataFrame, tuple[str, ...]]:
+    """The lines month-end flags in every period to date (its unmatched lines that name a problem, and its
+    mismatched lines, columns as in those tables), and the warnings of those reconciliations: what the
+    nightly check reports, judged by the same rules without building the rest of each close."""
+    # An order's agreed commission is the same in every period: worked out once, for every order charged.
+    agreed = _agreed(inputs.lines.filter(pl.col("duplicate_of").is_null()), inputs, settings)
+    judged = [_judge(inputs, settings, period, agreed, explain_all=False) for period in periods(inputs)]
+    unmatched = [_lines_with(j.lines, ("unmatched",), UNMATCHED_COLUMNS) for j in judged]
+    mismatched = [_lines_with(j.lines, ("mismatch", "duplicate"), MISMATCHED_COLUMNS) for j in judged]
+    schema = {**inputs.lines.schema, "order_id": pl.String, "journal_entry_id": pl.String}
+    empty = pl.DataFrame(schema={name: schema.get(name, pl.String) for name in UNMATCHED_COLUMNS})
+    flagged = pl.concat([empty, *unmatched, *mismatched], how="diagonal_relaxed")
+    assumed = sum(j.verdicts.assumed_rate_orders for j in judged)
+    warnings = _warnings(inputs, settings, assumed) if judged else ()
+    return flagged.filter(pl.col("problem").is_not_null()), warnings
+
+
 def reconcile_inputs(inputs: Inputs, settings: PayoutSettings, period: Period) -> Reconciliation:
     """The one implementation of payout matching, for month-end and for the nightly check alike."""
-    history = matching.mark_duplicates(inputs.lines.filter(pl.col("document_date") < period.end))
-    scope = history.filter(pl.col("document_date") >= period.start)
-    originals = scope.filter(pl.col("duplicate_of").is_null())
-    credit_memos = inputs.erp_returns.filter(pl.col("processed_at").is_null() | (pl.col("processed_at") < period.end))
-    paid_orders = history["external_id"].drop_nulls().unique().implode()
-    erp = matching.erp_by_external_id(inputs.erp_orders.filter(pl.col("external_id").is_in(paid_orders)))
-    order_ids = erp.select("external_id", "order_id")
-    journal = matching.match_journal(originals, inputs.erp_journal, order_ids)
-    documents, document_verdicts = matching.documents(scope, settings.tolerance)
-    verdicts = matching.Verdicts.concat(
-        [
-            matching.duplicates(scope),
-            document_verdicts,
-            matching.sales(originals, history, erp, settings.tolerance),
-            matching.refunds(
-                originals, history, erp, None if "returns" in inputs.missing else credit_memos, settings.tolerance
-            ),
-            matching.commissions(originals, history, _agreed(originals, inputs, settings), settings),
-            matching.journal_only(originals, journal, checked="journal_entries" not in inputs.missing),
-        ]
-    )
-    lines = (
-        scope.join(verdicts.lines, on="line_id", how="left")
-        .join(order_ids, on="external_id", how="left")
-        .join(journal, on="line_id", how="left")
-    )
+    judged = _judge(inputs, settings, period)
+    lines, verdicts, order_ids = judged.lines, judged.verdicts, judged.order_ids
+    history = inputs.lines.filter(pl.col("document_date") < period.end)
     proposed = propose(
         lines.filter(
             pl.col("line_type").is_in(matching.JOURNALLED)
@@ -124,23 +118,76 @@ def reconcile_inputs(inputs: Inputs, settings: PayoutSettings, period: Period) -
         .sort("check", "payout_id", "external_id", "line_ids", nulls_last=True)
     )
     later = inputs.lines.filter(pl.col("document_date") >= period.end)
-    unmatched_erp = matching.unpaid_erp(inputs.erp_orders, credit_memos, history, later, settings, period)
+    unmatched_erp = matching.unpaid_erp(inputs.erp_orders, judged.credit_memos, history, later, settings, period)
     return Reconciliation(
         marketplace=settings.marketplace,
         period=period,
-        summary=_summary(lines, documents, mismatches, unmatched_erp, proposed),
-        documents=documents,
+        summary=_summary(lines, judged.documents, mismatches, unmatched_erp, proposed),
+        documents=judged.documents,
         matched=_lines_with(lines, ("matched",), LINE_COLUMNS),
         unmatched_marketplace=_lines_with(lines, ("unmatched",), UNMATCHED_COLUMNS),
         mismatched_lines=_lines_with(lines, ("mismatch", "duplicate"), MISMATCHED_COLUMNS),
         unmatched_erp=unmatched_erp,
         mismatches=mismatches,
         journal_entries=proposed,
-        warnings=(
-            *inputs.warnings,
-            *_unmapped_statuses(inputs.erp_orders, settings),
-            *_assumed_rate(verdicts.assumed_rate_orders, settings),
-        ),
+        warnings=_warnings(inputs, settings, verdicts.assumed_rate_orders),
+    )
+
+
+@dataclass(frozen=True)
+class _Judged:
+    lines: pl.DataFrame  # the period's lines, each with its verdict, ERP order id and journal entry
+    verdicts: matching.Verdicts
+    documents: pl.DataFrame
+    order_ids: pl.DataFrame  # external_id -> the ERP's order ids, for the orders of the period's lines
+    credit_memos: pl.DataFrame  # processed by the period's end
+
+
+def _judge(
+    inputs: Inputs,
+    settings: PayoutSettings,
+    period: Period,
+    agreed: pl.DataFrame | None = None,
+    explain_all: bool = True,
+) -> _Judged:
+    """Every line of the period judged to date: its verdict, problem, reason and the amounts compared.
+    `agreed`: the agreed commission of (at least) the orders the period charges commission on."""
+    scope = inputs.lines.filter(pl.col("document_date").is_between(period.start, period.end, closed="left"))
+    originals = scope.filter(pl.col("duplicate_of").is_null())
+    credit_memos = inputs.erp_returns.filter(pl.col("processed_at").is_null() | (pl.col("processed_at") < period.end))
+    # Only the orders this period's lines name are judged: their history and ERP records are all it reads.
+    touched = scope["external_id"].drop_nulls().unique().implode()
+    history = inputs.lines.filter((pl.col("document_date") < period.end) & pl.col("external_id").is_in(touched))
+    erp = matching.erp_by_external_id(inputs.erp_orders.filter(pl.col("external_id").is_in(touched)))
+    order_ids = erp.select("external_id", "order_id")
+    journal = matching.match_journal(originals, inputs.erp_journal, order_ids)
+    documents, document_verdicts = matching.documents(scope, settings.tolerance)
+    agreed = _agreed(originals, inputs, settings) if agreed is None else agreed
+    verdicts = matching.Verdicts.concat(
+        [
+            matching.duplicates(scope),
+            document_verdicts,
+            matching.sales(originals, history, erp, settings.tolerance),
+            matching.refunds(
+                originals, history, erp, None if "returns" in inputs.missing else credit_memos, settings.tolerance
+            ),
+            matching.commissions(originals, history, agreed, settings, explain_all),
+            matching.journal_only(originals, journal, checked="journal_entries" not in inputs.missing),
+        ]
+    )
+    lines = (
+        scope.join(verdicts.lines, on="line_id", how="left")
+        .join(order_ids, on="external_id", how="left")
+        .join(journal, on="line_id", how="left")
+    )
+    return _Judged(lines, verdicts, documents, order_ids, credit_memos)
+
+
+def _warnings(inputs: Inputs, settings: PayoutSettings, assumed_rate_orders: int) -> tuple[str, ...]:
+    return (
+        *inputs.warnings,
+        *_unmapped_statuses(inputs.erp_orders, settings),
+        *_assumed_rate(assumed_rate_orders, settings),
     )
 
 
@@ -169,9 +216,9 @@ def _unmapped_statuses(erp_orders: pl.DataFrame, settings: PayoutSettings) -> tu
     )
 
 
-def _agreed(originals: pl.DataFrame, inputs: Inputs, settings: PayoutSettings) -> dict[str, matching.Agreed]:
+def _agreed(originals: pl.DataFrame, inputs: Inputs, settings: PayoutSettings) -> pl.DataFrame:
     charged = originals.filter(pl.col("line_type").is_in(matching.COMMISSIONS) & pl.col("external_id").is_not_null())
-    external_ids = sorted(charged["external_id"].unique().to_list())
+    external_ids = charged["external_id"].unique()
     return matching.agreed_commissions(external_ids, inputs.erp_orders, inputs.erp_order_lines, settings)
 
 

@@ -43,8 +43,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from fnmatch import fnmatchcase
+from fnmatch import fnmatchcase, translate
 from typing import Any
+
+import polars as pl
 
 from driftwatch.config import Config
 from driftwatch.entities import CANONICAL_STATUSES, RETURN_STATES
@@ -124,11 +126,32 @@ class PayoutSettings:
     def sku_rate_assumed(self, sku: str | None, channel: str | None) -> bool:
         return self._category(sku) is None and self.channel_rate_assumed(channel)
 
+    def sku_rates(self, sku: pl.Expr, channel: pl.Expr, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
+        """`sku_rate` and `sku_rate_assumed` over columns of SKUs and channels, as `dtype` and Boolean."""
+        channel = channel.fill_null("")
+        rate = channel.replace_strict(self.channel_rates, default=self.default_rate, return_dtype=dtype)
+        assumed = ~channel.is_in(list(self.channel_rates)) & pl.lit(not self.default_configured)
+        for category in reversed(self.categories):  # the first category that matches wins
+            matches = pl.any_horizontal(_glob(sku, pattern) for pattern in category.skus).fill_null(False)
+            rate = pl.when(matches).then(pl.lit(category.rate, dtype)).otherwise(rate)
+            assumed = assumed & ~matches
+        return rate, assumed
+
     def _category(self, sku: str | None) -> Category | None:
         for category in self.categories:
             if sku is not None and any(fnmatchcase(sku, pattern) for pattern in category.skus):
                 return category
         return None
+
+
+def _glob(text: pl.Expr, pattern: str) -> pl.Expr:
+    """`fnmatchcase(text, pattern)` over a column: fnmatch's own regex, run by polars. A pattern with a
+    character class or white space is matched in Python, as fnmatch would (their regex syntax differs)."""
+    if "[" in pattern or any(c.isspace() for c in pattern):
+        return text.map_elements(lambda value: fnmatchcase(value, pattern), return_dtype=pl.Boolean)
+    # fnmatch's atomic groups only save backtracking, which polars' regex engine never does.
+    regex = translate(pattern).replace("(?>", "(?:").removesuffix(r"\Z") + r"\z"
+    return text.str.contains(f"^{regex}")
 
 
 def marketplaces(cfg: Config) -> tuple[str, ...]:
