@@ -8,15 +8,17 @@ finding keyed by the line's id, its problem as the field.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import polars as pl
 
 from driftwatch.engine.context import Scope
 from driftwatch.engine.findings import as_text
 from driftwatch.engine.rules._base import findings_from, rule
 from driftwatch.entities import MONEY
-from driftwatch.payouts.inputs import read_inputs
-from driftwatch.payouts.reconcile import reconcile_to_date
-from driftwatch.payouts.settings import marketplaces, payout_settings
+from driftwatch.payouts.inputs import Snapshots, read_inputs
+from driftwatch.payouts.reconcile import flagged_to_date, periods
+from driftwatch.payouts.settings import PayoutSettings, marketplaces, payout_settings
 from driftwatch.statuses import RETURNS
 
 # What the truth holds where a line has no counterpart, and what a person does about each problem.
@@ -67,29 +69,68 @@ def payout_matching(scope: Scope) -> pl.LazyFrame | None:
     if scope.target_frame("payout_lines") is None or scope.frame(settings.erp, "orders") is None:
         return None
 
-    def snapshot(source: str, entity: str) -> pl.DataFrame | None:
-        needs = NEEDS.get(entity, ())
-        if entity in LEFT_OUT and not all(scope.holds(source, entity, c, compared=LEFT_OUT[entity]) for c in needs):
-            return None
-        frame = scope.frame(
-            source, entity, needs=needs, defaults={"qty_cancelled": 0} if entity == "order_lines" else None
-        )
-        return None if frame is None else frame.collect()
-
     cfg = scope.cfg
+    snapshot = _lean_snapshots(scope, settings)
     inputs = read_inputs(snapshot, cfg.status_map(settings.erp), settings, cfg.status_map(settings.erp, RETURNS))
-    results = reconcile_to_date(inputs, settings)
+    if not periods(inputs):
+        return None  # no accounting document yet: nothing to reconcile
+    flagged, warnings = flagged_to_date(inputs, settings)
     # Said once per run however many periods say it, such as the commission rate assumed. What the ERP's
     # snapshots lack is noted by scope.holds above, or (never snapshotted) not compared, as for every check.
-    said = dict.fromkeys(w for result in results for w in result.warnings if w not in inputs.warnings)
-    for warning in said:
+    for warning in dict.fromkeys(w for w in warnings if w not in inputs.warnings):
         scope.note(settings.marketplace, "payout_lines", "caveat", detail=warning)
-    if not results:
-        return None
-    tables = [table for r in results for table in (r.unmatched_marketplace, r.mismatched_lines)]
     # A line month-end could not judge (its ERP counterpart was not loaded) has no problem to report.
-    flagged = pl.concat(tables, how="diagonal_relaxed").filter(pl.col("problem").is_not_null())
     return _findings(scope, flagged)
+
+
+def _lean_snapshots(scope: Scope, settings: PayoutSettings) -> Snapshots:
+    """The snapshots a reconciliation reads, holding only the ERP records the payout lines can reach: the
+    orders of the marketplace orders they name (and the channel's orders, whose statuses are checked for a
+    mapping), those orders' lines and returns, and the journal entries of their documents. The rest of a
+    large ERP is never collected, and matching reads nothing else (month-end reads it whole)."""
+    read: dict[tuple[str, str], pl.DataFrame | None] = {}
+
+    def snapshot(source: str, entity: str) -> pl.DataFrame | None:
+        if (source, entity) not in read:
+            erp = source == settings.erp
+            rows = (lambda columns: _reachable(read, settings, entity, columns)) if erp else (lambda columns: None)
+            read[source, entity] = _collect(scope, source, entity, rows)
+        return read[source, entity]
+
+    snapshot(settings.marketplace, "payout_lines")
+    snapshot(settings.erp, "orders")
+    return snapshot
+
+
+def _reachable(
+    read: dict[tuple[str, str], pl.DataFrame | None], settings: PayoutSettings, entity: str, columns: list[str]
+) -> pl.Expr | None:
+    """Which rows of an ERP entity (holding `columns`) the payout lines can reach; None: every row."""
+    lines = read.get((settings.marketplace, "payout_lines"))
+    if lines is None:
+        return None
+    if entity == "orders" and "external_id" in columns:
+        named = pl.col("external_id").is_in(lines["external_id"].drop_nulls().unique().implode())
+        return named | (pl.col("channel") == settings.channel) if "channel" in columns else named
+    orders = read.get((settings.erp, "orders"))
+    if entity in ("order_lines", "returns") and orders is not None and "order_id" in columns:
+        return pl.col("order_id").is_in(orders["order_id"].implode())
+    if entity == "journal_entries" and "payout_id" in columns:
+        return pl.col("payout_id").is_in(lines["payout_id"].drop_nulls().unique().implode())
+    return None
+
+
+def _collect(
+    scope: Scope, source: str, entity: str, reachable: Callable[[list[str]], pl.Expr | None]
+) -> pl.DataFrame | None:
+    needs = NEEDS.get(entity, ())
+    if entity in LEFT_OUT and not all(scope.holds(source, entity, c, compared=LEFT_OUT[entity]) for c in needs):
+        return None
+    frame = scope.frame(source, entity, needs=needs, defaults={"qty_cancelled": 0} if entity == "order_lines" else None)
+    if frame is None:
+        return None
+    rows = reachable(frame.collect_schema().names())
+    return (frame if rows is None else frame.filter(rows)).collect()
 
 
 def _findings(scope: Scope, lines: pl.DataFrame) -> pl.LazyFrame:
