@@ -160,7 +160,9 @@ def _judge(
     history = inputs.lines.filter((pl.col("document_date") < period.end) & pl.col("external_id").is_in(touched))
     erp = matching.erp_by_external_id(inputs.erp_orders.filter(pl.col("external_id").is_in(touched)))
     order_ids = erp.select("external_id", "order_id")
-    journal = matching.match_journal(originals, inputs.erp_journal, order_ids)
+    # Entries pair with lines of their own document only.
+    posted = inputs.erp_journal.filter(pl.col("payout_id").is_in(scope["payout_id"].unique().implode()))
+    journal = matching.match_journal(originals, posted, order_ids)
     documents, document_verdicts = matching.documents(scope, settings.tolerance)
     agreed = _agreed(originals, inputs, settings) if agreed is None else agreed
     verdicts = matching.Verdicts.concat(
