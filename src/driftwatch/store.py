@@ -409,11 +409,18 @@ class Store:
         """The snapshot before the latest one, for "far smaller than last time" and "since when" questions."""
         return self._nth_latest(source, entity, 1)
 
+    def snapshot_sql(self, info: SnapshotInfo, columns: Iterable[str] | None = None) -> tuple[str, list]:
+        """A SELECT of a snapshot's rows (`columns`, default every column it holds) and its parameters: the one
+        way to read a snapshot's rows, to be used as a subquery (`SELECT ... FROM (<sql>) WHERE ...`, the
+        reader's own parameters after these). Readers never name `snap_<entity>` themselves, so how a
+        snapshot's rows are laid out is the store's alone."""
+        columns = tuple(info.columns if columns is None else columns)
+        return f"SELECT {', '.join(columns)} FROM snap_{info.entity} WHERE snapshot_id = ?", [info.snapshot_id]
+
     def rows(self, info: SnapshotInfo) -> pl.DataFrame:
         """A snapshot's rows with canonical dtypes and only the columns that source actually provided."""
         spec = ENTITIES[info.entity]
-        cols = ", ".join(info.columns)
-        frame = self.frame(f"SELECT {cols} FROM snap_{info.entity} WHERE snapshot_id = ?", [info.snapshot_id])
+        frame = self.frame(*self.snapshot_sql(info))
         return frame.cast({c: spec.schema[c] for c in info.columns})
 
     def latest(self, source: str, entity: str) -> pl.DataFrame | None:

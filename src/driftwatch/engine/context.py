@@ -169,8 +169,10 @@ class AuditContext:
 
         def compute() -> pl.DataFrame:
             info = self.snapshot(source, entity)
-            sql = f"SELECT DISTINCT {column} FROM snap_{entity} WHERE snapshot_id = ?"
-            return self.store.frame(sql, [info.snapshot_id]).cast({column: ENTITIES[entity].schema[column]})
+            rows, params = self.store.snapshot_sql(info, [column])
+            return self.store.frame(f"SELECT DISTINCT {column} FROM ({rows})", params).cast(
+                {column: ENTITIES[entity].schema[column]}
+            )
 
         return self.memo(("distinct", source, entity, column), compute).lazy()
 
@@ -193,9 +195,8 @@ def _held_columns(store: Store, info: SnapshotInfo) -> tuple[str, ...]:
     if info.row_count == 0:
         return info.columns
     counts = ", ".join(f"count({c})" for c in info.columns)
-    filled = store.query(
-        f"SELECT {counts} FROM snap_{info.entity} WHERE snapshot_id = ?", [info.snapshot_id]
-    ).fetchall()[0]
+    rows, params = store.snapshot_sql(info)
+    filled = store.query(f"SELECT {counts} FROM ({rows})", params).fetchall()[0]
     return tuple(c for c, n in zip(info.columns, filled, strict=True) if n or c in keys)
 
 
@@ -208,10 +209,12 @@ def _scan(store: Store, info: SnapshotInfo, columns: tuple[str, ...]) -> pl.Lazy
     def batches(columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, size: int | None):
         columns = columns or list(schema)
         limit = f" LIMIT {int(n_rows)}" if n_rows is not None else ""
-        sql = f"SELECT {', '.join(columns)} FROM snap_{info.entity} WHERE snapshot_id = ?{limit}"
+        rows, params = store.snapshot_sql(info, columns)
         cursor = store.connection.cursor()
         try:
-            for batch in cursor.sql(sql, params=[info.snapshot_id]).to_arrow_reader(size or _BATCH_ROWS):
+            for batch in cursor.sql(f"SELECT * FROM ({rows}){limit}", params=params).to_arrow_reader(
+                size or _BATCH_ROWS
+            ):
                 frame = pl.from_arrow(batch).cast({c: schema[c] for c in columns})
                 yield frame if predicate is None else frame.filter(predicate)
         finally:

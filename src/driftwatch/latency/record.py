@@ -326,11 +326,11 @@ def _history(store: Store, latest: SnapshotInfo, start: datetime) -> list[Snapsh
 def _keeps_locations(store: Store, info: SnapshotInfo) -> bool:
     if "location" not in info.columns:
         return False
-    rows = store.frame(
-        "SELECT 1 FROM snap_inventory WHERE snapshot_id = ? AND location IS NOT NULL AND location <> ? LIMIT 1",
-        [info.snapshot_id, ALL_LOCATIONS],
+    rows, params = store.snapshot_sql(info, ["location"])
+    found = store.frame(
+        f"SELECT 1 FROM ({rows}) WHERE location IS NOT NULL AND location <> ? LIMIT 1", [*params, ALL_LOCATIONS]
     )
-    return rows.height > 0
+    return found.height > 0
 
 
 def _stack(sides: list[tuple[SnapshotInfo, pl.DataFrame]]) -> pl.DataFrame:

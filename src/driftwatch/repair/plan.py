@@ -168,10 +168,8 @@ def _resending_ats(store: Store, cfg: Config, finding: dict[str, Any]) -> dict[s
 
 
 def _snapshot_rows(store: Store, info: Any, column: str, values: list[str]) -> pl.DataFrame:
-    return store.frame(
-        f"SELECT * EXCLUDE (snapshot_id) FROM snap_{info.entity} WHERE snapshot_id = ? AND list_contains(?, {column})",
-        [info.snapshot_id, values],
-    ).select(info.columns)
+    rows, params = store.snapshot_sql(info)
+    return store.frame(f"SELECT * FROM ({rows}) WHERE list_contains(?, {column})", [*params, values])
 
 
 def _pushed_to(finding: dict[str, Any]) -> str:
@@ -218,10 +216,8 @@ def _truth_row(store: Store, finding: dict[str, Any]) -> dict[str, Any]:
 
 def _rows_where(store: Store, info: Any, equals: dict[str, str]) -> pl.DataFrame:
     where = " AND ".join(f"{col} = ?" for col in equals)
-    return store.frame(
-        f"SELECT * EXCLUDE (snapshot_id) FROM snap_{info.entity} WHERE snapshot_id = ? AND {where}",
-        [info.snapshot_id, *equals.values()],
-    ).select(info.columns)
+    rows, params = store.snapshot_sql(info)
+    return store.frame(f"SELECT * FROM ({rows}) WHERE {where}", [*params, *equals.values()])
 
 
 def _as_text(rows: pl.DataFrame) -> dict[str, Any]:
