@@ -20,6 +20,7 @@ from driftwatch.store import IncomingSnapshot, Store, migrations
 # released (a store that ran it keeps what it made); a new one is added below with its own version.
 RELEASED = {
     1: ("snapshots", "bf9e5a3c8589"),
+    3: ("layered snapshots", "c9565fe9d777"),
     100: ("audit findings", "148f05b8588a"),
     101: ("audit notes", "23d2ccf42f9d"),
     110: ("acknowledgements keep the values they cover", "d1f1a4ca6e1b"),

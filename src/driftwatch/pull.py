@@ -194,9 +194,14 @@ class _SourcePull:
         for entity, rows in parsed.items():
             origin, first_line = self._origin(connector, entity)
             coerced = finish(rows, entity, origin=origin, first_line=first_line)
-            incoming.append(
-                IncomingSnapshot.from_coerced(self.source, entity, pulled.captured_at, coerced, f"pull:{self.source}")
-            )
+            origin_name = f"pull:{self.source}"
+            snap = IncomingSnapshot.from_coerced(self.source, entity, pulled.captured_at, coerced, origin_name)
+            if entity in pulled.deltas:
+                # Changes merged into the last pull's snapshot (the plan checked it is the latest): the store
+                # keeps only what differs from it, on the base of that snapshot. A full pull is stored whole,
+                # so every `full_every` starts a fresh base.
+                snap.shares_with = self.store.latest_snapshot(self.source, entity)
+            incoming.append(snap)
         return self.store.ingest(incoming)
 
     def _why_whole(self, connector: Connector, pulled: Pulled, entity: str) -> str:

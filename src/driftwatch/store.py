@@ -13,7 +13,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -134,7 +134,37 @@ MIGRATIONS = (
         "CREATE TABLE staged_snapshots (snapshot_id VARCHAR PRIMARY KEY, entity VARCHAR NOT NULL);",
     ),
 )
+# A layered snapshot (see Store.ingest) is its own rows plus its base's rows whose key it does not hide.
+# `snapshot_layers` names each layered snapshot's base; `snap_<entity>_hidden` holds the keys it hides.
+_HIDDEN_KEYS = {
+    "products": "sku VARCHAR",
+    "pack_components": "pack_sku VARCHAR, component_sku VARCHAR",
+    "inventory": "sku VARCHAR, location VARCHAR",
+    "customers": "customer_id VARCHAR",
+    "orders": "order_id VARCHAR",
+    "order_lines": "order_id VARCHAR, line_no BIGINT",
+    "shipments": "shipment_id VARCHAR",
+    "returns": "return_id VARCHAR",
+    "events": "event_id VARCHAR",
+    "payout_lines": "line_id VARCHAR",
+    "journal_entries": "entry_id VARCHAR",
+}
+MIGRATIONS += (
+    Migration(
+        3,
+        "layered snapshots",
+        "CREATE TABLE snapshot_layers (snapshot_id VARCHAR PRIMARY KEY, base_id VARCHAR NOT NULL);\n"
+        + "".join(
+            f"CREATE TABLE snap_{entity}_hidden (snapshot_id VARCHAR NOT NULL, {keys});\n"
+            for entity, keys in _HIDDEN_KEYS.items()
+        ),
+    ),
+)
 register_migrations(MIGRATIONS)
+
+# A layered snapshot is stored only while its own rows stay under this share of its rows; past it, reading
+# the layers would cost more than a complete copy saves.
+MAX_LAYER_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -148,6 +178,13 @@ class SnapshotInfo:
     content_hash: str
     columns: tuple[str, ...]
     origin: str | None = None
+    base_id: str | None = None  # a layered snapshot's base (see Store.ingest); None: its rows are all its own
+
+
+_INFO_COLUMNS = (
+    "s.snapshot_id, source, entity, captured_at, row_count, quarantined_rows, content_hash, columns, origin, "
+    "l.base_id FROM snapshots s LEFT JOIN snapshot_layers l ON l.snapshot_id = s.snapshot_id"
+)
 
 
 @dataclass
@@ -161,6 +198,9 @@ class IncomingSnapshot:
     quarantine: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=QUARANTINE_SCHEMA))
     origin: str | None = None
     keep: pl.Series | None = None  # per row of `frame`: store it (None: every row)
+    # The stored snapshot this one most likely shares most rows with (the previous pull's, for a pull that
+    # merged changes into it): stored as a layer on its base when it does. None: stored whole.
+    shares_with: SnapshotInfo | None = None
 
     @classmethod
     def from_coerced(
@@ -339,6 +379,13 @@ class Store:
         cols = ", ".join(info.columns)
         keep = pl.repeat(True, snap.frame.height, eager=True) if snap.keep is None else snap.keep
         cur.execute("INSERT INTO staged_snapshots VALUES (?, ?)", [info.snapshot_id, info.entity])
+        base = self._layer_base(snap)
+        layer = None if base is None else _layer(snap.frame, keep, self.rows(base), ENTITIES[snap.entity].key)
+        if layer is not None and layer[0].height <= MAX_LAYER_SHARE * info.row_count:
+            own, hidden = layer
+            self._insert(cur, f"snap_{snap.entity}", info.snapshot_id, own)
+            self._insert(cur, f"snap_{snap.entity}_hidden", info.snapshot_id, hidden)
+            return IngestResult(replace(info, base_id=base.snapshot_id), loaded=True)
         cur.register("incoming_rows", snap.frame.with_columns(keep.alias("_keep")))  # no copy of the rows
         try:
             cur.execute(
@@ -348,6 +395,28 @@ class Store:
         finally:
             cur.unregister("incoming_rows")
         return IngestResult(info, loaded=True)
+
+    def _layer_base(self, snap: IncomingSnapshot) -> SnapshotInfo | None:
+        """The complete snapshot an incoming one can be layered on: the base of the snapshot it shares rows
+        with (so a layer never lies on a layer), holding the same columns, as the incoming frame holds them
+        in their canonical types (a row compares with the base's as the store would hold it)."""
+        shared = snap.shares_with
+        if shared is None or (shared.source, shared.entity) != (snap.source, snap.entity):
+            return None
+        base = shared if shared.base_id is None else self.snapshot(shared.base_id)
+        schema = ENTITIES[snap.entity].schema
+        if set(base.columns) != set(snap.frame.columns):
+            return None
+        return base if all(dtype == schema[c] for c, dtype in snap.frame.schema.items()) else None
+
+    @staticmethod
+    def _insert(cur: duckdb.DuckDBPyConnection, table: str, snapshot_id: str, frame: pl.DataFrame) -> None:
+        cols = ", ".join(frame.columns)
+        cur.register("incoming_part", frame)
+        try:
+            cur.execute(f"INSERT INTO {table} (snapshot_id, {cols}) SELECT ?, {cols} FROM incoming_part", [snapshot_id])
+        finally:
+            cur.unregister("incoming_part")
 
     def _record(self, cur: duckdb.DuckDBPyConnection, info: SnapshotInfo, quarantine: pl.DataFrame) -> None:
         """A staged snapshot made visible: its entry in `snapshots`, and its quarantined rows."""
@@ -366,6 +435,8 @@ class Store:
                 info.origin,
             ],
         )
+        if info.base_id is not None:
+            cur.execute("INSERT INTO snapshot_layers VALUES (?, ?)", [info.snapshot_id, info.base_id])
         cur.execute("DELETE FROM staged_snapshots WHERE snapshot_id = ?", [info.snapshot_id])
         cur.register("incoming_bad", _redacted(quarantine))
         try:
@@ -381,22 +452,18 @@ class Store:
         for snapshot_id, entity in staged:
             with self.transaction() as cur:
                 cur.execute(f"DELETE FROM snap_{entity} WHERE snapshot_id = ?", [snapshot_id])
+                cur.execute(f"DELETE FROM snap_{entity}_hidden WHERE snapshot_id = ?", [snapshot_id])
                 cur.execute("DELETE FROM staged_snapshots WHERE snapshot_id = ?", [snapshot_id])
 
     def snapshot(self, snapshot_id: str) -> SnapshotInfo:
-        rows = self.query(
-            "SELECT snapshot_id, source, entity, captured_at, row_count, quarantined_rows, content_hash, columns, "
-            "origin FROM snapshots WHERE snapshot_id = ?",
-            [snapshot_id],
-        ).fetchall()
+        rows = self.query(f"SELECT {_INFO_COLUMNS} WHERE s.snapshot_id = ?", [snapshot_id]).fetchall()
         if not rows:
             raise UserError(f"no snapshot {snapshot_id!r} in {self.path}")
         return _info(rows[0])
 
     def _nth_latest(self, source: str, entity: str, n: int) -> SnapshotInfo | None:
         rows = self.query(
-            "SELECT snapshot_id, source, entity, captured_at, row_count, quarantined_rows, content_hash, columns, "
-            "origin FROM snapshots WHERE source = ? AND entity = ? ORDER BY captured_at DESC, loaded_at DESC "
+            f"SELECT {_INFO_COLUMNS} WHERE source = ? AND entity = ? ORDER BY captured_at DESC, loaded_at DESC "
             "LIMIT 1 OFFSET ?",
             [source, entity, n],
         ).fetchall()
@@ -415,7 +482,17 @@ class Store:
         reader's own parameters after these). Readers never name `snap_<entity>` themselves, so how a
         snapshot's rows are laid out is the store's alone."""
         columns = tuple(info.columns if columns is None else columns)
-        return f"SELECT {', '.join(columns)} FROM snap_{info.entity} WHERE snapshot_id = ?", [info.snapshot_id]
+        own = f"SELECT {', '.join(columns)} FROM snap_{info.entity} WHERE snapshot_id = ?"
+        if info.base_id is None:
+            return own, [info.snapshot_id]
+        # A layer: its own rows, and its base's rows but those whose key it hides (one anti-join).
+        hidden = f"snap_{info.entity}_hidden"
+        same_key = " AND ".join(f"h.{k} = b.{k}" for k in ENTITIES[info.entity].key)
+        base = (
+            f"SELECT {', '.join(f'b.{c}' for c in columns)} FROM snap_{info.entity} b "
+            f"ANTI JOIN (SELECT * FROM {hidden} WHERE snapshot_id = ?) h ON {same_key} WHERE b.snapshot_id = ?"
+        )
+        return f"{own} UNION ALL {base}", [info.snapshot_id, info.snapshot_id, info.base_id]
 
     def rows(self, info: SnapshotInfo) -> pl.DataFrame:
         """A snapshot's rows with canonical dtypes and only the columns that source actually provided."""
@@ -446,6 +523,31 @@ class Store:
         return self.frame(f'SELECT * FROM quarantine {where} ORDER BY origin, line, "column"', params)
 
 
+def _layer(
+    frame: pl.DataFrame, keep: pl.Series, held: pl.DataFrame, key: tuple[str, ...]
+) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """The kept rows of `frame` as a layer on the base rows `held`: the rows the base does not hold as they
+    are, and the keys of the base's rows to hide (replaced or gone). A layer hides by key, so it needs each
+    key once on both sides (None otherwise). Rows are matched by a hash of the whole row, which costs a
+    fraction of writing every row again."""
+    rows = frame.filter(keep)
+    columns = sorted(frame.columns)
+    new, old = _row_hashes(rows, columns, key), _row_hashes(held, columns, key)
+    if new["_key"].n_unique() != rows.height or old["_key"].n_unique() != held.height:
+        return None
+    # Joined on the row hash alone (it covers the key): a changed row is taken for its old self only if its
+    # 64-bit hash equals one of the base's, odds of about one in 10^13 per changed row of a 2M-row base.
+    own = new.join(old, on="_row", how="anti")["_index"]
+    hidden = old.join(new, on="_row", how="anti")["_index"]
+    return rows[own], held.select(key)[hidden]
+
+
+def _row_hashes(rows: pl.DataFrame, columns: list[str], key: tuple[str, ...]) -> pl.DataFrame:
+    """Per row: its index, a hash of its key and a hash of every column."""
+    hashes = {"_key": rows.select(key).hash_rows(seed=0), "_row": rows.select(columns).hash_rows(seed=0)}
+    return pl.DataFrame(hashes).with_row_index("_index")
+
+
 def _redacted(quarantine: pl.DataFrame) -> pl.DataFrame:
     """Quarantined values are a file's or a platform's own text: stored redacted, as every outside text is."""
     if quarantine.height == 0:
@@ -455,5 +557,7 @@ def _redacted(quarantine: pl.DataFrame) -> pl.DataFrame:
 
 
 def _info(row: tuple) -> SnapshotInfo:
-    sid, source, entity, captured_at, row_count, quarantined, content_hash, columns, origin = row
-    return SnapshotInfo(sid, source, entity, captured_at, row_count, quarantined, content_hash, tuple(columns), origin)
+    sid, source, entity, captured_at, row_count, quarantined, content_hash, columns, origin, base_id = row
+    return SnapshotInfo(
+        sid, source, entity, captured_at, row_count, quarantined, content_hash, tuple(columns), origin, base_id
+    )

@@ -155,6 +155,8 @@ def test_klaviyo(tmp_path, fast_http):
         stored = nights.stored()["customers"][0]
         assert stored.filter(pl.col("customer_id") == "P012")["last_name"].item() == "Moved"  # read before it changed
         assert stored.filter(pl.col("customer_id") == "P050")["last_name"].item() == "Again"
+        # Stored as what changed on the first night's snapshot, read as a complete one (compared below).
+        assert nights.store.latest_snapshot("klaviyo", "customers").base_id is not None
 
         # An event Klaviyo records late (it happened before the last pull) and the deleted profile are not
         # in any listing of changes: the next incremental pull misses them, the scheduled full pull does not.
@@ -174,6 +176,7 @@ def test_klaviyo(tmp_path, fast_http):
         fourth = nights.pull()
         assert nights.kinds(fourth) == dict.fromkeys(fourth, "full")
         assert fourth["customers"].detail.startswith("scheduled: full_every 0s")
+        assert nights.store.latest_snapshot("klaviyo", "customers").base_id is None  # a fresh base
         assert_same_stored(nights.stored(), full_pull_of(tmp_path / "full-later", "klaviyo", settings, sim.env))
         nights.close()
 
