@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
 from click.testing import CliRunner
 
@@ -14,7 +16,7 @@ from driftwatch.cli import cli
 from driftwatch.config import load_config
 from driftwatch.errors import UserError
 from driftwatch.statuses import canonical_status, merged_map
-from driftwatch.store import Store
+from driftwatch.store import IncomingSnapshot, Store
 
 
 def test_an_empty_store_migrates_to_the_current_version(tmp_path):
@@ -143,3 +145,15 @@ def test_every_section_is_validated_when_the_config_is_read(tmp_path, text, expe
     with pytest.raises(UserError) as err:
         load_config(path)
     assert str(err.value).startswith(f"{path}: ") and expected in str(err.value)
+
+
+def test_a_snapshot_read_for_some_columns_gets_only_those_it_holds(tmp_path):
+    frame = pl.DataFrame({"sku": ["A", "B"], "location": ["W1", "W2"], "on_hand": [3, None]})
+    with Store(tmp_path / "s.duckdb") as store:
+        store.ingest([IncomingSnapshot("erp", "inventory", datetime(2026, 11, 23, tzinfo=UTC), frame)])
+        info = store.latest_snapshot("erp", "inventory")
+        # `available` is not held by this source: asking for it reads nothing more.
+        some = store.rows(info, ["on_hand", "sku", "available"])
+        assert some.columns == ["sku", "on_hand"]
+        assert some.sort("sku").rows() == [("A", 3), ("B", None)]
+        assert store.rows(info).columns == list(info.columns)

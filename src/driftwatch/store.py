@@ -494,11 +494,13 @@ class Store:
         )
         return f"{own} UNION ALL {base}", [info.snapshot_id, info.snapshot_id, info.base_id]
 
-    def rows(self, info: SnapshotInfo) -> pl.DataFrame:
-        """A snapshot's rows with canonical dtypes and only the columns that source actually provided."""
+    def rows(self, info: SnapshotInfo, columns: Iterable[str] | None = None) -> pl.DataFrame:
+        """A snapshot's rows with canonical dtypes and only the columns that source actually provided (of
+        `columns`, when given: a reader that needs a few columns of a wide snapshot reads only those)."""
         spec = ENTITIES[info.entity]
-        frame = self.frame(*self.snapshot_sql(info))
-        return frame.cast({c: spec.schema[c] for c in info.columns})
+        wanted = info.columns if columns is None else [c for c in info.columns if c in set(columns)]
+        frame = self.frame(*self.snapshot_sql(info, wanted))
+        return frame.cast({c: spec.schema[c] for c in wanted})
 
     def latest(self, source: str, entity: str) -> pl.DataFrame | None:
         info = self.latest_snapshot(source, entity)

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from driftwatch.config import Config, Feed
+from driftwatch.entities import ENTITIES
 from driftwatch.store import SnapshotInfo, Store
 
 ALL_LOCATIONS = "*"  # a target publishing one stock figure per SKU (engine.views.ALL_LOCATIONS)
@@ -30,6 +31,15 @@ ALL_LOCATIONS = "*"  # a target publishing one stock figure per SKU (engine.view
 STALL_QUIET = timedelta(hours=6)
 ORDER_ENTITIES = ("orders", "order_lines", "shipments", "returns", "events")
 TIME_FORMAT = "%Y-%m-%d %H:%M"
+# The columns the lenses below read of each entity's snapshots, besides its key.
+_READ = {
+    "inventory": ("sku", "location", "on_hand", "available", "updated_at"),
+    "products": ("sku", "status", "updated_at", "style", "division"),
+    "orders": ("order_id", "external_id", "channel", "status", "currency", "updated_at"),
+    "shipments": ("order_id", "carrier"),
+    "customers": ("customer_id", "country", "updated_at"),
+    "payout_lines": ("line_id", "line_type", "payout_id", "currency"),
+}
 
 
 @dataclass(frozen=True)
@@ -54,16 +64,26 @@ class RunSnapshots:
         )
         self._ids = {(source, entity): sid for sid, source, entity in rows.iter_rows()}
         self._frames: dict[tuple[str, str], pl.DataFrame | None] = {}
+        self._derived: dict[tuple, pl.DataFrame] = {}
 
     def info(self, source: str, entity: str) -> SnapshotInfo | None:
         sid = self._ids.get((source, entity))
         return None if sid is None else self.store.snapshot(sid)
 
     def frame(self, source: str, entity: str) -> pl.DataFrame | None:
+        """The snapshot's key and the columns a lens reads of it (a wide snapshot's other columns are not
+        read: the frames are kept for the whole run)."""
         if (source, entity) not in self._frames:
             info = self.info(source, entity)
-            self._frames[(source, entity)] = None if info is None else self.store.rows(info)
+            columns = (*ENTITIES[entity].key, *_READ.get(entity, ()))
+            self._frames[(source, entity)] = None if info is None else self.store.rows(info, columns)
         return self._frames[(source, entity)]
+
+    def derived(self, key: tuple, compute: Callable[[], pl.DataFrame]) -> pl.DataFrame:
+        """A frame several targets' lenses share (the ERP's orders in the same channels), computed once."""
+        if key not in self._derived:
+            self._derived[key] = compute()
+        return self._derived[key]
 
 
 def population(
@@ -148,20 +168,10 @@ def _orders(snaps: RunSnapshots, cfg: Config, scope: _Scope, keys: pl.Series) ->
     orders = snaps.frame(scope.source, "orders")
     if orders is None:
         return None
-    if "channel" in orders.columns:  # without channels every order is in scope
-        orders = orders.filter(_channel_scope(cfg, scope))
-    rows = _listed(
-        orders.select(
-            pl.col("order_id").alias("key"), *_present(orders, "channel", "status", "currency", "updated_at")
-        ),
-        "channel",
-        "status",
-        "currency",
-    )
-    shipments = snaps.frame(scope.source, "shipments")
-    if shipments is not None and {"carrier", "order_id"} <= set(shipments.columns):
-        carriers = shipments.group_by("order_id").agg(pl.col("carrier").drop_nulls().unique().sort())
-        rows = rows.join(carriers.rename({"order_id": "key"}), on="key", how="left")
+    in_scope = _channel_scope(cfg, scope) if "channel" in orders.columns else pl.lit(True)
+    # Targets fed the same channels (every storefront) share the ERP's side: computed once for them.
+    key = ("orders", scope.source, in_scope.meta.serialize())
+    rows = snaps.derived(key, lambda: _erp_orders(snaps, scope.source, in_scope))
     attributes = ["channel", "status", "carrier", "currency"]
     target_orders = snaps.frame(scope.target, "orders") if scope.target != scope.source else None
     if target_orders is not None and "status" in target_orders.columns:
@@ -172,7 +182,7 @@ def _orders(snaps: RunSnapshots, cfg: Config, scope: _Scope, keys: pl.Series) ->
             pl.concat_list("status").alias("target_status"),
         )
         by_erp = rows.join(theirs.drop("target_key"), left_on="key", right_on="ref", how="left")
-        known = set(rows["key"].to_list())
+        known = rows["key"]
         only_target = theirs.filter(~pl.col("ref").is_in(known) & ~pl.col("target_key").is_in(known))
         rows = pl.concat(
             [by_erp, only_target.select(pl.col("target_key").alias("key"), "target_status")], how="diagonal_relaxed"
@@ -180,6 +190,24 @@ def _orders(snaps: RunSnapshots, cfg: Config, scope: _Scope, keys: pl.Series) ->
         attributes.insert(2, "target_status")
     since = _stalled_since(snaps, scope.target, "orders", target_orders)
     return _finish(rows, tuple(attributes), since)
+
+
+def _erp_orders(snaps: RunSnapshots, source: str, in_scope: pl.Expr) -> pl.DataFrame:
+    """The ERP's orders in a target's channels, with their channel, status, currency and carriers."""
+    orders = snaps.frame(source, "orders").filter(in_scope)
+    rows = _listed(
+        orders.select(
+            pl.col("order_id").alias("key"), *_present(orders, "channel", "status", "currency", "updated_at")
+        ),
+        "channel",
+        "status",
+        "currency",
+    )
+    shipments = snaps.frame(source, "shipments")
+    if shipments is not None and {"carrier", "order_id"} <= set(shipments.columns):
+        carriers = shipments.group_by("order_id").agg(pl.col("carrier").drop_nulls().unique().sort())
+        rows = rows.join(carriers.rename({"order_id": "key"}), on="key", how="left")
+    return rows
 
 
 def _channel_scope(cfg: Config, scope: _Scope) -> pl.Expr:
