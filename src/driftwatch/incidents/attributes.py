@@ -80,7 +80,8 @@ class RunSnapshots:
         return self._frames[(source, entity)]
 
     def derived(self, key: tuple, compute: Callable[[], pl.DataFrame]) -> pl.DataFrame:
-        """A frame several targets' lenses share (the ERP's orders in the same channels), computed once."""
+        """A frame several targets' lenses share (the ERP's orders in the same channels, the carriers of each
+        order), computed once."""
         if key not in self._derived:
             self._derived[key] = compute()
         return self._derived[key]
@@ -205,7 +206,10 @@ def _erp_orders(snaps: RunSnapshots, source: str, in_scope: pl.Expr) -> pl.DataF
     )
     shipments = snaps.frame(source, "shipments")
     if shipments is not None and {"carrier", "order_id"} <= set(shipments.columns):
-        carriers = shipments.group_by("order_id").agg(pl.col("carrier").drop_nulls().unique().sort())
+        carriers = snaps.derived(
+            ("carriers", source),
+            lambda: shipments.group_by("order_id").agg(pl.col("carrier").drop_nulls().unique().sort()),
+        )
         rows = rows.join(carriers.rename({"order_id": "key"}), on="key", how="left")
     return rows
 
