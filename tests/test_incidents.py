@@ -8,7 +8,9 @@ import pytest
 
 from driftwatch.engine import latest_run_id
 from driftwatch.incidents import group, incident_members, run_incidents
+from driftwatch.incidents.attributes import RunSnapshots, population_key
 from driftwatch.incidents.grouping import LIFT, MIN_SHARE, MIN_SIZE
+from driftwatch.store import Store
 from tests.histories import History, audit_history, open_keys
 
 
@@ -97,6 +99,28 @@ def test_the_run_findings_first_appeared_in_is_a_cause_only_against_a_baseline()
     assert (cause.attribute, cause.value, cause.size) == ("first_run", "r5", 6)
     busy = pl.DataFrame({"run_id": ["r2", "r3", "r4"], "arrived": [5, 6, 7]})
     assert group(found, None, busy) == []  # six new findings is an ordinary night there
+
+
+def test_every_check_drifting_on_a_target_reads_one_population_forgotten_after_its_last_reader(tmp_path):
+    orders = pl.Series(["O1", "O2", "O3"])
+    # Order, shipment and event findings all read a target's orders: one population per target.
+    assert population_key("erp", "shop", "orders", orders) == population_key("erp", "shop", "shipments", orders)
+    assert population_key("erp", "shop", "orders", orders) != population_key("erp", "market", "orders", orders)
+    per_sku, per_location = pl.Series(["A", "B"]), pl.Series(["A/W1", "B/W2"])
+    assert population_key("erp", "shop", "inventory", per_sku) != population_key(
+        "erp", "shop", "inventory", per_location
+    )
+    with Store(tmp_path / "s.duckdb") as store:
+        snaps = RunSnapshots(store, "no-such-run")
+        built = []
+
+        def build() -> object:
+            built.append(object())
+            return built[-1]
+
+        first = snaps.shared(("orders", "erp", "shop"), build, uses=2)
+        assert snaps.shared(("orders", "erp", "shop"), build, uses=2) is first and len(built) == 1
+        assert snaps.shared(("orders", "erp", "shop"), build, uses=2) is not first  # forgotten after the second
 
 
 # -- generated histories ------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import polars as pl
 
@@ -65,6 +66,7 @@ class RunSnapshots:
         self._ids = {(source, entity): sid for sid, source, entity in rows.iter_rows()}
         self._frames: dict[tuple[str, str], pl.DataFrame | None] = {}
         self._derived: dict[tuple, pl.DataFrame] = {}
+        self._shared: dict[tuple, tuple[Any, int]] = {}
 
     def info(self, source: str, entity: str) -> SnapshotInfo | None:
         sid = self._ids.get((source, entity))
@@ -85,6 +87,21 @@ class RunSnapshots:
         if key not in self._derived:
             self._derived[key] = compute()
         return self._derived[key]
+
+    def shared(self, key: tuple, compute: Callable[[], Any], uses: int) -> Any:
+        """A result `uses` groups take in turn (one target's population, read by each check drifting on it):
+        computed for the first, forgotten after the last, so populations do not pile up in memory."""
+        value, taken = self._shared.pop(key, None) or (compute(), 0)
+        if taken + 1 < uses:
+            self._shared[key] = (value, taken + 1)
+        return value
+
+
+def population_key(source: str, target: str, entity: str, keys: pl.Series) -> tuple:
+    """What a population depends on: the lens, the source and the target, and for stock whether the findings
+    are per location. Every check drifting on a target reads the same one."""
+    lens = "orders" if entity in ORDER_ENTITIES else entity
+    return (lens, source, target, lens == "inventory" and _per_location(keys))
 
 
 def population(
@@ -112,8 +129,7 @@ def _stock(snaps: RunSnapshots, cfg: Config, scope: _Scope, keys: pl.Series) -> 
     if scope.feed is not None and scope.feed.locations is not None:
         inventory = inventory.filter(pl.col("location").is_in(scope.feed.locations))
     stocked = _stock_level(inventory) > 0
-    per_location = bool(keys.str.contains("/", literal=True).any())
-    if per_location:
+    if _per_location(keys):
         rows = inventory.select(
             (pl.col("sku") + "/" + pl.col("location")).alias("key"),
             "sku",
@@ -132,6 +148,11 @@ def _stock(snaps: RunSnapshots, cfg: Config, scope: _Scope, keys: pl.Series) -> 
         listed = sorted(set(target_rows["location"].drop_nulls().to_list()) - {ALL_LOCATIONS})
         target_locations = tuple(listed) if listed else None
     return _finish(rows, ("location", "style", "division", "sku_prefix"), since, target_locations)
+
+
+def _per_location(keys: pl.Series) -> bool:
+    """Findings keyed sku/location (a target keeping stock per location), not per SKU."""
+    return bool(keys.str.contains("/", literal=True).any())
 
 
 def _stock_level(inventory: pl.DataFrame) -> pl.Expr:

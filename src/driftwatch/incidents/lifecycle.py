@@ -15,8 +15,10 @@ the previous run, its check ran, and no longer explained). It is `acknowledged` 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Mapping
 from datetime import date
+from functools import partial
 
 import polars as pl
 
@@ -25,7 +27,7 @@ from driftwatch.engine.findings import OPEN_STATUSES, SEVERITY_RANK, acknowledge
 from driftwatch.errors import UserError
 from driftwatch.incidents import words
 from driftwatch.incidents.age import RUN_TIMES
-from driftwatch.incidents.attributes import ORDER_ENTITIES, Population, RunSnapshots, population
+from driftwatch.incidents.attributes import ORDER_ENTITIES, Population, RunSnapshots, population, population_key
 from driftwatch.incidents.grouping import MIN_SIZE, Cause, group
 from driftwatch.store import Migration, Store
 
@@ -91,11 +93,18 @@ def record_incidents(store: Store, cfg: Config, run_id: str, owners: Mapping[str
     snaps = RunSnapshots(store, run_id)
     found: list[dict] = []
     members: list[tuple[str, str]] = []
-    for (check_id, target), rows in live.group_by("check_id", "target", maintain_order=True):
-        if rows.height < MIN_SIZE:
-            continue
-        source, entity = _most_common(rows, "source"), _most_common(rows, "entity")
-        pop = population(snaps, cfg, source, target, entity, rows["key"]) if source and entity else None
+    groups = [
+        (check_id, target, rows, _most_common(rows, "source"), _most_common(rows, "entity"))
+        for (check_id, target), rows in live.group_by("check_id", "target", maintain_order=True)
+        if rows.height >= MIN_SIZE
+    ]
+    lenses = Counter(population_key(s, t, e, rows["key"]) for _, t, rows, s, e in groups if s and e)
+    for check_id, target, rows, source, entity in groups:
+        pop = None
+        if source and entity:
+            key = population_key(source, target, entity, rows["key"])
+            build = partial(population, snaps, cfg, source, target, entity, rows["key"])
+            pop = snaps.shared(key, build, uses=lenses[key])
         arrivals = _arrivals(store, run_id, check_id, target, entity)
         for cause in group(rows.select("fingerprint", "key", "first_run"), pop and pop.records, arrivals):
             iid = incident_id(check_id, target, cause.attribute, cause.value)
