@@ -332,8 +332,10 @@ def _finish(
         stalled = pl.when(pl.col("updated_at") > since).then(pl.concat_list(pl.lit(since.strftime(TIME_FORMAT))))
         rows = rows.with_columns(stalled.alias("stalled"))
         present.append("stalled")
-    records = rows.select(
-        pl.col("key").cast(pl.String),
-        *[pl.col(a).cast(pl.List(pl.String)).list.drop_nulls() for a in present],
-    ).unique("key", keep="first", maintain_order=True)
+    # A list may hold a null (a record without a channel): the grouping drops nulls as it explodes the lists,
+    # which costs far less than dropping them from every list here (0.48 of this step's 0.53 s of CPU for 355k
+    # orders with four attributes).
+    records = rows.select(pl.col("key").cast(pl.String), *[pl.col(a).cast(pl.List(pl.String)) for a in present]).unique(
+        "key", keep="first", maintain_order=True
+    )
     return Population(records, tuple(present), since if "stalled" in present else None, target_locations)
