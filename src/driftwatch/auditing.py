@@ -17,7 +17,12 @@ def audit(
     """Run the checks (default: all), store the findings as a new run, and follow up on them. `engine`
     (default: the config's [engine]) says where keyed comparisons run."""
     result = run_checks(store, cfg, checks=checks, engine=engine)
-    owners = {check_id: spec.owner for check_id, spec in load_catalogue(cfg).items()}
-    record_incidents(store, cfg, result.run_id, owners)
-    record_latency(store, cfg, result.run_id)
+    follow_up(store, cfg, result.run_id)
     return result
+
+
+def follow_up(store: Store, cfg: Config, run_id: str) -> None:
+    """What follows from a stored run's findings: its incidents and the sync latency it measured."""
+    owners = {check_id: spec.owner for check_id, spec in load_catalogue(cfg).items()}
+    record_incidents(store, cfg, run_id, owners)
+    record_latency(store, cfg, run_id)
