@@ -204,7 +204,7 @@ def _orders(snaps: RunSnapshots, cfg: Config, scope: _Scope, keys: pl.Series) ->
             pl.concat_list("status").alias("target_status"),
         )
         by_erp = rows.join(theirs.drop("target_key"), left_on="key", right_on="ref", how="left")
-        known = rows["key"]
+        known = rows["key"].implode()
         only_target = theirs.filter(~pl.col("ref").is_in(known) & ~pl.col("target_key").is_in(known))
         rows = pl.concat(
             [by_erp, only_target.select(pl.col("target_key").alias("key"), "target_status")], how="diagonal_relaxed"
