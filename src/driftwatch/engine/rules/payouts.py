@@ -45,6 +45,15 @@ NEEDS = {
     "returns": ("order_id", "status", "amount"),
     "journal_entries": ("payout_id", "amount", "currency"),
 }
+# Every column a reconciliation reads of each snapshot: the others (emails, customer ids, quantities
+# shipped, ...) are never read out of the store.
+READS = {
+    "payout_lines": ("line_id", "payout_id", "external_id", "line_type", "amount", "currency", "transaction_date"),
+    "orders": ("order_id", "external_id", "channel", "status", "updated_at", "total", "currency"),
+    "order_lines": ("order_id", "sku", "qty_ordered", "qty_cancelled", "unit_price"),
+    "returns": ("return_id", "order_id", "amount", "status", "processed_at"),
+    "journal_entries": ("entry_id", "order_id", "payout_id", "amount", "currency"),
+}
 LEFT_OUT = {
     "order_lines": "commission per SKU",
     "returns": "the match of refunds to credit memos",
@@ -93,7 +102,7 @@ def _lean_snapshots(scope: Scope, settings: PayoutSettings) -> Snapshots:
     def snapshot(source: str, entity: str) -> pl.DataFrame | None:
         if (source, entity) not in read:
             erp = source == settings.erp
-            rows = (lambda columns: _reachable(read, settings, entity, columns)) if erp else (lambda columns: None)
+            rows = (lambda frame: _reachable(frame, read, settings, entity)) if erp else (lambda frame: frame)
             read[source, entity] = _collect(scope, source, entity, rows)
         return read[source, entity]
 
@@ -103,25 +112,34 @@ def _lean_snapshots(scope: Scope, settings: PayoutSettings) -> Snapshots:
 
 
 def _reachable(
-    read: dict[tuple[str, str], pl.DataFrame | None], settings: PayoutSettings, entity: str, columns: list[str]
-) -> pl.Expr | None:
-    """Which rows of an ERP entity (holding `columns`) the payout lines can reach; None: every row."""
+    frame: pl.LazyFrame, read: dict[tuple[str, str], pl.DataFrame | None], settings: PayoutSettings, entity: str
+) -> pl.LazyFrame:
+    """The rows of an ERP snapshot the payout lines can reach. Joins, not `is_in` filters: a filter would
+    hash the keys again for every batch read out of the store (a hundred times over 12M order lines)."""
+    columns = frame.collect_schema().names()
     lines = read.get((settings.marketplace, "payout_lines"))
-    if lines is None:
-        return None
-    if entity == "orders" and "external_id" in columns:
-        named = pl.col("external_id").is_in(lines["external_id"].drop_nulls().unique().implode())
-        return named | (pl.col("channel") == settings.channel) if "channel" in columns else named
     orders = read.get((settings.erp, "orders"))
+    if lines is None:
+        return frame
+    if entity == "orders" and "external_id" in columns:
+        named = lines.select(pl.col("external_id").drop_nulls().unique(), named=pl.lit(True)).lazy()
+        kept = frame.join(named, on="external_id", how="left", maintain_order="left")
+        channel = (pl.col("channel") == settings.channel).fill_null(False) if "channel" in columns else False
+        return kept.filter(pl.col("named").fill_null(False) | channel).drop("named")
     if entity in ("order_lines", "returns") and orders is not None and "order_id" in columns:
-        return pl.col("order_id").is_in(orders["order_id"].implode())
+        return _semi_join(frame, orders["order_id"])
     if entity == "journal_entries" and "payout_id" in columns:
-        return pl.col("payout_id").is_in(lines["payout_id"].drop_nulls().unique().implode())
-    return None
+        return _semi_join(frame, lines["payout_id"])
+    return frame
+
+
+def _semi_join(frame: pl.LazyFrame, keys: pl.Series) -> pl.LazyFrame:
+    reachable = keys.drop_nulls().unique().to_frame().lazy()
+    return frame.join(reachable, on=keys.name, how="semi", maintain_order="left")
 
 
 def _collect(
-    scope: Scope, source: str, entity: str, reachable: Callable[[list[str]], pl.Expr | None]
+    scope: Scope, source: str, entity: str, reachable: Callable[[pl.LazyFrame], pl.LazyFrame]
 ) -> pl.DataFrame | None:
     needs = NEEDS.get(entity, ())
     if entity in LEFT_OUT and not all(scope.holds(source, entity, c, compared=LEFT_OUT[entity]) for c in needs):
@@ -129,8 +147,8 @@ def _collect(
     frame = scope.frame(source, entity, needs=needs, defaults={"qty_cancelled": 0} if entity == "order_lines" else None)
     if frame is None:
         return None
-    rows = reachable(frame.collect_schema().names())
-    return (frame if rows is None else frame.filter(rows)).collect()
+    columns = frame.collect_schema().names()
+    return reachable(frame.select([column for column in READS[entity] if column in columns])).collect()
 
 
 def _findings(scope: Scope, lines: pl.DataFrame) -> pl.LazyFrame:
