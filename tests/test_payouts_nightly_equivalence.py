@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from decimal import Decimal
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import polars as pl
@@ -229,3 +230,42 @@ def test_the_hand_built_retailer_holds_the_cases_it_is_meant_to(tmp_path: Path) 
     # 1.515 rounded half up to 1.52, the yen commission: judged and agreed.
     assert not {"A02", "O03", "O06", "O11"} & problems.keys()
     assert any("assumed" in w for w in warnings)  # the web channel's rate
+
+
+# Category globs as a person writes them: regex metacharacters, `?`, a character class, white space, a
+# pattern naming nothing. SKUs that match some, several or none, and a missing SKU.
+GLOBS = {
+    "dotted": ("00412.*", "A+B-?"),
+    "classes": ("FW-[0-9]*", "gift card*"),
+    "symbols": ("#1&~(x)|*", "*$^{2}"),
+    "everything": ("*",),
+}
+GLOB_SKUS = ["00412.7", "X00412.7", "004127", "A+B-1", "A+B-12", "FW-9X", "FW-X9", "gift card 50", "gift  card",
+             "#1&~(x)|z", "a$^{2}", "ÄÖ-1", "", None]  # fmt: skip
+
+
+def _agreed_rate(settings, sku: str | None, channel: str | None) -> tuple[Decimal, bool]:
+    """The rule as [payouts.commission] states it, one SKU at a time with fnmatch: the first category any
+    of whose globs matches the SKU, else the channel's rate, else the default (assumed unless configured)."""
+    for category in settings.categories:
+        if sku is not None and any(fnmatchcase(sku, glob) for glob in category.skus):
+            return category.rate, False
+    return settings.channel_rate(channel), settings.channel_rate_assumed(channel)
+
+
+@pytest.mark.parametrize("default", [None, "0.15"])
+def test_sku_rates_over_columns_agree_with_fnmatch_one_sku_at_a_time(default: str | None) -> None:
+    commission = {
+        "channels": {"web": "0.08"},
+        "categories": {
+            name: {"rate": f"0.{i + 1}", "skus": list(globs)} for i, (name, globs) in enumerate(GLOBS.items())
+        },
+        **({"default": default} if default else {}),
+    }
+    settings = payout_settings(config({"commission": commission}))
+    pairs = [(sku, channel) for sku in GLOB_SKUS for channel in ("mirakl", "web", None)]
+    frame = pl.DataFrame({"sku": [s for s, _ in pairs], "channel": [c for _, c in pairs]})
+    rate, assumed = settings.sku_rates(pl.col("sku"), pl.col("channel"), pl.Decimal(10, 4))
+    got = frame.select(rate=rate, assumed=assumed).rows()
+    expected = [_agreed_rate(settings, sku, channel) for sku, channel in pairs]
+    assert got == expected

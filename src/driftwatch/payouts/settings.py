@@ -118,16 +118,10 @@ class PayoutSettings:
         """Whether the channel's rate is the built-in default, because nothing is configured for it."""
         return not self.default_configured and (channel or "") not in self.channel_rates
 
-    def sku_rate(self, sku: str | None, channel: str | None) -> Decimal:
-        """The agreed rate for one SKU: its category's (first match wins), else its channel's."""
-        category = self._category(sku)
-        return category.rate if category else self.channel_rate(channel)
-
-    def sku_rate_assumed(self, sku: str | None, channel: str | None) -> bool:
-        return self._category(sku) is None and self.channel_rate_assumed(channel)
-
     def sku_rates(self, sku: pl.Expr, channel: pl.Expr, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
-        """`sku_rate` and `sku_rate_assumed` over columns of SKUs and channels, as `dtype` and Boolean."""
+        """Over columns of SKUs and channels: each SKU's agreed rate (its category's, the first that matches,
+        else its channel's) as `dtype`, and whether that rate is the built-in default, assumed for want of an
+        agreement."""
         channel = channel.fill_null("")
         rate = channel.replace_strict(self.channel_rates, default=self.default_rate, return_dtype=dtype)
         assumed = ~channel.is_in(list(self.channel_rates)) & pl.lit(not self.default_configured)
@@ -136,12 +130,6 @@ class PayoutSettings:
             rate = pl.when(matches).then(pl.lit(category.rate, dtype)).otherwise(rate)
             assumed = assumed & ~matches
         return rate, assumed
-
-    def _category(self, sku: str | None) -> Category | None:
-        for category in self.categories:
-            if sku is not None and any(fnmatchcase(sku, pattern) for pattern in category.skus):
-                return category
-        return None
 
 
 def _glob(text: pl.Expr, pattern: str) -> pl.Expr:
