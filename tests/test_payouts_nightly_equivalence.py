@@ -19,7 +19,7 @@ from driftwatch.engine import audit
 from driftwatch.filedrop import load_directory
 from driftwatch.payouts import reconcile
 from driftwatch.payouts.inputs import read_inputs
-from driftwatch.payouts.reconcile import flagged_to_date, periods
+from driftwatch.payouts.reconcile import flagged_to_date, periods, reconcile_inputs
 from driftwatch.payouts.settings import payout_settings
 from driftwatch.statuses import RETURNS
 from driftwatch.store import Store
@@ -269,3 +269,57 @@ def test_sku_rates_over_columns_agree_with_fnmatch_one_sku_at_a_time(default: st
     got = frame.select(rate=rate, assumed=assumed).rows()
     expected = [_agreed_rate(settings, sku, channel) for sku, channel in pairs]
     assert got == expected
+
+
+def test_one_pass_judges_an_order_charged_in_two_periods_at_each_periods_end() -> None:
+    """An order's commission charged wrong in August and again in October: judged in one pass over both
+    periods, each line gets the verdict and reason of its own period's reconciliation (August's total to
+    August's end, October's to October's), never the other period's."""
+    when = {"A": "2026-08-02T10:00:00Z", "A-PAY": "2026-08-20T10:00:00Z", "O": "2026-10-02T10:00:00Z"}
+    lines = pl.DataFrame(
+        [
+            ("A1", "P-A", "M-1", "order_amount", "100.00", "EUR", when["A"]),
+            ("A2", "P-A", "M-1", "commission", "-20.00", "EUR", when["A"]),
+            ("A3", "P-A", None, "payment", "80.00", "EUR", when["A-PAY"]),
+            ("O1", "P-O", "M-1", "commission", "-1.00", "EUR", when["O"]),
+            ("O2", "P-O", None, "payment", "-1.00", "EUR", when["O"]),
+        ],
+        schema=["line_id", "payout_id", "external_id", "line_type", "amount", "currency", "transaction_date"],
+        orient="row",
+    )
+    orders = pl.DataFrame(
+        {
+            "order_id": ["SO-1"],
+            "external_id": ["M-1"],
+            "channel": ["mirakl"],
+            "status": ["delivered"],
+            "total": [Decimal("100.00")],
+            "currency": ["EUR"],
+        }
+    )
+    order_lines = pl.DataFrame(
+        {"order_id": ["SO-1"], "sku": ["AP-1"], "qty_ordered": [1], "unit_price": [Decimal("100.00")]}
+    )
+    frames = {
+        ("mirakl", "payout_lines"): lines.with_columns(
+            pl.col("amount").cast(pl.Decimal(18, 4)), pl.col("transaction_date").str.to_datetime(time_zone="UTC")
+        ),
+        ("bluecherry", "orders"): orders,
+        ("bluecherry", "order_lines"): order_lines,
+        ("bluecherry", "returns"): None,
+        ("bluecherry", "journal_entries"): None,
+    }
+    cfg = config({"commission": {"default": "0.15"}})
+    settings = payout_settings(cfg)
+    inputs = read_inputs(lambda source, entity: frames[source, entity], {"delivered": "delivered"}, settings)
+
+    flagged, _ = flagged_to_date(inputs, settings)
+
+    august = "charged -20.00 to date on the ERP's 100.00 is 20.00%; at the agreed 15.00% it is -15.00"
+    october = "charged -21.00 to date on the ERP's 100.00 is 21.00%; at the agreed 15.00% it is -15.00"
+    assert flagged.select("line_id", "problem", "reason", "actual").rows() == [
+        ("A2", "commission_rate", august, Decimal("-20.00")),
+        ("O1", "commission_rate", october, Decimal("-21.00")),
+    ]
+    month_end = [reconcile_inputs(inputs, settings, period).mismatched_lines for period in periods(inputs)]
+    assert pl.concat(month_end).select(flagged.columns).to_dicts() == flagged.to_dicts()

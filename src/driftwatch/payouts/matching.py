@@ -5,6 +5,10 @@ Each matcher takes the period's lines of its kind and gives every one of them a 
 other than `matched` names its problem (PROBLEMS) and, for a mismatch, the amounts compared. Amounts are
 compared per marketplace order over every document up to the period's end, so an order paid or refunded
 in several billing cycles is judged on its total, never line by line.
+
+The lines judged carry `period_end` (PERIOD_END, the end of their document's period): month-end judges one
+period's lines, the nightly check every period's at once, and each order is judged per period end on the
+documents dated before it, so both give every period the verdicts its own reconciliation gives it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from decimal import Decimal
 
 import polars as pl
 
-from driftwatch.entities import MONEY
+from driftwatch.entities import MONEY, TIMESTAMP
 from driftwatch.money import MoneyTolerance, amounts_as_text, exact, quantize, rounded
 from driftwatch.payouts.period import Period
 from driftwatch.payouts.settings import PayoutSettings
@@ -205,31 +209,43 @@ def documents(scope: pl.DataFrame, tolerance: MoneyTolerance) -> tuple[pl.DataFr
 # ---------------------------------------------------------------------------------------------- orders
 
 
-def _to_date(history: pl.DataFrame, line_types: tuple[str, ...]) -> pl.DataFrame:
-    """Per marketplace order: the sum of such lines over every document up to the period's end."""
+PERIOD_END = "period_end"
+ORDER_PERIOD = ["external_id", PERIOD_END]  # one marketplace order as judged at one period's end
+
+
+def period_end(date: str = "document_date") -> pl.Expr:
+    """The first instant after the period (calendar month, UTC) a date falls in (period.Period.end)."""
+    return pl.col(date).dt.month_start().dt.offset_by("1mo").alias(PERIOD_END)
+
+
+def _to_date(keys: pl.DataFrame, history: pl.DataFrame, line_types: tuple[str, ...]) -> pl.DataFrame:
+    """Per marketplace order and period end in `keys`: the sum of such lines over every document dated
+    before that end. The order's lines are paired with each of its period ends, so one pass over several
+    periods sums exactly what each period's own reconciliation sums."""
+    lines = history.filter(
+        pl.col("line_type").is_in(line_types) & pl.col("duplicate_of").is_null() & pl.col("external_id").is_not_null()
+    ).select("external_id", "document_date", "amount", "currency")
     return (
-        history.filter(
-            pl.col("line_type").is_in(line_types)
-            & pl.col("duplicate_of").is_null()
-            & pl.col("external_id").is_not_null()
-        )
-        .group_by("external_id")
+        keys.select(ORDER_PERIOD)
+        .join(lines, on="external_id")
+        .filter(pl.col("document_date") < pl.col(PERIOD_END))
+        .group_by(ORDER_PERIOD)
         .agg(to_date=pl.col("amount").sum().cast(MONEY), line_currency=pl.col("currency").unique().sort().str.join(","))
     )
 
 
 def _per_order(scope: pl.DataFrame, history: pl.DataFrame, line_types: tuple[str, ...]) -> pl.DataFrame:
-    """Per marketplace order with such lines in the period: the period's lines and the total to date."""
-    return (
+    """Per marketplace order with such lines in a period: the period's lines and the total to its end."""
+    per_order = (
         scope.filter(pl.col("line_type").is_in(line_types) & pl.col("external_id").is_not_null())
-        .group_by("external_id")
+        .group_by(ORDER_PERIOD)
         .agg(
             payout_id=pl.col("payout_id").unique().sort().str.join(" "),
             line_ids=pl.col("line_id").sort().str.join(" "),
             lines=pl.col("line_id"),
         )
-        .join(_to_date(history, line_types), on="external_id")
     )
+    return per_order.join(_to_date(per_order, history, line_types), on=ORDER_PERIOD)
 
 
 def _orderless(scope: pl.DataFrame, line_types: tuple[str, ...]) -> pl.DataFrame:
@@ -319,19 +335,27 @@ def refunds(
     credit_memos: pl.DataFrame | None,
     tolerance: MoneyTolerance,
 ) -> Verdicts:
-    """Refund lines, to date, against the ERP's credit memos (refunded returns) of the same order. Without
-    the ERP's returns (None) a refund is not matched, and not judged either: it has no problem to report."""
+    """Refund lines, to date, against the ERP's credit memos (refunded returns) of the same order processed
+    by the period's end. Without the ERP's returns (None) a refund is not matched, and not judged either: it
+    has no problem to report."""
     unchecked = credit_memos is None
     if credit_memos is None:
-        credit_memos = pl.DataFrame(schema={"external_id": pl.String, "amount": MONEY, "return_id": pl.String})
-    credited = credit_memos.group_by("external_id").agg(
-        credited=pl.col("amount").sum().cast(MONEY), return_ids=pl.col("return_id").sort().str.join(" ")
+        credit_memos = pl.DataFrame(
+            schema={"external_id": pl.String, "amount": MONEY, "return_id": pl.String, "processed_at": TIMESTAMP}
+        )
+    per_order = _per_order(scope, history, ("refund",))
+    processed = pl.col("processed_at").is_null() | (pl.col("processed_at") < pl.col(PERIOD_END))
+    credited = (
+        per_order.select(ORDER_PERIOD)
+        .join(credit_memos.select("external_id", "amount", "return_id", "processed_at"), on="external_id")
+        .filter(processed)
+        .group_by(ORDER_PERIOD)
+        .agg(credited=pl.col("amount").sum().cast(MONEY), return_ids=pl.col("return_id").sort().str.join(" "))
     )
     per_order = (
-        _per_order(scope, history, ("refund",))
-        .with_columns(refunded=(-pl.col("to_date")).cast(MONEY))
+        per_order.with_columns(refunded=(-pl.col("to_date")).cast(MONEY))
         .join(erp.select("external_id", "order_id"), on="external_id", how="left")
-        .join(credited, on="external_id", how="left")
+        .join(credited, on=ORDER_PERIOD, how="left")
     )
     off = _off("refunded", "credited", tolerance, "line_currency")
     per_order = per_order.with_columns(
@@ -454,9 +478,9 @@ def commissions(
     sales_types = SALES if settings.commission_on_shipping else ("order_amount",)
     checked = []
     for kind, base_types in (("commission", sales_types), ("refund_commission", ("refund",))):
-        per_order = _per_order(scope, history, (kind,)).join(
-            _to_date(history, base_types).select("external_id", base="to_date"), on="external_id", how="left"
-        )
+        per_order = _per_order(scope, history, (kind,))
+        base = _to_date(per_order, history, base_types).select(*ORDER_PERIOD, base="to_date")
+        per_order = per_order.join(base, on=ORDER_PERIOD, how="left")
         checked.append(_judge_commissions(per_order, kind, agreed, settings, explain_all))
     judged = pl.concat(checked)
     issues = _issues(
@@ -471,7 +495,8 @@ def commissions(
         message=pl.format("order {}: {}", "external_id", "reason"),
     )
     verdicts = [_explode_verdicts(judged, "expected", "to_date"), _orderless(scope, COMMISSIONS)]
-    assumed = judged.filter("assumed")["external_id"].unique().len()
+    # Counted per period, as each period's reconciliation counts them.
+    assumed = judged.filter("assumed").select(ORDER_PERIOD).unique().height
     return Verdicts(pl.concat(verdicts, how="diagonal_relaxed"), issues, assumed)
 
 
@@ -509,15 +534,13 @@ def _judge_commissions(
         )
     )
     explained = judged if explain_all else judged.filter(pl.col("status") == "mismatch")
-    reasons = pl.DataFrame(
-        {
-            "external_id": explained["external_id"],
-            "reason": [_commission_reason(row, kind, settings) for row in explained.iter_rows(named=True)],
-        },
-        schema={"external_id": pl.String, "reason": pl.String},
+    reasons = explained.select(ORDER_PERIOD).with_columns(
+        reason=pl.Series(
+            [_commission_reason(row, kind, settings) for row in explained.iter_rows(named=True)], dtype=pl.String
+        )
     )
     columns = [*per_order.columns, "status", "problem", "reason", "expected", "assumed", "kind"]
-    return judged.join(reasons, on="external_id", how="left").select(columns)
+    return judged.join(reasons, on=ORDER_PERIOD, how="left").select(columns)
 
 
 def _refunded_at_agreed_rate(judged: pl.DataFrame, kind: str) -> pl.Series:

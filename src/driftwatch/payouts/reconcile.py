@@ -84,23 +84,25 @@ def reconcile_to_date(inputs: Inputs, settings: PayoutSettings) -> list[Reconcil
 def flagged_to_date(inputs: Inputs, settings: PayoutSettings) -> tuple[pl.DataFrame, tuple[str, ...]]:
     """The lines month-end flags in every period to date (its unmatched lines that name a problem, and its
     mismatched lines, columns as in those tables), and the warnings of those reconciliations: what the
-    nightly check reports, judged by the same rules without building the rest of each close."""
-    # An order's agreed commission is the same in every period: worked out once, for every order charged.
-    agreed = _agreed(inputs.lines.filter(pl.col("duplicate_of").is_null()), inputs, settings)
-    judged = [_judge(inputs, settings, period, agreed, explain_all=False) for period in periods(inputs)]
-    unmatched = [_lines_with(j.lines, ("unmatched",), UNMATCHED_COLUMNS) for j in judged]
-    mismatched = [_lines_with(j.lines, ("mismatch", "duplicate"), MISMATCHED_COLUMNS) for j in judged]
+    nightly check reports, judged by the same rules without building the rest of each close. Every period
+    is judged in one pass: each order's amounts to each period's end (matching.PERIOD_END)."""
+    judged = _judge(inputs, settings, inputs.lines.filter(pl.col("document_date").is_not_null()), explain_all=False)
+    unmatched = _lines_with(judged.lines, ("unmatched",), UNMATCHED_COLUMNS)
+    mismatched = _lines_with(judged.lines, ("mismatch", "duplicate"), MISMATCHED_COLUMNS)
     schema = {**inputs.lines.schema, "order_id": pl.String, "journal_entry_id": pl.String}
     empty = pl.DataFrame(schema={name: schema.get(name, pl.String) for name in UNMATCHED_COLUMNS})
-    flagged = pl.concat([empty, *unmatched, *mismatched], how="diagonal_relaxed")
-    assumed = sum(j.verdicts.assumed_rate_orders for j in judged)
-    warnings = _warnings(inputs, settings, assumed) if judged else ()
+    flagged = pl.concat([empty, unmatched, mismatched], how="diagonal_relaxed")
+    warnings = _warnings(inputs, settings, judged.verdicts.assumed_rate_orders) if periods(inputs) else ()
     return flagged.filter(pl.col("problem").is_not_null()), warnings
 
 
 def reconcile_inputs(inputs: Inputs, settings: PayoutSettings, period: Period) -> Reconciliation:
     """The one implementation of payout matching, for month-end and for the nightly check alike."""
-    judged = _judge(inputs, settings, period)
+    judged = _judge(
+        inputs,
+        settings,
+        inputs.lines.filter(pl.col("document_date").is_between(period.start, period.end, closed="left")),
+    )
     lines, verdicts, order_ids = judged.lines, judged.verdicts, judged.order_ids
     history = inputs.lines.filter(pl.col("document_date") < period.end)
     proposed = propose(
@@ -118,7 +120,8 @@ def reconcile_inputs(inputs: Inputs, settings: PayoutSettings, period: Period) -
         .sort("check", "payout_id", "external_id", "line_ids", nulls_last=True)
     )
     later = inputs.lines.filter(pl.col("document_date") >= period.end)
-    unmatched_erp = matching.unpaid_erp(inputs.erp_orders, judged.credit_memos, history, later, settings, period)
+    credit_memos = inputs.erp_returns.filter(pl.col("processed_at").is_null() | (pl.col("processed_at") < period.end))
+    unmatched_erp = matching.unpaid_erp(inputs.erp_orders, credit_memos, history, later, settings, period)
     return Reconciliation(
         marketplace=settings.marketplace,
         period=period,
@@ -136,53 +139,46 @@ def reconcile_inputs(inputs: Inputs, settings: PayoutSettings, period: Period) -
 
 @dataclass(frozen=True)
 class _Judged:
-    lines: pl.DataFrame  # the period's lines, each with its verdict, ERP order id and journal entry
+    lines: pl.DataFrame  # the lines judged, each with its verdict, ERP order id and journal entry
     verdicts: matching.Verdicts
     documents: pl.DataFrame
-    order_ids: pl.DataFrame  # external_id -> the ERP's order ids, for the orders of the period's lines
-    credit_memos: pl.DataFrame  # processed by the period's end
+    order_ids: pl.DataFrame  # external_id -> the ERP's order ids, for the orders of the lines judged
 
 
-def _judge(
-    inputs: Inputs,
-    settings: PayoutSettings,
-    period: Period,
-    agreed: pl.DataFrame | None = None,
-    explain_all: bool = True,
-) -> _Judged:
-    """Every line of the period judged to date: its verdict, problem, reason and the amounts compared.
-    `agreed`: the agreed commission of (at least) the orders the period charges commission on."""
-    scope = inputs.lines.filter(pl.col("document_date").is_between(period.start, period.end, closed="left"))
+def _judge(inputs: Inputs, settings: PayoutSettings, scope: pl.DataFrame, explain_all: bool = True) -> _Judged:
+    """Every line of `scope` (lines of accounting documents: one period's, or every period's) judged as its
+    own period's reconciliation judges it, to that period's end: its verdict, problem, reason and the
+    amounts compared. Reasons for every judgement, or (not `explain_all`) for the lines flagged only."""
+    scope = scope.with_columns(matching.period_end())
     originals = scope.filter(pl.col("duplicate_of").is_null())
-    credit_memos = inputs.erp_returns.filter(pl.col("processed_at").is_null() | (pl.col("processed_at") < period.end))
-    # Only the orders this period's lines name are judged: their history and ERP records are all it reads.
+    # Only the orders these lines name are judged: their history and ERP records are all it reads (each
+    # matcher keeps, per period end, the documents dated before it).
     touched = scope["external_id"].drop_nulls().unique().implode()
-    history = inputs.lines.filter((pl.col("document_date") < period.end) & pl.col("external_id").is_in(touched))
+    history = inputs.lines.filter(pl.col("document_date").is_not_null() & pl.col("external_id").is_in(touched))
     erp = matching.erp_by_external_id(inputs.erp_orders.filter(pl.col("external_id").is_in(touched)))
     order_ids = erp.select("external_id", "order_id")
     # Entries pair with lines of their own document only.
     posted = inputs.erp_journal.filter(pl.col("payout_id").is_in(scope["payout_id"].unique().implode()))
     journal = matching.match_journal(originals, posted, order_ids)
     documents, document_verdicts = matching.documents(scope, settings.tolerance)
-    agreed = _agreed(originals, inputs, settings) if agreed is None else agreed
+    credit_memos = None if "returns" in inputs.missing else inputs.erp_returns
     verdicts = matching.Verdicts.concat(
         [
             matching.duplicates(scope),
             document_verdicts,
             matching.sales(originals, history, erp, settings.tolerance),
-            matching.refunds(
-                originals, history, erp, None if "returns" in inputs.missing else credit_memos, settings.tolerance
-            ),
-            matching.commissions(originals, history, agreed, settings, explain_all),
+            matching.refunds(originals, history, erp, credit_memos, settings.tolerance),
+            matching.commissions(originals, history, _agreed(originals, inputs, settings), settings, explain_all),
             matching.journal_only(originals, journal, checked="journal_entries" not in inputs.missing),
         ]
     )
     lines = (
-        scope.join(verdicts.lines, on="line_id", how="left")
+        scope.drop(matching.PERIOD_END)
+        .join(verdicts.lines, on="line_id", how="left")
         .join(order_ids, on="external_id", how="left")
         .join(journal, on="line_id", how="left")
     )
-    return _Judged(lines, verdicts, documents, order_ids, credit_memos)
+    return _Judged(lines, verdicts, documents, order_ids)
 
 
 def _warnings(inputs: Inputs, settings: PayoutSettings, assumed_rate_orders: int) -> tuple[str, ...]:
