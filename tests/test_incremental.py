@@ -10,8 +10,9 @@ import pytest
 from driftwatch import incremental
 from driftwatch.connectors.base import RECORD
 from driftwatch.errors import UserError
-from driftwatch.incremental import Memory, merge, merge_parsed, parse_duration
+from driftwatch.incremental import Kept, Memory, merge, merge_parsed, parse_duration
 from driftwatch.normalize import Parsed, coerce, finish, parse_frame
+from driftwatch.store import SnapshotInfo
 
 
 def frame(rows: list[dict]) -> pl.DataFrame:
@@ -128,13 +129,17 @@ def test_parsing_only_the_changes_gives_what_parsing_the_merged_whole_gives(firs
         ("G", "g2@x.io", "1.00"),
         ("A", "a@x.io", "1.00"),
     )
-    merged, parsed = merge_parsed(
+    parsed, part = merge_parsed(
         kept, parse(kept, first_line), changes, ("customer_id",), gone=["E"], parse=lambda r: parse(r, first_line),
         first_line=first_line,
     )  # fmt: skip
+    merged = merge(kept, changes, ("customer_id",), gone=["E"])
     whole = coerce(merged, "customers", origin="klaviyo customers", first_line=first_line)
     got = finish(parsed, "customers", origin="klaviyo customers", first_line=first_line)
     assert merged["customer_id"].to_list() == ["B", "D", "C", "F", "G", "G", "A"]
+    # Kept for the next pull: the kept records dropped (A, C twice, E) and the changes, parsed on their own.
+    assert part.removed.to_list() == [0, 2, 4, 5] and part.records.equals(changes)
+    assert part.parsed.rows.equals(parse(changes, first_line).rows)
     assert got.rows.equals(whole.rows) and got.keep.equals(whole.keep)
     assert got.bad.equals(whole.bad)
     assert got.bad.select("line", "column").rows() == [
@@ -154,11 +159,15 @@ def test_without_parsed_rows_or_with_other_columns_the_whole_is_parsed_again():
         calls.append(records.height)
         return parse(records)
 
-    merge_parsed(kept, None, customers(("C", "c@x.io", "1.00")), ("customer_id",), parse=counting, first_line=1)
-    wider = customers(("C", "c@x.io", "1.00")).with_columns(pl.lit("x").alias("country"))
-    merge_parsed(kept, parse(kept), wider, ("customer_id",), parse=counting, first_line=1)
-    merge_parsed(kept, parse(kept), customers(("C", "c@x.io", "1.00")), ("customer_id",), parse=counting, first_line=1)
+    change = customers(("C", "c@x.io", "1.00"))
+    _, whole = merge_parsed(kept, None, change, ("customer_id",), parse=counting, first_line=1)
+    wider = change.with_columns(pl.lit("x").alias("country"))
+    _, wider_whole = merge_parsed(kept, parse(kept), wider, ("customer_id",), parse=counting, first_line=1)
+    _, part = merge_parsed(kept, parse(kept), change, ("customer_id",), parse=counting, first_line=1)
     assert calls == [3, 3, 1]
+    # Parsed whole, kept whole (a fresh base); parsed changes, kept as a part.
+    assert whole.removed is None and whole.records.height == 3 and wider_whole.removed is None
+    assert part.removed is not None and part.records.equals(change)
 
 
 def test_parsed_rows_kept_by_a_driftwatch_that_parses_otherwise_are_not_reused(tmp_path, monkeypatch):
@@ -166,11 +175,142 @@ def test_parsed_rows_kept_by_a_driftwatch_that_parses_otherwise_are_not_reused(t
     memory = Memory(tmp_path, "klaviyo")
     memory.begin("f", datetime.now(UTC))
     memory.finish(
-        fingerprint="f", captured_at=datetime.now(UTC), full=True, records={"customers": records},
-        parsed={"customers": parse(records)}, snapshots={},
+        fingerprint="f", captured_at=datetime.now(UTC), full=True, kept={"customers": Kept(records, parse(records))},
+        snapshots={},
     )  # fmt: skip
     kept = Memory(tmp_path, "klaviyo").parsed("customers")
     assert kept is not None and kept.rows.equals(parse(records).rows) and kept.problems.height == 1
     monkeypatch.setattr(incremental, "parser_digest", lambda: "another normaliser")
     assert Memory(tmp_path, "klaviyo").parsed("customers") is None
     assert Memory(tmp_path, "klaviyo").records("customers").equals(records)  # the records themselves still serve
+
+
+# -- kept records as a base and a part per incremental night ------------------------------------------------
+
+KEY = ("customer_id",)
+DAY = timedelta(days=1)
+START = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def keep_night(tmp_path, records: pl.DataFrame | None, changes=None, gone=(), *, night: int = 0) -> Memory:
+    """One pull's keeping, as pull.py does it: a full night keeps `records` whole; an incremental one merges
+    `changes` (and `gone`) into the kept records, reading only their key column, and keeps the part."""
+    memory = Memory(tmp_path, "klaviyo")
+    memory.begin("f", START + night * DAY)
+    if records is not None:
+        kept = Kept(records, parse(records))
+    else:
+        _, kept = merge_parsed(
+            memory.records("customers", columns=KEY), memory.parsed("customers"), changes, KEY, gone,
+            parse=parse, first_line=1, schema=memory.schema("customers"),
+            records=lambda: memory.records("customers"),
+        )  # fmt: skip
+    memory.finish(fingerprint="f", captured_at=START + night * DAY, full=records is not None,
+                  kept={"customers": kept}, snapshots={"customers": SnapshotInfo(
+                      f"s{night}", "klaviyo", "customers", START, 0, 0, "h", ())})  # fmt: skip
+    return Memory(tmp_path, "klaviyo")
+
+
+def assert_holds(memory: Memory, expected: pl.DataFrame) -> None:
+    """The memory reads back exactly `expected` and its parse (rows, problems and their lines)."""
+    assert memory.records("customers").equals(expected)
+    got, want = memory.parsed("customers"), parse(expected)
+    assert got is not None and got.rows.equals(want.rows) and got.problems.equals(want.problems)
+
+
+def kept_files(tmp_path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "klaviyo" / incremental.FOLDER).glob("*.parquet"))
+
+
+BASE = customers(("A", "a@x.io", "1.00"), ("B", "bad", "2.00"), ("C", "c@x.io", "3.00"), ("D", "d@x.io", "x"))
+NIGHTS = [  # (changes, gone) per incremental night
+    (customers(("B", "b@x.io", "2.00"), ("E", "e@x.io", "5.00")), ()),
+    (customers(("A", "a2@x.io", "oops"), ("F", "f@x.io", "6.00")), ("C",)),
+    (customers(("E", "e2@x.io", "5.50"), ("G", "g1@x.io", "7.00"), ("G", "g2@x.io", "7.00")), ()),
+    (customers(("A", "a3@x.io", "1.50")).clear(), ("D",)),
+    (customers(("G", "g@x.io", "7.00"), ("C", "c@x.io", "3.00")), ("B",)),
+]
+
+
+def night_merged(records: pl.DataFrame, night: int) -> pl.DataFrame:
+    changes, gone = NIGHTS[night]
+    return merge(records, changes, KEY, gone)
+
+
+def test_five_incremental_nights_keep_a_part_each_and_read_back_what_merging_the_whole_gives(tmp_path):
+    memory, expected = keep_night(tmp_path, BASE), BASE
+    for night, (changes, gone) in enumerate(NIGHTS, start=1):
+        memory = keep_night(tmp_path, None, changes, gone, night=night)
+        expected = merge(expected, changes, KEY, gone)
+        assert_holds(memory, expected)
+        assert memory.parts("customers") == night
+        # A part holds the night's changes alone, not every record again.
+        part = memory.state.chains["customers"][-1]
+        assert pl.read_parquet(memory.folder / f"{part}.parquet").equals(changes)
+    assert len(kept_files(tmp_path)) == 3 + 4 * len(NIGHTS)  # the base's files and each part's, nothing else
+    assert memory.records("customers", columns=["customer_id", "not held"]).columns == ["customer_id"]
+
+
+def test_a_full_night_keeps_a_fresh_base_drops_the_parts_and_records_deleted_on_the_platform_are_gone(tmp_path):
+    keep_night(tmp_path, BASE)
+    for night, (changes, gone) in enumerate(NIGHTS[:2], start=1):
+        keep_night(tmp_path, None, changes, gone, night=night)
+    # Klaviyo's changes never show a deleted profile: D is still kept after two incremental nights; the full
+    # night's records no longer hold it (nor C, deleted and seen as gone), and nothing brings it back.
+    assert "D" in Memory(tmp_path, "klaviyo").records("customers")["customer_id"].to_list()
+    full = customers(("A", "a2@x.io", "1.00"), ("B", "b@x.io", "2.00"), ("E", "e@x.io", "5.00"))
+    memory = keep_night(tmp_path, full, night=3)
+    assert_holds(memory, full)
+    assert memory.parts("customers") == 0 and len(kept_files(tmp_path)) == 3
+    memory = keep_night(tmp_path, None, *NIGHTS[2], night=4)
+    assert_holds(memory, night_merged(full, 2))
+    assert "D" not in memory.records("customers")["customer_id"].to_list()
+
+
+def test_a_folder_kept_before_parts_existed_is_read_as_a_base_and_its_files_go_once_replaced(tmp_path):
+    folder = tmp_path / "klaviyo" / incremental.FOLDER
+    keep_night(tmp_path, BASE)
+    memory = Memory(tmp_path, "klaviyo")
+    (stem,) = memory.state.chains.pop("customers")  # the layout an older driftwatch wrote: named after the entity
+    for part in ("", ".rows", ".problems"):
+        (folder / f"{stem}{part}.parquet").rename(folder / f"customers{part}.parquet")
+    (folder / incremental.STATE).write_text(memory.state.to_json().replace('"chains": {}', '"x": 0'))
+    assert_holds(Memory(tmp_path, "klaviyo"), BASE)
+    memory = keep_night(tmp_path, None, *NIGHTS[0], night=1)
+    assert memory.state.chains["customers"][0] == "customers" and "customers.parquet" in kept_files(tmp_path)
+    assert_holds(memory, night_merged(BASE, 0))
+    keep_night(tmp_path, BASE, night=2)
+    assert "customers.parquet" not in kept_files(tmp_path)
+
+
+@pytest.mark.parametrize(("full", "killed_at"), [(False, k) for k in range(6)] + [(True, k) for k in range(5)])
+def test_a_keeping_killed_halfway_leaves_the_previous_records_readable_and_the_next_cleans_up(
+    tmp_path, monkeypatch, full, killed_at
+):
+    """Killed at each write of the night: the state marking it under way, each file (4 for a part, 3 for a
+    base), the state marking it complete."""
+    keep_night(tmp_path, BASE)
+    keep_night(tmp_path, None, *NIGHTS[0], night=1)
+    before, files = night_merged(BASE, 0), kept_files(tmp_path)
+    writes = {"n": 0}
+    real_atomic_path, real_write_text = incremental.atomic_path, incremental.write_text
+
+    def killed(real):
+        def write(*args, **kwargs):
+            writes["n"] += 1
+            if writes["n"] > killed_at:
+                raise KeyboardInterrupt  # the process stops here
+            return real(*args, **kwargs)
+
+        return write
+
+    monkeypatch.setattr(incremental, "atomic_path", killed(real_atomic_path))
+    monkeypatch.setattr(incremental, "write_text", killed(real_write_text))
+    with pytest.raises(KeyboardInterrupt):
+        keep_night(tmp_path, night_merged(before, 1) if full else None, *NIGHTS[1], night=2)
+    monkeypatch.undo()
+    memory = Memory(tmp_path, "klaviyo")
+    assert_holds(memory, before)
+    assert memory.state.completed is (killed_at == 0)  # begin() marked the pull under way: the next one is full
+    keep_night(tmp_path, night_merged(before, 1), night=3)
+    assert len(kept_files(tmp_path)) == 3 and not set(files) & set(kept_files(tmp_path))

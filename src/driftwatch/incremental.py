@@ -24,6 +24,7 @@ import json
 import re
 import shutil
 import sys
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -83,12 +84,15 @@ class LastPull:
     full_at: datetime | None = None  # the last complete full pull
     snapshots: dict[str, dict[str, str]] = field(default_factory=dict)  # entity -> snapshot_id, content_hash
     parser: str = ""  # `parser_digest()` of the driftwatch that parsed the kept records
+    # entity -> the stems of its kept files: a base, then a part per pull since (see Memory). An entity not
+    # listed (a folder written before parts existed) has its base alone, named after the entity.
+    chains: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         times = {k: _iso(getattr(self, k)) for k in ("started_at", "captured_at", "full_at")}
         return json.dumps(
             {"fingerprint": self.fingerprint, "completed": self.completed, **times, "snapshots": self.snapshots,
-             "parser": self.parser},
+             "parser": self.parser, "chains": self.chains},
             indent=2,
         )  # fmt: skip
 
@@ -102,11 +106,35 @@ class LastPull:
             **times,
             snapshots=raw.get("snapshots", {}),
             parser=raw.get("parser", ""),
+            chains=raw.get("chains", {}),
         )
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What one entity's pull leaves for the next: every record and their parsed rows (`removed` None, a
+    base), or only what changed since the records kept before (a part): the indices of those records it
+    drops (`removed`), and the records it puts after the rest (the changes), parsed."""
+
+    records: pl.DataFrame
+    parsed: Parsed
+    removed: pl.Series | None = None
+
+
+# A part costs a pass over the kept rows each time they are read: past this many, a pull keeps a fresh base.
+MAX_PARTS = 14
+_RECORDS, _ROWS, _PROBLEMS, _REMOVED = "", ".rows", ".problems", ".removed"
 
 
 class Memory:
     """A source's `last-pull/` folder: the state and the records each entity's last snapshot was built from.
+
+    An entity's records are kept as a base (a pull that kept them whole: its raw records, their parsed rows
+    and problems) and a part per incremental pull since (`Kept`): the indices of the previous records it
+    dropped, and the changes' records, parsed rows and problems. So a night writes what changed, not every
+    record again; reading replays the parts on the base. Each write goes to files of a new stem, and
+    `state.json`, written last, names the stems: a write killed halfway leaves the previous state whole.
+    A full pull, or any pull that parsed the whole, writes a fresh base and the old files go.
 
     Without a working folder (`root` None) nothing is kept and every pull is full."""
 
@@ -132,26 +160,60 @@ class Memory:
         write_text(self.folder / STATE, state.to_json())
         self.state = state
 
-    def records(self, entity: str) -> pl.DataFrame | None:
-        """The raw records `entity`'s last snapshot was built from, if kept."""
-        return pl.read_parquet(self._path(entity)) if self.has_records(entity) else None
+    def records(self, entity: str, columns: Iterable[str] | None = None) -> pl.DataFrame | None:
+        """The raw records `entity`'s last snapshot was built from, if kept (only `columns` of them, those the
+        records hold, when given: a merge needs only the columns that name records)."""
+        if not self.has_records(entity):
+            return None
+        base, *parts = self._chain(entity)
+        frame = self._read(base, _RECORDS, columns)
+        for part in parts:
+            rows = _kept_rows(frame.height, self._read(part, _REMOVED)["row"])
+            frame = pl.concat([frame[rows], self._read(part, _RECORDS, columns)], how="diagonal_relaxed")
+        return frame
 
-    def parsed(self, entity: str) -> Parsed | None:
-        """Those records parsed, row for row, with each row's own problems, if kept by a driftwatch that parses
-        as this one does (otherwise the next pull parses them all again)."""
-        rows, problems = self._path(entity, ".rows"), self._path(entity, ".problems")
-        if self.state is None or self.state.parser != parser_digest():
+    def schema(self, entity: str) -> dict[str, pl.DataType]:
+        """The kept records' columns and types (a part only ever holds its base's)."""
+        return dict(pl.read_parquet_schema(self._path(self._chain(entity)[0])))
+
+    def parts(self, entity: str) -> int:
+        return len(self._chain(entity)) - 1
+
+    def parsed(self, entity: str, first_line: int = 1) -> Parsed | None:
+        """Those records parsed, row for row, with each row's own problems (lines from `first_line`), if kept by
+        a driftwatch that parses as this one does (otherwise the next pull parses them all again)."""
+        if self.state is None or self.state.parser != parser_digest() or not self.has_records(entity):
             return None
-        if not (self.has_records(entity) and rows.exists() and problems.exists()):
+        chain = self._chain(entity)
+        if not all(self._path(stem, part).exists() for stem in chain for part in (_ROWS, _PROBLEMS)):
             return None
-        return Parsed(pl.read_parquet(rows), pl.read_parquet(problems))
+        base, *parts = chain
+        parsed = Parsed(self._read(base, _ROWS), self._read(base, _PROBLEMS))
+        for part in parts:
+            rows = _kept_rows(parsed.rows.height, self._read(part, _REMOVED)["row"])
+            parsed = parsed.take(rows, first_line).concat(Parsed(self._read(part, _ROWS), self._read(part, _PROBLEMS)))
+        return parsed
 
     def has_records(self, entity: str) -> bool:
-        return self.folder is not None and self._path(entity).exists()
+        if self.folder is None:
+            return False
+        base, *parts = self._chain(entity)
+        return self._path(base).exists() and all(self._path(p, e).exists() for p in parts for e in ("", _REMOVED))
 
-    def _path(self, entity: str, part: str = "") -> Path:
+    def _chain(self, entity: str) -> list[str]:
+        chains = self.state.chains if self.state is not None else {}
+        return chains.get(entity, [entity])
+
+    def _path(self, stem: str, part: str = "") -> Path:
         assert self.folder is not None
-        return self.folder / f"{entity}{part}.parquet"
+        return self.folder / f"{stem}{part}.parquet"
+
+    def _read(self, stem: str, part: str, columns: Iterable[str] | None = None) -> pl.DataFrame:
+        path = self._path(stem, part)
+        if columns is not None:
+            held = pl.read_parquet_schema(path)
+            columns = [c for c in dict.fromkeys(columns) if c in held]
+        return pl.read_parquet(path, columns=columns)
 
     def finish(
         self,
@@ -159,39 +221,64 @@ class Memory:
         fingerprint: str,
         captured_at: datetime,
         full: bool,
-        records: Mapping[str, pl.DataFrame],
-        parsed: Mapping[str, Parsed],
+        kept: Mapping[str, Kept],
         snapshots: Mapping[str, SnapshotInfo],
     ) -> None:
-        """Keep `records` (entity -> the complete raw frame stored) and what they `parsed` to, and mark the pull
-        complete."""
+        """Keep each entity's records (`kept`: whole, or the part since the last pull's) and mark the pull
+        complete. State last: until it is written the files it names are the previous pull's."""
         if self.folder is None:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        for entity, frame in records.items():
-            # Parsed rows first: records without them are parsed again, parsed rows without records are unused.
-            for part, kept in ((".rows", parsed[entity].rows), (".problems", parsed[entity].problems)):
-                with atomic_path(self._path(entity, part)) as tmp:
-                    kept.write_parquet(tmp, compression="lz4")
-            with atomic_path(self._path(entity)) as tmp:
-                frame.write_parquet(tmp, compression="lz4")
         previous = self.state or LastPull()
-        kept = {e: {"snapshot_id": s.snapshot_id, "content_hash": s.content_hash} for e, s in snapshots.items()}
+        chains = {} if full else {e: self._chain(e) for e in previous.snapshots}
+        for entity, written in kept.items():
+            stem = f"{entity}.{uuid.uuid4().hex[:12]}"
+            files = [(_RECORDS, written.records), (_ROWS, written.parsed.rows), (_PROBLEMS, written.parsed.problems)]
+            if written.removed is not None:
+                files.append((_REMOVED, pl.DataFrame({"row": written.removed})))
+            for part, frame in files:
+                with atomic_path(self._path(stem, part)) as tmp:
+                    frame.write_parquet(tmp, compression="lz4")
+            chains[entity] = [stem] if written.removed is None else [*self._chain(entity), stem]
+        ids = {e: {"snapshot_id": s.snapshot_id, "content_hash": s.content_hash} for e, s in snapshots.items()}
         self.state = LastPull(
             fingerprint=fingerprint,
             completed=True,
             started_at=captured_at,
             captured_at=captured_at,
             full_at=captured_at if full else previous.full_at,
-            snapshots={**(previous.snapshots if not full else {}), **kept},
+            snapshots={**(previous.snapshots if not full else {}), **ids},
             parser=parser_digest(),
+            chains=chains,
         )
         write_text(self.folder / STATE, self.state.to_json())
+        self._drop_unlisted()
+
+    def _drop_unlisted(self) -> None:
+        """Remove the files the state no longer names: replaced bases and parts, and a killed write's."""
+        assert self.folder is not None and self.state is not None
+        stems = {stem for e in {*self.state.snapshots, *self.state.chains} for stem in self._chain(e)}
+        listed = {self._path(stem, part).name for stem in stems for part in (_RECORDS, _ROWS, _PROBLEMS, _REMOVED)}
+        for path in self.folder.glob("*.parquet"):
+            if path.name not in listed:
+                path.unlink(missing_ok=True)
 
     def forget(self) -> None:
         if self.folder is not None and self.folder.exists():
             shutil.rmtree(self.folder)
         self.state = None
+
+
+def _kept_rows(height: int, removed: pl.Series) -> pl.Series:
+    """The indices (ascending) of `height` rows that are not in `removed`."""
+    every = pl.int_range(height, eager=True, dtype=pl.UInt32)
+    return every.filter(~every.is_in(removed.cast(pl.UInt32).implode()))
+
+
+def _removed(height: int, rows: pl.Series) -> pl.Series:
+    """The indices of `height` rows that are not in `rows` (the complement `_kept_rows` turns back)."""
+    every = pl.int_range(height, eager=True, dtype=pl.UInt32)
+    return every.filter(~every.is_in(rows.cast(pl.UInt32).implode())).alias("row")
 
 
 def plan_pull(
@@ -260,16 +347,34 @@ def merge_parsed(
     *,
     parse: Callable[[pl.DataFrame], Parsed],
     first_line: int,
-) -> tuple[pl.DataFrame, Parsed]:
-    """`merge`, and the merged records parsed (`parse`, numbering lines from `first_line`): the kept records'
-    parsed rows still held, then the changes parsed. Every row's problems are its own, so this is what
-    parsing the merged whole gives. Without parsed rows that match the kept records (kept by an older
-    driftwatch), or when the changes come with other columns than the kept records, the whole is parsed."""
+    schema: Mapping[str, pl.DataType] | None = None,
+    records: Callable[[], pl.DataFrame] | None = None,
+    whole: bool = False,
+) -> tuple[Parsed, Kept]:
+    """`merge` parsed (`parse`, numbering lines from `first_line`): the kept records' parsed rows still held,
+    then the changes parsed. Every row's problems are its own, so this is what parsing the merged whole
+    gives. Also what to keep for the next pull: the part (rows dropped, changes added), or the merged whole
+    when it was parsed whole or `whole` asks for a fresh base.
+
+    `kept` needs only the columns naming records (`RECORD`, the key) and the `carried` ones; `schema` is the
+    kept records' own and `records()` reads them whole (default: `kept` is whole), needed only when the
+    whole is parsed or kept. Without parsed rows that match the kept records (kept by an older driftwatch),
+    or when the changes come with other columns than the kept records, the whole is parsed."""
     rows, changes = unchanged(kept, changes, key, gone, carried)
-    complete = pl.concat([kept[rows], changes], how="diagonal_relaxed")
-    if parsed is None or parsed.rows.height != kept.height or dict(changes.schema) != dict(kept.schema):
-        return complete, parse(complete)
-    return complete, parsed.take(rows, first_line).concat(parse(changes))
+    schema = dict(kept.schema) if schema is None else dict(schema)
+
+    def complete() -> pl.DataFrame:
+        return pl.concat([(kept if records is None else records())[rows], changes], how="diagonal_relaxed")
+
+    if parsed is None or parsed.rows.height != kept.height or dict(changes.schema) != schema:
+        merged = complete()
+        reparsed = parse(merged)
+        return reparsed, Kept(merged, reparsed)
+    changed = parse(changes)
+    merged_parsed = parsed.take(rows, first_line).concat(changed)
+    if whole:
+        return merged_parsed, Kept(complete(), merged_parsed)
+    return merged_parsed, Kept(changes, changed, _removed(kept.height, rows))
 
 
 def unchanged(

@@ -17,7 +17,9 @@ from driftwatch.entities import ENTITIES
 from driftwatch.errors import UserError
 from driftwatch.incremental import (
     FULL_EVERY,
+    MAX_PARTS,
     OVERLAP,
+    Kept,
     Memory,
     PullPlan,
     fingerprint,
@@ -127,14 +129,13 @@ class _SourcePull:
             memory.begin(print_, now)
             pulled = connector.pull(entities, since=self.plan.since)
         with Step(f"{self.source}: merging, normalising and storing"):
-            complete, parsed, details = self._complete(connector, pulled, memory)
+            parsed, kept, details = self._complete(connector, pulled, memory)
             stored = self._store(connector, pulled, parsed)
             memory.finish(
                 fingerprint=print_,
                 captured_at=pulled.captured_at,
                 full=self.plan.since is None or not pulled.deltas,
-                records={e: complete[e] for e in merged},
-                parsed={e: parsed[e] for e in merged},
+                kept={e: kept[e] for e in merged},
                 snapshots={r.snapshot.entity: r.snapshot for r in stored if r.snapshot.entity in merged},
             )
         return [
@@ -145,37 +146,44 @@ class _SourcePull:
 
     def _complete(
         self, connector: Connector, pulled: Pulled, memory: Memory
-    ) -> tuple[dict[str, pl.DataFrame], dict[str, Parsed], dict[str, tuple[str, str]]]:
-        """Each entity's complete raw frame (changes merged into the kept records), parsed, and its kind and
-        detail. Of a merged entity only the changes are parsed: the kept records' parsed rows are reused."""
-        complete, parsed, details = {}, {}, {}
+    ) -> tuple[dict[str, Parsed], dict[str, Kept], dict[str, tuple[str, str]]]:
+        """Each entity's complete records (changes merged into the kept ones) parsed, what to keep of them for
+        the next pull, and its kind and detail. Of a merged entity only the changes are parsed (the kept
+        records' parsed rows are reused), and of its kept raw records only the columns naming records are
+        read, unless the whole has to be parsed or kept again."""
+        parsed, kept, details = {}, {}, {}
         for entity in pulled.frames:
             frame = pulled.with_records(entity)
             delta = pulled.deltas.get(entity)
             if delta is None:
-                complete[entity], parsed[entity] = frame, self._parse(connector, entity, frame)
+                parsed[entity] = self._parse(connector, entity, frame)
+                kept[entity] = Kept(frame, parsed[entity])
                 details[entity] = ("full", self._why_whole(connector, pulled, entity))
                 continue
-            kept = memory.records(entity)
-            assert kept is not None  # the plan checked that every merged entity has its records kept
-            complete[entity], parsed[entity] = merge_parsed(
-                kept,
-                memory.parsed(entity),
+            key, first_line = ENTITIES[entity].key, self._origin(connector, entity)[1]
+            names = memory.records(entity, columns=[RECORD, *key, *delta.carried])
+            assert names is not None  # the plan checked that every merged entity has its records kept
+            parsed[entity], kept[entity] = merge_parsed(
+                names,
+                memory.parsed(entity, first_line),
                 frame,
-                ENTITIES[entity].key,
+                key,
                 delta.gone,
                 delta.carried,
                 parse=lambda records, entity=entity: self._parse(connector, entity, records),
-                first_line=self._origin(connector, entity)[1],
+                first_line=first_line,
+                schema=memory.schema(entity),
+                records=lambda entity=entity: memory.records(entity),
+                whole=memory.parts(entity) >= MAX_PARTS,
             )
             gone = f", {len(delta.gone):,} deleted" if delta.gone else ""
             how = f" ({delta.how})" if delta.how else ""
             details[entity] = (
                 "incremental",
                 f"{frame.height:,} changed{gone} since {delta.since:%Y-%m-%d %H:%M:%S} UTC{how}, "
-                f"merged into {kept.height:,} kept",
+                f"merged into {names.height:,} kept",
             )
-        return complete, parsed, details
+        return parsed, kept, details
 
     def _origin(self, connector: Connector, entity: str) -> tuple[str, int]:
         # A file-based connector names the file and its first data line, so quarantined rows point at lines a
