@@ -21,6 +21,7 @@ from driftwatch.store import IncomingSnapshot, Store, migrations
 RELEASED = {
     1: ("snapshots", "bf9e5a3c8589"),
     3: ("layered snapshots", "c9565fe9d777"),
+    4: ("row hashes of complete snapshots", "740e3b69f038"),
     100: ("audit findings", "148f05b8588a"),
     101: ("audit notes", "23d2ccf42f9d"),
     110: ("acknowledgements keep the values they cover", "d1f1a4ca6e1b"),

@@ -38,8 +38,10 @@ def changed(frame: pl.DataFrame, ids: list[str], name: str) -> pl.DataFrame:
 
 
 def store_night(store: Store, frame: pl.DataFrame, night: int, *, shared: bool = True, **extra) -> SnapshotInfo:
-    """One night's customers, stored the way a pull stores them: on the previous snapshot when `shared`."""
+    """One night's customers, stored the way a pull stores them: on the previous snapshot when `shared`, and
+    keeping keys and row hashes beside it when stored whole."""
     previous = store.latest_snapshot("klaviyo", "customers") if shared else None
+    extra = {"keeps_hashes": True, **extra}
     snap = IncomingSnapshot("klaviyo", "customers", NIGHT + timedelta(days=night), frame, shares_with=previous, **extra)
     return store.ingest([snap])[0].snapshot
 
@@ -147,7 +149,7 @@ def test_no_layer_on_a_base_that_holds_a_key_twice_or_other_columns(stores):
 
 def test_a_store_of_the_older_layout_upgrades_and_layers_on_its_complete_snapshots(tmp_path, monkeypatch):
     path = tmp_path / "old.duckdb"
-    older = {v: m for v, m in store_module._MIGRATIONS.items() if v != 3}
+    older = {v: m for v, m in store_module._MIGRATIONS.items() if v not in (3, 4)}
     monkeypatch.setattr(store_module, "_MIGRATIONS", older)
     frame = customers(20)
     with Store(path) as store:
@@ -206,6 +208,61 @@ def test_a_killed_load_s_layer_is_removed_by_the_next_load(tmp_path):
         store_night(store, frame, 2)
         assert store.frame("SELECT count(*) AS n FROM snap_customers_hidden")["n"][0] == 0
         assert store.frame("SELECT count(*) AS n FROM staged_snapshots")["n"][0] == 0
+
+
+def hashes_kept(store: Store, info: SnapshotInfo | None = None) -> int:
+    where, params = ("WHERE snapshot_id = ?", [info.snapshot_id]) if info else ("", [])
+    return store.frame(f"SELECT count(*) AS n FROM snap_customers_hashes {where}", params)["n"][0]
+
+
+def test_a_layer_on_a_base_that_keeps_its_row_hashes_reads_no_base_row(stores, monkeypatch):
+    layered, _ = stores
+    frame = customers(40)
+    keep = pl.Series([i != 5 for i in range(40)])
+    base = both(stores, frame, 0, shared=False, keep=keep)
+    assert hashes_kept(layered, base) == 39  # the stored rows' keys and hashes, not the rows left out
+    read = Store.rows
+
+    def rows(store, info, columns=None):
+        assert info.snapshot_id != base.snapshot_id, "the base's rows were read to find the layer"
+        return read(store, info, columns)
+
+    monkeypatch.setattr(Store, "rows", rows)
+    for night in (1, 2):
+        frame = changed(frame, [f"C00{night}"], f"night{night}").filter(pl.col("customer_id") != f"C01{night}")
+        info = both(stores, frame, night, keep=keep.head(frame.height))
+        assert info.base_id == base.snapshot_id and own_rows(layered, info) == night
+    assert hashes_kept(layered) == 39  # a layer keeps no hashes: it is never a base
+
+
+def test_a_base_without_kept_hashes_is_read_to_find_the_layer(stores):
+    """A snapshot stored by a file drop, or before hashes were kept: its rows are read and hashed."""
+    layered, _ = stores
+    frame = customers(40)
+    base = both(stores, frame, 0, shared=False, keeps_hashes=False)
+    assert hashes_kept(layered) == 0
+    info = both(stores, changed(frame, ["C003"], "x"), 1)
+    assert info.base_id == base.snapshot_id and own_rows(layered, info) == 1
+
+
+def test_a_failed_or_killed_load_leaves_no_hashes_behind(tmp_path):
+    frame = customers(20)
+    with Store(tmp_path / "s.duckdb") as store:
+        store_night(store, frame, 0, shared=False)
+
+        def failing():
+            yield IncomingSnapshot("klaviyo", "customers", NIGHT + timedelta(days=1), frame.head(5), keeps_hashes=True)
+            raise RuntimeError("killed halfway")
+
+        with pytest.raises(RuntimeError):
+            store.ingest(failing())
+        assert hashes_kept(store) == 20
+        snap = IncomingSnapshot("klaviyo", "customers", NIGHT + timedelta(days=2), frame.head(5), keeps_hashes=True)
+        with store.transaction() as cur:
+            store._stage(cur, snap)  # the rows and hashes committed, the snapshot never recorded
+        assert hashes_kept(store) == 25
+        store_night(store, frame, 3)
+        assert hashes_kept(store) == 20
 
 
 def inventory(available: dict[str, int]) -> pl.DataFrame:

@@ -204,6 +204,8 @@ class _SourcePull:
             coerced = finish(rows, entity, origin=origin, first_line=first_line)
             origin_name = f"pull:{self.source}"
             snap = IncomingSnapshot.from_coerced(self.source, entity, pulled.captured_at, coerced, origin_name)
+            # An entity the platform lists changes of is merged on later nights, so layered on this snapshot.
+            snap.keeps_hashes = entity in getattr(connector, "incremental", {})
             if entity in pulled.deltas:
                 # Changes merged into the last pull's snapshot (the plan checked it is the latest): the store
                 # keeps only what differs from it, on the base of that snapshot. A full pull is stored whole,

@@ -160,6 +160,18 @@ MIGRATIONS += (
         ),
     ),
 )
+# Beside a complete snapshot a pull stores (one later pulls are likely layered on), each row's key and a
+# 64-bit hash of the row: a layer is then found by reading keys and hashes, not every base row.
+MIGRATIONS += (
+    Migration(
+        4,
+        "row hashes of complete snapshots",
+        "".join(
+            f"CREATE TABLE snap_{entity}_hashes (snapshot_id VARCHAR NOT NULL, {keys}, row_hash UBIGINT NOT NULL);\n"
+            for entity, keys in _HIDDEN_KEYS.items()
+        ),
+    ),
+)
 register_migrations(MIGRATIONS)
 
 # A layered snapshot is stored only while its own rows stay under this share of its rows; past it, reading
@@ -201,6 +213,10 @@ class IncomingSnapshot:
     # The stored snapshot this one most likely shares most rows with (the previous pull's, for a pull that
     # merged changes into it): stored as a layer on its base when it does. None: stored whole.
     shares_with: SnapshotInfo | None = None
+    # Later snapshots are likely layered on this one (a pull that can merge changes): stored whole, it keeps
+    # each row's key and hash beside it, so finding a layer on it reads those instead of its rows.
+    keeps_hashes: bool = False
+    _hashes: pl.Series | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_coerced(
@@ -213,11 +229,18 @@ class IncomingSnapshot:
     def row_count(self) -> int:
         return self.frame.height if self.keep is None else int(self.keep.sum())
 
+    def row_hashes(self) -> pl.Series:
+        """A 64-bit hash of every column of each row of `frame` (kept or not), computed once: the content hash,
+        a layer and the hashes kept beside a base all use it."""
+        if self._hashes is None:
+            self._hashes = _row_hash(self.frame)
+        return self._hashes
+
     def content_hash(self) -> str:
         # Order-insensitive: a re-export that lists the same rows in another order is the same snapshot.
         digest = hashlib.sha256()
         digest.update(repr(sorted(self.frame.schema.items())).encode())
-        row_hashes = self.frame.select(sorted(self.frame.columns)).hash_rows(seed=0)
+        row_hashes = self.row_hashes()
         if self.keep is not None:
             row_hashes = row_hashes.filter(self.keep)
         row_hashes = row_hashes.sort().rechunk()
@@ -380,7 +403,8 @@ class Store:
         keep = pl.repeat(True, snap.frame.height, eager=True) if snap.keep is None else snap.keep
         cur.execute("INSERT INTO staged_snapshots VALUES (?, ?)", [info.snapshot_id, info.entity])
         base = self._layer_base(snap)
-        layer = None if base is None else _layer(snap.frame, keep, self.rows(base), ENTITIES[snap.entity].key)
+        key = ENTITIES[snap.entity].key
+        layer = None if base is None else _layer(snap, keep, self._base_hashes(cur, base), key)
         if layer is not None and layer[0].height <= MAX_LAYER_SHARE * info.row_count:
             own, hidden = layer
             self._insert(cur, f"snap_{snap.entity}", info.snapshot_id, own)
@@ -394,7 +418,25 @@ class Store:
             )
         finally:
             cur.unregister("incoming_rows")
+        if snap.keeps_hashes and _canonical(snap):
+            hashes = snap.frame.select(key).with_columns(snap.row_hashes().alias("row_hash")).filter(keep)
+            self._insert(cur, f"snap_{snap.entity}_hashes", info.snapshot_id, hashes)
         return IngestResult(info, loaded=True)
+
+    def _base_hashes(self, cur: duckdb.DuckDBPyConnection, base: SnapshotInfo) -> pl.DataFrame:
+        """The base's rows as key columns and `row_hash`: as kept beside it, else hashed from its rows (a
+        snapshot stored before hashes were kept, or not by a pull)."""
+        key = list(ENTITIES[base.entity].key)
+        if cur.execute(f"SELECT 1 FROM snap_{base.entity}_hashes WHERE snapshot_id = ? LIMIT 1",
+                       [base.snapshot_id]).fetchall():  # fmt: skip
+            spec = ENTITIES[base.entity].schema
+            kept = self.frame(
+                f"SELECT {', '.join(key)}, row_hash FROM snap_{base.entity}_hashes WHERE snapshot_id = ?",
+                [base.snapshot_id],
+            )
+            return kept.cast({**{c: spec[c] for c in key}, "row_hash": pl.UInt64})
+        held = self.rows(base)
+        return held.select(key).with_columns(_row_hash(held).alias("row_hash"))
 
     def _layer_base(self, snap: IncomingSnapshot) -> SnapshotInfo | None:
         """The complete snapshot an incoming one can be layered on: the base of the snapshot it shares rows
@@ -404,10 +446,9 @@ class Store:
         if shared is None or (shared.source, shared.entity) != (snap.source, snap.entity):
             return None
         base = shared if shared.base_id is None else self.snapshot(shared.base_id)
-        schema = ENTITIES[snap.entity].schema
         if set(base.columns) != set(snap.frame.columns):
             return None
-        return base if all(dtype == schema[c] for c, dtype in snap.frame.schema.items()) else None
+        return base if _canonical(snap) else None
 
     @staticmethod
     def _insert(cur: duckdb.DuckDBPyConnection, table: str, snapshot_id: str, frame: pl.DataFrame) -> None:
@@ -453,6 +494,7 @@ class Store:
             with self.transaction() as cur:
                 cur.execute(f"DELETE FROM snap_{entity} WHERE snapshot_id = ?", [snapshot_id])
                 cur.execute(f"DELETE FROM snap_{entity}_hidden WHERE snapshot_id = ?", [snapshot_id])
+                cur.execute(f"DELETE FROM snap_{entity}_hashes WHERE snapshot_id = ?", [snapshot_id])
                 cur.execute("DELETE FROM staged_snapshots WHERE snapshot_id = ?", [snapshot_id])
 
     def snapshot(self, snapshot_id: str) -> SnapshotInfo:
@@ -526,28 +568,35 @@ class Store:
 
 
 def _layer(
-    frame: pl.DataFrame, keep: pl.Series, held: pl.DataFrame, key: tuple[str, ...]
+    snap: IncomingSnapshot, keep: pl.Series, base: pl.DataFrame, key: tuple[str, ...]
 ) -> tuple[pl.DataFrame, pl.DataFrame] | None:
-    """The kept rows of `frame` as a layer on the base rows `held`: the rows the base does not hold as they
-    are, and the keys of the base's rows to hide (replaced or gone). A layer hides by key, so it needs each
-    key once on both sides (None otherwise). Rows are matched by a hash of the whole row, which costs a
-    fraction of writing every row again."""
-    rows = frame.filter(keep)
-    columns = sorted(frame.columns)
-    new, old = _row_hashes(rows, columns, key), _row_hashes(held, columns, key)
-    if new["_key"].n_unique() != rows.height or old["_key"].n_unique() != held.height:
+    """The kept rows of `snap` as a layer on a base (`base`: its rows' keys and `row_hash`): the rows the base
+    does not hold as they are, and the keys of the base's rows to hide (replaced or gone). A layer hides by
+    key, so it needs each key once on both sides (None otherwise). Rows are matched by a hash of the whole
+    row, which costs a fraction of writing every row again."""
+    new = pl.DataFrame({"_key": snap.frame.select(key).hash_rows(seed=0), "_row": snap.row_hashes()})
+    new = new.with_row_index("_index").filter(keep)
+    old = pl.DataFrame({"_key": base.select(key).hash_rows(seed=0), "_row": base["row_hash"]}).with_row_index("_index")
+    if new["_key"].n_unique() != new.height or old["_key"].n_unique() != old.height:
         return None
     # Joined on the row hash alone (it covers the key): a changed row is taken for its old self only if its
     # 64-bit hash equals one of the base's, odds of about one in 10^13 per changed row of a 2M-row base.
     own = new.join(old, on="_row", how="anti")["_index"]
     hidden = old.join(new, on="_row", how="anti")["_index"]
-    return rows[own], held.select(key)[hidden]
+    return snap.frame[own], base.select(key)[hidden]
 
 
-def _row_hashes(rows: pl.DataFrame, columns: list[str], key: tuple[str, ...]) -> pl.DataFrame:
-    """Per row: its index, a hash of its key and a hash of every column."""
-    hashes = {"_key": rows.select(key).hash_rows(seed=0), "_row": rows.select(columns).hash_rows(seed=0)}
-    return pl.DataFrame(hashes).with_row_index("_index")
+def _row_hash(rows: pl.DataFrame) -> pl.Series:
+    """A 64-bit hash of every column of each row, the columns taken in name order (so it does not depend on
+    the order a frame holds them in)."""
+    return rows.select(sorted(rows.columns)).hash_rows(seed=0)
+
+
+def _canonical(snap: IncomingSnapshot) -> bool:
+    """Whether every column of the incoming frame has its entity's canonical type, as the store reads it back:
+    only such rows hash as the store's own rows of the same values do."""
+    schema = ENTITIES[snap.entity].schema
+    return all(dtype == schema[c] for c, dtype in snap.frame.schema.items())
 
 
 def _redacted(quarantine: pl.DataFrame) -> pl.DataFrame:
