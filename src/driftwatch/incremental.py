@@ -168,8 +168,8 @@ class Memory:
         base, *parts = self._chain(entity)
         frame = self._read(base, _RECORDS, columns)
         for part in parts:
-            rows = _kept_rows(frame.height, self._read(part, _REMOVED)["row"])
-            frame = pl.concat([frame[rows], self._read(part, _RECORDS, columns)], how="diagonal_relaxed")
+            kept = frame.filter(_kept_mask(frame.height, self._read(part, _REMOVED)["row"]))
+            frame = pl.concat([kept, self._read(part, _RECORDS, columns)], how="diagonal_relaxed")
         return frame
 
     def schema(self, entity: str) -> dict[str, pl.DataType]:
@@ -190,8 +190,8 @@ class Memory:
         base, *parts = chain
         parsed = Parsed(self._read(base, _ROWS), self._read(base, _PROBLEMS))
         for part in parts:
-            rows = _kept_rows(parsed.rows.height, self._read(part, _REMOVED)["row"])
-            parsed = parsed.take(rows, first_line).concat(Parsed(self._read(part, _ROWS), self._read(part, _PROBLEMS)))
+            kept = _without(parsed, self._read(part, _REMOVED)["row"], first_line)
+            parsed = kept.concat(Parsed(self._read(part, _ROWS), self._read(part, _PROBLEMS)))
         return parsed
 
     def has_records(self, entity: str) -> bool:
@@ -269,10 +269,19 @@ class Memory:
         self.state = None
 
 
-def _kept_rows(height: int, removed: pl.Series) -> pl.Series:
-    """The indices (ascending) of `height` rows that are not in `removed`."""
-    every = pl.int_range(height, eager=True, dtype=pl.UInt32)
-    return every.filter(~every.is_in(removed.cast(pl.UInt32).implode()))
+def _kept_mask(height: int, removed: pl.Series) -> pl.Series:
+    """Per row of `height`: whether it is not among `removed` (indices)."""
+    return ~pl.int_range(height, eager=True, dtype=pl.UInt32).is_in(removed.cast(pl.UInt32).implode())
+
+
+def _without(parsed: Parsed, removed: pl.Series, first_line: int) -> Parsed:
+    """`parsed` but the rows at `removed` (indices), its problems' lines renumbered from `first_line`: what
+    `Parsed.take` of the other rows gives, by a filter, which at 2M rows costs a tenth of a gather."""
+    removed = removed.cast(pl.Int64).sort()
+    problems = parsed.problems.filter(~(pl.col("line") - first_line).is_in(removed.implode()))
+    moved_up = removed.search_sorted(problems["line"] - first_line)  # the rows removed before each kept one
+    problems = problems.with_columns((pl.col("line") - moved_up).cast(pl.Int64))
+    return Parsed(parsed.rows.filter(_kept_mask(parsed.rows.height, removed)), problems)
 
 
 def _removed(height: int, rows: pl.Series) -> pl.Series:
@@ -370,11 +379,11 @@ def merge_parsed(
         merged = complete()
         reparsed = parse(merged)
         return reparsed, Kept(merged, reparsed)
-    changed = parse(changes)
-    merged_parsed = parsed.take(rows, first_line).concat(changed)
+    changed, removed = parse(changes), _removed(kept.height, rows)
+    merged_parsed = _without(parsed, removed, first_line).concat(changed)
     if whole:
         return merged_parsed, Kept(complete(), merged_parsed)
-    return merged_parsed, Kept(changes, changed, _removed(kept.height, rows))
+    return merged_parsed, Kept(changes, changed, removed)
 
 
 def unchanged(
