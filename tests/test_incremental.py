@@ -168,6 +168,12 @@ def test_without_parsed_rows_or_with_other_columns_the_whole_is_parsed_again():
     # Parsed whole, kept whole (a fresh base); parsed changes, kept as a part.
     assert whole.removed is None and whole.records.height == 3 and wider_whole.removed is None
     assert part.removed is not None and part.records.equals(change)
+    # Asked for a fresh base (a chain of parts grown long): the changes parsed alone, the merged whole kept.
+    _, fresh = merge_parsed(kept.select("customer_id"), parse(kept), change, ("customer_id",), parse=counting,
+                            first_line=1, schema=kept.schema, records=lambda: kept, whole=True)  # fmt: skip
+    assert calls == [3, 3, 1, 1] and fresh.removed is None
+    assert fresh.records.equals(merge(kept, change, ("customer_id",)))
+    assert fresh.parsed.rows.equals(parse(fresh.records).rows)
 
 
 def test_parsed_rows_kept_by_a_driftwatch_that_parses_otherwise_are_not_reused(tmp_path, monkeypatch):
