@@ -19,6 +19,7 @@ from driftwatch.errors import UserError
 from driftwatch.simulators import SIMULATORS
 from driftwatch.simulators.commercetools import CLIENT_ID, CLIENT_SECRET, PROJECT_KEY
 from driftwatch.simulators.commercetools import CommercetoolsSimulator as Simulator
+from tests.slow_answers import CLIENT_TIMEOUT, LATE_ANSWER
 
 STAMP = "2026-11-01T10:00:00Z"
 
@@ -223,7 +224,7 @@ def test_pages_by_sorted_id_past_the_offset_cap(fast_http, canonical):
         ),
         pytest.param(lambda sim: sim.faults.set(truncated=2), lambda sim: sim.faults.truncated == 0, id="truncated"),
         pytest.param(
-            lambda sim: sim.faults.set(timeouts=1, timeout_delay=0.8),
+            lambda sim: sim.faults.set(timeouts=1, timeout_delay=LATE_ANSWER),
             lambda sim: sim.faults.timeouts == 0,
             id="timeout",
         ),
@@ -233,7 +234,7 @@ def test_transient_faults_are_retried_to_the_same_records(fault, fired, fast_htt
     data = dataset()
     with Simulator(data, retry_after="fractional") as sim:
         fault(sim)
-        pulled = connect(sim, {**fast_http, "timeout": 0.3}).pull()
+        pulled = connect(sim, {**fast_http, "timeout": CLIENT_TIMEOUT}).pull()
         assert fired(sim)
     assert_same(pulled.frames, data, canonical)
 

@@ -20,6 +20,7 @@ from driftwatch.errors import UserError
 from driftwatch.normalize import coerce
 from driftwatch.simulators import SIMULATORS
 from driftwatch.simulators.emarsys import EmarsysSimulator as Simulator
+from tests.slow_answers import CLIENT_TIMEOUT, LATE_ANSWER
 
 UNLIMITED: dict = {}  # the documented rate is 1,000 a minute: no test here comes near it
 # Custom fields beyond the defaults, as an account would configure them.
@@ -178,7 +179,7 @@ def test_oauth_token_expiring_mid_pull_is_refreshed(fast_http, canonical) -> Non
 
 @pytest.mark.parametrize(
     "fault",
-    [{"rate_limit_storm": 2}, {"server_errors": 3}, {"timeouts": 1, "timeout_delay": 0.8}, {"truncated": 2}],
+    [{"rate_limit_storm": 2}, {"server_errors": 3}, {"timeouts": 1, "timeout_delay": LATE_ANSWER}, {"truncated": 2}],
     ids=lambda f: next(iter(f)),
 )
 def test_pull_survives_each_fault(fault, fast_http, canonical) -> None:
@@ -186,7 +187,7 @@ def test_pull_survives_each_fault(fault, fast_http, canonical) -> None:
     with Simulator(data, rate_limits=UNLIMITED, field_ids=EXTRA_FIELDS) as sim:
         sim.faults.set(**fault)
         # A 429 says when the minute resets; a test cannot wait for it.
-        pulled = _connector(sim, {**fast_http, "timeout": 0.3, "max_retry_after": 0.01}).pull(["customers"])
+        pulled = _connector(sim, {**fast_http, "timeout": CLIENT_TIMEOUT, "max_retry_after": 0.01}).pull(["customers"])
     _assert_same(pulled, {"customers": data["customers"]}, canonical)
 
 

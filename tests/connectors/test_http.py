@@ -26,6 +26,7 @@ from driftwatch.errors import UserError
 from driftwatch.normalize import coerce
 from driftwatch.simulators import SIMULATORS
 from driftwatch.simulators._base import Request, Response, Simulator
+from tests.slow_answers import CLIENT_TIMEOUT, LATE_ANSWER
 
 SHOP_KEY = "shop-secret-key-0123456789"
 
@@ -140,11 +141,11 @@ def test_429_storm_is_retried(shop, connect, canonical, retry_after):
 
 
 @pytest.mark.parametrize(
-    "fault", [{"server_errors": 2}, {"timeouts": 1, "timeout_delay": 0.8}, {"truncated": 2}], ids=str
+    "fault", [{"server_errors": 2}, {"timeouts": 1, "timeout_delay": LATE_ANSWER}, {"truncated": 2}], ids=str
 )
 def test_transient_faults_are_retried(shop, connect, canonical, fault):
     shop.faults.set(**fault)
-    frame = connect(timeout=0.3).pull().frames["products"]
+    frame = connect(timeout=CLIENT_TIMEOUT).pull().frames["products"]
     assert canonical(frame, "products").equals(canonical(shop.dataset["products"], "products"))
 
 
@@ -251,12 +252,12 @@ def test_secrets_never_reach_logs_or_errors(shop, fast_http, assert_no_secret, c
 
 
 def test_a_write_sent_once_is_never_repeated_after_it_may_have_landed(shop, fast_http):
-    settings = HttpSettings.from_settings({**fast_http, "timeout": 0.3})
+    settings = HttpSettings.from_settings({**fast_http, "timeout": CLIENT_TIMEOUT})
     with HttpClient("shop", shop.url, settings=settings, headers={"X-Api-Key": SHOP_KEY}) as client:
         shop.faults.set(server_errors=1)
         with pytest.raises(UserError, match="503; not sent again"):
             client.request("POST", "/products", once=True)
-        shop.faults.set(timeouts=1, timeout_delay=0.8)
+        shop.faults.set(timeouts=1, timeout_delay=LATE_ANSWER)
         with pytest.raises(UserError, match=r"timed out.*not sent again"):
             client.request("POST", "/products", once=True)
         shop.faults.set(rate_limit_storm=2, storm_retry_after=0.01)

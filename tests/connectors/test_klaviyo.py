@@ -18,6 +18,7 @@ from driftwatch.normalize import coerce
 from driftwatch.simulators import SIMULATORS
 from driftwatch.simulators.klaviyo import UNKNOWN_CONSENT
 from driftwatch.simulators.klaviyo import KlaviyoSimulator as Simulator
+from tests.slow_answers import CLIENT_TIMEOUT, LATE_ANSWER
 
 T0 = datetime(2026, 11, 1, 9, tzinfo=UTC)
 METRICS = ("order_placed", "order_fulfilled", "order_cancelled", "order_refunded")
@@ -127,14 +128,14 @@ def test_registry_knows_klaviyo():
         {"rate_limit_storm": 3, "storm_retry_after": None},
         {"server_errors": 3, "server_error_status": 503},
         {"server_errors": 2, "server_error_status": 524},
-        {"timeouts": 2, "timeout_delay": 0.8},
+        {"timeouts": 2, "timeout_delay": LATE_ANSWER},
         {"truncated": 3},
     ],
     ids=["429-retry-after", "429-no-retry-after", "503", "524", "timeout", "truncated-json"],
 )
 def test_each_fault_still_gives_every_record(klaviyo, connect, canonical, fault):
     klaviyo.faults.set(**fault)
-    pulled = connect(timeout=0.3).pull()
+    pulled = connect(timeout=CLIENT_TIMEOUT).pull()
     assert_same(pulled.frames, klaviyo.dataset, canonical)
 
 

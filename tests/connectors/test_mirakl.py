@@ -22,6 +22,7 @@ from driftwatch.errors import UserError
 from driftwatch.normalize import coerce
 from driftwatch.simulators import SIMULATORS
 from driftwatch.simulators.mirakl import MiraklSimulator as Simulator
+from tests.slow_answers import CLIENT_TIMEOUT, LATE_ANSWER
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 FAST = {"backoff_initial": 0.01, "backoff_max": 0.05, "max_attempts": 8}
@@ -191,7 +192,7 @@ def test_pages_cover_more_than_one_page_of_every_listing():
         ({"rate_limit_storm": 2, "storm_retry_after": 0.02}, "fractional"),
         ({"server_errors": 3, "server_error_status": 503}, "none"),
         ({"server_errors": 2, "server_error_status": 502}, "none"),
-        ({"timeouts": 1, "timeout_delay": 0.6}, "none"),
+        ({"timeouts": 1, "timeout_delay": LATE_ANSWER}, "none"),
         ({"truncated": 2}, "none"),
         ({"unknown_enums": True}, "none"),
     ],
@@ -201,7 +202,7 @@ def test_every_fault_still_pulls_exactly_the_records_held(faults, retry_after):
     dataset = make_dataset()
     with Simulator(dataset, rate_limits=NO_CEILINGS, retry_after=retry_after) as sim:
         sim.faults.set(**faults)
-        pulled = connect(sim, timeout=0.3, seek_page_size=3).pull()
+        pulled = connect(sim, timeout=CLIENT_TIMEOUT, seek_page_size=3).pull()
     assert_same(pulled.frames, dataset)
 
 

@@ -17,6 +17,7 @@ from driftwatch.normalize import coerce
 from driftwatch.simulators import SIMULATORS
 from driftwatch.simulators.ometria import UNKNOWN_STATUS
 from driftwatch.simulators.ometria import OmetriaSimulator as Simulator
+from tests.slow_answers import CLIENT_TIMEOUT, LATE_ANSWER
 
 UNLIMITED: dict = {}  # the documented rate is tested once; elsewhere it would only slow the suite
 
@@ -148,7 +149,7 @@ def test_cancellation_without_is_valid_false_keeps_a_raw_status_of_its_own(fast_
         {"rate_limit_storm": 3},
         {"server_errors": 3},
         {"server_errors": 2, "server_error_status": 502},
-        {"timeouts": 2, "timeout_delay": 0.8},
+        {"timeouts": 2, "timeout_delay": LATE_ANSWER},
         {"truncated": 2},
     ],
     ids=lambda f: next(iter(f)) + (f"-{f['server_error_status']}" if "server_error_status" in f else ""),
@@ -157,7 +158,7 @@ def test_pull_survives_each_fault(fault, fast_http, canonical) -> None:
     data = dataset()
     with Simulator(data, rate_limits=UNLIMITED) as sim:
         sim.faults.set(**fault)
-        pulled = _pull(sim, {**fast_http, "timeout": 0.3})
+        pulled = _pull(sim, {**fast_http, "timeout": CLIENT_TIMEOUT})
         failures = sim.count(status=429) + sim.count(status=fault.get("server_error_status", 503))
     _assert_same(pulled, data, canonical)
     if "rate_limit_storm" in fault or "server_errors" in fault:
