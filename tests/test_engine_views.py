@@ -166,3 +166,66 @@ def test_a_shared_result_is_computed_once_for_its_readers_and_then_forgotten(tmp
     with Store(tmp_path / "s.duckdb") as store, AuditContext(store, Config()) as ctx:
         assert [ctx.shared(("k",), compute, uses=2) for _ in range(2)] == [1, 1]
         assert ctx.shared(("k",), compute, uses=2) == 2  # a third reader finds it gone and computes it again
+
+
+def _order_views(tmp_path, feed: dict) -> dict[str, pl.DataFrame]:
+    """The order views of one feed over hand-built snapshots, and the columns their scratch files hold."""
+    from engine_frames import snapshot
+
+    from driftwatch.config import parse_config
+    from driftwatch.engine import views
+    from driftwatch.engine.context import AuditContext, Scope
+    from driftwatch.engine.runner import load_catalogue
+    from driftwatch.store import Store
+
+    erp = snapshot(
+        "bluecherry", "orders", order_id=["E1", "E2", "E3", "E4"], external_id=["M-1", "M-2", None, None],
+        channel=["mirakl", "mirakl", "web", "web"], status=["open", "open", "open", "open"],
+        total=["10", "20", "30", "40"], currency=["EUR"] * 4,
+    )  # fmt: skip
+    erp_lines = snapshot("bluecherry", "order_lines", order_id=["E1", "E3"], line_no=[1, 1], sku=["A", "B"])
+    target = feed["target"]
+    ref = ["M-1", "M-9"] if target == "mirakl" else ["E3", "E9"]
+    theirs = snapshot(target, "orders", order_id=ref, status=["open", "open"], total=["10", "5"])
+    if target == "mirakl":
+        theirs = snapshot(target, "orders", order_id=ref, external_id=ref, status=["open", "open"], total=["10", "5"])
+    their_lines = snapshot(target, "order_lines", order_id=ref[:1], line_no=[1], sku=["A"])
+    cfg = parse_config({"feeds": [feed]})
+    with Store(tmp_path / f"{target}.duckdb") as store, AuditContext(store, cfg) as ctx:
+        store.ingest([erp, erp_lines, theirs, their_lines])
+        check = load_catalogue(cfg)["order_value_drift"]
+        scope = Scope(ctx, check, "bluecherry", target, cfg.feeds[0], {})
+        frames = {
+            "source": views.source_orders(scope).select("order_ref", "key", "order_id", "total").collect(),
+            "target": views.target_orders(scope).select("order_ref", "key", "total").collect(),
+            "lines": views.source_order_lines(scope).select("order_ref", "key", "order_id", "sku").collect(),
+            "copy_lines": views.target_order_lines(scope).select("order_ref", "key", "sku").collect(),
+        }
+        stored = [pl.read_parquet_schema(path) for path in sorted(ctx._workdir.glob("derived-*.parquet"))]
+    frames["stored"] = stored
+    return frames
+
+
+def test_derived_orders_store_each_id_once_and_read_back_with_order_ref_and_key(tmp_path):
+    """The ERP's and a target's orders (and the orders both hold) are written to scratch with each id once;
+    as they are read, order_ref is the id orders are matched on and key the ERP's order number."""
+    storefront = _order_views(tmp_path, {"source": "bluecherry", "target": "ometria",
+                                          "entities": ["orders", "order_lines"]})  # fmt: skip
+    assert sorted(storefront["source"].rows()) == [("E3", "E3", "E3", Decimal("30")), ("E4", "E4", "E4", Decimal("40"))]
+    assert sorted(storefront["target"].rows()) == [("E3", "E3", Decimal("10")), ("E9", "E9", Decimal("5"))]
+    assert storefront["lines"].rows() == [("E3", "E3", "E3", "B")]
+    assert storefront["copy_lines"].rows() == [("E3", "E3", "A")]
+
+    marketplace = _order_views(tmp_path, {"source": "bluecherry", "target": "mirakl",
+                                          "entities": ["orders", "order_lines"]})  # fmt: skip
+    erp_orders = [("M-1", "E1", "E1", Decimal("10")), ("M-2", "E2", "E2", Decimal("20"))]
+    assert sorted(marketplace["source"].rows()) == erp_orders
+    assert sorted(marketplace["target"].rows()) == [("M-1", "M-1", Decimal("10")), ("M-9", "M-9", Decimal("5"))]
+    assert marketplace["lines"].rows() == [("M-1", "E1", "E1", "A")]
+    assert marketplace["copy_lines"].rows() == [("M-1", "E1", "A")]
+
+    # The key (the ERP's order number) is never written again beside order_id; off a marketplace, neither is
+    # order_ref (that same number).
+    assert len(storefront["stored"]) == len(marketplace["stored"]) == 3  # ERP orders, target orders, common orders
+    assert not any("key" in schema for schema in storefront["stored"] + marketplace["stored"])
+    assert not any("order_ref" in schema for schema in storefront["stored"])

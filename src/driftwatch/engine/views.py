@@ -288,13 +288,28 @@ def source_orders(scope: Scope) -> pl.LazyFrame | None:
     """The system of record's orders that the target is meant to receive, with `order_ref` to join on and
     `status_canonical` where the orders hold a status."""
     key = ("source_orders", scope.source, scope.channels(), scope.marketplace)
-    return scope.ctx.materialize(key, lambda: _source_orders(scope))
+    stored = scope.ctx.materialize(key, lambda: _source_orders(scope))
+    return None if stored is None else _with_refs(stored, _ref(scope), "order_id", [*_ORDER_COLUMNS, "order_id"])
+
+
+def _ref(scope: Scope) -> str:
+    """The column orders are matched on: a marketplace's own order id, which the ERP order carries too."""
+    return "external_id" if scope.marketplace else "order_id"
+
+
+def _with_refs(orders: pl.LazyFrame, ref: str, key: str, columns: list[str]) -> pl.LazyFrame:
+    """A stored frame of orders with `order_ref` (the `ref` column) and `key` added as it is read.
+
+    The ids are written to scratch once: `order_ref` and `key` are mostly the same ids again, and three copies
+    of 10M ids cost more to write and read back than the rest of the order (the derived frames are written
+    once and read a few times)."""
+    orders = orders.with_columns(pl.col(ref).alias("order_ref"), pl.col(key).alias("key"))
+    return orders.select(present(orders, columns))
 
 
 def _source_orders(scope: Scope) -> pl.LazyFrame | None:
     channels = scope.channels()
-    # A marketplace's orders are matched on the marketplace's own order id, which the ERP order carries.
-    ref = "external_id" if scope.marketplace else "order_id"
+    ref = _ref(scope)
     orders = scope.source_frame("orders", needs=(ref, "channel") if channels is not None else (ref,))
     if orders is None:
         return None
@@ -306,20 +321,19 @@ def _source_orders(scope: Scope) -> pl.LazyFrame | None:
     # Without statuses the view has no status field: the status check says so, the others need none.
     if scope.ctx.has(scope.source, "orders", "status"):
         orders = with_canonical_status(orders, scope.cfg.status_map(scope.source), raw_statuses(scope, scope.source))
-    orders = orders.filter(pl.col(ref).is_not_null()).with_columns(
-        pl.col(ref).alias("order_ref"), pl.col("order_id").alias("key")
-    )
-    return orders.select(present(orders, [*_ORDER_COLUMNS, "order_id"]))
+    orders = orders.filter(pl.col(ref).is_not_null())
+    return orders.select(present(orders, list(dict.fromkeys(["order_id", ref, *_ORDER_COLUMNS[2:]]))))
 
 
 def target_orders(scope: Scope) -> pl.LazyFrame | None:
     """The target's orders (derived from its events where it keeps no orders), with `order_ref`."""
     key = ("target_orders", scope.target, scope.marketplace, scope.feeds_entity("orders"), scope.feeds_entity("events"))
-    return scope.ctx.materialize(key, lambda: _target_orders(scope))
+    stored = scope.ctx.materialize(key, lambda: _target_orders(scope))
+    return None if stored is None else _with_refs(stored, _ref(scope), _ref(scope), [*_ORDER_COLUMNS, "status"])
 
 
 def _target_orders(scope: Scope) -> pl.LazyFrame | None:
-    ref = "external_id" if scope.marketplace else "order_id"
+    ref = _ref(scope)
     orders = scope.target_frame("orders", needs=(ref,))
     if orders is None:
         events = scope.target_frame("events", needs=("order_id", "metric", "occurred_at"))
@@ -333,8 +347,7 @@ def _target_orders(scope: Scope) -> pl.LazyFrame | None:
         with_status = scope.ctx.has(scope.target, "orders", "status")  # sales data lines have none
     if with_status:
         orders = with_canonical_status(orders, scope.cfg.status_map(scope.target), raw_statuses(scope, scope.target))
-    orders = orders.with_columns(pl.col(ref).alias("order_ref"), pl.col(ref).alias("key"))
-    return orders.select(present(orders, [*_ORDER_COLUMNS, "status"]))
+    return orders.select(present(orders, [ref, *_ORDER_COLUMNS[2:], "status"]))
 
 
 def _absent(frame: pl.LazyFrame, columns: dict[str, pl.DataType]) -> list[pl.Expr]:
@@ -669,15 +682,20 @@ def _lines_of_common_orders(scope: Scope) -> tuple[pl.LazyFrame, pl.LazyFrame] |
     def common_orders() -> pl.LazyFrame:
         theirs = after(truth, ["updated_at"], _target_orders_captured(scope))
         ours = after(copy, ["updated_at"], captured_at(scope, scope.source, "orders"))
+        # Stored with the ERP's order number once: the key is that number, and so is order_ref off a marketplace.
+        refs = ["order_id", "order_ref"] if scope.marketplace else ["order_id"]
         return (
-            truth.select("order_id", "order_ref", "key", theirs.alias("_truth_changed"))
-            .join(copy.select("order_ref", ours.alias("_copy_changed")).unique("order_ref"), on="order_ref")
-            .select("order_id", "order_ref", "key", (pl.col("_truth_changed") | pl.col("_copy_changed")).alias(CHANGED))
-        )
+            truth.select(*refs, theirs.alias("_truth_changed"))
+            .join(copy.select("order_ref", ours.alias("_copy_changed")).unique("order_ref"),
+                  left_on=refs[-1], right_on="order_ref")
+            .select(*refs, (pl.col("_truth_changed") | pl.col("_copy_changed")).alias(CHANGED))
+        )  # fmt: skip
 
-    common = scope.ctx.materialize(
+    stored = scope.ctx.materialize(
         ("common_orders", scope.source, scope.target, scope.channels(), scope.marketplace), common_orders
     )
+    ref = "order_ref" if scope.marketplace else "order_id"
+    common = _with_refs(stored, ref, "order_id", ["order_id", "order_ref", "key", CHANGED])
     if scope.marketplace:
         expected = lines.join(common, on="order_id")
     else:  # order_ref and key are the ERP order number itself
