@@ -229,3 +229,30 @@ def test_derived_orders_store_each_id_once_and_read_back_with_order_ref_and_key(
     assert len(storefront["stored"]) == len(marketplace["stored"]) == 3  # ERP orders, target orders, common orders
     assert not any("key" in schema for schema in storefront["stored"] + marketplace["stored"])
     assert not any("order_ref" in schema for schema in storefront["stored"])
+
+
+def test_the_customer_master_stores_the_erp_customer_once_and_reads_it_back_as_the_key(tmp_path):
+    from engine_frames import snapshot
+
+    from driftwatch.config import parse_config
+    from driftwatch.engine import views
+    from driftwatch.engine.context import AuditContext, Scope
+    from driftwatch.engine.runner import load_catalogue
+    from driftwatch.store import Store
+
+    erp = snapshot("bluecherry", "customers", customer_id=["C1", "C2"], email=["a@x.io", "b@x.io"])
+    profiles = snapshot(
+        "klaviyo", "customers", customer_id=["P1", "P2", "P3"], erp_customer_id=["C1", None, "C2"],
+        email=["a@x.io", "b@x.io", "b@x.io"], email_consent=[True, False, True],
+    )  # fmt: skip
+    cfg = parse_config({"feeds": [{"source": "bluecherry", "target": "klaviyo", "entities": ["customers"]}]})
+    with Store(tmp_path / "s.duckdb") as store, AuditContext(store, cfg) as ctx:
+        store.ingest([erp, profiles])
+        check = load_catalogue(cfg)["consent_parity"]
+        options = cfg.check_options(check.id, "klaviyo", defaults=check.options)
+        scope = Scope(ctx, check, "bluecherry", "klaviyo", cfg.feeds[0], options)
+        master = views.target_customer_master(scope).select("customer_ref", "key", "profiles", "email_consent")
+        rows = sorted(master.collect().rows())
+        stored = [pl.read_parquet_schema(path) for path in ctx._workdir.glob("derived-*.parquet")]
+    assert rows == [("C1", "C1", 1, True), ("C2", "C2", 2, True)]
+    assert stored and not any("key" in schema for schema in stored)

@@ -754,6 +754,8 @@ def target_customer_master(scope: Scope) -> pl.LazyFrame | None:
     master = scope.ctx.materialize(key, lambda: _customer_master(scope))
     if master is None:
         return None
+    # The key is the ERP customer itself: added as the scratch file is read, not written twice.
+    master = master.with_columns(pl.col("customer_ref").alias("key"))
     if _mentions(scope, "merged_into"):
         scope.holds(scope.target, "customers", "merged_into", instead="a profile kept for a merged customer is one")
     captured = captured_at(scope, scope.source, "customers")
@@ -790,7 +792,7 @@ def _customer_master(scope: Scope) -> pl.LazyFrame | None:
         # A platform that cannot record a merge reflects it by no longer keeping the merged profile: one it
         # keeps is a separate profile still (said in a note by the check comparing merges).
         master = master.with_columns(pl.lit(None, pl.String).alias("merged_into"))
-    return master.with_columns(pl.col("customer_ref").alias("key"))
+    return master
 
 
 _VALUE_FIELDS = ("lifetime_value", "order_count", "last_order_at")
