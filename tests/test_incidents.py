@@ -6,9 +6,10 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from driftwatch.config import Config, parse_config
 from driftwatch.engine import latest_run_id
 from driftwatch.incidents import group, incident_members, run_incidents
-from driftwatch.incidents.attributes import RunSnapshots, population_key
+from driftwatch.incidents.attributes import RunSnapshots, population, population_key, population_reads
 from driftwatch.incidents.grouping import LIFT, MIN_SHARE, MIN_SIZE
 from driftwatch.store import Store
 from tests.histories import History, audit_history, open_keys
@@ -121,6 +122,69 @@ def test_every_check_drifting_on_a_target_reads_one_population_forgotten_after_i
         first = snaps.shared(("orders", "erp", "shop"), build, uses=2)
         assert snaps.shared(("orders", "erp", "shop"), build, uses=2) is first and len(built) == 1
         assert snaps.shared(("orders", "erp", "shop"), build, uses=2) is not first  # forgotten after the second
+
+
+def _history_run(tmp_path) -> tuple[Store, str, Config]:
+    history = History(nights=2)
+    store = audit_history(history, tmp_path / "history.duckdb")
+    return store, latest_run_id(store), parse_config(history.config())
+
+
+LENS_CASES = [  # target, entity of the findings, their keys
+    ("mirakl", "inventory", ["00100-010-S"]),
+    ("mirakl", "inventory", ["00100-010-S/WH-EU"]),
+    ("klaviyo", "products", ["00100-010-S"]),
+    ("mirakl", "orders", ["SO000000"]),
+    ("ometria", "events", ["SO000001"]),
+    ("ometria", "customers", ["C1"]),
+    ("mirakl", "payout_lines", ["L1"]),
+]
+
+
+@pytest.mark.parametrize(("target", "entity", "keys"), LENS_CASES, ids=[f"{t}-{e}" for t, e, _ in LENS_CASES])
+def test_a_lens_reads_no_snapshot_but_those_it_declares(tmp_path, target, entity, keys):
+    """What a population declares it reads is what lets a run forget a snapshot after its last reader: a
+    lens reading more would find it gone and read it out of the store again."""
+    store, run, cfg = _history_run(tmp_path)
+    with store:
+        snaps = RunSnapshots(store, run)
+        asked: list[tuple[str, str]] = []
+        read = snaps.frame
+        snaps.frame = lambda source, wanted: asked.append((source, wanted)) or read(source, wanted)
+        population(snaps, cfg, "bluecherry", target, entity, pl.Series(keys))
+    assert asked
+    assert set(asked) <= set(population_reads(population_key("bluecherry", target, entity, pl.Series(keys))))
+
+
+def test_a_snapshot_is_read_once_and_forgotten_after_the_last_population_reading_it(tmp_path, monkeypatch):
+    store, run, cfg = _history_run(tmp_path)
+    with store:
+        reads: list[tuple[str, str]] = []
+        rows = store.rows
+        monkeypatch.setattr(
+            store, "rows", lambda info, columns: reads.append((info.source, info.entity)) or rows(info, columns)
+        )
+        snaps = RunSnapshots(store, run)
+        skus = pl.Series(["00100-010-S"])
+        mirakl, klaviyo = (population_key("bluecherry", t, "inventory", skus) for t in ("mirakl", "klaviyo"))
+        snaps.plan([mirakl, klaviyo])
+        stock = ("bluecherry", "inventory")
+        derived = snaps.derived(("from stock",), lambda: pl.DataFrame({"n": [1]}), (stock,))
+
+        def build(target: str, key: tuple) -> None:
+            snaps.shared(key, lambda: population(snaps, cfg, "bluecherry", target, "inventory", skus), uses=1)
+
+        build("mirakl", mirakl)
+        # The ERP's stock, read by both, is kept for klaviyo; mirakl's own stock, read by nobody else, is not.
+        assert snaps.derived(("from stock",), lambda: pl.DataFrame({"n": [2]}), (stock,)) is derived
+        snaps.frame("mirakl", "inventory")
+        assert reads.count(("mirakl", "inventory")) == 2 and reads.count(stock) == 1
+        build("klaviyo", klaviyo)
+        assert reads.count(stock) == 1
+        # After its last reader, the ERP's stock and what was derived from it are gone.
+        assert snaps.derived(("from stock",), lambda: pl.DataFrame({"n": [2]}), (stock,))["n"].to_list() == [2]
+        snaps.frame(*stock)
+        assert reads.count(stock) == 2
 
 
 # -- generated histories ------------------------------------------------------------------------------

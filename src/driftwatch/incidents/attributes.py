@@ -15,7 +15,8 @@ snapshot (the target's job stopped).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,7 +55,9 @@ class Population:
 
 
 class RunSnapshots:
-    """The snapshots a run read, loaded on demand and kept for the run's other groups."""
+    """The snapshots a run read, loaded on demand. With a plan (the populations the run will build) each
+    snapshot's frame, and every frame derived from it, is forgotten once the last population reading it is
+    built: a large audit never holds every snapshot of the run at once. Without one, frames are kept."""
 
     def __init__(self, store: Store, run_id: str):
         self.store = store
@@ -65,8 +68,15 @@ class RunSnapshots:
         )
         self._ids = {(source, entity): sid for sid, source, entity in rows.iter_rows()}
         self._frames: dict[tuple[str, str], pl.DataFrame | None] = {}
-        self._derived: dict[tuple, pl.DataFrame] = {}
+        self._derived: dict[tuple, tuple[pl.DataFrame, tuple[tuple[str, str], ...]]] = {}
         self._shared: dict[tuple, tuple[Any, int]] = {}
+        self._planned: set[tuple] = set()
+        self._readers: Counter[tuple[str, str]] = Counter()  # populations still to build, per snapshot read
+
+    def plan(self, keys: Iterable[tuple]) -> None:
+        """The populations (population_key) this run will build, each once, in any order."""
+        self._planned = set(keys)
+        self._readers = Counter(snapshot for key in self._planned for snapshot in population_reads(key))
 
     def info(self, source: str, entity: str) -> SnapshotInfo | None:
         sid = self._ids.get((source, entity))
@@ -74,27 +84,44 @@ class RunSnapshots:
 
     def frame(self, source: str, entity: str) -> pl.DataFrame | None:
         """The snapshot's key and the columns a lens reads of it (a wide snapshot's other columns are not
-        read: the frames are kept for the whole run)."""
+        read: a frame is kept until its last reader)."""
         if (source, entity) not in self._frames:
             info = self.info(source, entity)
             columns = (*ENTITIES[entity].key, *_READ.get(entity, ()))
             self._frames[(source, entity)] = None if info is None else self.store.rows(info, columns)
         return self._frames[(source, entity)]
 
-    def derived(self, key: tuple, compute: Callable[[], pl.DataFrame]) -> pl.DataFrame:
+    def derived(
+        self, key: tuple, compute: Callable[[], pl.DataFrame], reads: tuple[tuple[str, str], ...]
+    ) -> pl.DataFrame:
         """A frame several targets' lenses share (the ERP's orders in the same channels, the carriers of each
-        order), computed once."""
+        order), computed once from the snapshots it `reads` and forgotten with them."""
         if key not in self._derived:
-            self._derived[key] = compute()
-        return self._derived[key]
+            self._derived[key] = (compute(), reads)
+        return self._derived[key][0]
 
     def shared(self, key: tuple, compute: Callable[[], Any], uses: int) -> Any:
         """A result `uses` groups take in turn (one target's population, read by each check drifting on it):
         computed for the first, forgotten after the last, so populations do not pile up in memory."""
-        value, taken = self._shared.pop(key, None) or (compute(), 0)
+        value, taken = self._shared.pop(key, None) or (self._built(key, compute()), 0)
         if taken + 1 < uses:
             self._shared[key] = (value, taken + 1)
         return value
+
+    def _built(self, key: tuple, value: Any) -> Any:
+        """A planned population is built: forget the snapshots no population still to build reads."""
+        if key in self._planned:
+            self._planned.discard(key)
+            for snapshot in population_reads(key):
+                self._readers[snapshot] -= 1
+                if self._readers[snapshot] <= 0:
+                    self._forget(snapshot)
+        return value
+
+    def _forget(self, snapshot: tuple[str, str]) -> None:
+        self._frames.pop(snapshot, None)
+        for key in [k for k, (_, reads) in self._derived.items() if snapshot in reads]:
+            del self._derived[key]
 
 
 def population_key(source: str, target: str, entity: str, keys: pl.Series) -> tuple:
@@ -102,6 +129,13 @@ def population_key(source: str, target: str, entity: str, keys: pl.Series) -> tu
     are per location. Every check drifting on a target reads the same one."""
     lens = "orders" if entity in ORDER_ENTITIES else entity
     return (lens, source, target, lens == "inventory" and _per_location(keys))
+
+
+def population_reads(key: tuple) -> tuple[tuple[str, str], ...]:
+    """The snapshots (source, entity) the population of `key` (population_key) reads."""
+    lens, source, target, _ = key
+    from_source, from_target = _LENS_READS.get(lens, ((), ()))
+    return (*((source, entity) for entity in from_source), *((target, entity) for entity in from_target))
 
 
 def population(
@@ -193,7 +227,8 @@ def _orders(snaps: RunSnapshots, cfg: Config, scope: _Scope, keys: pl.Series) ->
     in_scope = _channel_scope(cfg, scope) if "channel" in orders.columns else pl.lit(True)
     # Targets fed the same channels (every storefront) share the ERP's side: computed once for them.
     key = ("orders", scope.source, in_scope.meta.serialize())
-    rows = snaps.derived(key, lambda: _erp_orders(snaps, scope.source, in_scope))
+    reads = ((scope.source, "orders"), (scope.source, "shipments"))
+    rows = snaps.derived(key, lambda: _erp_orders(snaps, scope.source, in_scope), reads)
     attributes = ["channel", "status", "carrier", "currency"]
     target_orders = snaps.frame(scope.target, "orders") if scope.target != scope.source else None
     if target_orders is not None and "status" in target_orders.columns:
@@ -230,6 +265,7 @@ def _erp_orders(snaps: RunSnapshots, source: str, in_scope: pl.Expr) -> pl.DataF
         carriers = snaps.derived(
             ("carriers", source),
             lambda: shipments.group_by("order_id").agg(pl.col("carrier").drop_nulls().unique().sort()),
+            ((source, "shipments"),),
         )
         rows = rows.join(carriers.rename({"order_id": "key"}), on="key", how="left")
     return rows
@@ -276,6 +312,14 @@ _LENSES: dict[str, Callable[[RunSnapshots, Config, _Scope, pl.Series], Populatio
     "orders": _orders,
     "customers": _customers,
     "payout_lines": _payout_lines,
+}
+# What each lens reads: entities of the source's snapshots, and of the target's (tests hold the lenses to it).
+_LENS_READS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "inventory": (("inventory", "products"), ("inventory",)),
+    "products": (("products",), ("products",)),
+    "orders": (("orders", "shipments"), ("orders",)),
+    "customers": (("customers",), ("customers",)),
+    "payout_lines": ((), ("payout_lines",)),
 }
 
 

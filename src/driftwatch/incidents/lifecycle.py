@@ -99,6 +99,7 @@ def record_incidents(store: Store, cfg: Config, run_id: str, owners: Mapping[str
         if rows.height >= MIN_SIZE
     ]
     lenses = Counter(population_key(s, t, e, rows["key"]) for _, t, rows, s, e in groups if s and e)
+    snaps.plan(lenses)  # each snapshot is forgotten after the last population that reads it
     for check_id, target, rows, source, entity in groups:
         pop = None
         if source and entity:
