@@ -19,6 +19,7 @@ from driftwatch.config import Config, load_config, parse_config
 from driftwatch.errors import UserError
 from driftwatch.filedrop import load_directory
 from driftwatch.payouts import lock, parse_period, reconcile, write_outputs
+from driftwatch.payouts.inputs import read_inputs
 from driftwatch.payouts.settings import payout_settings
 from driftwatch.store import Store
 
@@ -379,3 +380,38 @@ def test_period_bounds() -> None:
 def test_bad_settings_name_the_key(payouts_table: dict, key: str) -> None:
     with pytest.raises(UserError, match=re.escape(key)):
         payout_settings(parse_config({"payouts": payouts_table}))
+
+
+def test_lines_are_in_date_order_and_a_repeated_charge_points_at_its_first_line() -> None:
+    """A document is dated by its payment line (by its latest line while it has none); lines come in date
+    order, a document's lines by id. A charge repeated (same order, or same document for a line of no order;
+    same type, amount, currency and date) points at its first line in that order."""
+    columns = ["line_id", "payout_id", "external_id", "line_type", "amount", "currency", "transaction_date"]
+    rows = [
+        ("A3", "P-1", None, "fee", "-2.00", "EUR", "2026-09-05"),  # the same fee twice in one document
+        ("A2", "P-1", None, "fee", "-2.00", "EUR", "2026-09-05"),
+        ("A1", "P-1", "M-1", "commission", "-3.00", "EUR", "2026-08-02"),  # charged again, a month later
+        ("P1-PAY", "P-1", None, "payment", "-7.00", "EUR", "2026-09-20"),
+        ("Z1", "P-9", "M-1", "commission", "-3.00", "EUR", "2026-08-02"),
+        ("P9-PAY", "P-9", None, "payment", "-3.00", "EUR", "2026-08-20"),
+        ("B2", "P-5", "M-3", "order_amount", "10.00", "EUR", "2026-09-25"),  # no payment line yet
+        ("B1", "P-5", None, "fee", "-2.00", "EUR", "2026-09-05"),  # that fee in another document: its own
+        ("U1", None, "M-3", "commission", "-1.50", "EUR", "2026-09-26"),  # on no document yet
+    ]
+    lines = pl.DataFrame(rows, schema=columns, orient="row", infer_schema_length=None).with_columns(
+        pl.col("amount").cast(pl.Decimal(18, 4)), pl.col("transaction_date").str.to_datetime(time_zone="UTC")
+    )
+    cfg = parse_config({"feeds": [{"source": "bluecherry", "target": "mirakl", "entities": ["payout_lines"]}]})
+    snapshots = {("mirakl", "payout_lines"): lines}
+    inputs = read_inputs(lambda source, entity: snapshots.get((source, entity)), {}, payout_settings(cfg))
+    got = inputs.lines.select("line_id", pl.col("document_date").dt.strftime("%m-%d"), "duplicate_of").rows()
+    assert got == [
+        ("P9-PAY", "08-20", None),
+        ("Z1", "08-20", None),
+        ("A1", "09-20", "Z1"),
+        ("A2", "09-20", None),
+        ("A3", "09-20", "A2"),
+        ("P1-PAY", "09-20", None),
+        ("B1", "09-25", None),
+        ("B2", "09-25", None),
+    ]

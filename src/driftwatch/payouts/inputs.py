@@ -103,7 +103,14 @@ def _dated_lines(lines: pl.DataFrame) -> pl.DataFrame:
             pl.col("transaction_date").max(),
         )
     )
-    lines = lines.join(document_dates, on="payout_id").sort("document_date", "payout_id", "line_id")
+    # Date order: documents by date, a document's lines by id. Ranking the documents (a few dozen) leaves
+    # the lines a sort on their id and a stable one on an integer, where sorting them on a date and two
+    # texts took several times as long (5.5 s for 1.9M lines).
+    ranked = document_dates.sort("document_date", "payout_id").with_columns(
+        document_rank=pl.int_range(pl.len(), dtype=pl.UInt32)
+    )
+    lines = lines.join(ranked, on="payout_id").sort("line_id").sort("document_rank", maintain_order=True)
+    lines = lines.drop("document_rank")
     undated = pl.col("document_date").is_null()
     return pl.concat(
         [

@@ -107,9 +107,9 @@ def _off(actual: str, expected: str, tolerance: MoneyTolerance, currency: str = 
 def mark_duplicates(history: pl.DataFrame) -> pl.DataFrame:
     """Add `duplicate_of`: the first earlier line that is the same charge (same order, or same document for
     lines without one; same type, amount, currency and date), null for an original line."""
-    owner = pl.when(pl.col("external_id").is_null()).then(pl.format("document {}", "payout_id"))
-    owner = owner.otherwise(pl.format("order {}", "external_id"))
-    same_charge = [owner, "line_type", "amount", "currency", "transaction_date"]
+    # The owner is (order, null) or (null, document): two columns rather than one text built per line.
+    document = pl.when(pl.col("external_id").is_null()).then(pl.col("payout_id"))
+    same_charge = ["external_id", document, "line_type", "amount", "currency", "transaction_date"]
     first = pl.col("line_id").first().over(same_charge)
     return history.with_columns(duplicate_of=pl.when(first != pl.col("line_id")).then(first))
 
