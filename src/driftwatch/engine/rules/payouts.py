@@ -79,8 +79,10 @@ def payout_matching(scope: Scope) -> pl.LazyFrame | None:
         return None
 
     cfg = scope.cfg
-    snapshot = _lean_snapshots(scope, settings)
-    inputs = read_inputs(snapshot, cfg.status_map(settings.erp), settings, cfg.status_map(settings.erp, RETURNS))
+    # The snapshots as collected are not kept once read into inputs (at scale 3334, 0.6 GiB of ERP orders).
+    snapshots = _lean_snapshots(scope, settings)
+    inputs = read_inputs(snapshots, cfg.status_map(settings.erp), settings, cfg.status_map(settings.erp, RETURNS))
+    del snapshots
     if not periods(inputs):
         return None  # no accounting document yet: nothing to reconcile
     flagged, warnings = flagged_to_date(inputs, settings)
@@ -95,8 +97,8 @@ def payout_matching(scope: Scope) -> pl.LazyFrame | None:
 def _lean_snapshots(scope: Scope, settings: PayoutSettings) -> Snapshots:
     """The snapshots a reconciliation reads, holding only the ERP records the payout lines can reach: the
     orders of the marketplace orders they name (and the channel's orders, whose statuses are checked for a
-    mapping), those orders' lines and returns, and the journal entries of their documents. The rest of a
-    large ERP is never collected, and matching reads nothing else (month-end reads it whole)."""
+    mapping), the lines and returns of the orders they name, and the journal entries of their documents.
+    The rest of a large ERP is never collected, and matching reads nothing else (month-end reads it whole)."""
     read: dict[tuple[str, str], pl.DataFrame | None] = {}
 
     def snapshot(source: str, entity: str) -> pl.DataFrame | None:
@@ -127,7 +129,9 @@ def _reachable(
         channel = (pl.col("channel") == settings.channel).fill_null(False) if "channel" in columns else False
         return kept.filter(pl.col("named").fill_null(False) | channel).drop("named")
     if entity in ("order_lines", "returns") and orders is not None and "order_id" in columns:
-        return _semi_join(frame, orders["order_id"])
+        # Of the channel's other orders only the status is read: their lines and returns are never judged.
+        named = orders.join(lines.select(pl.col("external_id").drop_nulls().unique()), on="external_id", how="semi")
+        return _semi_join(frame, named["order_id"])
     if entity == "journal_entries" and "payout_id" in columns:
         return _semi_join(frame, lines["payout_id"])
     return frame
