@@ -283,6 +283,8 @@ def test_one_pass_judges_an_order_charged_in_two_periods_at_each_periods_end() -
             ("A3", "P-A", None, "payment", "80.00", "EUR", when["A-PAY"]),
             ("O1", "P-O", "M-1", "commission", "-1.00", "EUR", when["O"]),
             ("O2", "P-O", None, "payment", "-1.00", "EUR", when["O"]),
+            ("O0", "P-Q", "M-1", "commission", "-0.50", "EUR", when["O"]),  # and in a second October document
+            ("Q1", "P-Q", None, "payment", "-0.50", "EUR", when["O"]),
         ],
         schema=["line_id", "payout_id", "external_id", "line_type", "amount", "currency", "transaction_date"],
         orient="row",
@@ -316,10 +318,14 @@ def test_one_pass_judges_an_order_charged_in_two_periods_at_each_periods_end() -
     flagged, _ = flagged_to_date(inputs, settings)
 
     august = "charged -20.00 to date on the ERP's 100.00 is 20.00%; at the agreed 15.00% it is -15.00"
-    october = "charged -21.00 to date on the ERP's 100.00 is 21.00%; at the agreed 15.00% it is -15.00"
+    october = "charged -21.50 to date on the ERP's 100.00 is 21.50%; at the agreed 15.00% it is -15.00"
     assert flagged.select("line_id", "problem", "reason", "actual").rows() == [
         ("A2", "commission_rate", august, Decimal("-20.00")),
-        ("O1", "commission_rate", october, Decimal("-21.00")),
+        ("O1", "commission_rate", october, Decimal("-21.50")),
+        ("O0", "commission_rate", october, Decimal("-21.50")),
     ]
-    month_end = [reconcile_inputs(inputs, settings, period).mismatched_lines for period in periods(inputs)]
-    assert pl.concat(month_end).select(flagged.columns).to_dicts() == flagged.to_dicts()
+    month_end = [reconcile_inputs(inputs, settings, period) for period in periods(inputs)]
+    assert pl.concat([r.mismatched_lines for r in month_end]).select(flagged.columns).to_dicts() == flagged.to_dicts()
+    # Month-end's issue names the order's lines and documents of its own period, each once, in order.
+    issues = [r.mismatches.select("check", "payout_id", "line_ids").rows() for r in month_end]
+    assert issues == [[("commission_rate", "P-A", "A2")], [("commission_rate", "P-O P-Q", "O0 O1")]]

@@ -235,17 +235,23 @@ def _to_date(keys: pl.DataFrame, history: pl.DataFrame, line_types: tuple[str, .
 
 
 def _per_order(scope: pl.DataFrame, history: pl.DataFrame, line_types: tuple[str, ...]) -> pl.DataFrame:
-    """Per marketplace order with such lines in a period: the period's lines and the total to its end."""
-    per_order = (
-        scope.filter(pl.col("line_type").is_in(line_types) & pl.col("external_id").is_not_null())
-        .group_by(ORDER_PERIOD)
-        .agg(
-            payout_id=pl.col("payout_id").unique().sort().str.join(" "),
-            line_ids=pl.col("line_id").sort().str.join(" "),
-            lines=pl.col("line_id"),
-        )
+    """Per marketplace order with such lines in a period (ORDER_PERIOD): the total to the period's end."""
+    keys = _order_lines(scope, line_types).select(ORDER_PERIOD).unique()
+    return _to_date(keys, history, line_types)
+
+
+def _order_lines(scope: pl.DataFrame, line_types: tuple[str, ...]) -> pl.DataFrame:
+    return scope.filter(pl.col("line_type").is_in(line_types) & pl.col("external_id").is_not_null())
+
+
+def _listed(flagged: pl.DataFrame, scope: pl.DataFrame, line_types: tuple[str, ...]) -> pl.DataFrame:
+    """Flagged orders with their documents and lines in the period, as an issue lists them. Only flagged
+    orders: listing the lines of every order judged cost more than judging them."""
+    lines = _order_lines(scope, line_types).join(flagged.select(ORDER_PERIOD), on=ORDER_PERIOD, how="semi")
+    listed = lines.group_by(ORDER_PERIOD).agg(
+        payout_id=pl.col("payout_id").unique().sort().str.join(" "), line_ids=pl.col("line_id").sort().str.join(" ")
     )
-    return per_order.join(_to_date(per_order, history, line_types), on=ORDER_PERIOD)
+    return flagged.join(listed, on=ORDER_PERIOD, how="left")
 
 
 def _orderless(scope: pl.DataFrame, line_types: tuple[str, ...]) -> pl.DataFrame:
@@ -257,17 +263,21 @@ def _orderless(scope: pl.DataFrame, line_types: tuple[str, ...]) -> pl.DataFrame
     )
 
 
-def _explode_verdicts(per_order: pl.DataFrame, expected: str, actual: str) -> pl.DataFrame:
-    """One verdict per line of each order; a mismatch shows the order's amounts compared."""
+def _line_verdicts(
+    scope: pl.DataFrame, per_order: pl.DataFrame, line_types: tuple[str, ...], expected: str, actual: str
+) -> pl.DataFrame:
+    """Each line of an order in the period gets the order's verdict; a mismatch shows the amounts compared."""
     mismatch = pl.col("status") == "mismatch"
-    return per_order.select(
-        pl.col("lines").alias("line_id"),
+    verdicts = per_order.select(
+        *ORDER_PERIOD,
         "status",
         "problem",
         "reason",
         expected=pl.when(mismatch).then(expected),
         actual=pl.when(mismatch).then(actual),
-    ).explode("line_id")
+    )
+    lines = _order_lines(scope, line_types).select("line_id", *ORDER_PERIOD)
+    return lines.join(verdicts, on=ORDER_PERIOD).drop(ORDER_PERIOD)
 
 
 def erp_by_external_id(erp_orders: pl.DataFrame) -> pl.DataFrame:
@@ -311,9 +321,8 @@ def sales(scope: pl.DataFrame, history: pl.DataFrame, erp: pl.DataFrame, toleran
         .when(off)
         .then(pl.lit("order_amount")),
     )
-    bad = per_order.filter(pl.col("status") == "mismatch")
     issues = _issues(
-        bad,
+        _listed(per_order.filter(pl.col("status") == "mismatch"), scope, SALES),
         check=pl.col("problem"),
         payout_id=pl.col("payout_id"),
         external_id=pl.col("external_id"),
@@ -324,7 +333,7 @@ def sales(scope: pl.DataFrame, history: pl.DataFrame, erp: pl.DataFrame, toleran
         actual=pl.col("to_date"),
         message=pl.format("order {} (ERP {}): {}", "external_id", "order_id", "reason"),
     )
-    verdicts = [_explode_verdicts(per_order, "erp_total", "to_date"), _orderless(scope, SALES)]
+    verdicts = [_line_verdicts(scope, per_order, SALES, "erp_total", "to_date"), _orderless(scope, SALES)]
     return Verdicts(pl.concat(verdicts, how="diagonal_relaxed"), issues)
 
 
@@ -389,7 +398,7 @@ def refunds(
         .then(pl.lit("refund_amount")),
     )
     issues = _issues(
-        per_order.filter(pl.col("status") == "mismatch"),
+        _listed(per_order.filter(pl.col("status") == "mismatch"), scope, ("refund",)),
         check=pl.lit("refund_amount"),
         payout_id=pl.col("payout_id"),
         external_id=pl.col("external_id"),
@@ -400,7 +409,7 @@ def refunds(
         actual=pl.col("refunded"),
         message=pl.format("order {} (ERP {}): {}", "external_id", "order_id", "reason"),
     )
-    verdicts = [_explode_verdicts(per_order, "credited", "refunded"), _orderless(scope, ("refund",))]
+    verdicts = [_line_verdicts(scope, per_order, ("refund",), "credited", "refunded"), _orderless(scope, ("refund",))]
     return Verdicts(pl.concat(verdicts, how="diagonal_relaxed"), issues)
 
 
@@ -476,28 +485,31 @@ def commissions(
     same rate on what was refunded. Every judgement gets its reason, or (not `explain_all`) only a mismatch:
     the nightly check reports mismatches alone, and writing a reason costs more than judging."""
     sales_types = SALES if settings.commission_on_shipping else ("order_amount",)
-    checked = []
+    judged, verdicts, issues = [], [_orderless(scope, COMMISSIONS)], []
     for kind, base_types in (("commission", sales_types), ("refund_commission", ("refund",))):
         per_order = _per_order(scope, history, (kind,))
         base = _to_date(per_order, history, base_types).select(*ORDER_PERIOD, base="to_date")
-        per_order = per_order.join(base, on=ORDER_PERIOD, how="left")
-        checked.append(_judge_commissions(per_order, kind, agreed, settings, explain_all))
-    judged = pl.concat(checked)
-    issues = _issues(
-        judged.filter(pl.col("status") == "mismatch"),
-        check=pl.col("problem"),
-        payout_id=pl.col("payout_id"),
-        external_id=pl.col("external_id"),
-        line_ids=pl.col("line_ids"),
-        currency=pl.col("line_currency"),
-        expected=pl.col("expected"),
-        actual=pl.col("to_date"),
-        message=pl.format("order {}: {}", "external_id", "reason"),
-    )
-    verdicts = [_explode_verdicts(judged, "expected", "to_date"), _orderless(scope, COMMISSIONS)]
+        per_order = _judge_commissions(
+            per_order.join(base, on=ORDER_PERIOD, how="left"), kind, agreed, settings, explain_all
+        )
+        judged.append(per_order)
+        verdicts.append(_line_verdicts(scope, per_order, (kind,), "expected", "to_date"))
+        issues.append(
+            _issues(
+                _listed(per_order.filter(pl.col("status") == "mismatch"), scope, (kind,)),
+                check=pl.col("problem"),
+                payout_id=pl.col("payout_id"),
+                external_id=pl.col("external_id"),
+                line_ids=pl.col("line_ids"),
+                currency=pl.col("line_currency"),
+                expected=pl.col("expected"),
+                actual=pl.col("to_date"),
+                message=pl.format("order {}: {}", "external_id", "reason"),
+            )
+        )
     # Counted per period, as each period's reconciliation counts them.
-    assumed = judged.filter("assumed").select(ORDER_PERIOD).unique().height
-    return Verdicts(pl.concat(verdicts, how="diagonal_relaxed"), issues, assumed)
+    assumed = pl.concat(judged).filter("assumed").select(ORDER_PERIOD).unique().height
+    return Verdicts(pl.concat(verdicts, how="diagonal_relaxed"), pl.concat(issues), assumed)
 
 
 def _judge_commissions(
