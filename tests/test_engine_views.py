@@ -168,6 +168,21 @@ def test_a_shared_result_is_computed_once_for_its_readers_and_then_forgotten(tmp
         assert ctx.shared(("k",), compute, uses=2) == 2  # a third reader finds it gone and computes it again
 
 
+def test_an_audit_caps_duckdbs_cache_while_it_runs_and_puts_the_limit_back(tmp_path):
+    from driftwatch.config import Config
+    from driftwatch.engine.context import AuditContext
+    from driftwatch.store import Store
+
+    def limit(store: Store) -> str:
+        return store.query("SELECT current_setting('memory_limit')").fetchall()[0][0]
+
+    with Store(tmp_path / "s.duckdb") as store:
+        before = limit(store)
+        with AuditContext(store, Config()):
+            assert limit(store) == "953.6 MiB"  # 1GB, as DuckDB prints it
+        assert limit(store) == before != "953.6 MiB"
+
+
 def _order_views(tmp_path, feed: dict) -> dict[str, pl.DataFrame]:
     """The order views of one feed over hand-built snapshots, and the columns their scratch files hold."""
     from engine_frames import snapshot

@@ -326,6 +326,18 @@ class Store:
         )
 
     @contextmanager
+    def memory_limited(self, limit: str) -> Iterator[None]:
+        """DuckDB's memory limit set to `limit` (such as "1GB") for a while, then back to DuckDB's default (a
+        store never sets another). DuckDB keeps every block it reads cached up to its limit (80 % of the
+        machine by default), so a long run of reads holds what it read long after; past the limit its joins
+        and aggregations spill to disk."""
+        self.connection.execute(f"SET memory_limit = '{limit}'")
+        try:
+            yield
+        finally:
+            self.connection.execute("RESET memory_limit")
+
+    @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         cur = self.connection.cursor()
         cur.execute("BEGIN TRANSACTION")
