@@ -183,6 +183,24 @@ def test_an_audit_caps_duckdbs_cache_while_it_runs_and_puts_the_limit_back(tmp_p
         assert limit(store) == before != "953.6 MiB"
 
 
+def test_grouping_a_runs_findings_caps_duckdbs_cache_too(tmp_path, monkeypatch):
+    from driftwatch import auditing
+    from driftwatch.config import Config
+    from driftwatch.store import Store
+
+    seen = []
+
+    def limit(store: Store, *_) -> None:
+        seen.append(store.query("SELECT current_setting('memory_limit')").fetchall()[0][0])
+
+    monkeypatch.setattr(auditing, "record_incidents", limit)
+    monkeypatch.setattr(auditing, "record_latency", limit)
+    with Store(tmp_path / "s.duckdb") as store:
+        auditing.follow_up(store, Config(), "run-1")
+        after = store.query("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    assert seen == ["953.6 MiB", "953.6 MiB"] and after != "953.6 MiB"
+
+
 def _order_views(tmp_path, feed: dict) -> dict[str, pl.DataFrame]:
     """The order views of one feed over hand-built snapshots, and the columns their scratch files hold."""
     from engine_frames import snapshot
