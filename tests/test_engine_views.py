@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import polars as pl
+import pytest
 
 from driftwatch.engine.findings import as_text
 from driftwatch.engine.views import available_to_sell, net_lifetime_value, orders_from_events, with_canonical_status
@@ -181,6 +182,30 @@ def test_an_audit_caps_duckdbs_cache_while_it_runs_and_puts_the_limit_back(tmp_p
         with AuditContext(store, Config()):
             assert limit(store) == "953.6 MiB"  # 1GB, as DuckDB prints it
         assert limit(store) == before != "953.6 MiB"
+
+
+def test_an_audit_that_cannot_start_puts_the_limit_back_and_removes_its_scratch(tmp_path, monkeypatch):
+    from driftwatch.config import Config, EngineSettings
+    from driftwatch.engine import context
+    from driftwatch.store import Store
+
+    def refused(*_args):
+        raise RuntimeError("the shared folder refused us")
+
+    monkeypatch.setattr(context, "Partitioned", refused)
+    cfg = Config(engine=EngineSettings(partitions=2))
+    with Store(tmp_path / "s.duckdb") as store:
+        before = store.query("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        try:
+            with context.AuditContext(store, cfg):
+                pass
+        except RuntimeError:
+            # Read while the error is in hand: its traceback keeps the half-entered context alive, as a
+            # caller reporting the error would, so nothing but the context itself can have put it back.
+            assert store.query("SELECT current_setting('memory_limit')").fetchall()[0][0] == before
+        else:
+            pytest.fail("the audit started")
+    assert not any(p.name.startswith("audit") for p in tmp_path.rglob("*") if p.is_dir())
 
 
 def test_grouping_a_runs_findings_caps_duckdbs_cache_too(tmp_path, monkeypatch):

@@ -76,11 +76,16 @@ class AuditContext:
     _cleanup: ExitStack = field(default_factory=ExitStack)
 
     def __enter__(self) -> AuditContext:
-        self._workdir = self._cleanup.enter_context(scratch_folder(working(self.store.path, "scratch"), "audit"))
-        self._cleanup.enter_context(self.store.memory_limited(AUDIT_DUCKDB_MEMORY))
-        engine = self.engine or self.cfg.engine
-        if engine.splits:
-            self.partitioned = Partitioned(engine, self._workdir, self._cleanup)
+        try:
+            self._workdir = self._cleanup.enter_context(scratch_folder(working(self.store.path, "scratch"), "audit"))
+            self._cleanup.enter_context(self.store.memory_limited(AUDIT_DUCKDB_MEMORY))
+            engine = self.engine or self.cfg.engine
+            if engine.splits:
+                self.partitioned = Partitioned(engine, self._workdir, self._cleanup)
+        except BaseException:
+            # `with` calls no __exit__ when entering fails: undo what was entered while the store is open.
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
